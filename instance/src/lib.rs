@@ -1,0 +1,6 @@
+//! `cloudpulse-instance`: the service every EC2 instance of a deployment runs.
+//!
+//! It answers the load balancer's `/health`, serves a small dashboard and JSON
+//! API about itself and its Auto Scaling group, learns its identity from
+//! IMDSv2 and publishes metrics to CloudWatch. It ships as a static binary and
+//! must never let a slow AWS call slow down a health check.

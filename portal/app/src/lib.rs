@@ -1,0 +1,17 @@
+//! The CloudPulse user interface: Leptos components, pages and server functions.
+//!
+//! This crate compiles twice: with `ssr` into the server, where pages render to
+//! HTML and server functions run, and with `hydrate` into the browser's wasm
+//! bundle, where the same components take over the server's HTML. It must never
+//! depend on the AWS SDK, sqlx or tokio: it sees the portal only through the
+//! plain types in [`model`] and, on the server, the [`backend::Backend`] trait
+//! that the server crate implements.
+
+pub mod model;
+pub mod pages;
+pub mod shell;
+
+#[cfg(feature = "ssr")]
+pub mod backend;
+
+pub use shell::{shell, App};

@@ -1,0 +1,156 @@
+//! The home page: every deployment, live and past.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use crate::model::{DeploymentStatus, DeploymentSummary, Page};
+
+pub const PER_PAGE: u32 = 25;
+
+#[component]
+pub fn DeploymentsPage() -> impl IntoView {
+    let query = use_query_map();
+    let status = move || query.read().get("status");
+    let page = move || {
+        query
+            .read()
+            .get("page")
+            .and_then(|p| p.parse::<u32>().ok())
+            .filter(|p| *p >= 1)
+            .unwrap_or(1)
+    };
+    let deployments = Resource::new(
+        move || (status(), page()),
+        |(status, page)| list_deployments(status, page),
+    );
+
+    view! {
+        <Title text="Deployments · CloudPulse"/>
+        <h1>"Deployments"</h1>
+        <StatusFilter current=Signal::derive(status)/>
+        <Suspense fallback=|| view! { <p class="muted">"Loading deployments…"</p> }>
+            {move || Suspend::new(async move {
+                match deployments.await {
+                    Ok(page) => view! { <DeploymentTable page/> }.into_any(),
+                    Err(error) => view! {
+                        <p class="error" role="alert">{error.to_string()}</p>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// Plain links, so filtering works before (and without) JavaScript.
+#[component]
+fn StatusFilter(current: Signal<Option<String>>) -> impl IntoView {
+    let link = move |value: Option<&'static str>, label: &'static str| {
+        let href = value
+            .map(|v| format!("/?status={v}"))
+            .unwrap_or_else(|| "/".into());
+        let active = move || current.get().as_deref() == value;
+        view! {
+            // A plain anchor: the router's <A> marks every "/?status=…" link
+            // current, since it ignores the query. The router still turns
+            // clicks on it into client-side navigation.
+            <a href=href aria-current=move || active().then_some("page")>{label}</a>
+        }
+    };
+    view! {
+        <nav class="filters" aria-label="Filter by status">
+            {link(None, "All")}
+            {DeploymentStatus::ALL
+                .into_iter()
+                .map(|s| link(Some(s.as_str()), s.label()))
+                .collect_view()}
+        </nav>
+    }
+}
+
+#[component]
+fn DeploymentTable(page: Page<DeploymentSummary>) -> impl IntoView {
+    if page.items.is_empty() {
+        return view! {
+            <section class="empty" data-testid="deployments-empty">
+                <h2>"No deployments here yet"</h2>
+                <p>
+                    "A deployment is one self-healing web stack: a VPC over two availability "
+                    "zones, NAT gateways, a load balancer and an Auto Scaling group of instances "
+                    "that scales on CPU. Deploy one to watch it heal."
+                </p>
+            </section>
+        }
+        .into_any();
+    }
+    let pages = page.total.div_ceil(u64::from(page.per_page.max(1))).max(1);
+    view! {
+        <table class="deployments" data-testid="deployments-table">
+            <thead>
+                <tr>
+                    <th scope="col">"Name"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col">"Region"</th>
+                    <th scope="col">"Created"</th>
+                    <th scope="col">"Cost so far"</th>
+                    <th scope="col">"Uptime"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {page
+                    .items
+                    .into_iter()
+                    .map(|d| {
+                        view! {
+                            <tr>
+                                <td>{d.name}</td>
+                                <td>
+                                    <span class=format!("badge {}", d.status.as_str())>
+                                        {d.status.label()}
+                                    </span>
+                                </td>
+                                <td>{d.region}</td>
+                                <td>
+                                    <time datetime=d.created_at.to_rfc3339()>
+                                        {d.created_at.format("%Y-%m-%d %H:%M UTC").to_string()}
+                                    </time>
+                                </td>
+                                <td>"—"</td>
+                                <td>"—"</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+        <p class="muted">{format!("Page {} of {pages} · {} deployments", page.page, page.total)}</p>
+    }
+    .into_any()
+}
+
+/// Deployments, newest first, optionally filtered by status.
+#[server]
+pub async fn list_deployments(
+    status: Option<String>,
+    page: u32,
+) -> Result<Page<DeploymentSummary>, ServerFnError> {
+    use crate::backend::{use_backend, DeploymentFilter};
+    let status = match status.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(DeploymentStatus::parse(text).ok_or_else(|| {
+            ServerFnError::new(format!(
+                "unknown status {text:?}; use one of deploying, live, failed, tearing_down, torn_down"
+            ))
+        })?),
+    };
+    let filter = DeploymentFilter {
+        status,
+        page: page.max(1),
+        per_page: PER_PAGE,
+    };
+    use_backend()?
+        .list_deployments(filter)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
+}

@@ -1,0 +1,13 @@
+//! The engine: provisioning and teardown of a CloudPulse stack as durable jobs.
+//!
+//! A job is a DAG of steps, each an idempotent action with an idempotent undo,
+//! whose state lives in SQLite so that a killed portal resumes without
+//! duplicating anything. This crate also owns the portal's database: opening
+//! it, migrating it, and the queries over deployments and jobs.
+//!
+//! It must not render anything or know about HTTP: the server crate turns its
+//! results into pages, JSON and events.
+
+pub mod store;
+
+pub use store::{Store, StoreError};

@@ -1,0 +1,13 @@
+//! The sandbox: a local cloud that behaves like the parts of AWS CloudPulse uses.
+//!
+//! The control plane is moto in server mode on a loopback port, reached
+//! through the ordinary AWS SDK with an endpoint override, so the portal's code
+//! path is the same as against AWS. What moto lacks (running instances, health
+//! checks, a load balancer, alarm evaluation) is emulated here.
+//!
+//! Nothing in this crate may reach a real AWS endpoint: every client it builds
+//! has an explicit loopback endpoint and static test credentials.
+
+pub mod moto;
+
+pub use moto::{sdk_config, MotoError, MotoServer};

@@ -1,0 +1,320 @@
+//! moto in server mode: the sandbox's AWS control plane.
+//!
+//! [`MotoServer::start`] runs moto from the project's virtualenv on a free
+//! loopback port, waits until it accepts connections and stops it on drop.
+//! moto keeps everything in memory, so every server is a clean, isolated AWS.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::time::Instant;
+
+/// The region every sandbox client uses.
+pub const SANDBOX_REGION: &str = "us-east-1";
+
+/// Environment variable naming the Python interpreter that has moto installed.
+pub const PYTHON_ENV: &str = "CLOUDPULSE_MOTO_PYTHON";
+
+const LAUNCHER: &str = include_str!("moto_launcher.py");
+const LOG_LINES_KEPT: usize = 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MotoError {
+    #[error("moto is not installed: no Python with moto found at {looked}; run `cargo xtask setup` or set {PYTHON_ENV} to a python that has moto[server]")]
+    NotInstalled { looked: String },
+    #[error("cannot start moto with {python}: {source}")]
+    Spawn {
+        python: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("moto exited while starting ({status}): {last_line}")]
+    Exited {
+        status: ExitStatus,
+        last_line: String,
+    },
+    #[error(
+        "moto did not accept connections on {addr} within {seconds} s; last output: {last_line}"
+    )]
+    Timeout {
+        addr: SocketAddr,
+        seconds: u64,
+        last_line: String,
+    },
+    #[error("cannot find a free loopback port: {0}")]
+    NoPort(#[source] std::io::Error),
+    #[error("moto request {path} failed: {reason}")]
+    Request { path: String, reason: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct MotoOptions {
+    /// The Python interpreter with moto installed; found automatically if unset.
+    pub python: Option<PathBuf>,
+    /// The port to listen on; a free one is chosen if unset.
+    pub port: Option<u16>,
+    pub startup_timeout: Duration,
+}
+
+impl Default for MotoOptions {
+    fn default() -> Self {
+        MotoOptions {
+            python: None,
+            port: None,
+            startup_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running moto server. Dropping it stops the server.
+#[derive(Debug)]
+pub struct MotoServer {
+    child: Child,
+    // Held open for the server's life: closing it tells the launcher to exit.
+    stdin: Option<ChildStdin>,
+    addr: SocketAddr,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl MotoServer {
+    /// Starts moto with default options.
+    pub async fn start() -> Result<Self, MotoError> {
+        Self::start_with(MotoOptions::default()).await
+    }
+
+    pub async fn start_with(options: MotoOptions) -> Result<Self, MotoError> {
+        let python = match options.python {
+            Some(path) => path,
+            None => locate_python()?,
+        };
+        // Another process may take a port between our probe and moto's bind;
+        // when the port was ours to choose, choose again.
+        let attempts = if options.port.is_some() { 1 } else { 3 };
+        let mut last = None;
+        for _ in 0..attempts {
+            let port = match options.port {
+                Some(port) => port,
+                None => free_port().map_err(MotoError::NoPort)?,
+            };
+            match Self::spawn(&python, port, options.startup_timeout).await {
+                Err(MotoError::Exited { status, last_line })
+                    if last_line.contains("Address already in use") =>
+                {
+                    last = Some(MotoError::Exited { status, last_line });
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| MotoError::NoPort(std::io::Error::other("no attempt made"))))
+    }
+
+    async fn spawn(python: &Path, port: u16, timeout: Duration) -> Result<Self, MotoError> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let mut child = Command::new(python)
+            .arg("-c")
+            .arg(LAUNCHER)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Without this, attaching AWS-managed policies (SSM for instances) fails.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| MotoError::Spawn {
+                python: python.to_path_buf(),
+                source,
+            })?;
+        let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_LINES_KEPT)));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(drain(out, Arc::clone(&log)));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(drain(err, Arc::clone(&log)));
+        }
+        let stdin = child.stdin.take();
+        let mut server = MotoServer {
+            child,
+            stdin,
+            addr,
+            log,
+        };
+        server.wait_until_ready(timeout).await?;
+        tracing::info!(endpoint = %server.endpoint(), "moto is up");
+        Ok(server)
+    }
+
+    async fn wait_until_ready(&mut self, timeout: Duration) -> Result<(), MotoError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Give the drain tasks a moment to collect the last words.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Err(MotoError::Exited {
+                    status,
+                    last_line: self.last_line(),
+                });
+            }
+            if TcpStream::connect(self.addr).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(MotoError::Timeout {
+                    addr: self.addr,
+                    seconds: timeout.as_secs(),
+                    last_line: self.last_line(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The base URL to give the AWS SDK as its endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// An SDK configuration for this server: its endpoint, the sandbox region
+    /// and static test credentials.
+    pub fn sdk_config(&self) -> SdkConfig {
+        sdk_config(&self.endpoint())
+    }
+
+    /// Forgets every resource: the server is as new.
+    pub async fn reset(&self) -> Result<(), MotoError> {
+        self.post("/moto-api/reset").await.map(drop)
+    }
+
+    async fn post(&self, path: &str) -> Result<String, MotoError> {
+        let failed = |reason: String| MotoError::Request {
+            path: path.to_string(),
+            reason,
+        };
+        let mut stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let request = format!(
+            "POST {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+            self.addr
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let status_ok = response
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|code| code.starts_with('2'));
+        if status_ok {
+            Ok(response)
+        } else {
+            Err(failed(
+                response.lines().next().unwrap_or("no answer").to_string(),
+            ))
+        }
+    }
+
+    /// The last line moto printed, for error messages.
+    pub fn last_line(&self) -> String {
+        self.log
+            .lock()
+            .map(|log| log.back().cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Stops the server and waits for it to exit.
+    pub async fn stop(mut self) {
+        self.stdin.take();
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
+
+/// An SDK configuration that talks to the sandbox at `endpoint`, never to AWS.
+pub fn sdk_config(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(SANDBOX_REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                "sandbox",
+                "sandbox",
+                None,
+                None,
+                "cloudpulse-sandbox",
+            )),
+        )
+        .build()
+}
+
+async fn drain(stream: impl AsyncRead + Unpin, log: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::debug!(target: "moto", "{line}");
+        if let Ok(mut log) = log.lock() {
+            if log.len() == LOG_LINES_KEPT {
+                log.pop_front();
+            }
+            log.push_back(line);
+        }
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Finds a Python that has moto: `$CLOUDPULSE_MOTO_PYTHON`, else the
+/// project's `.venv` in this folder or any folder above it (also above this
+/// crate's source, for tests run from anywhere).
+pub fn locate_python() -> Result<PathBuf, MotoError> {
+    if let Some(path) = std::env::var_os(PYTHON_ENV) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(MotoError::NotInstalled {
+                looked: path.display().to_string(),
+            })
+        };
+    }
+    let mut looked = Vec::new();
+    let starts = [
+        std::env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    for start in starts.into_iter().flatten() {
+        for dir in start.ancestors() {
+            let candidate = dir.join(".venv/bin/python");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            looked.push(candidate.display().to_string());
+        }
+    }
+    looked.dedup();
+    Err(MotoError::NotInstalled {
+        looked: looked.join(", "),
+    })
+}

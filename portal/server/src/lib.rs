@@ -1,0 +1,215 @@
+//! The CloudPulse portal server: the `cloudpulse` binary's library.
+//!
+//! It wires the pieces together: configuration, the database, the cloud
+//! connection, the Leptos pages, the REST API and the sandbox. Business rules
+//! live in the engine and telemetry crates; this crate only serves them.
+
+pub mod api;
+pub mod backend;
+pub mod cloud;
+pub mod config;
+pub mod security;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use cloudpulse_app::backend::SharedBackend;
+use cloudpulse_app::model::CloudMode;
+use cloudpulse_engine::Store;
+use cloudpulse_sandbox::moto::{MotoOptions, MotoServer};
+use leptos::config::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::backend::PortalBackend;
+use crate::cloud::CloudProbe;
+use crate::config::{Cli, Command, SandboxArgs, ServeArgs};
+
+/// The name the browser bundle is built under (`pkg/cloudpulse.js`).
+pub const BUNDLE_NAME: &str = "cloudpulse";
+
+/// Runs a parsed command line to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(&args.log)?;
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            let db = args.database_or("cloudpulse.db");
+            let app = Application::build(&args, &db, CloudMode::Aws, sdk).await?;
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Sandbox(args) => run_sandbox(args).await,
+    }
+}
+
+async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
+    init_logging(&args.serve.log)?;
+    // Check what we can before starting anything, so a bad flag stops nothing.
+    args.serve.bind_addr()?;
+    tracing::info!("starting the sandbox cloud (moto)");
+    let moto = MotoServer::start_with(MotoOptions {
+        python: args.moto_python.clone(),
+        port: args.moto_port,
+        ..Default::default()
+    })
+    .await
+    .context("the sandbox cloud did not start")?;
+    let db = args.serve.database_or("cloudpulse-sandbox.db");
+    let result = async {
+        let app =
+            Application::build(&args.serve, &db, CloudMode::Sandbox, moto.sdk_config()).await?;
+        app.run_until_stopped(shutdown_signal()).await
+    }
+    .await;
+    moto.stop().await;
+    result
+}
+
+/// A portal ready to serve: listener bound, database open, routes built.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(
+        args: &ServeArgs,
+        database: &Path,
+        mode: CloudMode,
+        sdk: aws_config::SdkConfig,
+    ) -> anyhow::Result<Self> {
+        let addr = args.bind_addr()?;
+        let store = Store::open(database).await?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (is another portal running there? pass --bind 127.0.0.1:PORT)")
+        })?;
+        let addr = listener.local_addr()?;
+
+        let cloud = CloudProbe::new(mode, &sdk);
+        cloud
+            .clone()
+            .spawn(Duration::from_secs(args.cloud_check_secs));
+
+        check_bundle(&args.site_root);
+        let backend: SharedBackend = Arc::new(PortalBackend::new(store, cloud));
+        let router = router(backend, &args.site_root);
+        Ok(Application {
+            listener,
+            router,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        // Tests and scripts read this line to learn the port.
+        println!("CloudPulse is listening on http://{}", self.addr);
+        tracing::info!(url = %format!("http://{}", self.addr), "portal ready");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the web server failed")?;
+        tracing::info!("portal stopped");
+        Ok(())
+    }
+}
+
+/// Every route of the portal.
+pub fn router(backend: SharedBackend, site_root: &Path) -> Router {
+    let options = LeptosOptions::builder()
+        .output_name(BUNDLE_NAME)
+        .site_root(site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .env(leptos::config::Env::PROD)
+        .build();
+    let routes = generate_route_list(cloudpulse_app::App);
+    let context_backend = backend.clone();
+    let pages = Router::new()
+        .leptos_routes_with_context(
+            &options,
+            routes,
+            move || {
+                leptos::context::provide_context(context_backend.clone());
+                security::provide_nonce_from_request();
+            },
+            {
+                let options = options.clone();
+                move || cloudpulse_app::shell(options.clone())
+            },
+        )
+        .with_state(options);
+
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .nest("/api/v1", api::routes())
+        .with_state(backend)
+        .route(
+            cloudpulse_app::shell::STYLESHEET_PATH,
+            get(security::stylesheet),
+        )
+        .nest_service("/pkg", ServeDir::new(site_root.join("pkg")))
+        .merge(pages)
+        .fallback(api::not_found)
+        .layer(axum::middleware::from_fn(security::reject_cross_site))
+        .layer(axum::middleware::from_fn(security::headers))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+}
+
+fn check_bundle(site_root: &Path) {
+    let js: PathBuf = site_root.join("pkg").join(format!("{BUNDLE_NAME}.js"));
+    if !js.is_file() {
+        tracing::warn!(
+            path = %js.display(),
+            "no browser bundle: pages render but stay inert; build it with `cargo xtask build` \
+             or pass --site-root"
+        );
+    }
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid --log {filter:?}: use a level such as info or debug"))?;
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
