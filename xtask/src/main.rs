@@ -82,6 +82,16 @@ impl Project {
         self.root.join(".venv/bin/python")
     }
 
+    /// Tools built from crates.io for this project (the wasm-bindgen CLI),
+    /// kept beside the build so they need no PATH entry.
+    fn tools(&self) -> PathBuf {
+        self.target.join("tools")
+    }
+
+    fn wasm_bindgen(&self) -> PathBuf {
+        self.tools().join("bin/wasm-bindgen")
+    }
+
     fn server_binary(&self) -> PathBuf {
         self.target.join("debug/cloudpulse")
     }
@@ -112,7 +122,7 @@ impl Project {
     /// generated glue does not match the wasm.
     fn ensure_wasm_bindgen(&self) -> Result {
         let wanted = locked_version(&self.root, "wasm-bindgen")?;
-        let have = Command::new("wasm-bindgen")
+        let have = Command::new(self.wasm_bindgen())
             .arg("--version")
             .output()
             .ok()
@@ -123,10 +133,12 @@ impl Project {
         }
         println!("installing wasm-bindgen-cli {wanted} (takes a few minutes, once)");
         run(self.cmd("cargo").args([
-            "install",
-            "wasm-bindgen-cli",
-            "--version",
-            &format!("={wanted}"),
+            "install".as_ref(),
+            "wasm-bindgen-cli".as_ref(),
+            "--version".as_ref(),
+            format!("={wanted}").as_ref(),
+            "--root".as_ref(),
+            self.tools().as_os_str(),
         ]))
     }
 
@@ -194,7 +206,7 @@ impl Project {
             .target
             .join("wasm32-unknown-unknown/wasm-release/cloudpulse_frontend.wasm");
         let pkg = self.site_root().join("pkg");
-        run(self.cmd("wasm-bindgen").args([
+        run(self.cmd(&self.wasm_bindgen().to_string_lossy()).args([
             "--target".as_ref(),
             "web".as_ref(),
             "--no-typescript".as_ref(),
