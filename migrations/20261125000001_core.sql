@@ -39,6 +39,8 @@ CREATE TABLE jobs (
     -- A client's Idempotency-Key: the same key never creates a second job.
     idempotency_key TEXT UNIQUE,
     error           TEXT,
+    -- Set by a cancel request; the runner starts no new step once it is 1.
+    cancel_requested INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
     created_at      TEXT NOT NULL,
     started_at      TEXT,
     finished_at     TEXT
@@ -64,6 +66,7 @@ CREATE TABLE steps (
     error_hint    TEXT,                       -- what a person can do about it
     request_id    TEXT,                       -- the AWS request id of the failed call
     outputs       TEXT NOT NULL DEFAULT '{}', -- JSON
+    progress      TEXT,                       -- what a long step is waiting for
     PRIMARY KEY (job_id, key)
 );
 

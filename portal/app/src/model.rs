@@ -113,6 +113,194 @@ pub struct Page<T> {
     pub per_page: u32,
 }
 
+/// The kind of work a job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Deploy,
+    Teardown,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Deploy => "deploy",
+            JobKind::Teardown => "teardown",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [JobKind::Deploy, JobKind::Teardown]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        use JobStatus::*;
+        [Pending, Running, Done, Failed, Cancelled]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        use StepStatus::*;
+        [Pending, Running, Done, Failed, Skipped]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// Who asked for a job; shown on the timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Browser,
+    Api,
+    Cli,
+    Ttl,
+    CostCap,
+    System,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Browser => "browser",
+            Source::Api => "api",
+            Source::Cli => "cli",
+            Source::Ttl => "ttl",
+            Source::CostCap => "cost_cap",
+            Source::System => "system",
+        }
+    }
+}
+
+/// An AWS error as a step saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepFailure {
+    pub code: String,
+    pub message: String,
+    pub hint: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepView {
+    pub key: String,
+    pub depends_on: Vec<String>,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub progress: Option<String>,
+    /// The last error: the reason for `failed`, or the last retried one.
+    pub error: Option<StepFailure>,
+    pub outputs: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub deployment_id: String,
+    pub kind: JobKind,
+    pub status: JobStatus,
+    pub source: String,
+    pub error: Option<String>,
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub steps: Vec<StepView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceView {
+    pub kind: String,
+    pub aws_id: String,
+    pub arn: Option<String>,
+    pub step_key: String,
+    pub region: String,
+    pub created_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentDetail {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub status: DeploymentStatus,
+    pub params: serde_json::Value,
+    pub outputs: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub torn_down_at: Option<DateTime<Utc>>,
+    pub resources: Vec<ResourceView>,
+    pub current_job: Option<JobView>,
+    pub jobs: Vec<JobSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: String,
+    pub kind: JobKind,
+    pub status: JobStatus,
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

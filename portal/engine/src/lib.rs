@@ -8,6 +8,15 @@
 //! It must not render anything or know about HTTP: the server crate turns its
 //! results into pages, JSON and events.
 
+pub mod aws;
+pub mod error;
+pub mod inventory;
+pub mod params;
+pub mod plan;
+pub mod runner;
+pub mod steps;
 pub mod store;
+pub mod user_data;
 
+pub use runner::{Engine, EngineConfig, EngineError, JobEvent};
 pub use store::{Store, StoreError};

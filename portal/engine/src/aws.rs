@@ -1,0 +1,176 @@
+//! The AWS clients a deployment uses, and how its resources are named and tagged.
+
+use aws_config::{Region, SdkConfig};
+
+/// Tag on every resource: which deployment made it.
+pub const TAG_DEPLOYMENT: &str = "cloudpulse:deployment";
+/// Tag on every resource: which step made it.
+pub const TAG_STEP: &str = "cloudpulse:step";
+
+/// Clients for one region, built once from one `SdkConfig` and cloned.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    pub region: String,
+    /// False when the endpoint is plain HTTP (the sandbox); AWS is always TLS.
+    pub tls: bool,
+    pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub asg: aws_sdk_autoscaling::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+impl Aws {
+    /// Clients for `region`. With an endpoint override (the sandbox, or any
+    /// AWS-compatible endpoint) S3 uses path-style addressing.
+    pub fn new(sdk: &SdkConfig, region: &str) -> Self {
+        let sdk = sdk
+            .to_builder()
+            .region(Region::new(region.to_string()))
+            .build();
+        let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        Aws {
+            region: region.to_string(),
+            tls: sdk
+                .endpoint_url()
+                .is_none_or(|url| url.starts_with("https://")),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            asg: aws_sdk_autoscaling::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            ssm: aws_sdk_ssm::Client::new(&sdk),
+        }
+    }
+}
+
+/// Deterministic names, so an action can find what an earlier attempt made.
+#[derive(Clone, Debug)]
+pub struct Names {
+    /// The deployment's UUID.
+    pub deployment: String,
+    /// The person's name for it.
+    pub display: String,
+    /// First 8 hex digits of the UUID: short enough for 32-character names.
+    pub short: String,
+}
+
+impl Names {
+    pub fn new(deployment_id: &str, display: &str) -> Self {
+        let short: String = deployment_id
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(8)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Names {
+            deployment: deployment_id.to_string(),
+            display: display.to_string(),
+            short,
+        }
+    }
+
+    pub fn prefix(&self) -> String {
+        format!("cloudpulse-{}", self.short)
+    }
+
+    pub fn role(&self) -> String {
+        format!("{}-ec2-role", self.prefix())
+    }
+
+    pub fn instance_profile(&self) -> String {
+        format!("{}-ec2-profile", self.prefix())
+    }
+
+    /// Globally unique enough: the whole UUID, without hyphens.
+    pub fn bucket(&self) -> String {
+        let hex: String = self
+            .deployment
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect();
+        format!("cloudpulse-{}", hex.to_ascii_lowercase())
+    }
+
+    pub fn alb_security_group(&self) -> String {
+        format!("{}-alb", self.prefix())
+    }
+
+    pub fn app_security_group(&self) -> String {
+        format!("{}-app", self.prefix())
+    }
+
+    /// ELB names: at most 32 characters.
+    pub fn load_balancer(&self) -> String {
+        format!("cp-{}-alb", self.short)
+    }
+
+    pub fn target_group(&self) -> String {
+        format!("cp-{}-tg", self.short)
+    }
+
+    pub fn launch_template(&self) -> String {
+        format!("{}-lt", self.prefix())
+    }
+
+    pub fn auto_scaling_group(&self) -> String {
+        format!("{}-asg", self.prefix())
+    }
+
+    pub fn scale_out_policy(&self) -> String {
+        format!("{}-scale-out", self.prefix())
+    }
+
+    pub fn scale_in_policy(&self) -> String {
+        format!("{}-scale-in", self.prefix())
+    }
+
+    pub fn high_cpu_alarm(&self) -> String {
+        format!("{}-cpu-high", self.prefix())
+    }
+
+    pub fn low_cpu_alarm(&self) -> String {
+        format!("{}-cpu-low", self.prefix())
+    }
+
+    /// The Name tag: readable in the AWS console.
+    pub fn name_tag(&self, what: &str) -> String {
+        format!("{}-{what}", self.display)
+    }
+
+    /// The tags every resource of step `step` carries, plus its Name.
+    pub fn tags(&self, step: &str, what: &str) -> Vec<(String, String)> {
+        vec![
+            (TAG_DEPLOYMENT.to_string(), self.deployment.clone()),
+            (TAG_STEP.to_string(), step.to_string()),
+            ("Name".to_string(), self.name_tag(what)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_aws_limits() {
+        let names = Names::new(
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            "a-rather-long-name-of-32-chars-x",
+        );
+        assert_eq!(names.short, "0f1e2d3c");
+        assert!(names.load_balancer().len() <= 32);
+        assert!(names.target_group().len() <= 32);
+        assert!(names.bucket().len() <= 63);
+        assert_eq!(
+            names.bucket(),
+            "cloudpulse-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+        );
+        assert!(names.role().len() <= 64);
+    }
+}

@@ -1,0 +1,206 @@
+//! Step errors, split into what is worth retrying and what needs a person.
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+/// Why a step failed, with the AWS code and message kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError {
+    pub retryable: bool,
+    pub code: String,
+    pub message: String,
+    pub hint: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StepError {}
+
+pub type StepResult<T> = Result<T, StepError>;
+
+impl StepError {
+    pub fn fatal(code: impl Into<String>, message: impl Into<String>) -> Self {
+        let code = code.into();
+        StepError {
+            retryable: false,
+            hint: hint_for(&code, ""),
+            code,
+            message: message.into(),
+            request_id: None,
+        }
+    }
+
+    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
+        StepError {
+            retryable: true,
+            ..Self::fatal(code, message)
+        }
+    }
+
+    /// Classifies any AWS SDK error.
+    pub fn from_sdk<E, R>(error: aws_sdk_ec2::error::SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + HttpStatus,
+    {
+        use aws_sdk_ec2::error::SdkError;
+        match &error {
+            SdkError::ServiceError(service) => {
+                let err = service.err();
+                let meta = err.meta();
+                let code = meta
+                    .code()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("Http{}", service.raw().status_code()));
+                let message = meta.message().map(str::to_string).unwrap_or_else(|| {
+                    format!("HTTP {} with no error details", service.raw().status_code())
+                });
+                let request_id =
+                    aws_sdk_ec2::operation::RequestId::request_id(meta).map(str::to_string);
+                let retryable = is_retryable(&code, &message);
+                StepError {
+                    retryable,
+                    hint: hint_for(&code, &message),
+                    code,
+                    message,
+                    request_id,
+                }
+            }
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => {
+                StepError::retryable("NetworkError", DisplayErrorContext(&error).to_string())
+            }
+            _ => StepError::fatal("SdkError", DisplayErrorContext(&error).to_string()),
+        }
+    }
+}
+
+/// The HTTP status of a raw response, for errors that carry no code.
+pub trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// Lets `?` turn any SDK error into a classified step error.
+pub trait SdkResultExt<T> {
+    fn step(self) -> StepResult<T>;
+}
+
+impl<T, E, R> SdkResultExt<T> for Result<T, aws_sdk_ec2::error::SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    fn step(self) -> StepResult<T> {
+        self.map_err(StepError::from_sdk)
+    }
+}
+
+/// Errors that go away by themselves: throttling, AWS's own hiccups,
+/// eventual consistency right after a create, dependencies still releasing.
+pub fn is_retryable(code: &str, message: &str) -> bool {
+    const RETRYABLE: &[&str] = &[
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "SlowDown",
+        "ServiceUnavailable",
+        "Unavailable",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "DependencyViolation",
+        "ResourceInUse",
+        "ScalingActivityInProgress",
+        "IncorrectState",
+        "InvalidIPAddress.InUse",
+        "OperationAborted",
+    ];
+    if RETRYABLE.contains(&code) {
+        return true;
+    }
+    // Right after a create, other calls may not see the resource yet.
+    if code.ends_with(".NotFound") && code.starts_with("Invalid") {
+        return true;
+    }
+    // A fresh instance profile is invisible to EC2 for a while.
+    code == "InvalidParameterValue" && message.to_ascii_lowercase().contains("instance profile")
+}
+
+/// What a person can do about a fatal error.
+pub fn hint_for(code: &str, message: &str) -> Option<String> {
+    let hint = match code {
+        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
+            "the credentials lack a permission; attach the operator policy from the README to this identity"
+        }
+        "AddressLimitExceeded" => {
+            "the region's Elastic IP quota is used up; release unused addresses or raise the quota in Service Quotas (EC2, EC2-VPC Elastic IPs)"
+        }
+        "VpcLimitExceeded" => "the region's VPC quota is used up; delete unused VPCs or raise the quota",
+        "NatGatewayLimitExceeded" => "the NAT gateway quota per AZ is used up; use nat=single or raise the quota",
+        "TooManyLoadBalancers" => "the load balancer quota is used up; delete unused ALBs or raise the quota",
+        "VcpuLimitExceeded" | "InstanceLimitExceeded" => {
+            "the running on-demand vCPU quota is too low; lower max or choose a smaller instance type"
+        }
+        "InvalidClientTokenId" | "UnrecognizedClientException" | "ExpiredToken" | "ExpiredTokenException" => {
+            "the AWS credentials are invalid or expired; refresh them (aws sso login, or new keys)"
+        }
+        "OptInRequired" => "the account is not subscribed to this service or region; enable it in the console",
+        "Unsupported" => "the instance type or feature is not offered in this AZ; choose another instance type",
+        _ if message.contains("timed out") => "the step ran past its deadline; check the AWS console for the resource's state, then retry",
+        _ => return None,
+    };
+    Some(hint.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert!(is_retryable("Throttling", ""));
+        assert!(is_retryable("RequestLimitExceeded", ""));
+        assert!(is_retryable("DependencyViolation", "has dependent object"));
+        assert!(is_retryable("InvalidNatGatewayID.NotFound", ""));
+        assert!(is_retryable(
+            "InvalidParameterValue",
+            "Invalid IAM Instance Profile name"
+        ));
+        assert!(!is_retryable(
+            "InvalidParameterValue",
+            "Value (x) for parameter cidrBlock is invalid"
+        ));
+        assert!(!is_retryable("UnauthorizedOperation", ""));
+        assert!(!is_retryable("AddressLimitExceeded", ""));
+    }
+
+    #[test]
+    fn fatal_errors_carry_a_hint() {
+        let err = StepError::fatal(
+            "AddressLimitExceeded",
+            "The maximum number of addresses has been reached.",
+        );
+        assert!(err.hint.as_deref().unwrap().contains("Elastic IP quota"));
+        assert!(err
+            .to_string()
+            .starts_with("AddressLimitExceeded: The maximum"));
+    }
+}

@@ -1,0 +1,436 @@
+//! A deployment's parameters: the article's defaults and every rule they obey.
+//!
+//! Validation reports every violation at once, keyed by field, so a form can
+//! show each error next to its input and an API client can fix all of them in
+//! one go. Nothing is created from parameters that did not validate.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// Instance types CloudPulse knows a price for.
+pub const INSTANCE_TYPES: &[&str] = &[
+    "t3.micro",
+    "t3.small",
+    "t3.medium",
+    "t3.large",
+    "t3a.micro",
+    "t3a.small",
+    "t3a.medium",
+    "t4g.micro",
+    "t4g.small",
+    "m5.large",
+    "c5.large",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NatMode {
+    /// One NAT gateway per AZ: survives the loss of an AZ (the article's layout).
+    PerAz,
+    /// One shared NAT gateway: about half the NAT cost, one AZ's outage cuts egress.
+    Single,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheck {
+    pub path: String,
+    /// Seconds between checks (5-300).
+    pub interval: u32,
+    /// Seconds before a check counts as failed (2-120, less than the interval).
+    pub timeout: u32,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: "/health".into(),
+            interval: 30,
+            timeout: 5,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+/// What a person asks for. Missing fields take the article's defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeploymentParams {
+    pub name: String,
+    pub region: String,
+    pub azs: u8,
+    pub vpc_cidr: String,
+    pub instance_type: String,
+    pub min: u32,
+    pub desired: u32,
+    pub max: u32,
+    pub nat: NatMode,
+    pub health_check: HealthCheck,
+    /// Average CPU % above which the group scales out.
+    pub scale_out_cpu: f64,
+    /// Average CPU % below which the group scales in.
+    pub scale_in_cpu: f64,
+    /// Seconds between scaling actions.
+    pub cooldown: u32,
+    /// Seconds a new instance has before health checks count.
+    pub grace_period: u32,
+}
+
+impl Default for DeploymentParams {
+    fn default() -> Self {
+        DeploymentParams {
+            name: String::new(),
+            region: "us-east-1".into(),
+            azs: 2,
+            vpc_cidr: "10.0.0.0/16".into(),
+            instance_type: "t3.micro".into(),
+            min: 2,
+            desired: 2,
+            max: 4,
+            nat: NatMode::PerAz,
+            health_check: HealthCheck::default(),
+            scale_out_cpu: 70.0,
+            scale_in_cpu: 30.0,
+            cooldown: 300,
+            grace_period: 300,
+        }
+    }
+}
+
+/// Field name to what is wrong with it, in words that say what to do.
+pub type FieldErrors = BTreeMap<&'static str, String>;
+
+/// One public and one private subnet per availability zone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetPlan {
+    pub public: Vec<String>,
+    pub private: Vec<String>,
+}
+
+impl DeploymentParams {
+    /// Every rule, all violations reported together.
+    pub fn validate(&self) -> Result<(), FieldErrors> {
+        let mut errors = FieldErrors::new();
+        if let Err(message) = check_name(&self.name) {
+            errors.insert("name", message);
+        }
+        if !is_region(&self.region) {
+            errors.insert(
+                "region",
+                format!(
+                    "{:?} is not an AWS region name; use one like us-east-1 or eu-west-2",
+                    self.region
+                ),
+            );
+        }
+        if !(2..=3).contains(&self.azs) {
+            errors.insert("azs", "use 2 or 3 availability zones".into());
+        }
+        if let Err(message) = parse_vpc_cidr(&self.vpc_cidr) {
+            errors.insert("vpc_cidr", message);
+        }
+        if !INSTANCE_TYPES.contains(&self.instance_type.as_str()) {
+            errors.insert(
+                "instance_type",
+                format!(
+                    "{:?} has no price in CloudPulse's table; choose one of {}",
+                    self.instance_type,
+                    INSTANCE_TYPES.join(", ")
+                ),
+            );
+        }
+        if self.min < 1 {
+            errors.insert("min", "at least 1 instance".into());
+        }
+        if self.max > 10 {
+            errors.insert("max", "at most 10 instances".into());
+        }
+        if self.min > self.max {
+            errors.insert(
+                "min",
+                format!("min ({}) must not exceed max ({})", self.min, self.max),
+            );
+        }
+        if self.desired < self.min || self.desired > self.max {
+            errors.insert(
+                "desired",
+                format!(
+                    "desired ({}) must lie between min ({}) and max ({})",
+                    self.desired, self.min, self.max
+                ),
+            );
+        }
+        let hc = &self.health_check;
+        if !hc.path.starts_with('/')
+            || hc.path.len() > 1024
+            || hc.path.chars().any(char::is_whitespace)
+        {
+            errors.insert(
+                "health_check.path",
+                "a path starting with / and without spaces, like /health".into(),
+            );
+        }
+        if !(5..=300).contains(&hc.interval) {
+            errors.insert("health_check.interval", "between 5 and 300 seconds".into());
+        }
+        if !(2..=120).contains(&hc.timeout) {
+            errors.insert("health_check.timeout", "between 2 and 120 seconds".into());
+        } else if hc.timeout >= hc.interval {
+            errors.insert(
+                "health_check.timeout",
+                format!("must be shorter than the interval ({} s)", hc.interval),
+            );
+        }
+        for (field, value) in [
+            ("health_check.healthy_threshold", hc.healthy_threshold),
+            ("health_check.unhealthy_threshold", hc.unhealthy_threshold),
+        ] {
+            if !(2..=10).contains(&value) {
+                errors.insert(field, "between 2 and 10 checks".into());
+            }
+        }
+        for (field, value) in [
+            ("scale_out_cpu", self.scale_out_cpu),
+            ("scale_in_cpu", self.scale_in_cpu),
+        ] {
+            if !(value.is_finite() && (1.0..=99.0).contains(&value)) {
+                errors.insert(field, "a CPU percentage between 1 and 99".into());
+            }
+        }
+        if !errors.contains_key("scale_in_cpu")
+            && !errors.contains_key("scale_out_cpu")
+            && self.scale_in_cpu >= self.scale_out_cpu
+        {
+            errors.insert(
+                "scale_in_cpu",
+                format!(
+                    "must be below the scale-out threshold ({}%)",
+                    self.scale_out_cpu
+                ),
+            );
+        }
+        if !(0..=3600).contains(&self.cooldown) {
+            errors.insert("cooldown", "between 0 and 3600 seconds".into());
+        }
+        if !(0..=7200).contains(&self.grace_period) {
+            errors.insert("grace_period", "between 0 and 7200 seconds".into());
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The subnets, derived from the VPC range: with the default 10.0.0.0/16,
+    /// public 10.0.1.0/24, 10.0.2.0/24 and private 10.0.3.0/24, 10.0.4.0/24,
+    /// as in the article. Smaller ranges get proportionally smaller subnets.
+    pub fn subnets(&self) -> Result<SubnetPlan, String> {
+        let (base, prefix) = parse_vpc_cidr(&self.vpc_cidr)?;
+        let sub_prefix = (prefix + 3).max(24);
+        let size = 1u32 << (32 - sub_prefix);
+        let block = |index: u32| format!("{}/{sub_prefix}", Ipv4Addr::from(base + index * size));
+        let azs = u32::from(self.azs);
+        Ok(SubnetPlan {
+            public: (1..=azs).map(block).collect(),
+            private: (azs + 1..=2 * azs).map(block).collect(),
+        })
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let starts = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    if (3..=32).contains(&name.len())
+        && ok_chars
+        && starts
+        && !name.ends_with('-')
+        && !name.contains("--")
+    {
+        Ok(())
+    } else {
+        Err(
+            "3 to 32 lower-case letters, digits and single hyphens, starting with a letter \
+             and not ending with a hyphen (it becomes part of AWS resource names)"
+                .into(),
+        )
+    }
+}
+
+/// `us-east-1`, `eu-central-2`, `ap-southeast-4`, `us-gov-west-1`, ...
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts.len() <= 4
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n >= 1)
+}
+
+/// A private IPv4 range from /16 to /24, written as its network address.
+fn parse_vpc_cidr(cidr: &str) -> Result<(u32, u32), String> {
+    let usage = "a private range from /16 to /24 written as its network address, \
+                 like 10.0.0.0/16 or 192.168.0.0/20";
+    let (addr, prefix) = cidr
+        .split_once('/')
+        .ok_or_else(|| format!("{cidr:?} is not a CIDR block; use {usage}"))?;
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IPv4 address; use {usage}"))?;
+    let prefix: u32 = prefix
+        .parse()
+        .map_err(|_| format!("{prefix:?} is not a prefix length; use {usage}"))?;
+    if !(16..=24).contains(&prefix) {
+        return Err(format!("/{prefix} is outside /16 to /24; use {usage}"));
+    }
+    if !addr.is_private() {
+        return Err(format!(
+            "{addr} is not in a private range (10/8, 172.16/12, 192.168/16); use {usage}"
+        ));
+    }
+    let base = u32::from(addr);
+    let mask = u32::MAX << (32 - prefix);
+    if base & !mask != 0 {
+        return Err(format!(
+            "{cidr} has host bits set; its network address is {}/{prefix}",
+            Ipv4Addr::from(base & mask)
+        ));
+    }
+    Ok((base, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> DeploymentParams {
+        DeploymentParams {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_article_defaults_validate_and_give_its_subnets() {
+        let params = named("demo");
+        assert_eq!(params.validate(), Ok(()));
+        let subnets = params.subnets().unwrap();
+        assert_eq!(subnets.public, ["10.0.1.0/24", "10.0.2.0/24"]);
+        assert_eq!(subnets.private, ["10.0.3.0/24", "10.0.4.0/24"]);
+    }
+
+    #[test]
+    fn every_violation_is_reported_together() {
+        let params = DeploymentParams {
+            name: "Bad Name".into(),
+            region: "mars".into(),
+            azs: 4,
+            vpc_cidr: "8.8.8.0/24".into(),
+            instance_type: "x1.huge".into(),
+            min: 5,
+            desired: 1,
+            max: 3,
+            scale_in_cpu: 80.0,
+            ..Default::default()
+        };
+        let errors = params.validate().unwrap_err();
+        let fields: Vec<_> = errors.keys().copied().collect();
+        assert_eq!(
+            fields,
+            [
+                "azs",
+                "desired",
+                "instance_type",
+                "min",
+                "name",
+                "region",
+                "scale_in_cpu",
+                "vpc_cidr"
+            ]
+        );
+        assert!(errors["vpc_cidr"].contains("private"));
+        assert!(errors["min"].contains("must not exceed max"));
+    }
+
+    #[test]
+    fn cidr_rules() {
+        assert!(parse_vpc_cidr("10.0.0.0/16").is_ok());
+        assert!(parse_vpc_cidr("172.16.0.0/20").is_ok());
+        assert!(parse_vpc_cidr("192.168.1.0/24").is_ok());
+        assert!(parse_vpc_cidr("10.0.0.0/8")
+            .unwrap_err()
+            .contains("outside"));
+        assert!(parse_vpc_cidr("10.0.0.1/16")
+            .unwrap_err()
+            .contains("10.0.0.0/16"));
+        assert!(parse_vpc_cidr("10.0.0.0").is_err());
+        assert!(parse_vpc_cidr("300.0.0.0/16").is_err());
+    }
+
+    #[test]
+    fn three_azs_in_a_small_range_still_fit() {
+        let params = DeploymentParams {
+            azs: 3,
+            vpc_cidr: "192.168.4.0/24".into(),
+            ..named("small")
+        };
+        assert_eq!(params.validate(), Ok(()));
+        let subnets = params.subnets().unwrap();
+        assert_eq!(
+            subnets.public,
+            ["192.168.4.32/27", "192.168.4.64/27", "192.168.4.96/27"]
+        );
+        assert_eq!(
+            subnets.private,
+            ["192.168.4.128/27", "192.168.4.160/27", "192.168.4.192/27"]
+        );
+    }
+
+    #[test]
+    fn names_and_regions() {
+        for good in ["abc", "web-1", "a2345678901234567890123456789012"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ab",
+            "1abc",
+            "abc-",
+            "a--b",
+            "ABC",
+            "a_b",
+            "a23456789012345678901234567890123",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-4",
+        ] {
+            assert!(is_region(good), "{good}");
+        }
+        for bad in ["us-east", "useast1", "US-EAST-1", "us-east-0", "a-b-c-d-1"] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_takes_defaults_and_refuses_unknown_fields() {
+        let params: DeploymentParams = serde_json::from_str(r#"{"name":"demo","max":6}"#).unwrap();
+        assert_eq!(params.max, 6);
+        assert_eq!(params.nat, NatMode::PerAz);
+        assert_eq!(params.health_check.path, "/health");
+        let nat: DeploymentParams = serde_json::from_str(r#"{"name":"x","nat":"single"}"#).unwrap();
+        assert_eq!(nat.nat, NatMode::Single);
+        assert!(serde_json::from_str::<DeploymentParams>(r#"{"name":"x","mxa":6}"#).is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! The instance role, its policies and its instance profile.
+
+use serde_json::{json, Value};
+
+use super::{gone_ok, StepCtx};
+use crate::error::{SdkResultExt, StepResult};
+use crate::plan::StepKey;
+
+const SSM_MANAGED_POLICY: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
+const INLINE_POLICY: &str = "cloudpulse-instance";
+
+fn iam_tags(ctx: &StepCtx, step: StepKey) -> Vec<aws_sdk_iam::types::Tag> {
+    ctx.names
+        .tags(&step.to_string(), "ec2-role")
+        .into_iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+/// What an instance may do, scoped to this deployment: publish metrics in the
+/// CloudPulse and AWS/EC2 namespaces only, read its group and instances, and
+/// read its own artifact.
+pub fn instance_policy(bucket: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PublishMetrics",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": { "StringEquals": { "cloudwatch:namespace": "CloudPulse" } }
+            },
+            {
+                "Sid": "ReadGroup",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeTags",
+                    "autoscaling:DescribeAutoScalingGroups",
+                    "autoscaling:DescribeScalingActivities"
+                ],
+                "Resource": "*"
+            },
+            {
+                "Sid": "ReadArtifact",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": format!("arn:aws:s3:::{bucket}/instance/*")
+            },
+            {
+                "Sid": "ListArtifacts",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": format!("arn:aws:s3:::{bucket}"),
+                "Condition": { "StringLike": { "s3:prefix": "instance/*" } }
+            }
+        ]
+    })
+}
+
+pub async fn role(ctx: &StepCtx) -> StepResult<Value> {
+    let name = ctx.names.role();
+    let existing = gone_ok(ctx.aws.iam.get_role().role_name(&name).send().await.step())?;
+    let arn = match existing.and_then(|out| out.role().map(|r| r.arn().to_string())) {
+        Some(arn) => arn,
+        None => {
+            let trust = json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": { "Service": "ec2.amazonaws.com" },
+                    "Action": "sts:AssumeRole"
+                }]
+            });
+            let out = ctx
+                .aws
+                .iam
+                .create_role()
+                .role_name(&name)
+                .description(format!(
+                    "CloudPulse instances of deployment {}",
+                    ctx.names.display
+                ))
+                .assume_role_policy_document(trust.to_string())
+                .set_tags(Some(iam_tags(ctx, StepKey::IamRole)))
+                .send()
+                .await
+                .step()?;
+            out.role().map(|r| r.arn().to_string()).unwrap_or_default()
+        }
+    };
+    ctx.record("iam_role", &name, Some(&arn), StepKey::IamRole)
+        .await?;
+    ctx.aws
+        .iam
+        .put_role_policy()
+        .role_name(&name)
+        .policy_name(INLINE_POLICY)
+        .policy_document(instance_policy(&ctx.names.bucket()).to_string())
+        .send()
+        .await
+        .step()?;
+    ctx.aws
+        .iam
+        .attach_role_policy()
+        .role_name(&name)
+        .policy_arn(SSM_MANAGED_POLICY)
+        .send()
+        .await
+        .step()?;
+    Ok(json!({ "role": name, "arn": arn }))
+}
+
+pub async fn instance_profile(ctx: &StepCtx) -> StepResult<Value> {
+    let name = ctx.names.instance_profile();
+    let role = ctx.names.role();
+    let existing = gone_ok(
+        ctx.aws
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(&name)
+            .send()
+            .await
+            .step(),
+    )?;
+    let (arn, has_role) = match existing.and_then(|o| o.instance_profile().cloned()) {
+        Some(profile) => (
+            profile.arn().to_string(),
+            profile.roles().iter().any(|r| r.role_name() == role),
+        ),
+        None => {
+            let out = ctx
+                .aws
+                .iam
+                .create_instance_profile()
+                .instance_profile_name(&name)
+                .set_tags(Some(iam_tags(ctx, StepKey::InstanceProfile)))
+                .send()
+                .await
+                .step()?;
+            (
+                out.instance_profile()
+                    .map(|p| p.arn().to_string())
+                    .unwrap_or_default(),
+                false,
+            )
+        }
+    };
+    ctx.record(
+        "instance_profile",
+        &name,
+        Some(&arn),
+        StepKey::InstanceProfile,
+    )
+    .await?;
+    if !has_role {
+        ctx.aws
+            .iam
+            .add_role_to_instance_profile()
+            .instance_profile_name(&name)
+            .role_name(&role)
+            .send()
+            .await
+            .step()?;
+    }
+    Ok(json!({ "instance_profile": name, "arn": arn }))
+}
+
+pub async fn undo_instance_profile(ctx: &StepCtx) -> StepResult<Value> {
+    let name = ctx.names.instance_profile();
+    let existing = gone_ok(
+        ctx.aws
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(&name)
+            .send()
+            .await
+            .step(),
+    )?;
+    if let Some(profile) = existing.and_then(|o| o.instance_profile().cloned()) {
+        for role in profile.roles() {
+            gone_ok(
+                ctx.aws
+                    .iam
+                    .remove_role_from_instance_profile()
+                    .instance_profile_name(&name)
+                    .role_name(role.role_name())
+                    .send()
+                    .await
+                    .step(),
+            )?;
+        }
+        gone_ok(
+            ctx.aws
+                .iam
+                .delete_instance_profile()
+                .instance_profile_name(&name)
+                .send()
+                .await
+                .step(),
+        )?;
+    }
+    ctx.forget("instance_profile", &name).await?;
+    Ok(json!({ "deleted": name }))
+}
+
+pub async fn undo_role(ctx: &StepCtx) -> StepResult<Value> {
+    let name = ctx.names.role();
+    if let Some(attached) = gone_ok(
+        ctx.aws
+            .iam
+            .list_attached_role_policies()
+            .role_name(&name)
+            .send()
+            .await
+            .step(),
+    )? {
+        for policy in attached.attached_policies() {
+            if let Some(arn) = policy.policy_arn() {
+                gone_ok(
+                    ctx.aws
+                        .iam
+                        .detach_role_policy()
+                        .role_name(&name)
+                        .policy_arn(arn)
+                        .send()
+                        .await
+                        .step(),
+                )?;
+            }
+        }
+    }
+    if let Some(inline) = gone_ok(
+        ctx.aws
+            .iam
+            .list_role_policies()
+            .role_name(&name)
+            .send()
+            .await
+            .step(),
+    )? {
+        for policy in inline.policy_names() {
+            gone_ok(
+                ctx.aws
+                    .iam
+                    .delete_role_policy()
+                    .role_name(&name)
+                    .policy_name(policy)
+                    .send()
+                    .await
+                    .step(),
+            )?;
+        }
+    }
+    gone_ok(
+        ctx.aws
+            .iam
+            .delete_role()
+            .role_name(&name)
+            .send()
+            .await
+            .step(),
+    )?;
+    ctx.forget("iam_role", &name).await?;
+    Ok(json!({ "deleted": name }))
+}

@@ -1,0 +1,319 @@
+//! Target group, internet-facing Application Load Balancer and its listener.
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, IpAddressType, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
+    LoadBalancerTypeEnum, Matcher, ProtocolEnum, Tag, TargetTypeEnum,
+};
+use serde_json::{json, Value};
+
+use super::{gone_ok, StepCtx};
+use crate::error::{SdkResultExt, StepError, StepResult};
+use crate::plan::StepKey;
+
+fn elb_tags(ctx: &StepCtx, step: StepKey, what: &str) -> Vec<Tag> {
+    ctx.names
+        .tags(&step.to_string(), what)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn seconds(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+pub async fn target_group(ctx: &StepCtx) -> StepResult<Value> {
+    let elb = &ctx.aws.elb;
+    let name = ctx.names.target_group();
+    let vpc = ctx.id("vpc", StepKey::Vpc).await?;
+    let hc = &ctx.params.health_check;
+    let found = gone_ok(
+        elb.describe_target_groups()
+            .names(&name)
+            .send()
+            .await
+            .step(),
+    )?;
+    let arn = match found.and_then(|f| {
+        f.target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .map(str::to_string)
+    }) {
+        Some(arn) => arn,
+        None => {
+            let out = elb
+                .create_target_group()
+                .name(&name)
+                .protocol(ProtocolEnum::Http)
+                .port(3000)
+                .vpc_id(&vpc)
+                .target_type(TargetTypeEnum::Instance)
+                .health_check_protocol(ProtocolEnum::Http)
+                .health_check_path(&hc.path)
+                .health_check_interval_seconds(seconds(hc.interval))
+                .health_check_timeout_seconds(seconds(hc.timeout))
+                .healthy_threshold_count(seconds(hc.healthy_threshold))
+                .unhealthy_threshold_count(seconds(hc.unhealthy_threshold))
+                .matcher(Matcher::builder().http_code("200").build())
+                .set_tags(Some(elb_tags(ctx, StepKey::TargetGroup, "tg")))
+                .send()
+                .await
+                .step()?;
+            out.target_groups()
+                .first()
+                .and_then(|t| t.target_group_arn())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    StepError::fatal("EmptyResponse", "no ARN for the new target group")
+                })?
+        }
+    };
+    ctx.record("target_group", &name, Some(&arn), StepKey::TargetGroup)
+        .await?;
+    Ok(json!({ "target_group": name, "arn": arn }))
+}
+
+pub async fn undo_target_group(ctx: &StepCtx) -> StepResult<Value> {
+    let name = ctx.names.target_group();
+    let found = gone_ok(
+        ctx.aws
+            .elb
+            .describe_target_groups()
+            .names(&name)
+            .send()
+            .await
+            .step(),
+    )?;
+    if let Some(arn) = found.and_then(|f| {
+        f.target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .map(str::to_string)
+    }) {
+        gone_ok(
+            ctx.aws
+                .elb
+                .delete_target_group()
+                .target_group_arn(&arn)
+                .send()
+                .await
+                .step(),
+        )?;
+    }
+    ctx.forget("target_group", &name).await?;
+    Ok(json!({ "deleted": name }))
+}
+
+pub async fn load_balancer(ctx: &StepCtx) -> StepResult<Value> {
+    let elb = &ctx.aws.elb;
+    let name = ctx.names.load_balancer();
+    let mut subnets = Vec::new();
+    for az in 0..ctx.params.azs {
+        subnets.push(ctx.id("subnet", StepKey::PublicSubnet(az)).await?);
+    }
+    let security_group = alb_security_group(ctx).await?;
+    let found = gone_ok(
+        elb.describe_load_balancers()
+            .names(&name)
+            .send()
+            .await
+            .step(),
+    )?;
+    let existing = found.and_then(|f| f.load_balancers().first().cloned());
+    let (arn, dns) = match existing {
+        Some(lb) => (
+            lb.load_balancer_arn().unwrap_or_default().to_string(),
+            lb.dns_name().unwrap_or_default().to_string(),
+        ),
+        None => {
+            let out = elb
+                .create_load_balancer()
+                .name(&name)
+                .set_subnets(Some(subnets.clone()))
+                .security_groups(&security_group)
+                .scheme(LoadBalancerSchemeEnum::InternetFacing)
+                .r#type(LoadBalancerTypeEnum::Application)
+                .ip_address_type(IpAddressType::Ipv4)
+                .set_tags(Some(elb_tags(ctx, StepKey::LoadBalancer, "alb")))
+                .send()
+                .await
+                .step()?;
+            let lb = out.load_balancers().first().ok_or_else(|| {
+                StepError::fatal("EmptyResponse", "no load balancer in the create response")
+            })?;
+            (
+                lb.load_balancer_arn().unwrap_or_default().to_string(),
+                lb.dns_name().unwrap_or_default().to_string(),
+            )
+        }
+    };
+    ctx.record("load_balancer", &name, Some(&arn), StepKey::LoadBalancer)
+        .await?;
+    ctx.wait_for(
+        &format!("load balancer {name} active"),
+        ctx.timings.load_balancer,
+        || async {
+            let out = elb
+                .describe_load_balancers()
+                .load_balancer_arns(&arn)
+                .send()
+                .await
+                .step()?;
+            let state = out
+                .load_balancers()
+                .first()
+                .and_then(|lb| lb.state())
+                .and_then(|s| s.code().cloned());
+            Ok(match state {
+                Some(LoadBalancerStateEnum::Active) => None,
+                Some(LoadBalancerStateEnum::Failed)
+                | Some(LoadBalancerStateEnum::ActiveImpaired) => {
+                    return Err(StepError::fatal(
+                        "LoadBalancerFailed",
+                        format!("load balancer {name} is {state:?}"),
+                    ))
+                }
+                other => Some(
+                    other
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_else(|| "unknown".into()),
+                ),
+            })
+        },
+    )
+    .await?;
+    Ok(json!({ "load_balancer": name, "arn": arn, "dns_name": dns, "subnets": subnets }))
+}
+
+async fn alb_security_group(ctx: &StepCtx) -> StepResult<String> {
+    let groups = ctx.ids("security_group", StepKey::SecurityGroups).await?;
+    let found = ctx
+        .aws
+        .ec2
+        .describe_security_groups()
+        .set_group_ids(Some(groups.into_iter().map(|(id, _)| id).collect()))
+        .send()
+        .await
+        .step()?;
+    found
+        .security_groups()
+        .iter()
+        .find(|g| g.group_name() == Some(ctx.names.alb_security_group().as_str()))
+        .and_then(|g| g.group_id())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            StepError::fatal(
+                "MissingDependency",
+                "the load balancer's security group is not recorded",
+            )
+        })
+}
+
+pub async fn undo_load_balancer(ctx: &StepCtx) -> StepResult<Value> {
+    let elb = &ctx.aws.elb;
+    let name = ctx.names.load_balancer();
+    let found = gone_ok(
+        elb.describe_load_balancers()
+            .names(&name)
+            .send()
+            .await
+            .step(),
+    )?;
+    if let Some(arn) = found.and_then(|f| {
+        f.load_balancers()
+            .first()
+            .and_then(|lb| lb.load_balancer_arn())
+            .map(str::to_string)
+    }) {
+        gone_ok(
+            elb.delete_load_balancer()
+                .load_balancer_arn(&arn)
+                .send()
+                .await
+                .step(),
+        )?;
+        ctx.wait_for(
+            &format!("load balancer {name} deleted"),
+            ctx.timings.load_balancer,
+            || async {
+                let still = gone_ok(
+                    elb.describe_load_balancers()
+                        .load_balancer_arns(&arn)
+                        .send()
+                        .await
+                        .step(),
+                )?;
+                Ok(still
+                    .filter(|out| !out.load_balancers().is_empty())
+                    .map(|_| "deleting".to_string()))
+            },
+        )
+        .await?;
+    }
+    ctx.forget("load_balancer", &name).await?;
+    Ok(json!({ "deleted": name }))
+}
+
+pub async fn listener(ctx: &StepCtx) -> StepResult<Value> {
+    let elb = &ctx.aws.elb;
+    let lb = ctx.arn("load_balancer", StepKey::LoadBalancer).await?;
+    let tg = ctx.arn("target_group", StepKey::TargetGroup).await?;
+    let found = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .step()?;
+    let arn = match found
+        .listeners()
+        .iter()
+        .find(|l| l.port() == Some(80))
+        .and_then(|l| l.listener_arn())
+    {
+        Some(arn) => arn.to_string(),
+        None => {
+            let out = elb
+                .create_listener()
+                .load_balancer_arn(&lb)
+                .protocol(ProtocolEnum::Http)
+                .port(80)
+                .default_actions(
+                    Action::builder()
+                        .r#type(ActionTypeEnum::Forward)
+                        .target_group_arn(&tg)
+                        .build(),
+                )
+                .set_tags(Some(elb_tags(ctx, StepKey::Listener, "http")))
+                .send()
+                .await
+                .step()?;
+            out.listeners()
+                .first()
+                .and_then(|l| l.listener_arn())
+                .map(str::to_string)
+                .ok_or_else(|| StepError::fatal("EmptyResponse", "no ARN for the new listener"))?
+        }
+    };
+    ctx.record("listener", &arn, Some(&arn), StepKey::Listener)
+        .await?;
+    Ok(json!({ "listener_arn": arn, "port": 80 }))
+}
+
+pub async fn undo_listener(ctx: &StepCtx) -> StepResult<Value> {
+    let mut deleted = Vec::new();
+    for (arn, _) in ctx.ids("listener", StepKey::Listener).await? {
+        gone_ok(
+            ctx.aws
+                .elb
+                .delete_listener()
+                .listener_arn(&arn)
+                .send()
+                .await
+                .step(),
+        )?;
+        ctx.forget("listener", &arn).await?;
+        deleted.push(arn);
+    }
+    Ok(json!({ "deleted": deleted }))
+}

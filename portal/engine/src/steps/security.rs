@@ -1,0 +1,391 @@
+//! Security groups (load balancer and app, referencing each other) and the
+//! private subnets' network ACL.
+
+use aws_sdk_ec2::types::{
+    IpPermission, IpRange, PortRange, ResourceType, RuleAction, UserIdGroupPair,
+};
+use serde_json::{json, Value};
+
+use super::{filter, gone_ok, StepCtx};
+use crate::error::{SdkResultExt, StepError, StepResult};
+use crate::plan::StepKey;
+
+fn tcp(port_from: i32, port_to: i32) -> aws_sdk_ec2::types::builders::IpPermissionBuilder {
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(port_from)
+        .to_port(port_to)
+}
+
+fn cidr(block: &str) -> IpRange {
+    IpRange::builder().cidr_ip(block).build()
+}
+
+fn group(id: &str) -> UserIdGroupPair {
+    UserIdGroupPair::builder().group_id(id).build()
+}
+
+/// Ignores "this rule exists" (adopt) and "this rule is gone" (undo).
+fn duplicate_ok(result: StepResult<()>) -> StepResult<()> {
+    match result {
+        Err(e)
+            if e.code == "InvalidPermission.Duplicate"
+                || e.code == "InvalidPermission.NotFound" =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn find_group(ctx: &StepCtx, vpc: &str, name: &str) -> StepResult<Option<String>> {
+    let found = ctx
+        .aws
+        .ec2
+        .describe_security_groups()
+        .filters(filter("vpc-id", vpc))
+        .filters(filter("group-name", name))
+        .send()
+        .await
+        .step()?;
+    Ok(found
+        .security_groups()
+        .iter()
+        .find_map(|g| g.group_id().map(str::to_string)))
+}
+
+async fn ensure_group(
+    ctx: &StepCtx,
+    vpc: &str,
+    name: &str,
+    description: &str,
+    what: &str,
+) -> StepResult<String> {
+    let id = match find_group(ctx, vpc, name).await? {
+        Some(id) => id,
+        None => {
+            let out = ctx
+                .aws
+                .ec2
+                .create_security_group()
+                .group_name(name)
+                .description(description)
+                .vpc_id(vpc)
+                .tag_specifications(ctx.ec2_tags(
+                    ResourceType::SecurityGroup,
+                    StepKey::SecurityGroups,
+                    what,
+                ))
+                .send()
+                .await
+                .step()?;
+            out.group_id().map(str::to_string).ok_or_else(|| {
+                StepError::fatal("EmptyResponse", "no id for the new security group")
+            })?
+        }
+    };
+    ctx.record("security_group", &id, None, StepKey::SecurityGroups)
+        .await?;
+    Ok(id)
+}
+
+pub async fn security_groups(ctx: &StepCtx) -> StepResult<Value> {
+    let ec2 = &ctx.aws.ec2;
+    let vpc = ctx.id("vpc", StepKey::Vpc).await?;
+    let alb = ensure_group(
+        ctx,
+        &vpc,
+        &ctx.names.alb_security_group(),
+        "CloudPulse load balancer: HTTP from anywhere",
+        "alb-sg",
+    )
+    .await?;
+    let app = ensure_group(
+        ctx,
+        &vpc,
+        &ctx.names.app_security_group(),
+        "CloudPulse instances: port 3000 from the load balancer only",
+        "app-sg",
+    )
+    .await?;
+
+    // Replace the default allow-all egress with exactly what each side needs.
+    for id in [&alb, &app] {
+        duplicate_ok(
+            ec2.revoke_security_group_egress()
+                .group_id(id)
+                .ip_permissions(
+                    IpPermission::builder()
+                        .ip_protocol("-1")
+                        .ip_ranges(cidr("0.0.0.0/0"))
+                        .build(),
+                )
+                .send()
+                .await
+                .step()
+                .map(drop),
+        )?;
+    }
+    duplicate_ok(
+        ec2.authorize_security_group_ingress()
+            .group_id(&alb)
+            .ip_permissions(tcp(80, 80).ip_ranges(cidr("0.0.0.0/0")).build())
+            .send()
+            .await
+            .step()
+            .map(drop),
+    )?;
+    duplicate_ok(
+        ec2.authorize_security_group_egress()
+            .group_id(&alb)
+            .ip_permissions(tcp(3000, 3000).user_id_group_pairs(group(&app)).build())
+            .send()
+            .await
+            .step()
+            .map(drop),
+    )?;
+    duplicate_ok(
+        ec2.authorize_security_group_ingress()
+            .group_id(&app)
+            .ip_permissions(tcp(3000, 3000).user_id_group_pairs(group(&alb)).build())
+            .send()
+            .await
+            .step()
+            .map(drop),
+    )?;
+    duplicate_ok(
+        ec2.authorize_security_group_egress()
+            .group_id(&app)
+            .ip_permissions(tcp(443, 443).ip_ranges(cidr("0.0.0.0/0")).build())
+            .send()
+            .await
+            .step()
+            .map(drop),
+    )?;
+    Ok(json!({ "alb_security_group_id": alb, "app_security_group_id": app }))
+}
+
+pub async fn undo_security_groups(ctx: &StepCtx) -> StepResult<Value> {
+    let ec2 = &ctx.aws.ec2;
+    let found = ec2
+        .describe_security_groups()
+        .set_filters(Some(ctx.ec2_filters(StepKey::SecurityGroups)))
+        .send()
+        .await
+        .step()?;
+    let groups: Vec<_> = found.security_groups().to_vec();
+    // The two groups reference each other: revoke the cross rules first.
+    for g in &groups {
+        let Some(id) = g.group_id() else { continue };
+        let referencing_in: Vec<IpPermission> = g
+            .ip_permissions()
+            .iter()
+            .filter(|p| !p.user_id_group_pairs().is_empty())
+            .cloned()
+            .collect();
+        if !referencing_in.is_empty() {
+            duplicate_ok(
+                gone_ok(
+                    ec2.revoke_security_group_ingress()
+                        .group_id(id)
+                        .set_ip_permissions(Some(referencing_in))
+                        .send()
+                        .await
+                        .step(),
+                )
+                .map(drop),
+            )?;
+        }
+        let referencing_out: Vec<IpPermission> = g
+            .ip_permissions_egress()
+            .iter()
+            .filter(|p| !p.user_id_group_pairs().is_empty())
+            .cloned()
+            .collect();
+        if !referencing_out.is_empty() {
+            duplicate_ok(
+                gone_ok(
+                    ec2.revoke_security_group_egress()
+                        .group_id(id)
+                        .set_ip_permissions(Some(referencing_out))
+                        .send()
+                        .await
+                        .step(),
+                )
+                .map(drop),
+            )?;
+        }
+    }
+    // A load balancer's network interfaces linger for minutes after it is
+    // deleted; DependencyViolation is retryable, so the runner tries again.
+    let mut deleted = Vec::new();
+    for id in groups.iter().filter_map(|g| g.group_id()) {
+        gone_ok(ec2.delete_security_group().group_id(id).send().await.step())?;
+        ctx.forget("security_group", id).await?;
+        deleted.push(id.to_string());
+    }
+    Ok(json!({ "deleted": deleted }))
+}
+
+/// The private subnets' ACL: app traffic from inside the VPC and return
+/// traffic in; HTTPS and return traffic out.
+pub async fn network_acl(ctx: &StepCtx) -> StepResult<Value> {
+    let ec2 = &ctx.aws.ec2;
+    let vpc = ctx.id("vpc", StepKey::Vpc).await?;
+    let found = ec2
+        .describe_network_acls()
+        .set_filters(Some(ctx.ec2_filters(StepKey::NetworkAcl)))
+        .send()
+        .await
+        .step()?;
+    let id = match found.network_acls().iter().find_map(|a| a.network_acl_id()) {
+        Some(id) => id.to_string(),
+        None => {
+            let out = ec2
+                .create_network_acl()
+                .vpc_id(&vpc)
+                .tag_specifications(ctx.ec2_tags(
+                    ResourceType::NetworkAcl,
+                    StepKey::NetworkAcl,
+                    "private-nacl",
+                ))
+                .send()
+                .await
+                .step()?;
+            out.network_acl()
+                .and_then(|a| a.network_acl_id())
+                .map(str::to_string)
+                .ok_or_else(|| StepError::fatal("EmptyResponse", "no id for the new network ACL"))?
+        }
+    };
+    ctx.record("network_acl", &id, None, StepKey::NetworkAcl)
+        .await?;
+    let rules = [
+        (100, false, &ctx.params.vpc_cidr[..], 3000, 3000),
+        (110, false, "0.0.0.0/0", 1024, 65535),
+        (100, true, "0.0.0.0/0", 443, 443),
+        (110, true, "0.0.0.0/0", 1024, 65535),
+    ];
+    for (number, egress, block, from, to) in rules {
+        let result = ec2
+            .create_network_acl_entry()
+            .network_acl_id(&id)
+            .rule_number(number)
+            .protocol("6")
+            .rule_action(RuleAction::Allow)
+            .egress(egress)
+            .cidr_block(block)
+            .port_range(PortRange::builder().from(from).to(to).build())
+            .send()
+            .await
+            .step();
+        match result {
+            Err(e) if e.code == "NetworkAclEntryAlreadyExists" => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    let mut subnets = Vec::new();
+    for az in 0..ctx.params.azs {
+        let subnet = ctx.id("subnet", StepKey::PrivateSubnet(az)).await?;
+        associate_acl(ctx, &subnet, &id).await?;
+        subnets.push(subnet);
+    }
+    Ok(json!({ "network_acl_id": id, "subnets": subnets }))
+}
+
+/// Points `subnet` at `acl` (each subnet always has exactly one ACL).
+async fn associate_acl(ctx: &StepCtx, subnet: &str, acl: &str) -> StepResult<()> {
+    let ec2 = &ctx.aws.ec2;
+    let current = ec2
+        .describe_network_acls()
+        .filters(filter("association.subnet-id", subnet))
+        .send()
+        .await
+        .step()?;
+    let association = current.network_acls().iter().find_map(|a| {
+        a.associations()
+            .iter()
+            .find(|assoc| assoc.subnet_id() == Some(subnet))
+            .map(|assoc| {
+                (
+                    a.network_acl_id().unwrap_or_default().to_string(),
+                    assoc
+                        .network_acl_association_id()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+    });
+    match association {
+        Some((current_acl, _)) if current_acl == acl => Ok(()),
+        Some((_, association_id)) => {
+            ec2.replace_network_acl_association()
+                .association_id(association_id)
+                .network_acl_id(acl)
+                .send()
+                .await
+                .step()?;
+            Ok(())
+        }
+        None => Err(StepError::retryable(
+            "InvalidSubnetID.NotFound",
+            format!("subnet {subnet} has no network ACL association yet"),
+        )),
+    }
+}
+
+pub async fn undo_network_acl(ctx: &StepCtx) -> StepResult<Value> {
+    let ec2 = &ctx.aws.ec2;
+    let found = ec2
+        .describe_network_acls()
+        .set_filters(Some(ctx.ec2_filters(StepKey::NetworkAcl)))
+        .send()
+        .await
+        .step()?;
+    let mut deleted = Vec::new();
+    for acl in found.network_acls() {
+        let Some(id) = acl.network_acl_id() else {
+            continue;
+        };
+        // Hand the subnets back to the VPC's default ACL first.
+        if let Some(vpc) = acl.vpc_id() {
+            let default = ec2
+                .describe_network_acls()
+                .filters(filter("vpc-id", vpc))
+                .filters(filter("default", "true"))
+                .send()
+                .await
+                .step()?;
+            if let Some(default_id) = default
+                .network_acls()
+                .iter()
+                .find_map(|a| a.network_acl_id())
+            {
+                for assoc in acl.associations() {
+                    if let Some(assoc_id) = assoc.network_acl_association_id() {
+                        gone_ok(
+                            ec2.replace_network_acl_association()
+                                .association_id(assoc_id)
+                                .network_acl_id(default_id)
+                                .send()
+                                .await
+                                .step(),
+                        )?;
+                    }
+                }
+            }
+        }
+        gone_ok(
+            ec2.delete_network_acl()
+                .network_acl_id(id)
+                .send()
+                .await
+                .step(),
+        )?;
+        ctx.forget("network_acl", id).await?;
+        deleted.push(id.to_string());
+    }
+    Ok(json!({ "deleted": deleted }))
+}
