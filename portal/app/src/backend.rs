@@ -10,15 +10,42 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use leptos::prelude::*;
 
-use crate::model::{CloudStatus, DeploymentStatus, DeploymentSummary, Page};
+use crate::model::{
+    CloudStatus, DeploymentDetail, DeploymentStatus, DeploymentSummary, JobView, Page, Source,
+};
+use crate::params::{DeploymentParams, FieldErrors};
 
 /// Why a backend call failed, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("{0}")]
     Invalid(String),
+    #[error("the parameters are invalid: {}", summarize(.0))]
+    Validation(FieldErrors),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("the database failed: {0}")]
     Database(String),
+}
+
+fn summarize(fields: &FieldErrors) -> String {
+    fields
+        .iter()
+        .map(|(field, message)| format!("{field}: {message}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A job the portal accepted, with the deployment it belongs to.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Accepted {
+    pub deployment: DeploymentDetail,
+    pub job: JobView,
+    /// False when the same request (idempotency key, or a teardown already
+    /// under way) had been accepted before.
+    pub fresh: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,6 +71,31 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         filter: DeploymentFilter,
     ) -> Result<Page<DeploymentSummary>, BackendError>;
+
+    /// Validates and starts a deploy; nothing is created if it is invalid.
+    async fn deploy(
+        &self,
+        params: DeploymentParams,
+        source: Source,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, BackendError>;
+
+    async fn teardown(
+        &self,
+        deployment_id: &str,
+        source: Source,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, BackendError>;
+
+    async fn deployment(&self, id: &str) -> Result<DeploymentDetail, BackendError>;
+
+    async fn job(&self, id: &str) -> Result<JobView, BackendError>;
+
+    /// Runs a failed job again from its failed steps.
+    async fn retry_job(&self, id: &str) -> Result<JobView, BackendError>;
+
+    /// Stops a job from starting new steps; a cancelled deploy tears down.
+    async fn cancel_job(&self, id: &str) -> Result<JobView, BackendError>;
 }
 
 /// What the server puts into Leptos context.

@@ -9,6 +9,7 @@
 
 pub mod model;
 pub mod pages;
+pub mod params;
 pub mod shell;
 
 #[cfg(feature = "ssr")]

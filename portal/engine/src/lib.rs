@@ -8,10 +8,12 @@
 //! It must not render anything or know about HTTP: the server crate turns its
 //! results into pages, JSON and events.
 
+/// A deployment's parameters and their rules, shared with the pages.
+pub use cloudpulse_app::params;
+
 pub mod aws;
 pub mod error;
 pub mod inventory;
-pub mod params;
 pub mod plan;
 pub mod runner;
 pub mod steps;

@@ -23,13 +23,13 @@ use crate::error::{StepError, StepResult};
 use crate::inventory;
 use crate::params::{DeploymentParams, FieldErrors};
 use crate::plan::{self, StepKey};
-use crate::steps::{self, Artifact, StepCtx, Timings};
+use crate::steps::{self, ArtifactSource, StepCtx, Timings};
 use crate::store::{Created, NewJob, Store, StoreError};
 
 /// How the engine is set up.
 #[derive(Clone)]
 pub struct EngineConfig {
-    pub artifact: Arc<Artifact>,
+    pub artifact: ArtifactSource,
     pub timings: Timings,
     /// Steps of one job running at once.
     pub concurrency: usize,
@@ -316,7 +316,7 @@ impl Engine {
                         job_id: job_id.to_string(),
                         step: step.key.clone(),
                         timings: self.inner.config.timings.clone(),
-                        artifact: Arc::clone(&self.inner.config.artifact),
+                        artifact: self.inner.config.artifact.clone(),
                         app_url_override: None,
                     };
                     let engine = self.clone();

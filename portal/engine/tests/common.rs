@@ -8,7 +8,7 @@ use std::time::Duration;
 use cloudpulse_app::model::{JobStatus, JobView, Source};
 use cloudpulse_engine::aws::{Aws, Names};
 use cloudpulse_engine::params::DeploymentParams;
-use cloudpulse_engine::steps::{Artifact, Timings};
+use cloudpulse_engine::steps::{Artifact, ArtifactSource, Timings};
 use cloudpulse_engine::{Engine, EngineConfig, Store};
 use cloudpulse_sandbox::MotoServer;
 
@@ -43,7 +43,7 @@ pub async fn harness() -> Harness {
         store,
         moto.sdk_config(),
         EngineConfig {
-            artifact: artifact(),
+            artifact: ArtifactSource::Ready(artifact()),
             timings: fast_timings(),
             concurrency: 8,
             retry_base: Duration::from_millis(50),

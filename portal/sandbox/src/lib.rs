@@ -8,6 +8,8 @@
 //! Nothing in this crate may reach a real AWS endpoint: every client it builds
 //! has an explicit loopback endpoint and static test credentials.
 
+pub mod gateway;
 pub mod moto;
 
+pub use gateway::{Gateway, GatewayError, Latency};
 pub use moto::{sdk_config, MotoError, MotoServer};

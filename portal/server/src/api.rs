@@ -3,18 +3,184 @@
 //! Handlers are thin: they parse, call the same [`Backend`] the pages use,
 //! and map errors to `{ "error": { "code", "message" } }`.
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloudpulse_app::backend::{BackendError, DeploymentFilter, SharedBackend};
-use cloudpulse_app::model::DeploymentStatus;
+use cloudpulse_app::model::{DeploymentStatus, Source};
+use cloudpulse_app::params::{DeploymentParams, FieldErrors};
+use cloudpulse_engine::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-pub fn routes() -> Router<SharedBackend> {
-    Router::new().route("/deployments", get(list_deployments))
+/// What the API's handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub backend: SharedBackend,
+    pub engine: Engine,
+}
+
+impl FromRef<ApiState> for SharedBackend {
+    fn from_ref(state: &ApiState) -> Self {
+        state.backend.clone()
+    }
+}
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/deployments",
+            get(list_deployments).post(create_deployment),
+        )
+        .route("/deployments/{id}", get(get_deployment))
+        .route("/deployments/{id}/teardown", post(teardown))
+        .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/retry", post(retry_job))
+        .route("/jobs/{id}/cancel", post(cancel_job))
+        .route("/jobs/{id}/events", get(job_events))
+}
+
+/// Who is asking: the CLI says so in a header; anything else is the API.
+fn source(headers: &HeaderMap) -> Source {
+    match headers
+        .get("x-cloudpulse-source")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("cli") => Source::Cli,
+        Some("browser") => Source::Browser,
+        _ => Source::Api,
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 200)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "Idempotency-Key must be 1 to 200 visible ASCII characters",
+                    )
+                })?;
+            Ok(Some(key.to_string()))
+        }
+    }
+}
+
+async fn create_deployment(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Json<DeploymentParams>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(params) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let key = idempotency_key(&headers)?;
+    let accepted = state.backend.deploy(params, source(&headers), key).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+async fn get_deployment(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.backend.deployment(&id).await?).into_response())
+}
+
+async fn teardown(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let accepted = state.backend.teardown(&id, source(&headers), key).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "job": accepted.job, "fresh": accepted.fresh })),
+    )
+        .into_response())
+}
+
+async fn get_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.backend.job(&id).await?).into_response())
+}
+
+async fn retry_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.backend.retry_job(&id).await?),
+    )
+        .into_response())
+}
+
+async fn cancel_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.backend.cancel_job(&id).await?),
+    )
+        .into_response())
+}
+
+/// Server-Sent Events: the whole job as `job` events, one now and one after
+/// every change, ending with the event that shows it finished.
+async fn job_events(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let first = state.backend.job(&id).await?;
+    let events = state.engine.subscribe();
+    let stream = futures_util::stream::unfold(
+        (Some(first), events, state, id, false),
+        |(pending, mut events, state, id, ended)| async move {
+            if ended {
+                return None;
+            }
+            let job = match pending {
+                Some(job) => job,
+                None => loop {
+                    match tokio::time::timeout(Duration::from_secs(2), events.recv()).await {
+                        Ok(Ok(event)) if event.job_id != id => continue,
+                        Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                        // Our event, a lag, or a quiet period: look at the job.
+                        _ => {}
+                    }
+                    match state.backend.job(&id).await {
+                        Ok(job) => break job,
+                        Err(_) => return None,
+                    }
+                },
+            };
+            let finished = job.status.is_finished();
+            let event = Event::default()
+                .event("job")
+                .json_data(&job)
+                .unwrap_or_else(|_| Event::default().comment("unserializable"));
+            Some((
+                Ok::<_, Infallible>(event),
+                (None, events, state, id, finished),
+            ))
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// Liveness and what the portal depends on. 200 while the portal can serve,
@@ -51,7 +217,7 @@ pub struct ListQuery {
 }
 
 async fn list_deployments(
-    State(backend): State<SharedBackend>,
+    State(state): State<ApiState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -68,7 +234,7 @@ async fn list_deployments(
         page: query.page.unwrap_or(1),
         per_page: query.per_page.unwrap_or(25),
     };
-    let page = backend.list_deployments(filter).await?;
+    let page = state.backend.list_deployments(filter).await?;
     Ok(Json(page).into_response())
 }
 
@@ -86,6 +252,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    fields: Option<FieldErrors>,
 }
 
 impl ApiError {
@@ -94,6 +261,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            fields: None,
         }
     }
 
@@ -106,6 +274,18 @@ impl From<BackendError> for ApiError {
     fn from(error: BackendError) -> Self {
         match error {
             BackendError::Invalid(message) => ApiError::bad_request(message),
+            BackendError::Validation(fields) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "validation",
+                message: "the parameters are invalid; see fields".into(),
+                fields: Some(fields),
+            },
+            BackendError::NotFound(message) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            BackendError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
             BackendError::Database(message) => {
                 tracing::error!(%message, "database error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "database", message)
@@ -116,7 +296,11 @@ impl From<BackendError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(fields) = self.fields {
+            error["fields"] = json!(fields);
+        }
+        let body = json!({ "error": error });
         (self.status, Json(body)).into_response()
     }
 }

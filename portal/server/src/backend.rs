@@ -1,20 +1,36 @@
 //! The portal's implementation of the pages' [`Backend`]; the REST API uses it too.
 
 use async_trait::async_trait;
-use cloudpulse_app::backend::{Backend, BackendError, DeploymentFilter};
-use cloudpulse_app::model::{CloudStatus, DeploymentSummary, Page};
-use cloudpulse_engine::{Store, StoreError};
+use cloudpulse_app::backend::{Accepted, Backend, BackendError, DeploymentFilter};
+use cloudpulse_app::model::{
+    CloudStatus, DeploymentDetail, DeploymentSummary, JobView, Page, Source,
+};
+use cloudpulse_app::params::DeploymentParams;
+use cloudpulse_engine::store::Created;
+use cloudpulse_engine::{Engine, EngineError, StoreError};
 
 use crate::cloud::CloudProbe;
 
 pub struct PortalBackend {
-    store: Store,
+    engine: Engine,
     cloud: CloudProbe,
 }
 
 impl PortalBackend {
-    pub fn new(store: Store, cloud: CloudProbe) -> Self {
-        PortalBackend { store, cloud }
+    pub fn new(engine: Engine, cloud: CloudProbe) -> Self {
+        PortalBackend { engine, cloud }
+    }
+
+    async fn accepted(&self, created: Created) -> Result<Accepted, BackendError> {
+        let store = self.engine.store();
+        Ok(Accepted {
+            deployment: store
+                .deployment(&created.deployment_id)
+                .await
+                .map_err(store_error)?,
+            job: store.job(&created.job_id).await.map_err(store_error)?,
+            fresh: created.fresh,
+        })
     }
 }
 
@@ -29,23 +45,92 @@ impl Backend for PortalBackend {
     }
 
     async fn database_ok(&self) -> Result<(), BackendError> {
-        self.store.ping().await.map_err(to_backend)
+        self.engine.store().ping().await.map_err(store_error)
     }
 
     async fn list_deployments(
         &self,
         filter: DeploymentFilter,
     ) -> Result<Page<DeploymentSummary>, BackendError> {
-        self.store
+        self.engine
+            .store()
             .list_deployments(filter.status, filter.page, filter.per_page)
             .await
-            .map_err(to_backend)
+            .map_err(store_error)
+    }
+
+    async fn deploy(
+        &self,
+        params: DeploymentParams,
+        source: Source,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, BackendError> {
+        let created = self
+            .engine
+            .deploy(params, source, idempotency_key.as_deref())
+            .await
+            .map_err(engine_error)?;
+        self.accepted(created).await
+    }
+
+    async fn teardown(
+        &self,
+        deployment_id: &str,
+        source: Source,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, BackendError> {
+        let created = self
+            .engine
+            .teardown(deployment_id, source, idempotency_key.as_deref())
+            .await
+            .map_err(engine_error)?;
+        self.accepted(created).await
+    }
+
+    async fn deployment(&self, id: &str) -> Result<DeploymentDetail, BackendError> {
+        self.engine
+            .store()
+            .deployment(id)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn job(&self, id: &str) -> Result<JobView, BackendError> {
+        self.engine.store().job(id).await.map_err(store_error)
+    }
+
+    async fn retry_job(&self, id: &str) -> Result<JobView, BackendError> {
+        self.engine.retry(id).await.map_err(engine_error)
+    }
+
+    async fn cancel_job(&self, id: &str) -> Result<JobView, BackendError> {
+        let job = self.engine.store().job(id).await.map_err(store_error)?;
+        if job.status.is_finished() {
+            return Err(BackendError::Conflict(format!(
+                "job {id} is already {}",
+                job.status.as_str()
+            )));
+        }
+        self.engine.cancel(id).await.map_err(engine_error)?;
+        self.engine.store().job(id).await.map_err(store_error)
     }
 }
 
-fn to_backend(error: StoreError) -> BackendError {
+fn store_error(error: StoreError) -> BackendError {
     match error {
         StoreError::Invalid(message) => BackendError::Invalid(message),
+        StoreError::NotFound { .. } => BackendError::NotFound(error.to_string()),
+        StoreError::NameInUse(_) | StoreError::Conflict(_) => {
+            BackendError::Conflict(error.to_string())
+        }
         other => BackendError::Database(other.to_string()),
+    }
+}
+
+fn engine_error(error: EngineError) -> BackendError {
+    match error {
+        EngineError::Validation(fields) => BackendError::Validation(fields),
+        EngineError::Store(e) => store_error(e),
+        EngineError::Conflict(message) => BackendError::Conflict(message),
     }
 }

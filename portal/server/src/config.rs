@@ -48,6 +48,16 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDPULSE_CLOUD_CHECK_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub cloud_check_secs: u64,
+
+    /// The cloudpulse-instance binary deployments install on their instances
+    /// [default: cloudpulse-instance beside this program].
+    #[arg(long, env = "CLOUDPULSE_INSTANCE_BINARY")]
+    pub instance_binary: Option<PathBuf>,
+
+    /// Steps of one job that may run at once.
+    #[arg(long, env = "CLOUDPULSE_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -84,6 +94,16 @@ impl ServeArgs {
         Ok(addr)
     }
 
+    /// The instance binary to ship: the flag, or the one beside this program.
+    pub fn instance_binary(&self) -> PathBuf {
+        self.instance_binary.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("cloudpulse-instance")))
+                .unwrap_or_else(|| PathBuf::from("cloudpulse-instance"))
+        })
+    }
+
     pub fn database_or(&self, default: &str) -> PathBuf {
         self.database
             .clone()
@@ -102,6 +122,8 @@ mod tests {
             log: "info".into(),
             site_root: "target/site".into(),
             cloud_check_secs: 30,
+            instance_binary: None,
+            concurrency: 8,
         }
     }
 

@@ -20,7 +20,8 @@ use axum::routing::get;
 use axum::Router;
 use cloudpulse_app::backend::SharedBackend;
 use cloudpulse_app::model::CloudMode;
-use cloudpulse_engine::Store;
+use cloudpulse_engine::steps::{Artifact, ArtifactSource, Timings};
+use cloudpulse_engine::{Engine, EngineConfig, Store};
 use cloudpulse_sandbox::moto::{MotoOptions, MotoServer};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -28,6 +29,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+use crate::api::ApiState;
 use crate::backend::PortalBackend;
 use crate::cloud::CloudProbe;
 use crate::config::{Cli, Command, SandboxArgs, ServeArgs};
@@ -101,8 +103,26 @@ impl Application {
             .spawn(Duration::from_secs(args.cloud_check_secs));
 
         check_bundle(&args.site_root);
-        let backend: SharedBackend = Arc::new(PortalBackend::new(store, cloud));
-        let router = router(backend, &args.site_root);
+        let artifact = load_artifact(&args.instance_binary());
+        let engine = Engine::new(
+            store,
+            sdk,
+            EngineConfig {
+                artifact,
+                timings: Timings::default(),
+                concurrency: usize::from(args.concurrency),
+                retry_base: Duration::from_secs(1),
+            },
+        );
+        let resumed = engine.resume_unfinished().await?;
+        if !resumed.is_empty() {
+            tracing::info!(
+                jobs = resumed.len(),
+                "resumed jobs a previous run left unfinished"
+            );
+        }
+        let backend: SharedBackend = Arc::new(PortalBackend::new(engine.clone(), cloud));
+        let router = router(ApiState { backend, engine }, &args.site_root);
         Ok(Application {
             listener,
             router,
@@ -130,8 +150,29 @@ impl Application {
     }
 }
 
+/// The instance binary deployments upload. A missing one does not stop the
+/// portal; the artifact step fails and says how to build it.
+fn load_artifact(path: &Path) -> ArtifactSource {
+    match Artifact::from_file(path) {
+        Ok(artifact) => {
+            tracing::info!(path = %path.display(), sha256 = %artifact.sha256, "instance artifact");
+            ArtifactSource::Ready(Arc::new(artifact))
+        }
+        Err(error) => {
+            let reason = format!(
+                "cannot read the instance binary {}: {error}; build it with \
+                 `cargo build -p cloudpulse-instance` or pass --instance-binary",
+                path.display()
+            );
+            tracing::warn!("{reason}");
+            ArtifactSource::Missing(reason)
+        }
+    }
+}
+
 /// Every route of the portal.
-pub fn router(backend: SharedBackend, site_root: &Path) -> Router {
+pub fn router(state: ApiState, site_root: &Path) -> Router {
+    let backend = state.backend.clone();
     let options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(site_root.to_string_lossy().to_string())
@@ -158,7 +199,7 @@ pub fn router(backend: SharedBackend, site_root: &Path) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .nest("/api/v1", api::routes())
-        .with_state(backend)
+        .with_state(state)
         .route(
             cloudpulse_app::shell::STYLESHEET_PATH,
             get(security::stylesheet),

@@ -36,6 +36,26 @@ impl Artifact {
     }
 }
 
+/// The artifact, or why there is none.
+#[derive(Clone, Debug)]
+pub enum ArtifactSource {
+    Ready(std::sync::Arc<Artifact>),
+    Missing(String),
+}
+
+impl ArtifactSource {
+    pub fn get(&self) -> StepResult<&Artifact> {
+        match self {
+            ArtifactSource::Ready(artifact) => Ok(artifact),
+            ArtifactSource::Missing(reason) => {
+                let mut error = StepError::fatal("ArtifactMissing", reason.clone());
+                error.hint = Some("build the instance service (cargo build -p cloudpulse-instance), then retry the job".into());
+                Err(error)
+            }
+        }
+    }
+}
+
 fn built<T, E: std::fmt::Display>(result: Result<T, E>) -> StepResult<T> {
     result.map_err(|e| StepError::fatal("InvalidRequest", e.to_string()))
 }
@@ -138,7 +158,7 @@ pub async fn bucket(ctx: &StepCtx) -> StepResult<Value> {
 
 pub async fn upload(ctx: &StepCtx) -> StepResult<Value> {
     let bucket = ctx.names.bucket();
-    let artifact = &ctx.artifact;
+    let artifact = ctx.artifact.get()?;
     let key = artifact.key();
     ctx.progress(&format!(
         "uploading {} bytes to s3://{bucket}/{key}",

@@ -69,10 +69,11 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
         .map(|(id, _)| id)
         .collect::<Vec<_>>();
     let app_sg = app_security_group(ctx, &app_sg).await?;
+    let artifact = ctx.artifact.get()?;
     let script = user_data::render(&UserData {
         bucket: ctx.names.bucket(),
-        key: ctx.artifact.key(),
-        sha256: ctx.artifact.sha256.clone(),
+        key: artifact.key(),
+        sha256: artifact.sha256.clone(),
         region: ctx.aws.region.clone(),
         asg_name: ctx.names.auto_scaling_group(),
     });

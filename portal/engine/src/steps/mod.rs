@@ -13,7 +13,6 @@ mod load_balancer;
 mod network;
 mod security;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -24,7 +23,7 @@ use crate::params::DeploymentParams;
 use crate::plan::StepKey;
 use crate::store::{NewResource, Store};
 
-pub use artifacts::Artifact;
+pub use artifacts::{Artifact, ArtifactSource};
 
 /// Timings the engine waits with; shortened by tests and the sandbox.
 #[derive(Clone, Debug)]
@@ -67,7 +66,7 @@ pub struct StepCtx {
     /// The step's own key as stored, e.g. `nat_gateway:0` or `undo:vpc`.
     pub step: String,
     pub timings: Timings,
-    pub artifact: Arc<Artifact>,
+    pub artifact: ArtifactSource,
     /// The app URL in the sandbox (its local load balancer), if any.
     pub app_url_override: Option<String>,
 }

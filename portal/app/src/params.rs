@@ -103,7 +103,7 @@ impl Default for DeploymentParams {
 }
 
 /// Field name to what is wrong with it, in words that say what to do.
-pub type FieldErrors = BTreeMap<&'static str, String>;
+pub type FieldErrors = BTreeMap<String, String>;
 
 /// One public and one private subnet per availability zone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,11 +117,11 @@ impl DeploymentParams {
     pub fn validate(&self) -> Result<(), FieldErrors> {
         let mut errors = FieldErrors::new();
         if let Err(message) = check_name(&self.name) {
-            errors.insert("name", message);
+            errors.insert("name".into(), message);
         }
         if !is_region(&self.region) {
             errors.insert(
-                "region",
+                "region".into(),
                 format!(
                     "{:?} is not an AWS region name; use one like us-east-1 or eu-west-2",
                     self.region
@@ -129,14 +129,14 @@ impl DeploymentParams {
             );
         }
         if !(2..=3).contains(&self.azs) {
-            errors.insert("azs", "use 2 or 3 availability zones".into());
+            errors.insert("azs".into(), "use 2 or 3 availability zones".into());
         }
         if let Err(message) = parse_vpc_cidr(&self.vpc_cidr) {
-            errors.insert("vpc_cidr", message);
+            errors.insert("vpc_cidr".into(), message);
         }
         if !INSTANCE_TYPES.contains(&self.instance_type.as_str()) {
             errors.insert(
-                "instance_type",
+                "instance_type".into(),
                 format!(
                     "{:?} has no price in CloudPulse's table; choose one of {}",
                     self.instance_type,
@@ -145,20 +145,20 @@ impl DeploymentParams {
             );
         }
         if self.min < 1 {
-            errors.insert("min", "at least 1 instance".into());
+            errors.insert("min".into(), "at least 1 instance".into());
         }
         if self.max > 10 {
-            errors.insert("max", "at most 10 instances".into());
+            errors.insert("max".into(), "at most 10 instances".into());
         }
         if self.min > self.max {
             errors.insert(
-                "min",
+                "min".into(),
                 format!("min ({}) must not exceed max ({})", self.min, self.max),
             );
         }
         if self.desired < self.min || self.desired > self.max {
             errors.insert(
-                "desired",
+                "desired".into(),
                 format!(
                     "desired ({}) must lie between min ({}) and max ({})",
                     self.desired, self.min, self.max
@@ -171,18 +171,24 @@ impl DeploymentParams {
             || hc.path.chars().any(char::is_whitespace)
         {
             errors.insert(
-                "health_check.path",
+                "health_check.path".into(),
                 "a path starting with / and without spaces, like /health".into(),
             );
         }
         if !(5..=300).contains(&hc.interval) {
-            errors.insert("health_check.interval", "between 5 and 300 seconds".into());
+            errors.insert(
+                "health_check.interval".into(),
+                "between 5 and 300 seconds".into(),
+            );
         }
         if !(2..=120).contains(&hc.timeout) {
-            errors.insert("health_check.timeout", "between 2 and 120 seconds".into());
+            errors.insert(
+                "health_check.timeout".into(),
+                "between 2 and 120 seconds".into(),
+            );
         } else if hc.timeout >= hc.interval {
             errors.insert(
-                "health_check.timeout",
+                "health_check.timeout".into(),
                 format!("must be shorter than the interval ({} s)", hc.interval),
             );
         }
@@ -191,7 +197,7 @@ impl DeploymentParams {
             ("health_check.unhealthy_threshold", hc.unhealthy_threshold),
         ] {
             if !(2..=10).contains(&value) {
-                errors.insert(field, "between 2 and 10 checks".into());
+                errors.insert(field.into(), "between 2 and 10 checks".into());
             }
         }
         for (field, value) in [
@@ -199,7 +205,7 @@ impl DeploymentParams {
             ("scale_in_cpu", self.scale_in_cpu),
         ] {
             if !(value.is_finite() && (1.0..=99.0).contains(&value)) {
-                errors.insert(field, "a CPU percentage between 1 and 99".into());
+                errors.insert(field.into(), "a CPU percentage between 1 and 99".into());
             }
         }
         if !errors.contains_key("scale_in_cpu")
@@ -207,7 +213,7 @@ impl DeploymentParams {
             && self.scale_in_cpu >= self.scale_out_cpu
         {
             errors.insert(
-                "scale_in_cpu",
+                "scale_in_cpu".into(),
                 format!(
                     "must be below the scale-out threshold ({}%)",
                     self.scale_out_cpu
@@ -215,10 +221,10 @@ impl DeploymentParams {
             );
         }
         if !(0..=3600).contains(&self.cooldown) {
-            errors.insert("cooldown", "between 0 and 3600 seconds".into());
+            errors.insert("cooldown".into(), "between 0 and 3600 seconds".into());
         }
         if !(0..=7200).contains(&self.grace_period) {
-            errors.insert("grace_period", "between 0 and 7200 seconds".into());
+            errors.insert("grace_period".into(), "between 0 and 7200 seconds".into());
         }
         if errors.is_empty() {
             Ok(())
@@ -342,7 +348,7 @@ mod tests {
             ..Default::default()
         };
         let errors = params.validate().unwrap_err();
-        let fields: Vec<_> = errors.keys().copied().collect();
+        let fields: Vec<_> = errors.keys().map(String::as_str).collect();
         assert_eq!(
             fields,
             [

@@ -1,0 +1,398 @@
+//! A latency proxy in front of moto that gives slow resources their AWS pace.
+//!
+//! moto makes a NAT gateway `available` and a load balancer `active` at once,
+//! so code that waits for them (and any benefit of waiting for them in
+//! parallel) is never exercised. AWS takes minutes. [`Gateway`] forwards every
+//! request to moto unchanged and answers with moto's response unchanged, except
+//! that a NAT gateway or an application load balancer seen for the first time
+//! less than its [`Latency`] ago is reported as still `pending` /
+//! `provisioning`. Waiters and poll loops then wait for real, against real
+//! moto state.
+//!
+//! The rewrite is deliberately textual: moto's query-protocol XML is small and
+//! regular, and a proxy that re-serialised it could change what it must pass
+//! through untouched. Only the state element of a young resource changes.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::sync::oneshot;
+
+/// Requests larger than this are refused; moto's inputs are far smaller.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// How long AWS keeps a resource in its transient state. Zero turns the
+/// rewrite off: the gateway is then a plain pass-through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// NAT gateway `pending` before `available` (AWS: typically 1–3 min).
+    pub nat_pending: Duration,
+    /// Load balancer `provisioning` before `active` (AWS: typically 2–4 min).
+    pub alb_provisioning: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot listen on a loopback port: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("cannot build the HTTP client to moto: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// A running latency proxy. Dropping it stops accepting connections.
+#[derive(Debug)]
+pub struct Gateway {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Gateway {
+    /// Starts the proxy on a free loopback port in front of `moto_endpoint`
+    /// (e.g. [`crate::MotoServer::endpoint`]).
+    pub async fn start(moto_endpoint: &str, latency: Latency) -> Result<Gateway, GatewayError> {
+        let client = reqwest::Client::builder()
+            // The SDK must see moto's redirects and errors itself, and a proxy
+            // set in the environment must not sit between us and loopback.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(GatewayError::Client)?;
+        let state = Arc::new(Shared {
+            upstream: moto_endpoint.trim_end_matches('/').to_string(),
+            client,
+            latency,
+            first_seen: Mutex::new(HashMap::new()),
+        });
+        let app = Router::new().fallback(forward).with_state(state);
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(GatewayError::Bind)?;
+        let addr = listener.local_addr().map_err(GatewayError::Bind)?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    // A dropped sender means the same as a sent one: stop.
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%error, "latency gateway stopped");
+            }
+        });
+        tracing::info!(endpoint = %format!("http://{addr}"), upstream = moto_endpoint, ?latency, "latency gateway is up");
+        Ok(Gateway {
+            addr,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// The base URL to give the AWS SDK as its endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// An SDK configuration that talks to moto through this gateway.
+    pub fn sdk_config(&self) -> SdkConfig {
+        crate::moto::sdk_config(&self.endpoint())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+struct Shared {
+    upstream: String,
+    client: reqwest::Client,
+    latency: Latency,
+    /// When the gateway first saw each NAT gateway id / load balancer ARN:
+    /// the start of its simulated transition.
+    first_seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Shared {
+    /// Whether the resource `id` is still in its transient state; starts
+    /// its clock if this is the first time it is seen.
+    fn still_young(&self, id: &str, delay: Duration) -> bool {
+        if delay.is_zero() {
+            return false;
+        }
+        // A poisoned lock only means another request panicked mid-insert;
+        // the map itself is still sound.
+        let mut seen = self.first_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let born = *seen.entry(id.to_string()).or_insert_with(Instant::now);
+        born.elapsed() < delay
+    }
+}
+
+/// Headers that describe one hop, not the message: the client recomputes
+/// them for its own connection (and the body may change length).
+const HOP_HEADERS: [HeaderName; 4] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+];
+
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let mut out = headers.clone();
+    for name in &HOP_HEADERS {
+        out.remove(name);
+    }
+    out
+}
+
+async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    match relay(&shared, request).await {
+        Ok(response) => response,
+        Err(reason) => (StatusCode::BAD_GATEWAY, reason).into_response(),
+    }
+}
+
+async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
+    let (parts, body) = request.into_parts();
+    let body = to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|e| format!("cannot read the request body: {e}"))?;
+    let target = match parts.uri.path_and_query() {
+        Some(pq) => format!("{}{pq}", shared.upstream),
+        None => format!("{}/", shared.upstream),
+    };
+    let action = query_action(&body);
+    let upstream = shared
+        .client
+        .request(parts.method, target)
+        .headers(end_to_end(&parts.headers))
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("moto did not answer: {e}"))?;
+    let status = upstream.status();
+    let headers = end_to_end(upstream.headers());
+    let mut body = upstream
+        .bytes()
+        .await
+        .map_err(|e| format!("cannot read moto's answer: {e}"))?;
+    if status.is_success() {
+        if let Some(action) = action.as_deref() {
+            body = apply_latency(shared, action, body);
+        }
+    }
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+/// The `Action` of a query-protocol request (EC2, ELBv2 and friends send it
+/// in the form body). Other protocols have none and pass through.
+fn query_action(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .map(str::to_string)
+}
+
+fn apply_latency(shared: &Shared, action: &str, body: Bytes) -> Bytes {
+    let Ok(xml) = std::str::from_utf8(&body) else {
+        return body;
+    };
+    let rewritten = match action {
+        "CreateNatGateway" | "DescribeNatGateways" => {
+            rewrite_nat_gateways(xml, |id| shared.still_young(id, shared.latency.nat_pending))
+        }
+        "CreateLoadBalancer" | "DescribeLoadBalancers" => rewrite_load_balancers(xml, |arn| {
+            shared.still_young(arn, shared.latency.alb_provisioning)
+        }),
+        _ => None,
+    };
+    rewritten.map(Bytes::from).unwrap_or(body)
+}
+
+/// Marks young NAT gateways `pending`. moto answers Create with one
+/// `<natGateway>` and Describe with `<natGatewaySet><item>`s; the address
+/// set and tag set nest further `<item>`s, so blocks are found by depth.
+fn rewrite_nat_gateways(xml: &str, young: impl Fn(&str) -> bool) -> Option<String> {
+    let blocks = match top_level_blocks(xml, "natGatewaySet", "item") {
+        blocks if !blocks.is_empty() => blocks,
+        _ => element(xml, "natGateway").into_iter().collect(),
+    };
+    rewrite_blocks(xml, &blocks, |block| {
+        let id = text_of(block, "natGatewayId")?;
+        young(id).then(|| {
+            block.replacen(
+                "<state>available</state>",
+                "<state>pending</state>",
+                1,
+            )
+        })
+    })
+}
+
+/// Marks young application load balancers `provisioning`. Both Create and
+/// Describe list them as `<LoadBalancers><member>`s, with the availability
+/// zones nested as further `<member>`s.
+fn rewrite_load_balancers(xml: &str, young: impl Fn(&str) -> bool) -> Option<String> {
+    let blocks = top_level_blocks(xml, "LoadBalancers", "member");
+    rewrite_blocks(xml, &blocks, |block| {
+        let arn = text_of(block, "LoadBalancerArn")?;
+        young(arn).then(|| {
+            block.replacen(
+                "<State><Code>active</Code>",
+                "<State><Code>provisioning</Code>",
+                1,
+            )
+        })
+    })
+}
+
+/// Replaces each block for which `rewrite` gives new text; `None` if no
+/// block changed, so the original bytes are passed on untouched.
+fn rewrite_blocks(
+    xml: &str,
+    blocks: &[Range<usize>],
+    mut rewrite: impl FnMut(&str) -> Option<String>,
+) -> Option<String> {
+    let mut out = String::with_capacity(xml.len());
+    let mut copied = 0;
+    let mut changed = false;
+    for range in blocks {
+        if let Some(new) = rewrite(&xml[range.clone()]) {
+            out.push_str(&xml[copied..range.start]);
+            out.push_str(&new);
+            copied = range.end;
+            changed = true;
+        }
+    }
+    out.push_str(&xml[copied..]);
+    changed.then_some(out)
+}
+
+/// The byte ranges of the `<tag>…</tag>` blocks directly inside the first
+/// `<container>`, skipping same-named tags nested deeper.
+fn top_level_blocks(xml: &str, container: &str, tag: &str) -> Vec<Range<usize>> {
+    let Some(inside) = element_inner(xml, container) else {
+        return Vec::new();
+    };
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut blocks = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    let mut at = inside.start;
+    while at < inside.end {
+        let rest = &xml[at..inside.end];
+        let next_open = rest.find(&open);
+        let next_close = rest.find(&close);
+        match (next_open, next_close) {
+            (Some(o), Some(c)) if o < c => {
+                if depth == 0 {
+                    start = at + o;
+                }
+                depth += 1;
+                at += o + open.len();
+            }
+            (_, Some(c)) => {
+                at += c + close.len();
+                // A stray close tag at depth 0 is malformed; leave it alone.
+                if depth > 0 {
+                    depth -= 1;
+                    if depth == 0 {
+                        blocks.push(start..at);
+                    }
+                }
+            }
+            _ => break,
+        }
+    }
+    blocks
+}
+
+/// The range of the first `<tag>…</tag>` element, tags included.
+fn element(xml: &str, tag: &str) -> Option<Range<usize>> {
+    let inner = element_inner(xml, tag)?;
+    Some(inner.start - tag.len() - 2..inner.end + tag.len() + 3)
+}
+
+/// The range between the first `<tag>` and the last `</tag>`, so that
+/// same-named tags nested inside stay inside.
+fn element_inner(xml: &str, tag: &str) -> Option<Range<usize>> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = xml.rfind(&format!("</{tag}>"))?;
+    (start <= end).then_some(start..end)
+}
+
+fn text_of<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let inner = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let len = xml[inner..].find(&format!("</{tag}>"))?;
+    Some(&xml[inner..inner + len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Trimmed from moto 5.2.5's real answers.
+    const DESCRIBE_NATS: &str = "<DescribeNatGatewaysResponse><natGatewaySet>\
+        <item><natGatewayAddressSet><item><allocationId>eipalloc-1</allocationId></item></natGatewayAddressSet>\
+        <natGatewayId>nat-young</natGatewayId><state>available</state>\
+        <tagSet><item><key>Name</key><value>a</value></item></tagSet></item>\
+        <item><natGatewayAddressSet><item><allocationId>eipalloc-2</allocationId></item></natGatewayAddressSet>\
+        <natGatewayId>nat-old</natGatewayId><state>available</state><tagSet/></item>\
+        </natGatewaySet><requestId>r</requestId></DescribeNatGatewaysResponse>";
+
+    #[test]
+    fn only_the_young_nat_gateway_is_pending() {
+        let out = rewrite_nat_gateways(DESCRIBE_NATS, |id| id == "nat-young").unwrap();
+        assert_eq!(
+            out,
+            DESCRIBE_NATS.replacen("<state>available</state>", "<state>pending</state>", 1)
+        );
+        assert!(out.contains("<natGatewayId>nat-old</natGatewayId><state>available</state>"));
+        assert_eq!(rewrite_nat_gateways(DESCRIBE_NATS, |_| false), None);
+    }
+
+    #[test]
+    fn create_nat_gateway_answer_is_rewritten() {
+        let create = "<CreateNatGatewayResponse><natGateway><natGatewayAddressSet><item>\
+            <allocationId>e</allocationId></item></natGatewayAddressSet><natGatewayId>nat-1</natGatewayId>\
+            <state>available</state></natGateway><requestId>r</requestId></CreateNatGatewayResponse>";
+        let out = rewrite_nat_gateways(create, |id| id == "nat-1").unwrap();
+        assert!(out.contains("<natGatewayId>nat-1</natGatewayId><state>pending</state>"));
+    }
+
+    #[test]
+    fn load_balancer_nested_members_do_not_confuse_blocks() {
+        let xml = "<R><LoadBalancers>\
+            <member><LoadBalancerArn>arn-a</LoadBalancerArn><State><Code>active</Code></State>\
+            <AvailabilityZones><member><ZoneName>z</ZoneName></member></AvailabilityZones></member>\
+            <member><LoadBalancerArn>arn-b</LoadBalancerArn><State><Code>active</Code></State>\
+            <AvailabilityZones><member><ZoneName>z</ZoneName></member></AvailabilityZones></member>\
+            </LoadBalancers></R>";
+        let out = rewrite_load_balancers(xml, |arn| arn == "arn-b").unwrap();
+        assert!(out.contains("arn-a</LoadBalancerArn><State><Code>active</Code>"));
+        assert!(out.contains("arn-b</LoadBalancerArn><State><Code>provisioning</Code>"));
+    }
+
+    #[test]
+    fn action_is_read_from_the_form_body() {
+        assert_eq!(
+            query_action(b"Version=2016-11-15&Action=DescribeNatGateways&NatGatewayId.1=nat-1"),
+            Some("DescribeNatGateways".into())
+        );
+        assert_eq!(query_action(b"{\"json\":true}"), None);
+    }
+}

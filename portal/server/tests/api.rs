@@ -1,0 +1,179 @@
+//! The REST API of a real sandbox portal: deploy, follow, tear down.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn sandbox(dir: &std::path::Path) -> Portal {
+    let artifact = dir.join("cloudpulse-instance");
+    std::fs::write(&artifact, b"#!/bin/sh\necho test instance\n").unwrap();
+    let db = dir.join("api.db");
+    start(
+        &[
+            "sandbox",
+            "--bind",
+            "127.0.0.1:0",
+            "--database",
+            db.to_str().unwrap(),
+            "--instance-binary",
+            artifact.to_str().unwrap(),
+        ],
+        dir,
+        &[],
+    )
+}
+
+async fn wait_job(client: &reqwest::Client, url: &str, job: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job: Value = client
+            .get(format!("{url}/api/v1/jobs/{job}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ["done", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job did not finish: {job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn deploy_follow_and_tear_down_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = sandbox(dir.path());
+    let url = &portal.url;
+    let client = reqwest::Client::new();
+
+    // Every violation at once, per field; nothing created.
+    let bad = client
+        .post(format!("{url}/api/v1/deployments"))
+        .json(&json!({ "name": "X", "min": 5, "max": 2, "vpc_cidr": "10.0.0.0/8" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "validation");
+    for field in ["name", "min", "desired", "vpc_cidr"] {
+        assert!(
+            body["error"]["fields"][field].is_string(),
+            "{field}: {body}"
+        );
+    }
+    let unknown = client
+        .post(format!("{url}/api/v1/deployments"))
+        .json(&json!({ "name": "demo", "instances": 3 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400, "unknown fields are refused");
+    let (_, list) = get_json(&format!("{url}/api/v1/deployments")).await;
+    assert_eq!(list["total"], 0);
+
+    // The same Idempotency-Key creates one deployment.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let accepted = client
+            .post(format!("{url}/api/v1/deployments"))
+            .header("idempotency-key", "demo-once")
+            .json(&json!({ "name": "api-demo" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(accepted.status(), 202);
+        let body: Value = accepted.json().await.unwrap();
+        ids.push((body["deployment"]["id"].clone(), body["job"]["id"].clone()));
+    }
+    assert_eq!(ids[0], ids[1]);
+    let (deployment, job) = (
+        ids[0].0.as_str().unwrap().to_string(),
+        ids[0].1.as_str().unwrap().to_string(),
+    );
+
+    // A second live deployment of the same name is refused.
+    let dup = client
+        .post(format!("{url}/api/v1/deployments"))
+        .json(&json!({ "name": "api-demo" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), 409);
+
+    // Server-Sent Events follow the job to its end.
+    let mut events = client
+        .get(format!("{url}/api/v1/jobs/{job}/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), events.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if text.contains("\"status\":\"done\"") || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(text.contains("event: job"), "{text}");
+
+    let done = wait_job(&client, url, &job).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "done"));
+    let (status, detail) = get_json(&format!("{url}/api/v1/deployments/{deployment}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["status"], "live");
+    assert!(detail["outputs"]["app_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://"));
+    assert!(detail["resources"].as_array().unwrap().len() > 20);
+
+    // Concurrent teardown requests make one job.
+    let (a, b) = tokio::join!(
+        client
+            .post(format!("{url}/api/v1/deployments/{deployment}/teardown"))
+            .send(),
+        client
+            .post(format!("{url}/api/v1/deployments/{deployment}/teardown"))
+            .send(),
+    );
+    let (a, b): (Value, Value) = (
+        a.unwrap().json().await.unwrap(),
+        b.unwrap().json().await.unwrap(),
+    );
+    assert_eq!(a["job"]["id"], b["job"]["id"], "{a} {b}");
+    let teardown = wait_job(&client, url, a["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(teardown["status"], "done", "{teardown}");
+    let (_, detail) = get_json(&format!("{url}/api/v1/deployments/{deployment}")).await;
+    assert_eq!(detail["status"], "torn_down");
+    let verify = teardown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "verify")
+        .unwrap();
+    assert_eq!(verify["outputs"]["remaining"], json!([]));
+
+    // Unknown ids are a JSON 404.
+    let (status, body) = get_json(&format!("{url}/api/v1/deployments/nope")).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (status, _) = get_json(&format!("{url}/api/v1/jobs/nope")).await;
+    assert_eq!(status, 404);
+}

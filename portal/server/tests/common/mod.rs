@@ -1,0 +1,91 @@
+//! Starting the real `cloudpulse` binary as a process on a free port.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cloudpulse");
+
+/// A portal process; killed on drop.
+pub struct Portal {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An environment that can only ever reach loopback.
+pub fn isolated(command: &mut Command, dir: &Path) {
+    command
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("CLOUDPULSE_LOG", "warn");
+}
+
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+pub fn start(args: &[&str], dir: &Path, extra_env: &[(&str, String)]) -> Portal {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    isolated(&mut command, dir);
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn cloudpulse");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("CloudPulse is listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(90))
+        .expect("the portal did not say where it listens");
+    Portal { child, url }
+}
+
+pub fn run_to_end(args: &[&str], dir: &Path) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    isolated(&mut command, dir);
+    command.output().expect("run cloudpulse")
+}
+
+pub fn one_line_error(output: &Output) -> String {
+    assert!(!output.status.success(), "expected failure: {output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected, got: {stderr}");
+    errors[0].to_string()
+}
+
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
