@@ -18,7 +18,6 @@ pub mod plan;
 pub mod runner;
 pub mod steps;
 pub mod store;
-pub mod user_data;
 
 pub use runner::{Engine, EngineConfig, EngineError, JobEvent};
 pub use store::{Store, StoreError};

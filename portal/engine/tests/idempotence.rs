@@ -44,11 +44,17 @@ async fn every_action_and_every_undo_can_run_twice() {
         assert!(result.is_ok(), "second run of {key}: {result:?}");
     }
     let twice = sorted(inventory::remaining(&aws, &names).await.unwrap());
-    assert_eq!(once, twice, "a second run of every action created nothing new");
+    assert_eq!(
+        once, twice,
+        "a second run of every action created nothing new"
+    );
 
     h.teardown(&id).await;
     // Every undo again, on nothing: still fine.
-    let mut order: Vec<_> = deploy_dag(&params("twice")).into_iter().map(|(k, _)| k).collect();
+    let mut order: Vec<_> = deploy_dag(&params("twice"))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     order.reverse();
     for key in order {
         let result = run_undo(&ctx(&h, &id, &names, &format!("undo:{key}")), key).await;
@@ -67,7 +73,10 @@ async fn two_deployments_stay_apart() {
     let b_before = sorted(inventory::remaining(&aws, &names_b).await.unwrap());
     let a_before = inventory::remaining(&aws, &names_a).await.unwrap();
     assert_eq!(a_before.len(), b_before.len(), "both whole");
-    assert!(a_before.iter().all(|r| !b_before.contains(r)), "nothing shared");
+    assert!(
+        a_before.iter().all(|r| !b_before.contains(r)),
+        "nothing shared"
+    );
 
     h.teardown(&a).await;
     assert_eq!(inventory::remaining(&aws, &names_a).await.unwrap(), []);

@@ -233,13 +233,7 @@ fn rewrite_nat_gateways(xml: &str, young: impl Fn(&str) -> bool) -> Option<Strin
     };
     rewrite_blocks(xml, &blocks, |block| {
         let id = text_of(block, "natGatewayId")?;
-        young(id).then(|| {
-            block.replacen(
-                "<state>available</state>",
-                "<state>pending</state>",
-                1,
-            )
-        })
+        young(id).then(|| block.replacen("<state>available</state>", "<state>pending</state>", 1))
     })
 }
 

@@ -60,7 +60,10 @@ async fn nat_state(ec2: &aws_sdk_ec2::Client, id: &str) -> NatGatewayState {
         .unwrap()
 }
 
-async fn lb_state(elb: &aws_sdk_elasticloadbalancingv2::Client, arn: &str) -> LoadBalancerStateEnum {
+async fn lb_state(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    arn: &str,
+) -> LoadBalancerStateEnum {
     elb.describe_load_balancers()
         .load_balancer_arns(arn)
         .send()
@@ -154,7 +157,10 @@ async fn load_balancer_is_provisioning_until_its_delay_has_passed() {
     let since = Instant::now();
     let arn = created.load_balancers()[0].load_balancer_arn().unwrap();
 
-    assert_eq!(lb_state(&elb, arn).await, LoadBalancerStateEnum::Provisioning);
+    assert_eq!(
+        lb_state(&elb, arn).await,
+        LoadBalancerStateEnum::Provisioning
+    );
     assert_eq!(
         lb_state(&direct, arn).await,
         LoadBalancerStateEnum::Active,

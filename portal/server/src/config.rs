@@ -24,6 +24,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Start the local sandbox cloud (moto) and serve the portal against it.
     Sandbox(SandboxArgs),
+    /// Ask a running portal to deploy a new stack.
+    Deploy(crate::cli::DeployArgs),
+    /// Ask a running portal to tear a deployment down.
+    Teardown(crate::cli::TeardownArgs),
+    /// Show deployments, or one deployment and its current job.
+    Status(crate::cli::StatusArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod security;
@@ -50,6 +51,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Sandbox(args) => run_sandbox(args).await,
+        Command::Deploy(args) => cli::deploy(args).await,
+        Command::Teardown(args) => cli::teardown(args).await,
+        Command::Status(args) => cli::status(args).await,
     }
 }
 

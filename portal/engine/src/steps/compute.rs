@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::{gone_ok, StepCtx};
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
-use crate::user_data::{self, UserData};
+use cloudpulse_instance::user_data::UserData;
 
 /// The latest Amazon Linux 2023 AMI for x86_64, from AWS's public parameter.
 pub const AMI_PARAMETER: &str =
@@ -70,13 +70,20 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
         .collect::<Vec<_>>();
     let app_sg = app_security_group(ctx, &app_sg).await?;
     let artifact = ctx.artifact.get()?;
-    let script = user_data::render(&UserData {
-        bucket: ctx.names.bucket(),
-        key: artifact.key(),
-        sha256: artifact.sha256.clone(),
-        region: ctx.aws.region.clone(),
-        asg_name: ctx.names.auto_scaling_group(),
-    });
+    let (bucket, key, asg) = (
+        ctx.names.bucket(),
+        artifact.key(),
+        ctx.names.auto_scaling_group(),
+    );
+    let script = UserData {
+        bucket: &bucket,
+        key: &key,
+        sha256: &artifact.sha256,
+        region: &ctx.aws.region,
+        asg_name: &asg,
+    }
+    .render()
+    .map_err(|e| StepError::fatal("InvalidUserData", e.to_string()))?;
     let instance_tags: Vec<Ec2Tag> = ctx
         .names
         .tags(&StepKey::AutoScalingGroup.to_string(), "instance")

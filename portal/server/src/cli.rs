@@ -1,0 +1,355 @@
+//! `cloudpulse deploy | teardown | status`: a client of a running portal's
+//! REST API, so the command line and the browser drive the same code.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use cloudpulse_app::model::{DeploymentDetail, DeploymentSummary, JobView, Page, StepStatus};
+use cloudpulse_app::params::{DeploymentParams, NatMode};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Args)]
+pub struct PortalArg {
+    /// The portal to talk to.
+    #[arg(long, env = "CLOUDPULSE_URL", default_value = "http://127.0.0.1:3000")]
+    pub portal: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub portal: PortalArg,
+    /// DNS-safe name, 3-32 characters.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Availability zones: 2 or 3.
+    #[arg(long)]
+    pub azs: Option<u8>,
+    #[arg(long)]
+    pub vpc_cidr: Option<String>,
+    #[arg(long)]
+    pub instance_type: Option<String>,
+    #[arg(long)]
+    pub min: Option<u32>,
+    #[arg(long)]
+    pub desired: Option<u32>,
+    #[arg(long)]
+    pub max: Option<u32>,
+    /// `per-az` (survives an AZ outage) or `single` (about half the NAT cost).
+    #[arg(long, value_parser = parse_nat)]
+    pub nat: Option<NatMode>,
+    #[arg(long)]
+    pub health_path: Option<String>,
+    #[arg(long)]
+    pub health_interval: Option<u32>,
+    #[arg(long)]
+    pub scale_out_cpu: Option<f64>,
+    #[arg(long)]
+    pub scale_in_cpu: Option<f64>,
+    #[arg(long)]
+    pub cooldown: Option<u32>,
+    #[arg(long)]
+    pub grace_period: Option<u32>,
+    /// Follow the job until it ends, showing each step.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TeardownArgs {
+    #[command(flatten)]
+    pub portal: PortalArg,
+    /// The deployment's id.
+    pub id: String,
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub portal: PortalArg,
+    /// A deployment's id; without it, the list.
+    pub id: Option<String>,
+}
+
+fn parse_nat(text: &str) -> Result<NatMode, String> {
+    match text {
+        "per-az" => Ok(NatMode::PerAz),
+        "single" => Ok(NatMode::Single),
+        other => Err(format!("{other:?}: use per-az or single")),
+    }
+}
+
+impl DeployArgs {
+    fn params(&self) -> DeploymentParams {
+        let mut p = DeploymentParams {
+            name: self.name.clone(),
+            ..Default::default()
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { p.$field = v; } )* };
+        }
+        set!(
+            region,
+            azs,
+            vpc_cidr,
+            instance_type,
+            min,
+            desired,
+            max,
+            nat,
+            scale_out_cpu,
+            scale_in_cpu,
+            cooldown,
+            grace_period
+        );
+        if let Some(path) = self.health_path.clone() {
+            p.health_check.path = path;
+        }
+        if let Some(interval) = self.health_interval {
+            p.health_check.interval = interval;
+        }
+        p
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(portal: &PortalArg) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build an HTTP client")?;
+        Ok(Client {
+            http,
+            base: portal.portal.trim_end_matches('/').to_string(),
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .header("x-cloudpulse-source", "cli")
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the portal at {}; start it with `cloudpulse serve` or `cargo xtask sandbox`, or pass --portal",
+                    self.base
+                )
+            })?;
+        let status = response.status();
+        let body: Value = response.json().await.context("the portal sent no JSON")?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let error = &body["error"];
+        let mut message = error["message"]
+            .as_str()
+            .unwrap_or("unknown error")
+            .to_string();
+        if let Some(fields) = error["fields"].as_object() {
+            let details: Vec<String> = fields
+                .iter()
+                .map(|(field, why)| {
+                    format!(
+                        "--{}: {}",
+                        field.replace(['_', '.'], "-"),
+                        why.as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            message = format!("{message}: {}", details.join("; "));
+        }
+        bail!("{message} (HTTP {})", status.as_u16())
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let body = self
+            .send(self.http.get(format!("{}{path}", self.base)))
+            .await?;
+        serde_json::from_value(body).context("unexpected answer from the portal")
+    }
+
+    async fn post(&self, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let mut request = self.http.post(format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request).await
+    }
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.portal)?;
+    let params = serde_json::to_value(args.params()).context("cannot encode the parameters")?;
+    let accepted = client.post("/api/v1/deployments", Some(&params)).await?;
+    let deployment = accepted["deployment"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let job = accepted["job"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    println!(
+        "deployment {deployment} ({}) accepted; job {job}",
+        args.name
+    );
+    if args.wait {
+        follow(&client, &job).await?;
+        let detail: DeploymentDetail = client
+            .get(&format!("/api/v1/deployments/{deployment}"))
+            .await?;
+        if let Some(url) = detail.outputs["app_url"].as_str() {
+            println!("live at {url}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn teardown(args: TeardownArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.portal)?;
+    let accepted = client
+        .post(&format!("/api/v1/deployments/{}/teardown", args.id), None)
+        .await?;
+    let job = accepted["job"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    println!("teardown of {} accepted; job {job}", args.id);
+    if args.wait {
+        follow(&client, &job).await?;
+    }
+    Ok(())
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.portal)?;
+    match args.id {
+        None => {
+            let page: Page<DeploymentSummary> =
+                client.get("/api/v1/deployments?per_page=100").await?;
+            if page.items.is_empty() {
+                println!("no deployments");
+            }
+            for d in page.items {
+                println!(
+                    "{}  {:<32} {:<13} {:<14} {}",
+                    d.id,
+                    d.name,
+                    d.status.as_str(),
+                    d.region,
+                    d.created_at.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+        }
+        Some(id) => {
+            let d: DeploymentDetail = client.get(&format!("/api/v1/deployments/{id}")).await?;
+            println!(
+                "{} {} ({}) in {}",
+                d.id,
+                d.name,
+                d.status.as_str(),
+                d.region
+            );
+            if let Some(url) = d.outputs["app_url"].as_str() {
+                println!("app: {url}");
+            }
+            println!(
+                "resources: {}",
+                d.resources
+                    .iter()
+                    .filter(|r| r.deleted_at.is_none())
+                    .count()
+            );
+            if let Some(job) = d.current_job {
+                print_job_summary(&job);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_job_summary(job: &JobView) {
+    let done = job
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Done)
+        .count();
+    println!(
+        "{} job {}: {} ({done}/{} steps done)",
+        job.kind.as_str(),
+        job.id,
+        job.status.as_str(),
+        job.steps.len()
+    );
+    if let Some(error) = &job.error {
+        println!("  {error}");
+    }
+}
+
+/// Polls the job, printing one line per step change, until it ends; fails
+/// (exit status 1) unless it ended done.
+async fn follow(client: &Client, job_id: &str) -> anyhow::Result<()> {
+    let mut seen: HashMap<String, (StepStatus, u32)> = HashMap::new();
+    loop {
+        let job: JobView = client.get(&format!("/api/v1/jobs/{job_id}")).await?;
+        let total = job.steps.len();
+        let done = job
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Done)
+            .count();
+        for step in &job.steps {
+            let now = (step.status, step.attempts);
+            if seen.get(&step.key) == Some(&now) || step.status == StepStatus::Pending {
+                continue;
+            }
+            seen.insert(step.key.clone(), now);
+            let took = match (step.started_at, step.finished_at) {
+                (Some(a), Some(b)) => {
+                    format!(" ({:.1} s)", (b - a).num_milliseconds() as f64 / 1000.0)
+                }
+                _ => String::new(),
+            };
+            let mark = match step.status {
+                StepStatus::Done => "done   ",
+                StepStatus::Running if step.attempts > 1 => "retry  ",
+                StepStatus::Running => "running",
+                StepStatus::Failed => "FAILED ",
+                StepStatus::Skipped => "skipped",
+                StepStatus::Pending => "pending",
+            };
+            println!("[{done:>2}/{total}] {mark} {}{took}", step.key);
+            if let Some(error) = &step.error {
+                if step.status != StepStatus::Done {
+                    println!("          {}: {}", error.code, error.message);
+                    if let Some(hint) = &error.hint {
+                        println!("          hint: {hint}");
+                    }
+                }
+            }
+        }
+        if job.status.is_finished() {
+            print_job_summary(&job);
+            if job.status.as_str() != "done" {
+                bail!(
+                    "the {} job ended {}",
+                    job.kind.as_str(),
+                    job.status.as_str()
+                );
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
