@@ -184,8 +184,16 @@ impl Project {
 
     fn build_all(&self) -> Result {
         phase("browser bundle", || self.build_bundle())?;
-        phase("server", || {
-            run(self.cmd("cargo").args(["build", "-p", "cloudpulse-server"]))
+        // The instance service ships with the portal: sandbox deployments
+        // upload the one beside the `cloudpulse` binary.
+        phase("server and instance service", || {
+            run(self.cmd("cargo").args([
+                "build",
+                "-p",
+                "cloudpulse-server",
+                "-p",
+                "cloudpulse-instance",
+            ]))
         })
     }
 

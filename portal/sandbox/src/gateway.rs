@@ -12,6 +12,13 @@
 //! The rewrite is deliberately textual: moto's query-protocol XML is small and
 //! regular, and a proxy that re-serialised it could change what it must pass
 //! through untouched. Only the state element of a young resource changes.
+//!
+//! Limits, acceptable for a sandbox: moto still applies a `state` filter to
+//! its own (instant) states, so `DescribeNatGateways` filtered on
+//! `state=available` lists a gateway this proxy then shows as `pending`; the
+//! clocks live in this process, so a new gateway in front of the same moto
+//! sees every resource as new; and the `Host` header is moto's, not the
+//! client's (moto does not check signatures).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,7 +43,7 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 pub struct Latency {
     /// NAT gateway `pending` before `available` (AWS: typically 1–3 min).
     pub nat_pending: Duration,
-    /// Load balancer `provisioning` before `active` (AWS: typically 2–4 min).
+    /// Load balancer `provisioning` before `active` (AWS: a few minutes).
     pub alb_provisioning: Duration,
 }
 

@@ -177,3 +177,62 @@ async fn deploy_follow_and_tear_down_over_the_api() {
     let (status, _) = get_json(&format!("{url}/api/v1/jobs/nope")).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn the_cli_deploys_follows_and_tears_down_through_the_portal() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = sandbox(dir.path());
+    let cli = |args: &[&str]| {
+        let mut command = std::process::Command::new(BIN);
+        command.args(args).env("CLOUDPULSE_URL", &portal.url);
+        isolated(&mut command, dir.path());
+        command.output().unwrap()
+    };
+
+    // Bad flags: every problem named, nothing created, exit status 1.
+    let bad = cli(&["deploy", "--name", "cli-demo", "--min", "4", "--max", "2"]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--min:") && stderr.contains("--desired:"),
+        "{stderr}"
+    );
+
+    let out = cli(&["deploy", "--name", "cli-demo", "--nat", "single", "--wait"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("done    vpc"),
+        "progress per step: {stdout}"
+    );
+    assert!(stdout.contains("live at http://"), "{stdout}");
+    let id = stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("deployment id on the first line")
+        .to_string();
+
+    let status = cli(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("cli-demo"));
+    let detail = cli(&["status", &id]);
+    assert!(String::from_utf8_lossy(&detail.stdout).contains("(live)"));
+
+    let down = cli(&["teardown", &id, "--wait"]);
+    let stdout = String::from_utf8_lossy(&down.stdout);
+    assert!(down.status.success(), "{stdout}");
+    assert!(stdout.contains("done    verify"), "{stdout}");
+
+    // A portal that is not there is one clear line.
+    let mut command = std::process::Command::new(BIN);
+    command.args(["status"]).env(
+        "CLOUDPULSE_URL",
+        format!("http://127.0.0.1:{}", closed_port()),
+    );
+    isolated(&mut command, dir.path());
+    let output = command.output().unwrap();
+    assert!(one_line_error(&output).contains("cannot reach the portal"));
+}
