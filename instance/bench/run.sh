@@ -23,7 +23,6 @@ ASG=bench-asg
 command -v wrk >/dev/null || { echo "wrk not installed" >&2; exit 1; }
 
 free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now_ms() { date +%s%3N; }
 rss_kib() { awk -v f="$2" '$1==f":" {print $2}' "/proc/$1/status"; }
 
 pids=()
@@ -61,16 +60,12 @@ printf 'service\tmetric\tvalue\n' >"$results"
 measure() {
   local name="$1"; shift
   local port; port="$(free_port)"
-  local t0; t0="$(now_ms)"
-  PORT="$port" "$@" >"$work/$name.log" 2>&1 &
-  local pid=$!
+  local pid ms
+  read -r pid ms < <(PORT="$port" "$PYTHON" "$here/start.py" "$work/$name.log" "$@") ||
+    { echo "$name did not start:"; cat "$work/$name.log"; exit 1; }
+  [ -n "$pid" ] || { echo "$name did not start:"; cat "$work/$name.log"; exit 1; }
   pids+=("$pid")
-  until curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1; do
-    kill -0 "$pid" 2>/dev/null || { echo "$name died:"; cat "$work/$name.log"; exit 1; }
-    sleep 0.002
-  done
-  local t1; t1="$(now_ms)"
-  printf '%s\tstartup_ms\t%s\n' "$name" "$((t1 - t0))" >>"$results"
+  printf '%s\tstartup_ms\t%s\n' "$name" "$ms" >>"$results"
   # Warm up every route once (identity, AWS cache), then let it settle.
   for path in /health /api/status /api/instances /; do
     curl -s -o /dev/null "http://127.0.0.1:$port$path"
@@ -89,7 +84,7 @@ measure() {
   done
   printf '%s\tpeak_rss_mib\t%s\n' "$name" "$(( $(rss_kib "$pid" VmHWM) / 1024 ))" >>"$results"
   kill -TERM "$pid"
-  wait "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 }
 
 measure original env ASG_NAME="$ASG" NODE_ENV=production IMDS_PORT="$IMDS_PORT" \
