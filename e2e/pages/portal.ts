@@ -26,8 +26,9 @@ export class DeploymentsPage {
     this.topBar = new TopBar(page);
   }
 
-  async goto() {
-    await this.page.goto('/');
+  /** Opens the list, optionally filtered (e.g. "?status=failed"). */
+  async goto(query = '') {
+    await this.page.goto(`/${query}`);
     await expect(this.heading).toBeVisible();
   }
 }

@@ -1,10 +1,12 @@
 import { expect, test } from '@playwright/test';
 import { DeploymentsPage, watchForErrors } from '../pages/portal';
 
+// The suite shares one portal; no test makes a failed deployment, so the
+// "failed" view is always the empty state.
 test('the home page renders on the server, hydrates, and its control works', async ({ page }, testInfo) => {
   const errors = watchForErrors(page);
   const home = new DeploymentsPage(page);
-  await home.goto();
+  await home.goto('?status=failed');
 
   await expect(home.empty).toBeVisible();
   await expect(home.filters.getByRole('link', { name: 'Live' })).toHaveAttribute('href', '/?status=live');
@@ -24,7 +26,7 @@ test('without JavaScript the page still reads, and the control stays inert', asy
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
   const home = new DeploymentsPage(page);
-  await home.goto();
+  await home.goto('?status=failed');
   await expect(home.empty).toBeVisible();
   await expect(home.topBar.cloudStatus).toContainText('Sandbox cloud');
   await expect(home.topBar.recheck).toBeDisabled();

@@ -124,7 +124,14 @@ fn DeploymentTable(page: Page<DeploymentSummary>) -> impl IntoView {
                     .collect_view()}
             </tbody>
         </table>
-        <p class="muted">{format!("Page {} of {pages} · {} deployments", page.page, page.total)}</p>
+        <p class="muted">
+            {format!(
+                "Page {} of {pages} · {} deployment{}",
+                page.page,
+                page.total,
+                if page.total == 1 { "" } else { "s" },
+            )}
+        </p>
     }
     .into_any()
 }
