@@ -78,6 +78,14 @@ pub struct SandboxArgs {
     /// Port for moto [default: a free one].
     #[arg(long, env = "CLOUDPULSE_MOTO_PORT")]
     pub moto_port: Option<u16>,
+
+    /// Seconds a new NAT gateway stays `pending`, as on AWS (moto: none).
+    #[arg(long, env = "CLOUDPULSE_NAT_PENDING_SECS", default_value_t = 0)]
+    pub nat_pending_secs: u64,
+
+    /// Seconds a new load balancer stays `provisioning`, as on AWS (moto: none).
+    #[arg(long, env = "CLOUDPULSE_ALB_PROVISIONING_SECS", default_value_t = 0)]
+    pub alb_provisioning_secs: u64,
 }
 
 impl ServeArgs {

@@ -24,6 +24,7 @@ use cloudpulse_app::model::CloudMode;
 use cloudpulse_engine::steps::{Artifact, ArtifactSource, Timings};
 use cloudpulse_engine::{Engine, EngineConfig, Store};
 use cloudpulse_sandbox::moto::{MotoOptions, MotoServer};
+use cloudpulse_sandbox::{Gateway, Latency};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::compression::CompressionLayer;
@@ -71,8 +72,19 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     .context("the sandbox cloud did not start")?;
     let db = args.serve.database_or("cloudpulse-sandbox.db");
     let result = async {
+        // The portal talks to moto through the sandbox gateway, which adds
+        // AWS's pending states when asked to.
+        let gateway = Gateway::start(
+            &moto.endpoint(),
+            Latency {
+                nat_pending: Duration::from_secs(args.nat_pending_secs),
+                alb_provisioning: Duration::from_secs(args.alb_provisioning_secs),
+            },
+        )
+        .await
+        .context("the sandbox gateway did not start")?;
         let app =
-            Application::build(&args.serve, &db, CloudMode::Sandbox, moto.sdk_config()).await?;
+            Application::build(&args.serve, &db, CloudMode::Sandbox, gateway.sdk_config()).await?;
         app.run_until_stopped(shutdown_signal()).await
     }
     .await;

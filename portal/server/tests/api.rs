@@ -236,3 +236,59 @@ async fn the_cli_deploys_follows_and_tears_down_through_the_portal() {
     let output = command.output().unwrap();
     assert!(one_line_error(&output).contains("cannot reach the portal"));
 }
+
+#[tokio::test]
+async fn the_sandbox_can_hold_nat_gateways_pending_and_the_job_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("cloudpulse-instance");
+    std::fs::write(&artifact, b"#!/bin/sh\n").unwrap();
+    let portal = start(
+        &[
+            "sandbox",
+            "--bind",
+            "127.0.0.1:0",
+            "--database",
+            dir.path().join("slow.db").to_str().unwrap(),
+            "--instance-binary",
+            artifact.to_str().unwrap(),
+            "--nat-pending-secs",
+            "3",
+        ],
+        dir.path(),
+        &[],
+    );
+    let client = reqwest::Client::new();
+    let accepted: Value = client
+        .post(format!("{}/api/v1/deployments", portal.url))
+        .json(&json!({ "name": "slow-nat", "nat": "single" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job = accepted["job"]["id"].as_str().unwrap();
+    let mut saw_progress = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, view) = get_json(&format!("{}/api/v1/jobs/{job}", portal.url)).await;
+        let nat = view["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == "nat_gateway:0")
+            .unwrap()
+            .clone();
+        if let Some(progress) = nat["progress"].as_str() {
+            saw_progress = Some(progress.to_string());
+        }
+        if view["status"] != "running" && view["status"] != "pending" {
+            assert_eq!(view["status"], "done", "{view}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let progress = saw_progress.expect("the NAT step said what it waited for");
+    assert!(progress.contains("pending"), "{progress}");
+}
