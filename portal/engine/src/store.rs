@@ -756,6 +756,14 @@ async fn insert_event(
     Ok(())
 }
 
+fn job_kind(text: &str) -> Result<JobKind, StoreError> {
+    JobKind::parse(text).ok_or_else(|| StoreError::Invalid(format!("bad job kind {text:?}")))
+}
+
+fn job_status(text: &str) -> Result<JobStatus, StoreError> {
+    JobStatus::parse(text).ok_or_else(|| StoreError::Invalid(format!("bad job status {text:?}")))
+}
+
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
@@ -783,10 +791,8 @@ struct JobRow {
 impl JobRow {
     fn into_view(self, steps: Vec<StepRow>) -> Result<JobView, StoreError> {
         Ok(JobView {
-            kind: JobKind::parse(&self.kind)
-                .ok_or_else(|| StoreError::Invalid(format!("bad job kind {:?}", self.kind)))?,
-            status: JobStatus::parse(&self.status)
-                .ok_or_else(|| StoreError::Invalid(format!("bad job status {:?}", self.status)))?,
+            kind: job_kind(&self.kind)?,
+            status: job_status(&self.status)?,
             id: self.id,
             deployment_id: self.deployment_id,
             source: self.source,
@@ -893,10 +899,8 @@ struct JobSummaryRow {
 impl JobSummaryRow {
     fn into_summary(self) -> Result<JobSummary, StoreError> {
         Ok(JobSummary {
-            kind: JobKind::parse(&self.kind)
-                .ok_or_else(|| StoreError::Invalid(format!("bad job kind {:?}", self.kind)))?,
-            status: JobStatus::parse(&self.status)
-                .ok_or_else(|| StoreError::Invalid(format!("bad job status {:?}", self.status)))?,
+            kind: job_kind(&self.kind)?,
+            status: job_status(&self.status)?,
             id: self.id,
             source: self.source,
             created_at: self.created_at,

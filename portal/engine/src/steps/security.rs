@@ -25,6 +25,16 @@ fn group(id: &str) -> UserIdGroupPair {
     UserIdGroupPair::builder().group_id(id).build()
 }
 
+/// The rules that name another security group, if any.
+fn cross_references(rules: &[IpPermission]) -> Option<Vec<IpPermission>> {
+    let referencing: Vec<IpPermission> = rules
+        .iter()
+        .filter(|p| !p.user_id_group_pairs().is_empty())
+        .cloned()
+        .collect();
+    (!referencing.is_empty()).then_some(referencing)
+}
+
 /// Ignores "this rule exists" (adopt) and "this rule is gone" (undo).
 fn duplicate_ok(result: StepResult<()>) -> StepResult<()> {
     match result {
@@ -177,18 +187,12 @@ pub async fn undo_security_groups(ctx: &StepCtx) -> StepResult<Value> {
     // The two groups reference each other: revoke the cross rules first.
     for g in &groups {
         let Some(id) = g.group_id() else { continue };
-        let referencing_in: Vec<IpPermission> = g
-            .ip_permissions()
-            .iter()
-            .filter(|p| !p.user_id_group_pairs().is_empty())
-            .cloned()
-            .collect();
-        if !referencing_in.is_empty() {
+        if let Some(rules) = cross_references(g.ip_permissions()) {
             duplicate_ok(
                 gone_ok(
                     ec2.revoke_security_group_ingress()
                         .group_id(id)
-                        .set_ip_permissions(Some(referencing_in))
+                        .set_ip_permissions(Some(rules))
                         .send()
                         .await
                         .step(),
@@ -196,18 +200,12 @@ pub async fn undo_security_groups(ctx: &StepCtx) -> StepResult<Value> {
                 .map(drop),
             )?;
         }
-        let referencing_out: Vec<IpPermission> = g
-            .ip_permissions_egress()
-            .iter()
-            .filter(|p| !p.user_id_group_pairs().is_empty())
-            .cloned()
-            .collect();
-        if !referencing_out.is_empty() {
+        if let Some(rules) = cross_references(g.ip_permissions_egress()) {
             duplicate_ok(
                 gone_ok(
                     ec2.revoke_security_group_egress()
                         .group_id(id)
-                        .set_ip_permissions(Some(referencing_out))
+                        .set_ip_permissions(Some(rules))
                         .send()
                         .await
                         .step(),
