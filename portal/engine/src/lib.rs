@@ -13,6 +13,8 @@ pub use cloudpulse_app::params;
 
 pub mod aws;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod inventory;
 pub mod plan;
 pub mod runner;

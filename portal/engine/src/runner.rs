@@ -67,6 +67,8 @@ struct Inner {
     sdk: SdkConfig,
     config: EngineConfig,
     clients: Mutex<HashMap<String, Aws>>,
+    #[cfg(feature = "fault-injection")]
+    faults: crate::faults::Faults,
     running: Mutex<HashSet<String>>,
     events: broadcast::Sender<JobEvent>,
 }
@@ -79,10 +81,18 @@ impl Engine {
                 sdk,
                 config,
                 clients: Mutex::new(HashMap::new()),
+                #[cfg(feature = "fault-injection")]
+                faults: crate::faults::Faults::default(),
                 running: Mutex::new(HashSet::new()),
                 events: broadcast::channel(1024).0,
             }),
         }
+    }
+
+    /// Where tests arm faults.
+    #[cfg(feature = "fault-injection")]
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.inner.faults
     }
 
     pub fn store(&self) -> &Store {
@@ -354,6 +364,12 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + ctx.timings.step_deadline;
         let mut delay = self.inner.config.retry_base;
         loop {
+            #[cfg(feature = "fault-injection")]
+            let result = match self.inner.faults.take(&ctx.names.display, &ctx.step) {
+                Some(injected) => Err(injected),
+                None => self.dispatch(ctx).await,
+            };
+            #[cfg(not(feature = "fault-injection"))]
             let result = self.dispatch(ctx).await;
             match result {
                 Ok(outputs) => {
