@@ -18,9 +18,12 @@ pub enum Fault {
     Fatal,
 }
 
+/// (deployment name, step key) -> (fault, failures left).
+type Armed = HashMap<(String, String), (Fault, u32)>;
+
 /// Armed faults, keyed by deployment name and step key.
 #[derive(Clone, Debug, Default)]
-pub struct Faults(Arc<Mutex<HashMap<(String, String), (Fault, u32)>>>);
+pub struct Faults(Arc<Mutex<Armed>>);
 
 impl Faults {
     /// Step `step` of deployment `name` fails `times` times.
