@@ -114,8 +114,9 @@ impl Application {
         let draining = Arc::clone(&state.draining);
         let (deadline_tx, mut deadline_rx) =
             tokio::sync::watch::channel(None::<tokio::time::Instant>);
+        let stop = stop_signal();
         tokio::spawn(async move {
-            stop_signal().await;
+            stop.await;
             draining.store(true, Ordering::SeqCst);
             let deadline = tokio::time::Instant::now() + drain_timeout;
             tracing::info!(
@@ -178,12 +179,24 @@ impl Application {
     }
 }
 
-async fn stop_signal() {
+/// Registers the handlers now (a signal that arrives before the returned
+/// future is first polled is not lost) and resolves on SIGTERM or SIGINT.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
+    );
+    async move { wait_for(handlers).await }
+}
+
+async fn wait_for(
+    handlers: (
+        std::io::Result<tokio::signal::unix::Signal>,
+        std::io::Result<tokio::signal::unix::Signal>,
+    ),
+) {
+    match handlers {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -44,12 +44,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_logging(&args.log)?;
+            let stop = shutdown_signal();
             let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .load()
                 .await;
             let db = args.database_or("cloudpulse.db");
             let app = Application::build(&args, &db, CloudMode::Aws, sdk).await?;
-            app.run_until_stopped(shutdown_signal()).await
+            app.run_until_stopped(stop).await
         }
         Command::Sandbox(args) => run_sandbox(args).await,
         Command::Deploy(args) => cli::deploy(args).await,
@@ -60,6 +61,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     init_logging(&args.serve.log)?;
+    // A Ctrl-C while moto starts must still stop moto.
+    let stop = shutdown_signal();
     // Check what we can before starting anything, so a bad flag stops nothing.
     args.serve.bind_addr()?;
     tracing::info!("starting the sandbox cloud (moto)");
@@ -85,7 +88,7 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         .context("the sandbox gateway did not start")?;
         let app =
             Application::build(&args.serve, &db, CloudMode::Sandbox, gateway.sdk_config()).await?;
-        app.run_until_stopped(shutdown_signal()).await
+        app.run_until_stopped(stop).await
     }
     .await;
     moto.stop().await;
@@ -251,22 +254,27 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are registered when
+/// this is called, not when the future is first polled, so a signal that
+/// arrives while the server is still starting is not lost.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => {},
+                    _ = interrupt.recv() => {},
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ => {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
