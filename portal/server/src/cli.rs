@@ -24,34 +24,46 @@ pub struct DeployArgs {
     /// DNS-safe name, 3-32 characters.
     #[arg(long)]
     pub name: String,
+    /// AWS region [default: us-east-1].
     #[arg(long)]
     pub region: Option<String>,
     /// Availability zones: 2 or 3.
     #[arg(long)]
     pub azs: Option<u8>,
+    /// Private /16-/24 range [default: 10.0.0.0/16].
     #[arg(long)]
     pub vpc_cidr: Option<String>,
+    /// EC2 instance type [default: t3.micro].
     #[arg(long)]
     pub instance_type: Option<String>,
+    /// Fewest instances [default: 2].
     #[arg(long)]
     pub min: Option<u32>,
+    /// Instances to start with [default: 2].
     #[arg(long)]
     pub desired: Option<u32>,
+    /// Most instances, at most 10 [default: 4].
     #[arg(long)]
     pub max: Option<u32>,
     /// `per-az` (survives an AZ outage) or `single` (about half the NAT cost).
     #[arg(long, value_parser = parse_nat)]
     pub nat: Option<NatMode>,
+    /// Load balancer health check path [default: /health].
     #[arg(long)]
     pub health_path: Option<String>,
+    /// Seconds between health checks, 5-300 [default: 30].
     #[arg(long)]
     pub health_interval: Option<u32>,
+    /// Average CPU % that adds an instance [default: 70].
     #[arg(long)]
     pub scale_out_cpu: Option<f64>,
+    /// Average CPU % that removes one [default: 30].
     #[arg(long)]
     pub scale_in_cpu: Option<f64>,
+    /// Seconds between scaling actions [default: 300].
     #[arg(long)]
     pub cooldown: Option<u32>,
+    /// Seconds a new instance has before health checks count [default: 300].
     #[arg(long)]
     pub grace_period: Option<u32>,
     /// Follow the job until it ends, showing each step.
@@ -65,6 +77,7 @@ pub struct TeardownArgs {
     pub portal: PortalArg,
     /// The deployment's id.
     pub id: String,
+    /// Follow the job until it ends, showing each step.
     #[arg(long)]
     pub wait: bool,
 }
