@@ -1,8 +1,8 @@
 //! Target group, internet-facing Application Load Balancer and its listener.
 
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, IpAddressType, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
-    LoadBalancerTypeEnum, Matcher, ProtocolEnum, Tag, TargetTypeEnum,
+    Action, ActionTypeEnum, IpAddressType, LoadBalancer, LoadBalancerSchemeEnum,
+    LoadBalancerStateEnum, LoadBalancerTypeEnum, Matcher, ProtocolEnum, Tag, TargetTypeEnum,
 };
 use serde_json::{json, Value};
 
@@ -22,24 +22,45 @@ fn seconds(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
+/// The deployment's target group ARN, found by its deterministic name.
+async fn find_target_group(ctx: &StepCtx) -> StepResult<Option<String>> {
+    let found = gone_ok(
+        ctx.aws
+            .elb
+            .describe_target_groups()
+            .names(ctx.names.target_group())
+            .send()
+            .await
+            .step(),
+    )?;
+    Ok(found.and_then(|f| {
+        f.target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .map(str::to_string)
+    }))
+}
+
+/// The deployment's load balancer, found by its deterministic name.
+async fn find_load_balancer(ctx: &StepCtx) -> StepResult<Option<LoadBalancer>> {
+    let found = gone_ok(
+        ctx.aws
+            .elb
+            .describe_load_balancers()
+            .names(ctx.names.load_balancer())
+            .send()
+            .await
+            .step(),
+    )?;
+    Ok(found.and_then(|f| f.load_balancers().first().cloned()))
+}
+
 pub async fn target_group(ctx: &StepCtx) -> StepResult<Value> {
     let elb = &ctx.aws.elb;
     let name = ctx.names.target_group();
     let vpc = ctx.id("vpc", StepKey::Vpc).await?;
     let hc = &ctx.params.health_check;
-    let found = gone_ok(
-        elb.describe_target_groups()
-            .names(&name)
-            .send()
-            .await
-            .step(),
-    )?;
-    let arn = match found.and_then(|f| {
-        f.target_groups()
-            .first()
-            .and_then(|t| t.target_group_arn())
-            .map(str::to_string)
-    }) {
+    let arn = match find_target_group(ctx).await? {
         Some(arn) => arn,
         None => {
             let out = elb
@@ -76,21 +97,7 @@ pub async fn target_group(ctx: &StepCtx) -> StepResult<Value> {
 
 pub async fn undo_target_group(ctx: &StepCtx) -> StepResult<Value> {
     let name = ctx.names.target_group();
-    let found = gone_ok(
-        ctx.aws
-            .elb
-            .describe_target_groups()
-            .names(&name)
-            .send()
-            .await
-            .step(),
-    )?;
-    if let Some(arn) = found.and_then(|f| {
-        f.target_groups()
-            .first()
-            .and_then(|t| t.target_group_arn())
-            .map(str::to_string)
-    }) {
+    if let Some(arn) = find_target_group(ctx).await? {
         gone_ok(
             ctx.aws
                 .elb
@@ -113,15 +120,7 @@ pub async fn load_balancer(ctx: &StepCtx) -> StepResult<Value> {
         subnets.push(ctx.id("subnet", StepKey::PublicSubnet(az)).await?);
     }
     let security_group = alb_security_group(ctx).await?;
-    let found = gone_ok(
-        elb.describe_load_balancers()
-            .names(&name)
-            .send()
-            .await
-            .step(),
-    )?;
-    let existing = found.and_then(|f| f.load_balancers().first().cloned());
-    let (arn, dns) = match existing {
+    let (arn, dns) = match find_load_balancer(ctx).await? {
         Some(lb) => (
             lb.load_balancer_arn().unwrap_or_default().to_string(),
             lb.dns_name().unwrap_or_default().to_string(),
@@ -213,19 +212,10 @@ async fn alb_security_group(ctx: &StepCtx) -> StepResult<String> {
 pub async fn undo_load_balancer(ctx: &StepCtx) -> StepResult<Value> {
     let elb = &ctx.aws.elb;
     let name = ctx.names.load_balancer();
-    let found = gone_ok(
-        elb.describe_load_balancers()
-            .names(&name)
-            .send()
-            .await
-            .step(),
-    )?;
-    if let Some(arn) = found.and_then(|f| {
-        f.load_balancers()
-            .first()
-            .and_then(|lb| lb.load_balancer_arn())
-            .map(str::to_string)
-    }) {
+    if let Some(arn) = find_load_balancer(ctx)
+        .await?
+        .and_then(|lb| lb.load_balancer_arn().map(str::to_string))
+    {
         gone_ok(
             elb.delete_load_balancer()
                 .load_balancer_arn(&arn)
