@@ -145,3 +145,62 @@ async fn a_killed_portal_resumes_the_deploy_without_duplicates() {
         "exactly one VPC, four subnets, two EIPs, two NAT gateways"
     );
 }
+
+#[tokio::test]
+async fn a_kill_during_heavy_writes_loses_no_job_and_leaves_the_database_whole() {
+    let moto = MotoServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut portal = serve(dir.path(), &moto.endpoint());
+    let client = reqwest::Client::new();
+
+    // Twelve deploys at once: every step of every job writes to SQLite.
+    let requests = (0..12).map(|i| {
+        client
+            .post(format!("{}/api/v1/deployments", portal.url))
+            .json(&json!({ "name": format!("load-{i}") }))
+            .send()
+    });
+    let mut accepted = Vec::new();
+    for response in futures_util::future::join_all(requests).await {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        accepted.push(body["job"]["id"].as_str().unwrap().to_string());
+    }
+    // Kill while the jobs are writing step after step.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    portal.child.kill().unwrap();
+    portal.child.wait().unwrap();
+
+    let store = cloudpulse_engine::Store::open(&dir.path().join("crash.db"))
+        .await
+        .unwrap();
+    let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(verdict, "ok");
+    for job in &accepted {
+        let view = store
+            .job(job)
+            .await
+            .expect("every accepted job is still there");
+        assert_eq!(view.steps.len(), 29, "with its whole plan");
+    }
+    store.pool().close().await;
+
+    // And a restart finishes all of them.
+    let portal = serve(dir.path(), &moto.endpoint());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for id in &accepted {
+        loop {
+            let view = job(&portal.url, id).await;
+            if view["status"] == "done" {
+                break;
+            }
+            assert!(view["status"] != "failed", "{view}");
+            assert!(Instant::now() < deadline, "{view}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
