@@ -118,19 +118,26 @@ pub async fn role(ctx: &StepCtx) -> StepResult<Value> {
     Ok(json!({ "role": name, "arn": arn }))
 }
 
-pub async fn instance_profile(ctx: &StepCtx) -> StepResult<Value> {
-    let name = ctx.names.instance_profile();
-    let role = ctx.names.role();
-    let existing = gone_ok(
+/// The deployment's instance profile, found by its deterministic name.
+async fn find_instance_profile(
+    ctx: &StepCtx,
+) -> StepResult<Option<aws_sdk_iam::types::InstanceProfile>> {
+    let found = gone_ok(
         ctx.aws
             .iam
             .get_instance_profile()
-            .instance_profile_name(&name)
+            .instance_profile_name(ctx.names.instance_profile())
             .send()
             .await
             .step(),
     )?;
-    let (arn, has_role) = match existing.and_then(|o| o.instance_profile().cloned()) {
+    Ok(found.and_then(|o| o.instance_profile().cloned()))
+}
+
+pub async fn instance_profile(ctx: &StepCtx) -> StepResult<Value> {
+    let name = ctx.names.instance_profile();
+    let role = ctx.names.role();
+    let (arn, has_role) = match find_instance_profile(ctx).await? {
         Some(profile) => (
             profile.arn().to_string(),
             profile.roles().iter().any(|r| r.role_name() == role),
@@ -175,16 +182,7 @@ pub async fn instance_profile(ctx: &StepCtx) -> StepResult<Value> {
 
 pub async fn undo_instance_profile(ctx: &StepCtx) -> StepResult<Value> {
     let name = ctx.names.instance_profile();
-    let existing = gone_ok(
-        ctx.aws
-            .iam
-            .get_instance_profile()
-            .instance_profile_name(&name)
-            .send()
-            .await
-            .step(),
-    )?;
-    if let Some(profile) = existing.and_then(|o| o.instance_profile().cloned()) {
+    if let Some(profile) = find_instance_profile(ctx).await? {
         for role in profile.roles() {
             gone_ok(
                 ctx.aws
