@@ -10,6 +10,7 @@
 pub mod model;
 pub mod pages;
 pub mod params;
+pub mod pricing;
 pub mod shell;
 
 #[cfg(feature = "ssr")]

@@ -1,0 +1,876 @@
+//! What a deployment costs: a dated price table per region, the estimate for a
+//! set of parameters, the hourly rate of one resource, and accrual over time.
+//!
+//! Everything here is plain arithmetic over a static table, so the same numbers
+//! appear in the browser (the form's live estimate) and on the server (the
+//! orphan scanner, accrued cost of a live deployment). Prices are on-demand
+//! list prices for Linux, taken at [`PRICES_AS_OF`]; they are estimates, not a
+//! bill. A region missing from the table has no price: callers show
+//! "unknown" rather than borrowing another region's numbers.
+//!
+//! Assumptions, each a named constant below: a month is
+//! [`HOURS_PER_MONTH`] hours; the load balancer uses [`ALB_BASELINE_LCUS`]
+//! LCU around the clock; NAT data processing ($/GB) and data transfer are
+//! left out because they depend on traffic nobody has sent yet.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::params::{DeploymentParams, NatMode};
+
+/// When the prices in [`PRICE_TABLE`] were taken (year-month).
+pub const PRICES_AS_OF: &str = "2026-11";
+
+/// Hours in a billing month, as AWS's own calculator counts them.
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// Load balancer capacity units assumed for an estimate: one LCU, every hour.
+/// An idle or lightly used ALB consumes less than one, a busy one more.
+pub const ALB_BASELINE_LCUS: f64 = 1.0;
+
+/// Size of each instance's gp3 root volume, in GB.
+pub const ROOT_VOLUME_GB: f64 = 8.0;
+
+/// Size of the application artifact kept in the deployment's S3 bucket, in GB
+/// (about 20 MB).
+pub const ARTIFACT_GB: f64 = 0.02;
+
+/// CloudWatch alarms per deployment: one to scale out, one to scale in.
+pub const ALARMS_PER_DEPLOYMENT: u32 = 2;
+
+/// Custom metrics each instance publishes. Each carries the dimensions
+/// `InstanceId` and `AutoScalingGroupName`, so every instance adds this many
+/// distinct billed metrics.
+pub const METRICS_PER_INSTANCE: u32 = 7;
+
+/// On-demand prices in one region, in US dollars.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RegionPrices {
+    /// Region code, e.g. `us-east-1`.
+    pub region: &'static str,
+    /// NAT gateway, per hour (data processing excluded).
+    pub nat_gateway_hour: f64,
+    /// Application Load Balancer, per hour, before capacity units.
+    pub load_balancer_hour: f64,
+    /// One load balancer capacity unit for one hour.
+    pub lcu_hour: f64,
+    /// One public IPv4 address (Elastic IP or AWS-assigned), per hour.
+    pub public_ipv4_hour: f64,
+    /// gp3 EBS storage, per GB-month.
+    pub gp3_gb_month: f64,
+    /// One standard-resolution CloudWatch alarm, per month.
+    pub alarm_month: f64,
+    /// One CloudWatch custom metric, per month (first pricing tier).
+    pub custom_metric_month: f64,
+    /// S3 Standard storage, per GB-month (first pricing tier).
+    pub s3_gb_month: f64,
+    /// Linux on-demand price per hour of each type in
+    /// [`INSTANCE_TYPES`](crate::params::INSTANCE_TYPES).
+    pub instances: &'static [(&'static str, f64)],
+}
+
+impl RegionPrices {
+    /// Hourly price of an instance type, `None` if the table lacks it.
+    pub fn instance_hour(&self, instance_type: &str) -> Option<f64> {
+        self.instances
+            .iter()
+            .find(|(name, _)| *name == instance_type)
+            .map(|&(_, price)| price)
+    }
+
+    /// The load balancer's hourly price including [`ALB_BASELINE_LCUS`].
+    pub fn load_balancer_with_baseline_hour(&self) -> f64 {
+        self.load_balancer_hour + ALB_BASELINE_LCUS * self.lcu_hour
+    }
+}
+
+/// Every region CloudPulse can price, as of [`PRICES_AS_OF`].
+///
+/// Values are written out per region rather than derived from us-east-1 by a
+/// multiplier, so each can be checked against AWS's price pages on its own.
+pub static PRICE_TABLE: &[RegionPrices] = &[
+    RegionPrices {
+        region: "us-east-1",
+        nat_gateway_hour: 0.045,
+        load_balancer_hour: 0.0225,
+        lcu_hour: 0.008,
+        public_ipv4_hour: 0.005,
+        gp3_gb_month: 0.08,
+        alarm_month: 0.10,
+        custom_metric_month: 0.30,
+        s3_gb_month: 0.023,
+        instances: &[
+            ("t3.micro", 0.0104),
+            ("t3.small", 0.0208),
+            ("t3.medium", 0.0416),
+            ("t3.large", 0.0832),
+            ("t3a.micro", 0.0094),
+            ("t3a.small", 0.0188),
+            ("t3a.medium", 0.0376),
+            ("t4g.micro", 0.0084),
+            ("t4g.small", 0.0168),
+            ("m5.large", 0.096),
+            ("c5.large", 0.085),
+        ],
+    },
+    RegionPrices {
+        region: "us-east-2",
+        nat_gateway_hour: 0.045,
+        load_balancer_hour: 0.0225,
+        lcu_hour: 0.008,
+        public_ipv4_hour: 0.005,
+        gp3_gb_month: 0.08,
+        alarm_month: 0.10,
+        custom_metric_month: 0.30,
+        s3_gb_month: 0.023,
+        instances: &[
+            ("t3.micro", 0.0104),
+            ("t3.small", 0.0208),
+            ("t3.medium", 0.0416),
+            ("t3.large", 0.0832),
+            ("t3a.micro", 0.0094),
+            ("t3a.small", 0.0188),
+            ("t3a.medium", 0.0376),
+            ("t4g.micro", 0.0084),
+            ("t4g.small", 0.0168),
+            ("m5.large", 0.096),
+            ("c5.large", 0.085),
+        ],
+    },
+    RegionPrices {
+        region: "us-west-2",
+        nat_gateway_hour: 0.045,
+        load_balancer_hour: 0.0225,
+        lcu_hour: 0.008,
+        public_ipv4_hour: 0.005,
+        gp3_gb_month: 0.08,
+        alarm_month: 0.10,
+        custom_metric_month: 0.30,
+        s3_gb_month: 0.023,
+        instances: &[
+            ("t3.micro", 0.0104),
+            ("t3.small", 0.0208),
+            ("t3.medium", 0.0416),
+            ("t3.large", 0.0832),
+            ("t3a.micro", 0.0094),
+            ("t3a.small", 0.0188),
+            ("t3a.medium", 0.0376),
+            ("t4g.micro", 0.0084),
+            ("t4g.small", 0.0168),
+            ("m5.large", 0.096),
+            ("c5.large", 0.085),
+        ],
+    },
+    RegionPrices {
+        region: "eu-west-1",
+        nat_gateway_hour: 0.048,
+        load_balancer_hour: 0.0252,
+        lcu_hour: 0.008,
+        public_ipv4_hour: 0.005,
+        gp3_gb_month: 0.088,
+        alarm_month: 0.10,
+        custom_metric_month: 0.30,
+        s3_gb_month: 0.023,
+        instances: &[
+            ("t3.micro", 0.0114),
+            ("t3.small", 0.0228),
+            ("t3.medium", 0.0456),
+            ("t3.large", 0.0912),
+            ("t3a.micro", 0.0102),
+            ("t3a.small", 0.0204),
+            ("t3a.medium", 0.0408),
+            ("t4g.micro", 0.0092),
+            ("t4g.small", 0.0184),
+            ("m5.large", 0.107),
+            ("c5.large", 0.096),
+        ],
+    },
+    RegionPrices {
+        region: "eu-central-1",
+        nat_gateway_hour: 0.052,
+        load_balancer_hour: 0.027,
+        lcu_hour: 0.008,
+        public_ipv4_hour: 0.005,
+        gp3_gb_month: 0.0952,
+        alarm_month: 0.10,
+        custom_metric_month: 0.30,
+        s3_gb_month: 0.0245,
+        instances: &[
+            ("t3.micro", 0.012),
+            ("t3.small", 0.024),
+            ("t3.medium", 0.048),
+            ("t3.large", 0.096),
+            ("t3a.micro", 0.0108),
+            ("t3a.small", 0.0216),
+            ("t3a.medium", 0.0432),
+            ("t4g.micro", 0.0096),
+            ("t4g.small", 0.0192),
+            ("m5.large", 0.115),
+            ("c5.large", 0.097),
+        ],
+    },
+    RegionPrices {
+        region: "ap-southeast-1",
+        nat_gateway_hour: 0.059,
+        load_balancer_hour: 0.0252,
+        lcu_hour: 0.008,
+        public_ipv4_hour: 0.005,
+        gp3_gb_month: 0.096,
+        alarm_month: 0.10,
+        custom_metric_month: 0.30,
+        s3_gb_month: 0.025,
+        instances: &[
+            ("t3.micro", 0.0132),
+            ("t3.small", 0.0264),
+            ("t3.medium", 0.0528),
+            ("t3.large", 0.1056),
+            ("t3a.micro", 0.0118),
+            ("t3a.small", 0.0236),
+            ("t3a.medium", 0.0472),
+            ("t4g.micro", 0.0106),
+            ("t4g.small", 0.0212),
+            ("m5.large", 0.12),
+            ("c5.large", 0.098),
+        ],
+    },
+    RegionPrices {
+        region: "ap-northeast-1",
+        nat_gateway_hour: 0.062,
+        load_balancer_hour: 0.0243,
+        lcu_hour: 0.008,
+        public_ipv4_hour: 0.005,
+        gp3_gb_month: 0.096,
+        alarm_month: 0.10,
+        custom_metric_month: 0.30,
+        s3_gb_month: 0.025,
+        instances: &[
+            ("t3.micro", 0.0136),
+            ("t3.small", 0.0272),
+            ("t3.medium", 0.0544),
+            ("t3.large", 0.1088),
+            ("t3a.micro", 0.0122),
+            ("t3a.small", 0.0245),
+            ("t3a.medium", 0.049),
+            ("t4g.micro", 0.0108),
+            ("t4g.small", 0.0216),
+            ("m5.large", 0.124),
+            ("c5.large", 0.107),
+        ],
+    },
+];
+
+/// The prices of a region, `None` for a region missing from [`PRICE_TABLE`].
+pub fn prices(region: &str) -> Option<&'static RegionPrices> {
+    PRICE_TABLE.iter().find(|p| p.region == region)
+}
+
+/// Why something could not be priced.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum PriceError {
+    /// The region is not in [`PRICE_TABLE`]; its cost is unknown.
+    #[error("no prices for region {region:?}; its cost is unknown")]
+    UnknownRegion { region: String },
+    /// The region is known but the instance type has no price there.
+    #[error("no price for instance type {instance_type:?} in {region}; its cost is unknown")]
+    UnknownInstanceType {
+        region: String,
+        instance_type: String,
+    },
+}
+
+/// What a line of a [`CostEstimate`] pays for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostCategory {
+    /// NAT gateways: one per AZ, or one shared.
+    Nat,
+    /// The Application Load Balancer with [`ALB_BASELINE_LCUS`].
+    LoadBalancer,
+    /// The Auto Scaling group's instances at the desired count.
+    Instances,
+    /// EBS root volumes and the S3 artifact.
+    Storage,
+    /// Public IPv4 addresses: NAT gateway EIPs and the ALB's addresses.
+    PublicIpv4,
+    /// CloudWatch alarms and the instances' custom metrics.
+    Monitoring,
+}
+
+impl CostCategory {
+    /// Every category, in the order an estimate lists them.
+    pub const ALL: [CostCategory; 6] = [
+        CostCategory::Nat,
+        CostCategory::LoadBalancer,
+        CostCategory::Instances,
+        CostCategory::Storage,
+        CostCategory::PublicIpv4,
+        CostCategory::Monitoring,
+    ];
+
+    /// Human wording for the breakdown table.
+    pub fn label(self) -> &'static str {
+        match self {
+            CostCategory::Nat => "NAT gateways",
+            CostCategory::LoadBalancer => "Load balancer",
+            CostCategory::Instances => "Instances",
+            CostCategory::Storage => "Storage",
+            CostCategory::PublicIpv4 => "Public IPv4 addresses",
+            CostCategory::Monitoring => "Monitoring",
+        }
+    }
+}
+
+/// One category's share of an estimate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CostLine {
+    pub category: CostCategory,
+    /// How the amount was reached, e.g. "2 × $0.045/h".
+    pub detail: String,
+    /// US dollars per hour.
+    pub per_hour: f64,
+    /// US dollars per month of [`HOURS_PER_MONTH`] hours.
+    pub per_month: f64,
+}
+
+/// The expected cost of running a deployment, whole and by category.
+///
+/// `per_hour` is the sum of the lines' `per_hour`; every `per_month` is its
+/// `per_hour` times [`HOURS_PER_MONTH`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CostEstimate {
+    pub region: String,
+    /// The date of the prices used, see [`PRICES_AS_OF`].
+    pub prices_as_of: String,
+    /// US dollars per hour.
+    pub per_hour: f64,
+    /// US dollars per month of [`HOURS_PER_MONTH`] hours.
+    pub per_month: f64,
+    /// One line per [`CostCategory`], in [`CostCategory::ALL`] order.
+    pub lines: Vec<CostLine>,
+}
+
+impl CostEstimate {
+    /// The line of one category.
+    pub fn line(&self, category: CostCategory) -> Option<&CostLine> {
+        self.lines.iter().find(|line| line.category == category)
+    }
+
+    /// Dollars per hour of one category (0 if absent).
+    pub fn per_hour_of(&self, category: CostCategory) -> f64 {
+        self.line(category).map_or(0.0, |line| line.per_hour)
+    }
+}
+
+/// Estimate what a deployment costs while it runs at its desired count.
+///
+/// The parameters need not have passed validation: whatever counts they hold
+/// are priced. An unknown region or instance type is an error, never a guess.
+pub fn estimate(params: &DeploymentParams) -> Result<CostEstimate, PriceError> {
+    let p = prices(&params.region).ok_or_else(|| PriceError::UnknownRegion {
+        region: params.region.clone(),
+    })?;
+    let instance_hour =
+        p.instance_hour(&params.instance_type)
+            .ok_or_else(|| PriceError::UnknownInstanceType {
+                region: params.region.clone(),
+                instance_type: params.instance_type.clone(),
+            })?;
+
+    let azs = u32::from(params.azs);
+    let desired = params.desired;
+    let nat_gateways = match params.nat {
+        NatMode::PerAz => azs,
+        NatMode::Single => 1,
+    };
+    // One Elastic IP per NAT gateway, and the internet-facing ALB holds one
+    // public address in each AZ it spans.
+    let public_ips = nat_gateways + azs;
+    let ebs_gb = f64::from(desired) * ROOT_VOLUME_GB;
+    let metrics = u64::from(desired) * u64::from(METRICS_PER_INSTANCE);
+
+    let storage_month = ebs_gb * p.gp3_gb_month + ARTIFACT_GB * p.s3_gb_month;
+    let monitoring_month =
+        f64::from(ALARMS_PER_DEPLOYMENT) * p.alarm_month + metrics as f64 * p.custom_metric_month;
+
+    let lines = vec![
+        line(
+            CostCategory::Nat,
+            f64::from(nat_gateways) * p.nat_gateway_hour,
+            format!("{nat_gateways} × {}/h", usd(p.nat_gateway_hour)),
+        ),
+        line(
+            CostCategory::LoadBalancer,
+            p.load_balancer_with_baseline_hour(),
+            format!(
+                "{}/h + {ALB_BASELINE_LCUS} LCU × {}/h",
+                usd(p.load_balancer_hour),
+                usd(p.lcu_hour)
+            ),
+        ),
+        line(
+            CostCategory::Instances,
+            f64::from(desired) * instance_hour,
+            format!(
+                "{desired} × {} at {}/h",
+                params.instance_type,
+                usd(instance_hour)
+            ),
+        ),
+        line(
+            CostCategory::Storage,
+            storage_month / HOURS_PER_MONTH,
+            format!(
+                "{ebs_gb} GB gp3 × {}/GB-month + {} GB S3 × {}/GB-month",
+                usd(p.gp3_gb_month),
+                ARTIFACT_GB,
+                usd(p.s3_gb_month)
+            ),
+        ),
+        line(
+            CostCategory::PublicIpv4,
+            f64::from(public_ips) * p.public_ipv4_hour,
+            format!("{public_ips} × {}/h", usd(p.public_ipv4_hour)),
+        ),
+        line(
+            CostCategory::Monitoring,
+            monitoring_month / HOURS_PER_MONTH,
+            format!(
+                "{ALARMS_PER_DEPLOYMENT} alarms × {}/month + {metrics} metrics × {}/month",
+                usd(p.alarm_month),
+                usd(p.custom_metric_month)
+            ),
+        ),
+    ];
+    let per_hour: f64 = lines.iter().map(|l| l.per_hour).sum();
+    Ok(CostEstimate {
+        region: p.region.to_owned(),
+        prices_as_of: PRICES_AS_OF.to_owned(),
+        per_hour,
+        per_month: per_hour * HOURS_PER_MONTH,
+        lines,
+    })
+}
+
+fn line(category: CostCategory, per_hour: f64, detail: String) -> CostLine {
+    CostLine {
+        category,
+        detail,
+        per_hour,
+        per_month: per_hour * HOURS_PER_MONTH,
+    }
+}
+
+/// A kind of AWS resource CloudPulse creates, named as in the `resources`
+/// table (`kind` column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Instance,
+    NatGateway,
+    /// An Elastic IP, or any other public IPv4 address.
+    ElasticIp,
+    Subnet,
+    RouteTable,
+    InternetGateway,
+    SecurityGroup,
+    NetworkAcl,
+    Vpc,
+    LaunchTemplate,
+    LoadBalancer,
+    TargetGroup,
+    AutoScalingGroup,
+    Alarm,
+    IamRole,
+    InstanceProfile,
+    S3Bucket,
+    /// A gp3 EBS volume, priced per GB.
+    EbsVolume,
+    /// One CloudWatch custom metric (one name and set of dimensions).
+    CustomMetric,
+}
+
+impl ResourceKind {
+    /// Every kind.
+    pub const ALL: [ResourceKind; 19] = [
+        ResourceKind::Instance,
+        ResourceKind::NatGateway,
+        ResourceKind::ElasticIp,
+        ResourceKind::Subnet,
+        ResourceKind::RouteTable,
+        ResourceKind::InternetGateway,
+        ResourceKind::SecurityGroup,
+        ResourceKind::NetworkAcl,
+        ResourceKind::Vpc,
+        ResourceKind::LaunchTemplate,
+        ResourceKind::LoadBalancer,
+        ResourceKind::TargetGroup,
+        ResourceKind::AutoScalingGroup,
+        ResourceKind::Alarm,
+        ResourceKind::IamRole,
+        ResourceKind::InstanceProfile,
+        ResourceKind::S3Bucket,
+        ResourceKind::EbsVolume,
+        ResourceKind::CustomMetric,
+    ];
+
+    /// The snake_case name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Instance => "instance",
+            ResourceKind::NatGateway => "nat_gateway",
+            ResourceKind::ElasticIp => "elastic_ip",
+            ResourceKind::Subnet => "subnet",
+            ResourceKind::RouteTable => "route_table",
+            ResourceKind::InternetGateway => "internet_gateway",
+            ResourceKind::SecurityGroup => "security_group",
+            ResourceKind::NetworkAcl => "network_acl",
+            ResourceKind::Vpc => "vpc",
+            ResourceKind::LaunchTemplate => "launch_template",
+            ResourceKind::LoadBalancer => "load_balancer",
+            ResourceKind::TargetGroup => "target_group",
+            ResourceKind::AutoScalingGroup => "auto_scaling_group",
+            ResourceKind::Alarm => "alarm",
+            ResourceKind::IamRole => "iam_role",
+            ResourceKind::InstanceProfile => "instance_profile",
+            ResourceKind::S3Bucket => "s3_bucket",
+            ResourceKind::EbsVolume => "ebs_volume",
+            ResourceKind::CustomMetric => "custom_metric",
+        }
+    }
+
+    /// Whether the resource costs nothing merely by existing. An S3 bucket
+    /// counts as free: its storage is priced by size, not per bucket.
+    pub fn is_free(self) -> bool {
+        matches!(
+            self,
+            ResourceKind::Subnet
+                | ResourceKind::RouteTable
+                | ResourceKind::InternetGateway
+                | ResourceKind::SecurityGroup
+                | ResourceKind::NetworkAcl
+                | ResourceKind::Vpc
+                | ResourceKind::LaunchTemplate
+                | ResourceKind::TargetGroup
+                | ResourceKind::AutoScalingGroup
+                | ResourceKind::IamRole
+                | ResourceKind::InstanceProfile
+                | ResourceKind::S3Bucket
+        )
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource kind name that [`ResourceKind`] does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown resource kind {0:?}")]
+pub struct UnknownResourceKind(pub String);
+
+impl FromStr for ResourceKind {
+    type Err = UnknownResourceKind;
+
+    /// Parses the exact snake_case name, e.g. `nat_gateway`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ResourceKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| UnknownResourceKind(text.to_owned()))
+    }
+}
+
+/// What one resource of `kind` costs per hour in `region`, in US dollars.
+///
+/// `instance_type` is needed for [`ResourceKind::Instance`] and ignored
+/// otherwise. [`ResourceKind::EbsVolume`] is per GB; a load balancer includes
+/// [`ALB_BASELINE_LCUS`]; monthly prices are spread over [`HOURS_PER_MONTH`].
+/// Free kinds give `Some(0.0)`. `None` means unknown: the region is not in
+/// the table, or an instance's type is missing or has no price.
+pub fn hourly(region: &str, kind: ResourceKind, instance_type: Option<&str>) -> Option<f64> {
+    let p = prices(region)?;
+    if kind.is_free() {
+        return Some(0.0);
+    }
+    match kind {
+        ResourceKind::Instance => p.instance_hour(instance_type?),
+        ResourceKind::NatGateway => Some(p.nat_gateway_hour),
+        ResourceKind::ElasticIp => Some(p.public_ipv4_hour),
+        ResourceKind::LoadBalancer => Some(p.load_balancer_with_baseline_hour()),
+        ResourceKind::EbsVolume => Some(p.gp3_gb_month / HOURS_PER_MONTH),
+        ResourceKind::Alarm => Some(p.alarm_month / HOURS_PER_MONTH),
+        ResourceKind::CustomMetric => Some(p.custom_metric_month / HOURS_PER_MONTH),
+        _ => Some(0.0),
+    }
+}
+
+/// Dollars accrued at `rate_per_hour` from `from` to `to`.
+///
+/// Zero when `to` is not after `from`, and when the rate is negative or not a
+/// number: a cost never runs backwards.
+pub fn accrued(rate_per_hour: f64, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    if to <= from || !(rate_per_hour.is_finite() && rate_per_hour > 0.0) {
+        return 0.0;
+    }
+    let span = to - from;
+    let hours = (span.num_seconds() as f64 + f64::from(span.subsec_nanos()) / 1e9) / 3600.0;
+    rate_per_hour * hours
+}
+
+/// Dollars for display: `$0.15`, `$1,234.56`, and for amounts under a cent
+/// four decimals, `$0.0045` (`<$0.0001` below that, so a tiny cost never
+/// reads as free). Not-a-number reads `n/a`.
+pub fn usd(amount: f64) -> String {
+    if !amount.is_finite() {
+        return "n/a".to_owned();
+    }
+    let sign = if amount < 0.0 { "-" } else { "" };
+    let abs = amount.abs();
+    if abs == 0.0 {
+        return "$0.00".to_owned();
+    }
+    // Decide on the rounded value, so 0.009999 reads $0.01, not $0.0100.
+    if (abs * 100.0).round() >= 1.0 {
+        let text = format!("{abs:.2}");
+        let (whole, cents) = text.split_once('.').unwrap_or((&text, "00"));
+        return format!("{sign}${}.{cents}", group_thousands(whole));
+    }
+    if (abs * 10_000.0).round() < 1.0 {
+        return format!("{sign}<$0.0001");
+    }
+    format!("{sign}${abs:.4}")
+}
+
+fn group_thousands(digits: &str) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::INSTANCE_TYPES;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+    }
+
+    #[test]
+    fn the_default_stack_in_us_east_1_costs_what_the_reference_says() {
+        let estimate = estimate(&DeploymentParams::default()).unwrap();
+        let sum: f64 = estimate.lines.iter().map(|l| l.per_hour).sum();
+        assert!(close(sum, estimate.per_hour));
+        assert!(close(estimate.per_month, estimate.per_hour * 730.0));
+        // infrastructure.md: "roughly $0.15/h (about $105-120/month)". With the
+        // baseline LCU and the ALB's public addresses this comes to ~$0.169/h.
+        assert!(
+            (0.15..0.175).contains(&estimate.per_hour),
+            "{}",
+            estimate.per_hour
+        );
+        assert!(close(estimate.per_hour_of(CostCategory::Nat), 0.09));
+        assert!(close(
+            estimate.per_hour_of(CostCategory::LoadBalancer),
+            0.0305
+        ));
+        assert!(close(estimate.per_hour_of(CostCategory::Instances), 0.0208));
+        assert!(close(estimate.per_hour_of(CostCategory::PublicIpv4), 0.02));
+        // 2 alarms + 14 metrics = $4.40 a month.
+        assert!(close(
+            estimate.line(CostCategory::Monitoring).unwrap().per_month,
+            4.40
+        ));
+        // "~60% of it NAT": the gateways alone are 53%; with their Elastic
+        // IPs (billed under public IPv4) 59%.
+        let nat_share = estimate.per_hour_of(CostCategory::Nat) / estimate.per_hour;
+        assert!((0.5..0.65).contains(&nat_share), "{nat_share}");
+        let with_eips = (estimate.per_hour_of(CostCategory::Nat) + 2.0 * 0.005) / estimate.per_hour;
+        assert!((0.55..0.65).contains(&with_eips), "{with_eips}");
+        let categories: Vec<_> = estimate.lines.iter().map(|l| l.category).collect();
+        assert_eq!(categories, CostCategory::ALL);
+    }
+
+    #[test]
+    fn single_nat_halves_the_gateways_and_their_addresses() {
+        let per_az = estimate(&DeploymentParams::default()).unwrap();
+        let single = estimate(&DeploymentParams {
+            nat: NatMode::Single,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(close(single.per_hour_of(CostCategory::Nat), 0.045));
+        assert!(close(single.per_hour_of(CostCategory::PublicIpv4), 0.015));
+        assert!(single.per_hour < per_az.per_hour);
+    }
+
+    #[test]
+    fn unknown_region_and_instance_type_are_errors_not_guesses() {
+        let mars = DeploymentParams {
+            region: "mars-north-1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            estimate(&mars),
+            Err(PriceError::UnknownRegion {
+                region: "mars-north-1".into()
+            })
+        );
+        let huge = DeploymentParams {
+            instance_type: "x1.huge".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            estimate(&huge),
+            Err(PriceError::UnknownInstanceType { .. })
+        ));
+        assert!(prices("mars-north-1").is_none());
+        assert_eq!(hourly("mars-north-1", ResourceKind::Vpc, None), None);
+    }
+
+    #[test]
+    fn every_region_prices_every_instance_type_once() {
+        for (i, region) in PRICE_TABLE.iter().enumerate() {
+            assert!(
+                PRICE_TABLE[..i].iter().all(|r| r.region != region.region),
+                "{} twice",
+                region.region
+            );
+            assert_eq!(
+                region.instances.len(),
+                INSTANCE_TYPES.len(),
+                "{}",
+                region.region
+            );
+            for ty in INSTANCE_TYPES {
+                let price = region.instance_hour(ty);
+                assert!(
+                    price.is_some_and(|p| p > 0.0 && p < 1.0),
+                    "{} {ty}",
+                    region.region
+                );
+            }
+        }
+        for wanted in [
+            "us-east-1",
+            "us-east-2",
+            "us-west-2",
+            "eu-west-1",
+            "eu-central-1",
+            "ap-southeast-1",
+            "ap-northeast-1",
+        ] {
+            assert!(prices(wanted).is_some(), "{wanted}");
+        }
+    }
+
+    #[test]
+    fn hourly_rates_of_single_resources() {
+        let r = "us-east-1";
+        assert_eq!(hourly(r, ResourceKind::NatGateway, None), Some(0.045));
+        assert_eq!(hourly(r, ResourceKind::ElasticIp, None), Some(0.005));
+        assert_eq!(
+            hourly(r, ResourceKind::Instance, Some("t3.micro")),
+            Some(0.0104)
+        );
+        assert_eq!(hourly(r, ResourceKind::Instance, None), None);
+        assert_eq!(hourly(r, ResourceKind::Instance, Some("x1.huge")), None);
+        assert!(close(
+            hourly(r, ResourceKind::LoadBalancer, None).unwrap(),
+            0.0305
+        ));
+        assert!(close(
+            hourly(r, ResourceKind::Alarm, None).unwrap() * HOURS_PER_MONTH,
+            0.10
+        ));
+        assert!(close(
+            hourly(r, ResourceKind::EbsVolume, None).unwrap() * HOURS_PER_MONTH,
+            0.08
+        ));
+        for kind in ResourceKind::ALL.into_iter().filter(|k| k.is_free()) {
+            assert_eq!(hourly(r, kind, None), Some(0.0), "{kind}");
+        }
+    }
+
+    #[test]
+    fn resource_kind_names_round_trip() {
+        for name in [
+            "instance",
+            "nat_gateway",
+            "elastic_ip",
+            "subnet",
+            "route_table",
+            "internet_gateway",
+            "security_group",
+            "network_acl",
+            "vpc",
+            "launch_template",
+            "load_balancer",
+            "target_group",
+            "auto_scaling_group",
+            "alarm",
+            "iam_role",
+            "instance_profile",
+            "s3_bucket",
+        ] {
+            let kind: ResourceKind = name.parse().unwrap();
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{name}\""));
+        }
+        assert!("NatGateway".parse::<ResourceKind>().is_err());
+        assert!("".parse::<ResourceKind>().is_err());
+    }
+
+    #[test]
+    fn dollars_read_naturally() {
+        assert_eq!(usd(0.15), "$0.15");
+        assert_eq!(usd(0.1691), "$0.17");
+        assert_eq!(usd(0.01), "$0.01");
+        assert_eq!(usd(0.009999), "$0.01");
+        assert_eq!(usd(0.0045), "$0.0045");
+        assert_eq!(usd(0.0104 / 60.0), "$0.0002");
+        assert_eq!(usd(0.000_001), "<$0.0001");
+        assert_eq!(usd(0.0), "$0.00");
+        assert_eq!(usd(123.4), "$123.40");
+        assert_eq!(usd(1234.5), "$1,234.50");
+        assert_eq!(usd(1_234_567.891), "$1,234,567.89");
+        assert_eq!(usd(-2.5), "-$2.50");
+        assert_eq!(usd(f64::NAN), "n/a");
+    }
+
+    #[test]
+    fn accrual_counts_hours_and_never_runs_backwards() {
+        let start = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let later = start + chrono::Duration::minutes(90);
+        assert!(close(accrued(0.045, start, later), 0.0675));
+        assert_eq!(accrued(0.045, later, start), 0.0);
+        assert_eq!(accrued(0.045, start, start), 0.0);
+        assert_eq!(accrued(-1.0, start, later), 0.0);
+        assert_eq!(accrued(f64::NAN, start, later), 0.0);
+    }
+
+    #[test]
+    fn an_estimate_travels_as_json() {
+        let estimate = estimate(&DeploymentParams::default()).unwrap();
+        let json = serde_json::to_string(&estimate).unwrap();
+        assert!(json.contains(r#""category":"public_ipv4""#), "{json}");
+        // serde_json may round a float's last bit on the way back.
+        let back: CostEstimate = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.lines.len(), estimate.lines.len());
+        assert!(close(back.per_hour, estimate.per_hour));
+        assert_eq!(back.lines[0].detail, estimate.lines[0].detail);
+    }
+}
