@@ -26,6 +26,10 @@ use crate::plan::{self, StepKey};
 use crate::steps::{self, ArtifactSource, StepCtx, Timings};
 use crate::store::{Created, NewJob, Store, StoreError};
 
+/// The progress line of a step an injected fault holds after its action.
+#[cfg(feature = "fault-injection")]
+pub const HELD: &str = "held after its action by an injected fault";
+
 /// How the engine is set up.
 #[derive(Clone)]
 pub struct EngineConfig {
@@ -371,6 +375,11 @@ impl Engine {
             };
             #[cfg(not(feature = "fault-injection"))]
             let result = self.dispatch(ctx).await;
+            #[cfg(feature = "fault-injection")]
+            if result.is_ok() && self.inner.faults.hold_after(&ctx.names.display, &ctx.step) {
+                ctx.progress(HELD).await;
+                std::future::pending::<()>().await;
+            }
             match result {
                 Ok(outputs) => {
                     store

@@ -133,6 +133,7 @@ impl Application {
                 retry_base: Duration::from_secs(1),
             },
         );
+        arm_test_faults(&engine)?;
         let resumed = engine.resume_unfinished().await?;
         if !resumed.is_empty() {
             tracing::info!(
@@ -166,6 +167,35 @@ impl Application {
             .context("the web server failed")?;
         tracing::info!("portal stopped");
         Ok(())
+    }
+}
+
+/// Names the faults a test build arms (see `cloudpulse_engine::faults`).
+const FAULTS_ENV: &str = "CLOUDPULSE_TEST_FAULTS";
+
+/// Arms the faults `CLOUDPULSE_TEST_FAULTS` asks for in a test build, and
+/// refuses to start any other build that is asked to.
+fn arm_test_faults(engine: &Engine) -> anyhow::Result<()> {
+    let Some(spec) = std::env::var_os(FAULTS_ENV) else {
+        return Ok(());
+    };
+    #[cfg(feature = "fault-injection")]
+    {
+        let spec = spec.to_string_lossy();
+        engine
+            .faults()
+            .arm_spec(&spec)
+            .map_err(|e| anyhow::anyhow!("{FAULTS_ENV}: {e}"))?;
+        tracing::warn!(%spec, "test faults armed");
+        Ok(())
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        let _ = (engine, spec);
+        anyhow::bail!(
+            "{FAULTS_ENV} is set, but this build of cloudpulse cannot inject faults \
+             (only test builds can); unset it"
+        )
     }
 }
 

@@ -15,6 +15,10 @@ async fn job(url: &str, id: &str) -> Value {
 }
 
 fn serve(dir: &std::path::Path, endpoint: &str) -> Portal {
+    serve_with(dir, endpoint, &[])
+}
+
+fn serve_with(dir: &std::path::Path, endpoint: &str, env: &[(&str, String)]) -> Portal {
     let artifact = dir.join("cloudpulse-instance");
     std::fs::write(&artifact, b"#!/bin/sh\necho test instance\n").unwrap();
     start(
@@ -28,7 +32,7 @@ fn serve(dir: &std::path::Path, endpoint: &str) -> Portal {
             artifact.to_str().unwrap(),
         ],
         dir,
-        &[("AWS_ENDPOINT_URL", endpoint.to_string())],
+        &[&[("AWS_ENDPOINT_URL", endpoint.to_string())], env].concat(),
     )
 }
 
@@ -203,4 +207,139 @@ async fn a_kill_during_heavy_writes_loses_no_job_and_leaves_the_database_whole()
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// Starts a deploy of `name` and returns (deployment id, job id).
+async fn deploy(url: &str, name: &str) -> (String, String) {
+    let accepted: Value = reqwest::Client::new()
+        .post(format!("{url}/api/v1/deployments"))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        accepted["deployment"]["id"].as_str().unwrap().to_string(),
+        accepted["job"]["id"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn wait_done(url: &str, job_id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let job = job(url, job_id).await;
+        if job["status"] == "done" {
+            return job;
+        }
+        assert!(job["status"] != "failed", "{job}");
+        assert!(Instant::now() < deadline, "job did not finish: {job}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Every resource of a deployment that moto holds, counted by kind.
+async fn census(
+    sdk: &aws_config::SdkConfig,
+    id: &str,
+    name: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    let aws = cloudpulse_engine::aws::Aws::new(sdk, "us-east-1");
+    let names = cloudpulse_engine::aws::Names::new(id, name);
+    let mut kinds = std::collections::BTreeMap::new();
+    for left in cloudpulse_engine::inventory::remaining(&aws, &names)
+        .await
+        .unwrap()
+    {
+        *kinds.entry(left.kind).or_insert(0) += 1;
+    }
+    kinds
+}
+
+/// One crash point: the portal dies with SIGKILL right after step `step`'s
+/// action did its work in AWS and before the step was recorded as done.
+/// Returns how long the restarted portal took to finish the job.
+async fn crash_at(
+    moto: &MotoServer,
+    step: &str,
+    index: usize,
+    expected: &std::collections::BTreeMap<String, usize>,
+) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("crash-{index}");
+    let faults = format!("{name}/{step}=hold");
+    let mut portal = serve_with(
+        dir.path(),
+        &moto.endpoint(),
+        &[("CLOUDPULSE_TEST_FAULTS", faults)],
+    );
+    let (deployment, job_id) = deploy(&portal.url, &name).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let job = job(&portal.url, &job_id).await;
+        let held = job["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["key"] == step && s["progress"] == cloudpulse_engine::runner::HELD);
+        if held {
+            break;
+        }
+        assert!(Instant::now() < deadline, "step {step} never held: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    portal.child.kill().unwrap();
+    portal.child.wait().unwrap();
+
+    let restarted = Instant::now();
+    let portal = serve(dir.path(), &moto.endpoint());
+    wait_done(&portal.url, &job_id, Duration::from_secs(120)).await;
+    let recovery = restarted.elapsed();
+    let found = census(&moto.sdk_config(), &deployment, &name).await;
+    assert_eq!(
+        &found, expected,
+        "after a crash at {step}: exactly one of every resource"
+    );
+    recovery
+}
+
+#[tokio::test]
+async fn a_kill_at_every_step_of_the_deploy_resumes_and_duplicates_nothing() {
+    let moto = MotoServer::start().await.unwrap();
+
+    // The census of a deploy nobody interrupted is what every crash must reach.
+    let dir = tempfile::tempdir().unwrap();
+    let portal = serve(dir.path(), &moto.endpoint());
+    let (deployment, job_id) = deploy(&portal.url, "undisturbed").await;
+    wait_done(&portal.url, &job_id, Duration::from_secs(120)).await;
+    drop(portal);
+    let expected = census(&moto.sdk_config(), &deployment, "undisturbed").await;
+    assert!(expected.len() >= 15, "a whole stack: {expected:?}");
+
+    let steps: Vec<String> = cloudpulse_engine::plan::deploy_dag(
+        &cloudpulse_engine::params::DeploymentParams::default(),
+    )
+    .into_iter()
+    .map(|(key, _)| key.to_string())
+    .collect();
+    // Three crash points at a time keep the run short on two cores.
+    let mut slowest = (Duration::ZERO, String::new());
+    for (batch, chunk) in steps.chunks(3).enumerate() {
+        let runs = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, step)| crash_at(&moto, step, batch * 3 + i, &expected));
+        for (step, recovery) in chunk.iter().zip(futures_util::future::join_all(runs).await) {
+            if recovery > slowest.0 {
+                slowest = (recovery, step.clone());
+            }
+        }
+    }
+    println!(
+        "{} crash points; slowest recovery {:.1} s (after a crash at {})",
+        steps.len(),
+        slowest.0.as_secs_f64(),
+        slowest.1
+    );
 }

@@ -4,7 +4,8 @@
 //! alarm states, scaling activities and CloudWatch metrics on a fixed cadence
 //! (one batched `GetMetricData` per cycle), stores samples in SQLite with
 //! retention, and turns every change into an event on the deployment's
-//! timeline. The pricing module that estimates and accrues cost lives here too.
+//! timeline. Cost accrues with `cloudpulse_app::pricing`, the module the
+//! estimate uses too.
 //!
 //! It reads AWS and writes the database; it never creates or deletes AWS
 //! resources (that is the engine's job) and never renders anything.
