@@ -1,5 +1,8 @@
 //! The AWS clients a deployment uses, and how its resources are named and tagged.
 
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
 use aws_config::{Region, SdkConfig};
 
 /// Tag on every resource: which deployment made it.
@@ -29,6 +32,7 @@ impl Aws {
         let sdk = sdk
             .to_builder()
             .region(Region::new(region.to_string()))
+            .retry_config(retry_config())
             .build();
         let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(sdk.endpoint_url().is_some())
@@ -47,6 +51,16 @@ impl Aws {
             ssm: aws_sdk_ssm::Client::new(&sdk),
         }
     }
+}
+
+/// The SDK's own retries: throttling, 5xx and dropped connections are tried
+/// again with jittered exponential backoff before a step sees an error; what
+/// still fails goes to the step's retries, which wait longer.
+fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(5)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(10))
 }
 
 /// Deterministic names, so an action can find what an earlier attempt made.

@@ -13,6 +13,11 @@
 //! regular, and a proxy that re-serialised it could change what it must pass
 //! through untouched. Only the state element of a young resource changes.
 //!
+//! It can also be told to disrupt a share of requests the way AWS does under
+//! load ([`Disruption`]): throttling in each protocol's own words, a 5xx, or
+//! a connection reset. A disrupted request never reaches moto, as a
+//! throttled request never runs in AWS.
+//!
 //! Limits, acceptable for a sandbox: moto still applies a `state` filter to
 //! its own (instant) states, so `DescribeNatGateways` filtered on
 //! `state=available` lists a gateway this proxy then shows as `pending`; the
@@ -23,6 +28,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,6 +53,15 @@ pub struct Latency {
     pub alb_provisioning: Duration,
 }
 
+/// Every `every`-th request (until `limit` of them) is answered with a fault
+/// instead of being forwarded, in turn: throttling, throttling, a 5xx, a
+/// connection reset. `every == 0` turns it off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Disruption {
+    pub every: u32,
+    pub limit: u32,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("cannot listen on a loopback port: {0}")]
@@ -59,6 +74,7 @@ pub enum GatewayError {
 #[derive(Debug)]
 pub struct Gateway {
     addr: SocketAddr,
+    shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -66,6 +82,15 @@ impl Gateway {
     /// Starts the proxy on a free loopback port in front of `moto_endpoint`
     /// (e.g. [`crate::MotoServer::endpoint`]).
     pub async fn start(moto_endpoint: &str, latency: Latency) -> Result<Gateway, GatewayError> {
+        Self::start_disrupted(moto_endpoint, latency, Disruption::default()).await
+    }
+
+    /// Like [`Gateway::start`], and disrupts requests as `disruption` says.
+    pub async fn start_disrupted(
+        moto_endpoint: &str,
+        latency: Latency,
+        disruption: Disruption,
+    ) -> Result<Gateway, GatewayError> {
         let client = reqwest::Client::builder()
             // The SDK must see moto's redirects and errors itself, and a proxy
             // set in the environment must not sit between us and loopback.
@@ -78,8 +103,11 @@ impl Gateway {
             client,
             latency,
             first_seen: Mutex::new(HashMap::new()),
+            disruption,
+            requests: AtomicU32::new(0),
+            disrupted: AtomicU32::new(0),
         });
-        let app = Router::new().fallback(forward).with_state(state);
+        let app = Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(GatewayError::Bind)?;
@@ -99,6 +127,7 @@ impl Gateway {
         tracing::info!(endpoint = %format!("http://{addr}"), upstream = moto_endpoint, ?latency, "latency gateway is up");
         Ok(Gateway {
             addr,
+            shared: state,
             shutdown: Some(shutdown),
         })
     }
@@ -106,6 +135,11 @@ impl Gateway {
     /// The base URL to give the AWS SDK as its endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many requests were answered with a fault so far.
+    pub fn disrupted(&self) -> u32 {
+        self.shared.disrupted.load(Ordering::Relaxed)
     }
 
     /// An SDK configuration that talks to moto through this gateway.
@@ -122,6 +156,7 @@ impl Drop for Gateway {
     }
 }
 
+#[derive(Debug)]
 struct Shared {
     upstream: String,
     client: reqwest::Client,
@@ -129,9 +164,35 @@ struct Shared {
     /// When the gateway first saw each NAT gateway id / load balancer ARN:
     /// the start of its simulated transition.
     first_seen: Mutex<HashMap<String, Instant>>,
+    disruption: Disruption,
+    requests: AtomicU32,
+    disrupted: AtomicU32,
 }
 
 impl Shared {
+    /// The fault this request gets instead of an answer, if it gets one.
+    fn next_fault(&self) -> Option<Fault> {
+        let Disruption { every, limit } = self.disruption;
+        if every == 0 {
+            return None;
+        }
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if !n.is_multiple_of(every) {
+            return None;
+        }
+        let taken = self
+            .disrupted
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                (d < limit).then_some(d + 1)
+            })
+            .ok()?;
+        Some(match taken % 4 {
+            0 | 1 => Fault::Throttle,
+            2 => Fault::ServerError,
+            _ => Fault::Reset,
+        })
+    }
+
     /// Whether the resource `id` is still in its transient state; starts
     /// its clock if this is the first time it is seen.
     fn still_young(&self, id: &str, delay: Duration) -> bool {
@@ -171,6 +232,11 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
 }
 
 async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
+    if let Some(fault) = shared.next_fault() {
+        let service = signing_service(request.headers()).unwrap_or_default();
+        tracing::debug!(?fault, %service, "disrupting a request");
+        return Ok(fault_response(fault, &service));
+    }
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_BODY)
         .await
@@ -203,6 +269,96 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    Throttle,
+    ServerError,
+    Reset,
+}
+
+/// The service a SigV4 request was signed for: the fourth part of the
+/// credential scope, `KEY/DATE/REGION/SERVICE/aws4_request`.
+fn signing_service(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+    scope.split('/').nth(3).map(str::to_string)
+}
+
+/// What AWS answers in `service`'s protocol when it throttles or fails.
+fn fault_response(fault: Fault, service: &str) -> Response {
+    if fault == Fault::Reset {
+        // The head goes out, then the connection dies mid-body.
+        let broken = futures_util::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset (injected)",
+            ))
+        });
+        return Response::new(Body::from_stream(broken));
+    }
+    let throttle = fault == Fault::Throttle;
+    let xml = "text/xml";
+    let (status, content_type, body) = match service {
+        "ec2" => {
+            let (status, code) = if throttle {
+                (StatusCode::SERVICE_UNAVAILABLE, "RequestLimitExceeded")
+            } else {
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+            };
+            let body = format!(
+                "<Response><Errors><Error><Code>{code}</Code><Message>Request limit exceeded \
+                 (injected)</Message></Error></Errors><RequestID>injected</RequestID></Response>"
+            );
+            (status, xml, body)
+        }
+        "s3" => {
+            let code = if throttle {
+                "SlowDown"
+            } else {
+                "InternalError"
+            };
+            let body = format!(
+                "<Error><Code>{code}</Code><Message>Please reduce your request rate \
+                 (injected)</Message><RequestId>injected</RequestId></Error>"
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, xml, body)
+        }
+        "ssm" => {
+            let (status, kind) = if throttle {
+                (StatusCode::BAD_REQUEST, "ThrottlingException")
+            } else {
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
+            };
+            let body =
+                format!("{{\"__type\":\"{kind}\",\"message\":\"Rate exceeded (injected)\"}}");
+            (status, "application/x-amz-json-1.1", body)
+        }
+        _ => {
+            let (status, kind, code) = if throttle {
+                (StatusCode::BAD_REQUEST, "Sender", "Throttling")
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Receiver",
+                    "ServiceUnavailable",
+                )
+            };
+            let body = format!(
+                "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>Rate \
+                 exceeded (injected)</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+            );
+            (status, xml, body)
+        }
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
 }
 
 /// The `Action` of a query-protocol request (EC2, ELBv2 and friends send it
@@ -386,6 +542,51 @@ mod tests {
         let out = rewrite_load_balancers(xml, |arn| arn == "arn-b").unwrap();
         assert!(out.contains("arn-a</LoadBalancerArn><State><Code>active</Code>"));
         assert!(out.contains("arn-b</LoadBalancerArn><State><Code>provisioning</Code>"));
+    }
+
+    #[test]
+    fn the_signing_service_comes_from_the_credential_scope() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=AKID/20261125/us-east-1/elasticloadbalancing/aws4_request, \
+             SignedHeaders=host, Signature=abc"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            signing_service(&headers).as_deref(),
+            Some("elasticloadbalancing")
+        );
+        assert_eq!(signing_service(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn faults_come_in_turn_and_stop_at_the_limit() {
+        let shared = Shared {
+            upstream: String::new(),
+            client: reqwest::Client::new(),
+            latency: Latency::default(),
+            first_seen: Mutex::new(HashMap::new()),
+            disruption: Disruption { every: 2, limit: 5 },
+            requests: AtomicU32::new(0),
+            disrupted: AtomicU32::new(0),
+        };
+        let faults: Vec<Option<Fault>> = (0..14).map(|_| shared.next_fault()).collect();
+        let expected = [
+            Fault::Throttle,
+            Fault::Throttle,
+            Fault::ServerError,
+            Fault::Reset,
+            Fault::Throttle,
+        ];
+        let injected: Vec<Fault> = faults.iter().flatten().copied().collect();
+        assert_eq!(injected, expected);
+        assert!(
+            faults.iter().step_by(2).all(Option::is_none),
+            "only every second request"
+        );
+        assert_eq!(shared.disrupted.load(Ordering::Relaxed), 5);
     }
 
     #[test]

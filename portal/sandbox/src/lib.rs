@@ -11,5 +11,5 @@
 pub mod gateway;
 pub mod moto;
 
-pub use gateway::{Gateway, GatewayError, Latency};
+pub use gateway::{Disruption, Gateway, GatewayError, Latency};
 pub use moto::{sdk_config, MotoError, MotoServer};

@@ -37,11 +37,17 @@ pub fn artifact() -> Arc<Artifact> {
 
 pub async fn harness() -> Harness {
     let moto = MotoServer::start().await.expect("start moto");
+    let sdk = moto.sdk_config();
+    harness_on(moto, sdk).await
+}
+
+/// A harness whose engine talks to AWS through `sdk` (a gateway, say).
+pub async fn harness_on(moto: MotoServer, sdk: aws_config::SdkConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("engine.db")).await.unwrap();
     let engine = Engine::new(
         store,
-        moto.sdk_config(),
+        sdk,
         EngineConfig {
             artifact: ArtifactSource::Ready(artifact()),
             timings: fast_timings(),
