@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use leptos::prelude::*;
 
 use crate::model::{
-    CloudStatus, DeploymentDetail, DeploymentStatus, DeploymentSummary, JobView, Page, Source,
+    CloudStatus, DeploymentDetail, DeploymentStatus, DeploymentSummary, JobView, OrphanCleanup,
+    OrphanScan, Page, Source,
 };
 use crate::params::{DeploymentParams, FieldErrors};
 
@@ -28,6 +29,8 @@ pub enum BackendError {
     Conflict(String),
     #[error("the database failed: {0}")]
     Database(String),
+    #[error("the cloud refused or did not answer: {0}")]
+    Cloud(String),
 }
 
 fn summarize(fields: &FieldErrors) -> String {
@@ -96,6 +99,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Stops a job from starting new steps; a cancelled deploy tears down.
     async fn cancel_job(&self, id: &str) -> Result<JobView, BackendError>;
+
+    /// Every resource in `region` (the portal's own without one) that
+    /// carries a CloudPulse tag and that no tracked deployment owns.
+    async fn orphans(&self, region: Option<&str>) -> Result<OrphanScan, BackendError>;
+
+    /// Starts a teardown job for every orphaned deployment in `region`.
+    async fn clean_orphans(
+        &self,
+        region: Option<&str>,
+        source: Source,
+    ) -> Result<Vec<OrphanCleanup>, BackendError>;
 }
 
 /// What the server puts into Leptos context.

@@ -301,6 +301,58 @@ pub struct JobSummary {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// Why resources count as orphans: nothing here tracks them any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrphanReason {
+    /// Their deployment is unknown to this database (another portal, or a
+    /// lost database made them).
+    Unknown,
+    /// Their deployment was torn down, yet they remain.
+    TornDown,
+}
+
+/// One AWS resource an orphan scan found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrphanResource {
+    pub kind: String,
+    pub id: String,
+    /// When AWS says it was made, where its API tells.
+    pub created: Option<DateTime<Utc>>,
+    /// What it costs per hour in USD; `None` when the region's prices are unknown.
+    pub hourly_usd: Option<f64>,
+}
+
+/// The resources of one deployment that nothing tracks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Orphan {
+    pub deployment_id: String,
+    /// Its name, when this database knows it.
+    pub name: Option<String>,
+    pub reason: OrphanReason,
+    pub resources: Vec<OrphanResource>,
+    pub hourly_usd: Option<f64>,
+}
+
+/// Everything in a region that carries a CloudPulse tag and no live record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrphanScan {
+    pub region: String,
+    pub scanned_at: DateTime<Utc>,
+    /// The date of the price table the costs come from.
+    pub prices_as_of: String,
+    pub orphans: Vec<Orphan>,
+    /// What all of them cost per hour; `None` when the prices are unknown.
+    pub hourly_usd: Option<f64>,
+}
+
+/// A teardown started to remove one orphaned deployment's resources.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanCleanup {
+    pub deployment_id: String,
+    pub job_id: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

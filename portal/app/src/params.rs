@@ -271,7 +271,8 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// `us-east-1`, `eu-central-2`, `ap-southeast-4`, `us-gov-west-1`, ...
-fn is_region(region: &str) -> bool {
+/// Whether `region` reads like an AWS region name (`us-east-1`, `ap-southeast-2`).
+pub fn is_region(region: &str) -> bool {
     let parts: Vec<&str> = region.split('-').collect();
     parts.len() >= 3
         && parts.len() <= 4

@@ -2,6 +2,7 @@
 //! and deterministic names rather than by what the database remembers.
 
 use aws_sdk_ec2::types::{InstanceStateName, NatGatewayState};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::aws::{Aws, Names, TAG_DEPLOYMENT};
@@ -13,6 +14,26 @@ use crate::steps::{filter, gone_ok, tagged_by};
 pub struct Leftover {
     pub kind: String,
     pub id: String,
+    /// When AWS says it was made, for the kinds whose API tells.
+    pub created: Option<DateTime<Utc>>,
+    /// An instance's type: what its price depends on.
+    pub instance_type: Option<String>,
+}
+
+impl Leftover {
+    fn new(kind: &str, id: impl Into<String>) -> Self {
+        Leftover {
+            kind: kind.to_string(),
+            id: id.into(),
+            created: None,
+            instance_type: None,
+        }
+    }
+
+    fn made(mut self, at: Option<&aws_smithy_types::DateTime>) -> Self {
+        self.created = at.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+        self
+    }
 }
 
 impl std::fmt::Display for Leftover {
@@ -22,12 +43,7 @@ impl std::fmt::Display for Leftover {
 }
 
 fn found(kind: &str, ids: Vec<String>) -> Vec<Leftover> {
-    ids.into_iter()
-        .map(|id| Leftover {
-            kind: kind.to_string(),
-            id,
-        })
-        .collect()
+    ids.into_iter().map(|id| Leftover::new(kind, id)).collect()
 }
 
 /// Every resource type CloudPulse creates, listed in AWS.
@@ -42,8 +58,7 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
         .send()
         .await
         .step()?;
-    left.extend(found(
-        "instance",
+    left.extend(
         instances
             .reservations()
             .iter()
@@ -54,24 +69,27 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
                     Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
                 )
             })
-            .filter_map(|i| i.instance_id().map(str::to_string))
-            .collect::<Vec<_>>(),
-    ));
+            .filter_map(|i| {
+                let mut found = Leftover::new("instance", i.instance_id()?).made(i.launch_time());
+                found.instance_type = i.instance_type().map(|t| t.as_str().to_string());
+                Some(found)
+            }),
+    );
     let nats = ec2
         .describe_nat_gateways()
         .filter(tag())
         .send()
         .await
         .step()?;
-    left.extend(found(
-        "nat_gateway",
+    left.extend(
         nats.nat_gateways()
             .iter()
             .filter(|g| tagged_by(g.tags(), &names.deployment, None))
             .filter(|g| !matches!(g.state(), Some(NatGatewayState::Deleted)))
-            .filter_map(|g| g.nat_gateway_id().map(str::to_string))
-            .collect::<Vec<_>>(),
-    ));
+            .filter_map(|g| {
+                Some(Leftover::new("nat_gateway", g.nat_gateway_id()?).made(g.create_time()))
+            }),
+    );
     let addresses = ec2
         .describe_addresses()
         .filters(tag())
@@ -163,14 +181,9 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
         .send()
         .await
         .step()?;
-    left.extend(found(
-        "launch_template",
-        templates
-            .launch_templates()
-            .iter()
-            .filter_map(|t| t.launch_template_id().map(str::to_string))
-            .collect::<Vec<_>>(),
-    ));
+    left.extend(templates.launch_templates().iter().filter_map(|t| {
+        Some(Leftover::new("launch_template", t.launch_template_id()?).made(t.create_time()))
+    }));
 
     if let Some(lbs) = gone_ok(
         aws.elb
@@ -180,13 +193,9 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
             .await
             .step(),
     )? {
-        left.extend(found(
-            "load_balancer",
-            lbs.load_balancers()
-                .iter()
-                .filter_map(|l| l.load_balancer_name().map(str::to_string))
-                .collect::<Vec<_>>(),
-        ));
+        left.extend(lbs.load_balancers().iter().filter_map(|l| {
+            Some(Leftover::new("load_balancer", l.load_balancer_name()?).made(l.created_time()))
+        }));
     }
     if let Some(tgs) = gone_ok(
         aws.elb
@@ -211,14 +220,12 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
         .send()
         .await
         .step()?;
-    left.extend(found(
-        "auto_scaling_group",
-        groups
-            .auto_scaling_groups()
-            .iter()
-            .filter_map(|g| g.auto_scaling_group_name().map(str::to_string))
-            .collect::<Vec<_>>(),
-    ));
+    left.extend(groups.auto_scaling_groups().iter().filter_map(|g| {
+        Some(
+            Leftover::new("auto_scaling_group", g.auto_scaling_group_name()?)
+                .made(Some(g.created_time()?)),
+        )
+    }));
     let alarms = aws
         .cloudwatch
         .describe_alarms()
@@ -234,20 +241,16 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
             .filter_map(|a| a.alarm_name().map(str::to_string))
             .collect::<Vec<_>>(),
     ));
-    if gone_ok(
+    if let Some(role) = gone_ok(
         aws.iam
             .get_role()
             .role_name(names.role())
             .send()
             .await
             .step(),
-    )?
-    .is_some()
-    {
-        left.push(Leftover {
-            kind: "iam_role".into(),
-            id: names.role(),
-        });
+    )? {
+        let created = role.role().map(|r| r.create_date());
+        left.push(Leftover::new("iam_role", names.role()).made(created));
     }
     if gone_ok(
         aws.iam
@@ -259,10 +262,7 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
     )?
     .is_some()
     {
-        left.push(Leftover {
-            kind: "instance_profile".into(),
-            id: names.instance_profile(),
-        });
+        left.push(Leftover::new("instance_profile", names.instance_profile()));
     }
     if gone_ok(
         aws.s3
@@ -274,10 +274,7 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
     )?
     .is_some()
     {
-        left.push(Leftover {
-            kind: "s3_bucket".into(),
-            id: names.bucket(),
-        });
+        left.push(Leftover::new("s3_bucket", names.bucket()));
     }
     Ok(left)
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use cloudpulse_app::model::{
-    DeploymentStatus, JobKind, JobStatus, JobView, Source, StepFailure, StepStatus,
+    DeploymentStatus, JobKind, JobStatus, JobView, OrphanCleanup, OrphanReason, OrphanScan, Source,
+    StepFailure, StepStatus,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -20,11 +21,11 @@ use tokio::task::JoinSet;
 
 use crate::aws::{Aws, Names};
 use crate::error::{StepError, StepResult};
-use crate::inventory;
 use crate::params::{DeploymentParams, FieldErrors};
 use crate::plan::{self, StepKey};
 use crate::steps::{self, ArtifactSource, StepCtx, Timings};
 use crate::store::{Created, NewJob, Store, StoreError};
+use crate::{inventory, orphans};
 
 /// The progress line of a step an injected fault holds after its action.
 #[cfg(feature = "fault-injection")]
@@ -59,6 +60,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Conflict(String),
+    #[error("AWS refused: {0}")]
+    Aws(StepError),
 }
 
 #[derive(Clone)]
@@ -184,6 +187,76 @@ impl Engine {
             self.start(&created.job_id);
         }
         Ok(created)
+    }
+
+    /// Lists every resource in `region` that carries a CloudPulse tag and
+    /// belongs to no deployment this database tracks.
+    pub async fn scan_orphans(&self, region: &str) -> Result<OrphanScan, EngineError> {
+        orphans::scan(&self.aws(region), &self.inner.store)
+            .await
+            .map_err(|e| match e {
+                orphans::OrphanError::Store(e) => EngineError::Store(e),
+                orphans::OrphanError::Aws(e) => EngineError::Aws(e),
+            })
+    }
+
+    /// Starts a teardown for every orphaned deployment in `region`: one
+    /// unknown here gets a record again (as `recovered-<id>`), a torn-down
+    /// one is reopened; each teardown is an ordinary durable job that ends
+    /// by verifying nothing is left.
+    pub async fn clean_orphans(
+        &self,
+        region: &str,
+        source: Source,
+    ) -> Result<Vec<OrphanCleanup>, EngineError> {
+        let scan = self.scan_orphans(region).await?;
+        let mut started = Vec::new();
+        for orphan in scan.orphans {
+            let names = Names::new(&orphan.deployment_id, "");
+            let recovered = format!("recovered-{}", names.short);
+            let (params, why) = match orphan.reason {
+                OrphanReason::Unknown => (
+                    // Unknown parameters: the widest plan, whose undos cover
+                    // any stack CloudPulse can make.
+                    DeploymentParams {
+                        name: recovered.clone(),
+                        region: region.to_string(),
+                        azs: 3,
+                        ..Default::default()
+                    },
+                    format!(
+                        "{} resources found in AWS with no record here; recorded as {recovered} to tear them down",
+                        orphan.resources.len()
+                    ),
+                ),
+                OrphanReason::TornDown => {
+                    let detail = self.inner.store.deployment(&orphan.deployment_id).await?;
+                    let params = serde_json::from_value(detail.params).map_err(|e| {
+                        EngineError::Conflict(format!("unreadable parameters: {e}"))
+                    })?;
+                    (
+                        params,
+                        format!(
+                            "{} resources outlived the teardown of {}; reopened as {recovered} to remove them",
+                            orphan.resources.len(),
+                            detail.name
+                        ),
+                    )
+                }
+            };
+            let json =
+                serde_json::to_value(&params).map_err(|e| EngineError::Conflict(e.to_string()))?;
+            self.inner
+                .store
+                .reopen_for_cleanup(&orphan.deployment_id, &recovered, region, &json, &why)
+                .await?;
+            let created = self.teardown(&orphan.deployment_id, source, None).await?;
+            started.push(OrphanCleanup {
+                deployment_id: created.deployment_id,
+                job_id: created.job_id,
+            });
+        }
+        Ok(started)
     }
 
     /// Runs a failed job again from its failed steps.

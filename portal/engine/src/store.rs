@@ -585,6 +585,65 @@ impl Store {
         Ok(())
     }
 
+    /// Name and status of a deployment, or `None` if this database never
+    /// heard of it.
+    pub async fn deployment_status(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, DeploymentStatus)>, StoreError> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT name, status FROM deployments WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(name, status)| {
+            DeploymentStatus::parse(&status)
+                .map(|status| (name, status))
+                .ok_or_else(|| StoreError::Invalid(format!("bad status {status:?}")))
+        })
+        .transpose()
+    }
+
+    /// Gives resources that outlived their record a deployment to belong to
+    /// again: inserts one under their deployment id, or reopens a torn-down
+    /// one, as `failed` and named `name`, so a teardown job can take them.
+    /// A deployment that is not torn down is left as it is.
+    pub async fn reopen_for_cleanup(
+        &self,
+        id: &str,
+        name: &str,
+        region: &str,
+        params: &Value,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "INSERT INTO deployments (id, name, region, status, params, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'failed', ?4, ?5, ?5)
+             ON CONFLICT (id) DO UPDATE SET status = 'failed', name = excluded.name,
+                 updated_at = excluded.updated_at, torn_down_at = NULL
+             WHERE deployments.status = 'torn_down'",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(region)
+        .bind(params.to_string())
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match e {
+            e if is_unique_violation(&e) => StoreError::NameInUse(name.to_string()),
+            e => StoreError::Query(e),
+        })?
+        .rows_affected();
+        if changed > 0 {
+            insert_event(&mut tx, id, "orphans", Some("system"), why).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records an AWS resource the moment its id is known. Recording it
     /// again is harmless.
     pub async fn record_resource(

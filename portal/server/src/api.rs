@@ -45,6 +45,37 @@ pub fn routes() -> Router<ApiState> {
         .route("/jobs/{id}/retry", post(retry_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/events", get(job_events))
+        .route("/orphans", get(list_orphans))
+        .route("/orphans/cleanup", post(clean_orphans))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionQuery {
+    region: Option<String>,
+}
+
+async fn list_orphans(
+    State(state): State<ApiState>,
+    query: Result<Query<RegionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let scan = state.backend.orphans(query.region.as_deref()).await?;
+    Ok(Json(scan).into_response())
+}
+
+/// Starts one teardown job per orphaned deployment; 202 with their ids.
+async fn clean_orphans(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    query: Result<Query<RegionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let started = state
+        .backend
+        .clean_orphans(query.region.as_deref(), source(&headers))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "started": started }))).into_response())
 }
 
 /// Who is asking: the CLI says so in a header; anything else is the API.
@@ -285,6 +316,9 @@ impl From<BackendError> for ApiError {
             }
             BackendError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            BackendError::Cloud(message) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "cloud", message)
             }
             BackendError::Database(message) => {
                 tracing::error!(%message, "database error");

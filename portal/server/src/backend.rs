@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use cloudpulse_app::backend::{Accepted, Backend, BackendError, DeploymentFilter};
 use cloudpulse_app::model::{
-    CloudStatus, DeploymentDetail, DeploymentSummary, JobView, Page, Source,
+    CloudStatus, DeploymentDetail, DeploymentSummary, JobView, OrphanCleanup, OrphanScan, Page,
+    Source,
 };
-use cloudpulse_app::params::DeploymentParams;
+use cloudpulse_app::params::{is_region, DeploymentParams};
 use cloudpulse_engine::store::Created;
 use cloudpulse_engine::{Engine, EngineError, StoreError};
 
@@ -19,6 +20,24 @@ pub struct PortalBackend {
 impl PortalBackend {
     pub fn new(engine: Engine, cloud: CloudProbe) -> Self {
         PortalBackend { engine, cloud }
+    }
+
+    /// The region asked for, or the portal's own; a malformed name is refused.
+    fn region(&self, asked: Option<&str>) -> Result<String, BackendError> {
+        match asked {
+            Some(region) if is_region(region) => Ok(region.to_string()),
+            Some(region) => Err(BackendError::Invalid(format!(
+                "{region:?} is not an AWS region name; use one like us-east-1 or eu-west-2"
+            ))),
+            None => {
+                let own = self.cloud.current().region;
+                Ok(if is_region(&own) {
+                    own
+                } else {
+                    DeploymentParams::default().region
+                })
+            }
+        }
     }
 
     async fn accepted(&self, created: Created) -> Result<Accepted, BackendError> {
@@ -114,6 +133,26 @@ impl Backend for PortalBackend {
         self.engine.cancel(id).await.map_err(engine_error)?;
         self.engine.store().job(id).await.map_err(store_error)
     }
+
+    async fn orphans(&self, region: Option<&str>) -> Result<OrphanScan, BackendError> {
+        let region = self.region(region)?;
+        self.engine
+            .scan_orphans(&region)
+            .await
+            .map_err(engine_error)
+    }
+
+    async fn clean_orphans(
+        &self,
+        region: Option<&str>,
+        source: Source,
+    ) -> Result<Vec<OrphanCleanup>, BackendError> {
+        let region = self.region(region)?;
+        self.engine
+            .clean_orphans(&region, source)
+            .await
+            .map_err(engine_error)
+    }
 }
 
 fn store_error(error: StoreError) -> BackendError {
@@ -132,5 +171,6 @@ fn engine_error(error: EngineError) -> BackendError {
         EngineError::Validation(fields) => BackendError::Validation(fields),
         EngineError::Store(e) => store_error(e),
         EngineError::Conflict(message) => BackendError::Conflict(message),
+        EngineError::Aws(e) => BackendError::Cloud(e.to_string()),
     }
 }

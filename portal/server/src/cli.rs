@@ -1,4 +1,4 @@
-//! `cloudpulse deploy | teardown | status`: a client of a running portal's
+//! `cloudpulse deploy | teardown | status | orphans`: a client of a running portal's
 //! REST API, so the command line and the browser drive the same code.
 
 use std::collections::HashMap;
@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use cloudpulse_app::model::{DeploymentDetail, DeploymentSummary, JobView, Page, StepStatus};
+use cloudpulse_app::model::{
+    DeploymentDetail, DeploymentSummary, JobView, OrphanCleanup, OrphanReason, OrphanScan, Page,
+    StepStatus,
+};
 use cloudpulse_app::params::{DeploymentParams, NatMode};
+use cloudpulse_app::pricing;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Args)]
@@ -88,6 +92,19 @@ pub struct StatusArgs {
     pub portal: PortalArg,
     /// A deployment's id; without it, the list.
     pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OrphansArgs {
+    #[command(flatten)]
+    pub portal: PortalArg,
+    /// The region to scan [default: the portal's].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Tear every orphaned deployment down (dependency order, verified) and
+    /// follow the jobs to the end.
+    #[arg(long)]
+    pub delete: bool,
 }
 
 fn parse_nat(text: &str) -> Result<NatMode, String> {
@@ -292,6 +309,100 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn orphans(args: OrphansArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.portal)?;
+    let query = match &args.region {
+        Some(region) => format!("?region={region}"),
+        None => String::new(),
+    };
+    let scan: OrphanScan = client.get(&format!("/api/v1/orphans{query}")).await?;
+    print_orphans(&scan);
+    if !args.delete || scan.orphans.is_empty() {
+        return Ok(());
+    }
+    let started = client
+        .post(&format!("/api/v1/orphans/cleanup{query}"), None)
+        .await?;
+    let started: Vec<OrphanCleanup> = serde_json::from_value(started["started"].clone())
+        .context("unexpected answer from the portal")?;
+    let mut failed = Vec::new();
+    for cleanup in &started {
+        println!(
+            "tearing down {} (job {})",
+            cleanup.deployment_id, cleanup.job_id
+        );
+        if let Err(error) = follow(&client, &cleanup.job_id).await {
+            failed.push(format!("{}: {error:#}", cleanup.deployment_id));
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} cleanups failed: {}; see `cloudpulse status ID` and retry the job",
+            failed.len(),
+            started.len(),
+            failed.join("; ")
+        );
+    }
+    println!(
+        "{} orphaned deployments removed; nothing left",
+        started.len()
+    );
+    Ok(())
+}
+
+fn print_orphans(scan: &OrphanScan) {
+    let cost = |usd: Option<f64>| usd.map_or_else(|| "unknown".to_string(), pricing::usd);
+    if scan.orphans.is_empty() {
+        println!("no orphans in {}", scan.region);
+        return;
+    }
+    for orphan in &scan.orphans {
+        let why = match orphan.reason {
+            OrphanReason::Unknown => "unknown to this portal".to_string(),
+            OrphanReason::TornDown => format!(
+                "left after {} was torn down",
+                orphan.name.as_deref().unwrap_or("it")
+            ),
+        };
+        println!(
+            "deployment {} ({why}): {}/h",
+            orphan.deployment_id,
+            cost(orphan.hourly_usd)
+        );
+        for r in &orphan.resources {
+            let age = r
+                .created
+                .map_or_else(|| "age unknown".to_string(), |at| age(scan.scanned_at - at));
+            println!(
+                "  {:<19} {:<44} {:>12} {:>10}/h",
+                r.kind,
+                r.id,
+                age,
+                cost(r.hourly_usd)
+            );
+        }
+    }
+    println!(
+        "{} orphaned deployments in {}: {}/h, {}/day (prices of {}); remove them with --delete",
+        scan.orphans.len(),
+        scan.region,
+        cost(scan.hourly_usd),
+        cost(scan.hourly_usd.map(|h| h * 24.0)),
+        scan.prices_as_of
+    );
+}
+
+/// "3 d 4 h", "2 h 5 min", "40 s".
+fn age(span: chrono::TimeDelta) -> String {
+    let secs = span.num_seconds().max(0);
+    match secs {
+        s if s >= 86_400 => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 fn print_job_summary(job: &JobView) {
     let done = job
         .steps
@@ -364,5 +475,22 @@ async fn follow(client: &Client, job_id: &str) -> anyhow::Result<()> {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_in_the_largest_units() {
+        assert_eq!(age(chrono::TimeDelta::seconds(40)), "40 s");
+        assert_eq!(age(chrono::TimeDelta::seconds(125)), "2 min");
+        assert_eq!(age(chrono::TimeDelta::seconds(7_500)), "2 h 5 min");
+        assert_eq!(
+            age(chrono::TimeDelta::seconds(3 * 86_400 + 4 * 3600)),
+            "3 d 4 h"
+        );
+        assert_eq!(age(chrono::TimeDelta::seconds(-5)), "0 s");
     }
 }

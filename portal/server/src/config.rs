@@ -30,6 +30,9 @@ pub enum Command {
     Teardown(crate::cli::TeardownArgs),
     /// Show deployments, or one deployment and its current job.
     Status(crate::cli::StatusArgs),
+    /// List resources tagged by CloudPulse that no tracked deployment owns
+    /// (a lost database, a torn-down deployment's leftovers); --delete removes them.
+    Orphans(crate::cli::OrphansArgs),
 }
 
 #[derive(Debug, Clone, Args)]

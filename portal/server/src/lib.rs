@@ -56,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => cli::deploy(args).await,
         Command::Teardown(args) => cli::teardown(args).await,
         Command::Status(args) => cli::status(args).await,
+        Command::Orphans(args) => cli::orphans(args).await,
     }
 }
 

@@ -343,3 +343,63 @@ async fn a_kill_at_every_step_of_the_deploy_resumes_and_duplicates_nothing() {
         slowest.1
     );
 }
+
+#[tokio::test]
+async fn after_a_lost_database_the_orphan_scan_finds_the_stack_and_deletes_it() {
+    let moto = MotoServer::start().await.unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let portal = serve(first.path(), &moto.endpoint());
+    let (deployment, job_id) = deploy(&portal.url, "forgotten").await;
+    wait_done(&portal.url, &job_id, Duration::from_secs(120)).await;
+    drop(portal);
+    drop(first); // The database is gone, the stack is not.
+
+    let second = tempfile::tempdir().unwrap();
+    let portal = serve(second.path(), &moto.endpoint());
+    let cli = |args: &[&str]| {
+        let mut command = std::process::Command::new(BIN);
+        command.args(args).env("CLOUDPULSE_URL", &portal.url);
+        isolated(&mut command, second.path());
+        command.output().unwrap()
+    };
+
+    let (status, scan) = get_json(&format!("{}/api/v1/orphans", portal.url)).await;
+    assert_eq!(status, 200, "{scan}");
+    assert_eq!(scan["region"], "us-east-1");
+    let orphans = scan["orphans"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{scan}");
+    assert_eq!(orphans[0]["deployment_id"], deployment.as_str());
+    assert_eq!(orphans[0]["reason"], "unknown");
+    assert!(scan["hourly_usd"].as_f64().unwrap() > 0.1, "{scan}");
+
+    let (status, error) = get_json(&format!("{}/api/v1/orphans?region=mars", portal.url)).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("us-east-1"));
+
+    let listed = cli(&["orphans"]);
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&deployment) && stdout.contains("unknown to this portal"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("nat_gateway") && stdout.contains("remove them with --delete"),
+        "{stdout}"
+    );
+
+    let deleted = cli(&["orphans", "--delete"]);
+    let stdout = String::from_utf8_lossy(&deleted.stdout);
+    assert!(
+        deleted.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(stdout.contains("done    verify"), "{stdout}");
+    assert!(census(&moto.sdk_config(), &deployment, "").await.is_empty());
+    let again = cli(&["orphans"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("no orphans in us-east-1"));
+}

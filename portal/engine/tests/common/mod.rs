@@ -43,6 +43,16 @@ pub async fn harness() -> Harness {
 
 /// A harness whose engine talks to AWS through `sdk` (a gateway, say).
 pub async fn harness_on(moto: MotoServer, sdk: aws_config::SdkConfig) -> Harness {
+    let (engine, dir) = engine_on(sdk).await;
+    Harness {
+        moto,
+        engine,
+        _dir: dir,
+    }
+}
+
+/// An engine with a database of its own, talking to AWS through `sdk`.
+pub async fn engine_on(sdk: aws_config::SdkConfig) -> (Engine, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("engine.db")).await.unwrap();
     let engine = Engine::new(
@@ -55,11 +65,7 @@ pub async fn harness_on(moto: MotoServer, sdk: aws_config::SdkConfig) -> Harness
             retry_base: Duration::from_millis(50),
         },
     );
-    Harness {
-        moto,
-        engine,
-        _dir: dir,
-    }
+    (engine, dir)
 }
 
 pub fn params(name: &str) -> DeploymentParams {
