@@ -98,6 +98,7 @@ async fn deploy(mode: &'static str, concurrency: usize) -> Result<Run, BoxError>
                 step_deadline: Duration::from_secs(150),
             },
             concurrency,
+            resume_settle: Duration::ZERO,
             retry_base: Duration::from_millis(200),
         },
     );

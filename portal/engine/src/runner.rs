@@ -40,6 +40,10 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// Base delay between retries of a retryable error (doubles, capped).
     pub retry_base: Duration,
+    /// How long resumed jobs whose steps were interrupted wait before they
+    /// run: a killed process's requests may still be in flight in AWS, and a
+    /// step that looked too early would not find what they create.
+    pub resume_settle: Duration,
 }
 
 /// A change worth telling subscribers about.
@@ -289,10 +293,25 @@ impl Engine {
     /// Picks up every job a previous process left unfinished.
     pub async fn resume_unfinished(&self) -> Result<Vec<String>, EngineError> {
         let jobs = self.inner.store.unfinished_jobs().await?;
+        let settle = self.inner.config.resume_settle;
         for job in &jobs {
             let reset = self.inner.store.reset_interrupted_steps(job).await?;
             tracing::info!(job, interrupted_steps = reset, "resuming job");
-            self.start(job);
+            if reset == 0 || settle.is_zero() {
+                self.start(job);
+                continue;
+            }
+            let engine = self.clone();
+            let job = job.clone();
+            tracing::info!(
+                job,
+                seconds = settle.as_secs_f64(),
+                "waiting for the previous run's requests to settle"
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(settle).await;
+                engine.start(&job);
+            });
         }
         Ok(jobs)
     }

@@ -67,6 +67,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDPULSE_CONCURRENCY", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+
+    /// Seconds to wait before resuming jobs a killed portal left running, so
+    /// that requests it had in flight finish in AWS before the resumed steps
+    /// look for what they made.
+    #[arg(long, env = "CLOUDPULSE_RESUME_SETTLE_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub resume_settle_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -141,6 +148,7 @@ mod tests {
             cloud_check_secs: 30,
             instance_binary: None,
             concurrency: 8,
+            resume_settle_secs: 5,
         }
     }
 

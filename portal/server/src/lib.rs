@@ -132,6 +132,7 @@ impl Application {
                 timings: Timings::default(),
                 concurrency: usize::from(args.concurrency),
                 retry_base: Duration::from_secs(1),
+                resume_settle: Duration::from_secs(args.resume_settle_secs),
             },
         );
         arm_test_faults(&engine)?;

@@ -297,10 +297,25 @@ async fn crash_at(
     wait_done(&portal.url, &job_id, Duration::from_secs(120)).await;
     let recovery = restarted.elapsed();
     let found = census(&moto.sdk_config(), &deployment, &name).await;
-    assert_eq!(
-        &found, expected,
-        "after a crash at {step}: exactly one of every resource"
-    );
+    if &found != expected {
+        let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+        let tables = ec2
+            .describe_route_tables()
+            .filters(
+                Filter::builder()
+                    .name("tag:cloudpulse:deployment")
+                    .values(&deployment)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let job = job(&portal.url, &job_id).await;
+        panic!(
+            "after a crash at {step}: {found:?} != {expected:?}\n{:#?}\n{job:#}",
+            tables.route_tables()
+        );
+    }
     recovery
 }
 
@@ -323,6 +338,7 @@ async fn a_kill_at_every_step_of_the_deploy_resumes_and_duplicates_nothing() {
     .into_iter()
     .map(|(key, _)| key.to_string())
     .collect();
+    };
     // Three crash points at a time keep the run short on two cores.
     let mut slowest = (Duration::ZERO, String::new());
     for (batch, chunk) in steps.chunks(3).enumerate() {

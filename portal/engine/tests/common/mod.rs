@@ -63,6 +63,7 @@ pub async fn engine_on(sdk: aws_config::SdkConfig) -> (Engine, tempfile::TempDir
             timings: fast_timings(),
             concurrency: 8,
             retry_base: Duration::from_millis(50),
+            resume_settle: Duration::ZERO,
         },
     );
     (engine, dir)
