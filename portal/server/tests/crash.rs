@@ -338,7 +338,6 @@ async fn a_kill_at_every_step_of_the_deploy_resumes_and_duplicates_nothing() {
     .into_iter()
     .map(|(key, _)| key.to_string())
     .collect();
-    };
     // Three crash points at a time keep the run short on two cores.
     let mut slowest = (Duration::ZERO, String::new());
     for (batch, chunk) in steps.chunks(3).enumerate() {
