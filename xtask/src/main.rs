@@ -290,13 +290,11 @@ impl Project {
             ]))
         })?;
         self.build_all()?;
-        phase("Rust tests", || {
-            run(self
-                .cmd("cargo")
-                .args(["test", "--workspace", "--exclude", "cloudpulse-frontend"])
-                .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
-                .env("CLOUDPULSE_SITE_ROOT", self.site_root()))
+        phase("the shipped binary refuses test faults", || {
+            self.refuses_test_faults()
         })?;
+        // Before `cargo test`, which rebuilds the same path with test-only
+        // features: the browser tests drive the binary people run.
         phase("Playwright", || {
             run(self
                 .cmd("npx")
@@ -306,11 +304,49 @@ impl Project {
                 .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
                 .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
         })?;
+        phase("Rust tests", || {
+            run(self
+                .cmd("cargo")
+                .args(["test", "--workspace", "--exclude", "cloudpulse-frontend"])
+                .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
+                .env("CLOUDPULSE_SITE_ROOT", self.site_root()))
+        })?;
         println!(
             "all checks passed in {:.0} s",
             started.elapsed().as_secs_f64()
         );
         Ok(())
+    }
+}
+
+impl Project {
+    /// A build without the `fault-injection` feature must not start when
+    /// asked to arm faults.
+    fn refuses_test_faults(&self) -> Result {
+        let dir = std::env::temp_dir().join(format!("cloudpulse-faults-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let output = Command::new(self.server_binary())
+            .args(["serve", "--bind", "127.0.0.1:0", "--database"])
+            .arg(dir.join("refuse.db"))
+            .env("CLOUDPULSE_TEST_FAULTS", "web/vpc=fatal")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .map_err(|e| format!("cannot run the portal binary: {e}"))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() && stderr.contains("cannot inject faults") {
+            Ok(())
+        } else {
+            Err(format!(
+                "the portal binary did not refuse CLOUDPULSE_TEST_FAULTS ({}): {stderr}",
+                output.status
+            ))
+        }
     }
 }
 
