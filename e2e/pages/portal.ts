@@ -42,3 +42,57 @@ export function watchForErrors(page: Page): string[] {
   page.on('pageerror', (error) => errors.push(String(error)));
   return errors;
 }
+
+export class NewDeploymentForm {
+  readonly heading: Locator;
+  readonly deploy: Locator;
+  readonly estimateHour: Locator;
+  readonly estimateMonth: Locator;
+  readonly formErrors: Locator;
+
+  constructor(readonly page: Page) {
+    this.heading = page.getByRole('heading', { level: 1, name: 'New deployment' });
+    this.deploy = page.getByTestId('deploy');
+    this.estimateHour = page.getByTestId('estimate-hour');
+    this.estimateMonth = page.getByTestId('estimate-month');
+    this.formErrors = page.getByTestId('form-errors');
+  }
+
+  async goto() {
+    await this.page.goto('/new');
+    await expect(this.heading).toBeVisible();
+    // The button turns on once the page has hydrated.
+    await expect(this.deploy).toBeEnabled();
+  }
+
+  field(name: string): Locator {
+    return this.page.getByTestId(`field-${name}`);
+  }
+
+  errorFor(name: string): Locator {
+    return this.page.getByTestId(`error-${name}`);
+  }
+}
+
+export class DeploymentPage {
+  readonly status: Locator;
+  readonly steps: Locator;
+  readonly appUrl: Locator;
+  readonly teardownPanel: Locator;
+  readonly confirmName: Locator;
+  readonly teardown: Locator;
+
+  constructor(readonly page: Page) {
+    this.status = page.getByTestId('deployment-status');
+    this.steps = page.getByTestId('steps').locator('tbody tr[data-status]');
+    this.appUrl = page.getByTestId('app-url');
+    this.teardownPanel = page.getByTestId('teardown-panel');
+    this.confirmName = page.getByTestId('confirm-name');
+    this.teardown = page.getByTestId('teardown');
+  }
+
+  /** The deployment id in the address bar. */
+  id(): string {
+    return new URL(this.page.url()).pathname.split('/').pop() ?? '';
+  }
+}

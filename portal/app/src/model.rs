@@ -102,6 +102,8 @@ pub struct DeploymentSummary {
     pub status: DeploymentStatus,
     pub created_at: DateTime<Utc>,
     pub torn_down_at: Option<DateTime<Utc>>,
+    /// "2 × t3.micro (2-4)": desired instances, type, and the scaling range.
+    pub size: Option<String>,
 }
 
 /// A page of results, newest first.

@@ -8,7 +8,9 @@ use leptos_router::{
 };
 
 use crate::model::{CloudMode, CloudStatus, Reachability};
+use crate::pages::deployment::DeploymentPage;
 use crate::pages::deployments::DeploymentsPage;
+use crate::pages::new::NewDeploymentPage;
 
 /// Where the server serves the portal's own stylesheet.
 pub const STYLESHEET_PATH: &str = "/assets/cloudpulse.css";
@@ -49,6 +51,8 @@ pub fn App() -> impl IntoView {
                     // Async: the whole page arrives rendered, readable
                     // without JavaScript; hydration then takes over.
                     <Route path=path!("/") view=DeploymentsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/new") view=NewDeploymentPage ssr=SsrMode::Async/>
+                    <Route path=path!("/deployments/:id") view=DeploymentPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
@@ -95,6 +99,10 @@ fn TopBar() -> impl IntoView {
     view! {
         <header class="topbar">
             <A href="/" attr:class="brand">"CloudPulse"</A>
+            <nav class="primary-nav" aria-label="Portal">
+                <a href="/">"Deployments"</a>
+                <a href="/new" data-testid="new-deployment">"New deployment"</a>
+            </nav>
             <Suspense fallback=|| view! { <span class="cloud">"Checking the cloud…"</span> }>
                 {move || status().map(|status| view! { <CloudBadge status/> })}
             </Suspense>

@@ -150,7 +150,11 @@ impl Store {
         let status_text = status.map(DeploymentStatus::as_str);
         let offset = i64::from(page - 1) * i64::from(per_page);
         let rows: Vec<DeploymentRow> = sqlx::query_as(
-            "SELECT id, name, region, status, created_at, torn_down_at
+            "SELECT id, name, region, status, created_at, torn_down_at,
+                    json_extract(params, '$.instance_type') AS instance_type,
+                    json_extract(params, '$.min') AS min,
+                    json_extract(params, '$.desired') AS desired,
+                    json_extract(params, '$.max') AS max
              FROM deployments
              WHERE (?1 IS NULL OR status = ?1)
              ORDER BY created_at DESC, id
@@ -976,6 +980,10 @@ struct DeploymentRow {
     status: String,
     created_at: DateTime<Utc>,
     torn_down_at: Option<DateTime<Utc>>,
+    instance_type: Option<String>,
+    min: Option<i64>,
+    desired: Option<i64>,
+    max: Option<i64>,
 }
 
 impl DeploymentRow {
@@ -993,6 +1001,12 @@ impl DeploymentRow {
             status,
             created_at: self.created_at,
             torn_down_at: self.torn_down_at,
+            size: match (self.instance_type, self.min, self.desired, self.max) {
+                (Some(kind), Some(min), Some(desired), Some(max)) => {
+                    Some(format!("{desired} × {kind} ({min}-{max})"))
+                }
+                _ => None,
+            },
         })
     }
 }

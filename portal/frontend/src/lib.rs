@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The browser entry point of the portal.
 //!
 //! The server renders every page; this wasm module takes over that HTML

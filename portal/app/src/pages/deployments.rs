@@ -32,7 +32,7 @@ pub fn DeploymentsPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="muted">"Loading deployments…"</p> }>
             {move || Suspend::new(async move {
                 match deployments.await {
-                    Ok(page) => view! { <DeploymentTable page/> }.into_any(),
+                    Ok(page) => view! { <DeploymentTable page status=status()/> }.into_any(),
                     Err(error) => view! {
                         <p class="error" role="alert">{error.to_string()}</p>
                     }
@@ -70,7 +70,7 @@ fn StatusFilter(current: Signal<Option<String>>) -> impl IntoView {
 }
 
 #[component]
-fn DeploymentTable(page: Page<DeploymentSummary>) -> impl IntoView {
+fn DeploymentTable(page: Page<DeploymentSummary>, status: Option<String>) -> impl IntoView {
     if page.items.is_empty() {
         return view! {
             <section class="empty" data-testid="deployments-empty">
@@ -80,11 +80,13 @@ fn DeploymentTable(page: Page<DeploymentSummary>) -> impl IntoView {
                     "zones, NAT gateways, a load balancer and an Auto Scaling group of instances "
                     "that scales on CPU. Deploy one to watch it heal."
                 </p>
+                <p><a class="button primary" href="/new" data-testid="empty-new">"New deployment"</a></p>
             </section>
         }
         .into_any();
     }
     let pages = page.total.div_ceil(u64::from(page.per_page.max(1))).max(1);
+    let now = chrono::Utc::now();
     view! {
         <table class="deployments" data-testid="deployments-table">
             <thead>
@@ -92,7 +94,9 @@ fn DeploymentTable(page: Page<DeploymentSummary>) -> impl IntoView {
                     <th scope="col">"Name"</th>
                     <th scope="col">"Status"</th>
                     <th scope="col">"Region"</th>
+                    <th scope="col">"Size"</th>
                     <th scope="col">"Created"</th>
+                    <th scope="col">"Age / lifetime"</th>
                     <th scope="col">"Cost so far"</th>
                     <th scope="col">"Uptime"</th>
                 </tr>
@@ -104,18 +108,20 @@ fn DeploymentTable(page: Page<DeploymentSummary>) -> impl IntoView {
                     .map(|d| {
                         view! {
                             <tr>
-                                <td>{d.name}</td>
+                                <td><a href=format!("/deployments/{}", d.id)>{d.name}</a></td>
                                 <td>
                                     <span class=format!("badge {}", d.status.as_str())>
                                         {d.status.label()}
                                     </span>
                                 </td>
                                 <td>{d.region}</td>
+                                <td>{d.size.unwrap_or_else(|| "—".into())}</td>
                                 <td>
                                     <time datetime=d.created_at.to_rfc3339()>
                                         {d.created_at.format("%Y-%m-%d %H:%M UTC").to_string()}
                                     </time>
                                 </td>
+                                <td>{lifetime(d.created_at, d.torn_down_at, now)}</td>
                                 <td>"—"</td>
                                 <td>"—"</td>
                             </tr>
@@ -124,16 +130,51 @@ fn DeploymentTable(page: Page<DeploymentSummary>) -> impl IntoView {
                     .collect_view()}
             </tbody>
         </table>
-        <p class="muted">
-            {format!(
-                "Page {} of {pages} · {} deployment{}",
-                page.page,
-                page.total,
-                if page.total == 1 { "" } else { "s" },
-            )}
-        </p>
+        <nav class="pager" aria-label="Pages">
+            {(page.page > 1).then(|| view! {
+                <a href=page_link(status.as_deref(), page.page - 1) rel="prev">"← Newer"</a>
+            })}
+            <span class="muted">
+                {format!(
+                    "Page {} of {pages} · {} deployment{}",
+                    page.page,
+                    page.total,
+                    if page.total == 1 { "" } else { "s" },
+                )}
+            </span>
+            {(u64::from(page.page) < pages).then(|| view! {
+                <a href=page_link(status.as_deref(), page.page + 1) rel="next">"Older →"</a>
+            })}
+        </nav>
     }
     .into_any()
+}
+
+fn page_link(status: Option<&str>, page: u32) -> String {
+    match status {
+        Some(status) => format!("/?status={status}&page={page}"),
+        None => format!("/?page={page}"),
+    }
+}
+
+/// How long it has lived: "3 h 12 min" while it stands, its whole lifetime
+/// once torn down.
+fn lifetime(
+    created: chrono::DateTime<chrono::Utc>,
+    torn_down: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let secs = (torn_down.unwrap_or(now) - created).num_seconds().max(0);
+    let text = match secs {
+        s if s >= 86_400 => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    };
+    match torn_down {
+        Some(_) => format!("lived {text}"),
+        None => text,
+    }
 }
 
 /// Deployments, newest first, optionally filtered by status.

@@ -1,3 +1,3 @@
-//! One module per page.
-
+pub mod deployment;
 pub mod deployments;
+pub mod new;

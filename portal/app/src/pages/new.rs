@@ -1,0 +1,459 @@
+//! The "New deployment" form: the article's defaults, grouped, every field
+//! explained, a cost estimate that follows the fields, and validation by the
+//! server with the API's own rules.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use serde::{Deserialize, Serialize};
+
+use crate::params::{DeploymentParams, FieldErrors, NatMode, INSTANCE_TYPES};
+use crate::pricing::{self, CostEstimate, PRICE_TABLE};
+
+/// What the server made of a submitted form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Submitted {
+    Created {
+        deployment_id: String,
+    },
+    /// Nothing was created; each field says what to fix.
+    Invalid {
+        fields: FieldErrors,
+    },
+}
+
+/// Every input's text, as typed. Numbers stay text until submitted so a
+/// half-typed value is never silently replaced.
+#[derive(Clone, Copy)]
+struct Form {
+    name: RwSignal<String>,
+    region: RwSignal<String>,
+    azs: RwSignal<String>,
+    vpc_cidr: RwSignal<String>,
+    instance_type: RwSignal<String>,
+    min: RwSignal<String>,
+    desired: RwSignal<String>,
+    max: RwSignal<String>,
+    nat: RwSignal<NatMode>,
+    health_path: RwSignal<String>,
+    health_interval: RwSignal<String>,
+    health_timeout: RwSignal<String>,
+    healthy_threshold: RwSignal<String>,
+    unhealthy_threshold: RwSignal<String>,
+    scale_out_cpu: RwSignal<String>,
+    scale_in_cpu: RwSignal<String>,
+    cooldown: RwSignal<String>,
+    grace_period: RwSignal<String>,
+}
+
+impl Form {
+    fn new(p: &DeploymentParams) -> Self {
+        let text = |v: &dyn ToString| RwSignal::new(v.to_string());
+        Form {
+            name: text(&p.name),
+            region: text(&p.region),
+            azs: text(&p.azs),
+            vpc_cidr: text(&p.vpc_cidr),
+            instance_type: text(&p.instance_type),
+            min: text(&p.min),
+            desired: text(&p.desired),
+            max: text(&p.max),
+            nat: RwSignal::new(p.nat),
+            health_path: text(&p.health_check.path),
+            health_interval: text(&p.health_check.interval),
+            health_timeout: text(&p.health_check.timeout),
+            healthy_threshold: text(&p.health_check.healthy_threshold),
+            unhealthy_threshold: text(&p.health_check.unhealthy_threshold),
+            scale_out_cpu: text(&p.scale_out_cpu),
+            scale_in_cpu: text(&p.scale_in_cpu),
+            cooldown: text(&p.cooldown),
+            grace_period: text(&p.grace_period),
+        }
+    }
+
+    /// The parameters, and what cannot even be read as a number.
+    fn params(&self) -> (DeploymentParams, FieldErrors) {
+        let mut errors = FieldErrors::new();
+        let mut p = DeploymentParams {
+            name: self.name.get().trim().to_string(),
+            region: self.region.get().trim().to_string(),
+            vpc_cidr: self.vpc_cidr.get().trim().to_string(),
+            instance_type: self.instance_type.get(),
+            nat: self.nat.get(),
+            ..Default::default()
+        };
+        p.health_check.path = self.health_path.get().trim().to_string();
+        fn number<T: std::str::FromStr>(
+            errors: &mut FieldErrors,
+            field: &str,
+            text: String,
+            into: &mut T,
+        ) {
+            match text.trim().parse() {
+                Ok(value) => *into = value,
+                Err(_) => {
+                    errors.insert(field.into(), format!("{text:?} is not a number"));
+                }
+            }
+        }
+        number(&mut errors, "azs", self.azs.get(), &mut p.azs);
+        number(&mut errors, "min", self.min.get(), &mut p.min);
+        number(&mut errors, "desired", self.desired.get(), &mut p.desired);
+        number(&mut errors, "max", self.max.get(), &mut p.max);
+        let hc = &mut p.health_check;
+        number(
+            &mut errors,
+            "health_check.interval",
+            self.health_interval.get(),
+            &mut hc.interval,
+        );
+        number(
+            &mut errors,
+            "health_check.timeout",
+            self.health_timeout.get(),
+            &mut hc.timeout,
+        );
+        number(
+            &mut errors,
+            "health_check.healthy_threshold",
+            self.healthy_threshold.get(),
+            &mut hc.healthy_threshold,
+        );
+        number(
+            &mut errors,
+            "health_check.unhealthy_threshold",
+            self.unhealthy_threshold.get(),
+            &mut hc.unhealthy_threshold,
+        );
+        number(
+            &mut errors,
+            "scale_out_cpu",
+            self.scale_out_cpu.get(),
+            &mut p.scale_out_cpu,
+        );
+        number(
+            &mut errors,
+            "scale_in_cpu",
+            self.scale_in_cpu.get(),
+            &mut p.scale_in_cpu,
+        );
+        number(
+            &mut errors,
+            "cooldown",
+            self.cooldown.get(),
+            &mut p.cooldown,
+        );
+        number(
+            &mut errors,
+            "grace_period",
+            self.grace_period.get(),
+            &mut p.grace_period,
+        );
+        (p, errors)
+    }
+}
+
+#[component]
+pub fn NewDeploymentPage() -> impl IntoView {
+    let form = Form::new(&DeploymentParams::default());
+    let errors = RwSignal::new(FieldErrors::new());
+    let submit = ServerAction::<CreateDeployment>::new();
+    let hydrated = RwSignal::new(false);
+    // One key per form: a double click or a resubmission makes one deployment.
+    let key = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        hydrated.set(true);
+        if key.get_untracked().is_empty() {
+            key.set(form_key());
+        }
+    });
+    let estimate =
+        Memo::new(move |_| pricing::estimate(&form.params().0).map_err(|e| e.to_string()));
+
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| match submit.value().get() {
+        Some(Ok(Submitted::Created { deployment_id })) => {
+            navigate(&format!("/deployments/{deployment_id}"), Default::default());
+        }
+        Some(Ok(Submitted::Invalid { fields })) => errors.set(fields),
+        Some(Err(error)) => {
+            errors.set(FieldErrors::from([("form".to_string(), error.to_string())]));
+        }
+        None => {}
+    });
+
+    let on_submit = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        let (params, unreadable) = form.params();
+        if !unreadable.is_empty() {
+            errors.set(unreadable);
+            return;
+        }
+        errors.set(FieldErrors::new());
+        submit.dispatch(CreateDeployment {
+            params,
+            key: key.get_untracked(),
+        });
+    };
+
+    view! {
+        <Title text="New deployment · CloudPulse"/>
+        <h1>"New deployment"</h1>
+        <p class="muted">
+            "The article's stack, with its defaults. Every value is checked by the portal "
+            "before anything is created."
+        </p>
+        <div class="new-deployment">
+            <form on:submit=on_submit data-testid="new-deployment-form" novalidate>
+                <FormError errors/>
+                <fieldset>
+                    <legend>"Deployment"</legend>
+                    <TextField form_field=form.name field="name" label="Name" errors
+                        help="3-32 lower-case letters, digits and hyphens; names the stack's resources."/>
+                    <SelectField form_field=form.region field="region" label="Region" errors
+                        help="Where the stack runs; prices are known for these regions."
+                        options=PRICE_TABLE.iter().map(|p| p.region.to_string()).collect()/>
+                </fieldset>
+                <fieldset>
+                    <legend>"Network"</legend>
+                    <SelectField form_field=form.azs field="azs" label="Availability zones" errors
+                        help="Each zone gets a public and a private subnet."
+                        options=vec!["2".into(), "3".into()]/>
+                    <TextField form_field=form.vpc_cidr field="vpc_cidr" label="VPC range" errors
+                        help="A private /16 to /24; subnets are /24 blocks carved from it."/>
+                    <div class="field" role="radiogroup" aria-labelledby="nat-label">
+                        <span id="nat-label" class="label">"NAT gateways"</span>
+                        <label class="choice">
+                            <input type="radio" name="nat" value="per-az" data-testid="nat-per-az"
+                                prop:checked=move || form.nat.get() == NatMode::PerAz
+                                on:change=move |_| form.nat.set(NatMode::PerAz)/>
+                            " One per zone: egress survives the loss of a zone."
+                        </label>
+                        <label class="choice">
+                            <input type="radio" name="nat" value="single" data-testid="nat-single"
+                                prop:checked=move || form.nat.get() == NatMode::Single
+                                on:change=move |_| form.nat.set(NatMode::Single)/>
+                            " A single one: about half the NAT cost; one zone's outage cuts egress for all."
+                        </label>
+                        <FieldError field="nat" errors/>
+                    </div>
+                </fieldset>
+                <fieldset>
+                    <legend>"Load balancer"</legend>
+                    <TextField form_field=form.health_path field="health_check.path" label="Health check path" errors
+                        help="The instance service answers 200 here while it is healthy."/>
+                    <NumberField form_field=form.health_interval field="health_check.interval" label="Check interval (s)" errors
+                        help="Seconds between checks, 5-300."/>
+                    <NumberField form_field=form.health_timeout field="health_check.timeout" label="Check timeout (s)" errors
+                        help="A check that takes longer fails; 2-120 and below the interval."/>
+                    <NumberField form_field=form.healthy_threshold field="health_check.healthy_threshold" label="Healthy after" errors
+                        help="Passed checks in a row before a target takes traffic (2-10)."/>
+                    <NumberField form_field=form.unhealthy_threshold field="health_check.unhealthy_threshold" label="Unhealthy after" errors
+                        help="Failed checks in a row before a target is taken out (2-10)."/>
+                </fieldset>
+                <fieldset>
+                    <legend>"Compute"</legend>
+                    <SelectField form_field=form.instance_type field="instance_type" label="Instance type" errors
+                        help="The EC2 type every instance of the group runs."
+                        options=INSTANCE_TYPES.iter().map(|t| t.to_string()).collect()/>
+                    <NumberField form_field=form.min field="min" label="Minimum" errors
+                        help="The group never has fewer instances."/>
+                    <NumberField form_field=form.desired field="desired" label="Desired" errors
+                        help="Instances at the start; between minimum and maximum."/>
+                    <NumberField form_field=form.max field="max" label="Maximum" errors
+                        help="The group never has more; at most 10."/>
+                    <NumberField form_field=form.grace_period field="grace_period" label="Grace period (s)" errors
+                        help="Time a new instance has to boot before health checks count."/>
+                </fieldset>
+                <fieldset>
+                    <legend>"Scaling"</legend>
+                    <NumberField form_field=form.scale_out_cpu field="scale_out_cpu" label="Scale out above (% CPU)" errors
+                        help="Average CPU that adds an instance."/>
+                    <NumberField form_field=form.scale_in_cpu field="scale_in_cpu" label="Scale in below (% CPU)" errors
+                        help="Average CPU that removes one; below the scale-out threshold."/>
+                    <NumberField form_field=form.cooldown field="cooldown" label="Cooldown (s)" errors
+                        help="Seconds between scaling actions."/>
+                </fieldset>
+                <button type="submit" class="primary" data-testid="deploy"
+                    disabled=move || !hydrated.get() || submit.pending().get()>
+                    {move || if submit.pending().get() { "Deploying…" } else { "Deploy" }}
+                </button>
+                <noscript><p class="muted">"Deploying from this page needs JavaScript; the API and the command line do not."</p></noscript>
+            </form>
+            <EstimatePanel estimate/>
+        </div>
+    }
+}
+
+fn form_key() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        format!(
+            "form-{:x}-{:x}",
+            js_sys::Date::now() as u64,
+            (js_sys::Math::random() * 1e15) as u64
+        )
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        String::new()
+    }
+}
+
+#[component]
+fn EstimatePanel(estimate: Memo<Result<CostEstimate, String>>) -> impl IntoView {
+    view! {
+        <aside class="estimate" aria-labelledby="estimate-title" aria-live="polite" data-testid="estimate">
+            <h2 id="estimate-title">"Cost estimate"</h2>
+            {move || match estimate.get() {
+                Ok(e) => view! {
+                    <p class="total">
+                        <strong data-testid="estimate-hour">{pricing::usd(e.per_hour)}</strong>" per hour · "
+                        <strong data-testid="estimate-month">{pricing::usd(e.per_month)}</strong>" per month"
+                    </p>
+                    <table>
+                        <tbody>
+                            {e.lines.iter().map(|line| view! {
+                                <tr>
+                                    <th scope="row">{line.category.label()}<br/><span class="muted">{line.detail.clone()}</span></th>
+                                    <td class="num">{pricing::usd(line.per_hour)}"/h"</td>
+                                    <td class="num">{pricing::usd(line.per_month)}"/mo"</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    <p class="muted">{format!("On-demand prices for {} as of {}; a month is 730 hours.", e.region, e.prices_as_of)}</p>
+                }.into_any(),
+                Err(why) => view! { <p class="muted" data-testid="estimate-unknown">"No estimate: "{why}</p> }.into_any(),
+            }}
+        </aside>
+    }
+}
+
+#[component]
+fn FormError(errors: RwSignal<FieldErrors>) -> impl IntoView {
+    move || {
+        let errors = errors.get();
+        (!errors.is_empty()).then(|| {
+            let general = errors.get("form").cloned();
+            view! {
+                <div class="form-errors" role="alert" data-testid="form-errors">
+                    {general.unwrap_or_else(|| {
+                        format!(
+                            "Nothing was created: {} field{} to fix.",
+                            errors.len(),
+                            if errors.len() == 1 { "" } else { "s" }
+                        )
+                    })}
+                </div>
+            }
+        })
+    }
+}
+
+#[component]
+fn FieldError(field: &'static str, errors: RwSignal<FieldErrors>) -> impl IntoView {
+    move || {
+        errors.with(|e| e.get(field).cloned()).map(|message| {
+            view! { <p class="field-error" id=format!("{field}-error") data-testid=format!("error-{field}")>{message}</p> }
+        })
+    }
+}
+
+fn input_id(field: &str) -> String {
+    format!("f-{}", field.replace('.', "-"))
+}
+
+#[component]
+fn TextField(
+    form_field: RwSignal<String>,
+    field: &'static str,
+    label: &'static str,
+    help: &'static str,
+    errors: RwSignal<FieldErrors>,
+) -> impl IntoView {
+    let id = input_id(field);
+    view! {
+        <div class="field">
+            <label for=id.clone()>{label}</label>
+            <input id=id type="text" name=field data-testid=format!("field-{field}")
+                aria-describedby=format!("{field}-help {field}-error")
+                aria-invalid=move || errors.with(|e| e.contains_key(field)).to_string()
+                prop:value=move || form_field.get()
+                on:input=move |ev| form_field.set(event_target_value(&ev))/>
+            <p class="help" id=format!("{field}-help")>{help}</p>
+            <FieldError field errors/>
+        </div>
+    }
+}
+
+#[component]
+fn NumberField(
+    form_field: RwSignal<String>,
+    field: &'static str,
+    label: &'static str,
+    help: &'static str,
+    errors: RwSignal<FieldErrors>,
+) -> impl IntoView {
+    let id = input_id(field);
+    view! {
+        <div class="field">
+            <label for=id.clone()>{label}</label>
+            <input id=id type="text" inputmode="decimal" name=field data-testid=format!("field-{field}")
+                aria-describedby=format!("{field}-help {field}-error")
+                aria-invalid=move || errors.with(|e| e.contains_key(field)).to_string()
+                prop:value=move || form_field.get()
+                on:input=move |ev| form_field.set(event_target_value(&ev))/>
+            <p class="help" id=format!("{field}-help")>{help}</p>
+            <FieldError field errors/>
+        </div>
+    }
+}
+
+#[component]
+fn SelectField(
+    form_field: RwSignal<String>,
+    field: &'static str,
+    label: &'static str,
+    help: &'static str,
+    options: Vec<String>,
+    errors: RwSignal<FieldErrors>,
+) -> impl IntoView {
+    let id = input_id(field);
+    view! {
+        <div class="field">
+            <label for=id.clone()>{label}</label>
+            <select id=id name=field data-testid=format!("field-{field}")
+                aria-describedby=format!("{field}-help {field}-error")
+                on:change=move |ev| form_field.set(event_target_value(&ev))>
+                {options.into_iter().map(|option| {
+                    let selected = option == form_field.get_untracked();
+                    view! { <option value=option.clone() selected=selected>{option.clone()}</option> }
+                }).collect_view()}
+            </select>
+            <p class="help" id=format!("{field}-help")>{help}</p>
+            <FieldError field errors/>
+        </div>
+    }
+}
+
+/// Validates with the API's rules and starts the deploy; invalid parameters
+/// come back per field and create nothing.
+#[server(input = leptos::server_fn::codec::Json)]
+pub async fn create_deployment(
+    params: DeploymentParams,
+    key: String,
+) -> Result<Submitted, ServerFnError> {
+    use crate::backend::{use_backend, BackendError};
+    use crate::model::Source;
+    let key = (!key.is_empty()).then_some(key);
+    match use_backend()?.deploy(params, Source::Browser, key).await {
+        Ok(accepted) => Ok(Submitted::Created {
+            deployment_id: accepted.deployment.id,
+        }),
+        Err(BackendError::Validation(fields)) => Ok(Submitted::Invalid { fields }),
+        Err(BackendError::Conflict(message)) => Ok(Submitted::Invalid {
+            fields: FieldErrors::from([("name".to_string(), message)]),
+        }),
+        Err(error) => Err(ServerFnError::new(error.to_string())),
+    }
+}
