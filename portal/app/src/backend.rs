@@ -95,10 +95,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn job(&self, id: &str) -> Result<JobView, BackendError>;
 
     /// Runs a failed job again from its failed steps.
-    async fn retry_job(&self, id: &str) -> Result<JobView, BackendError>;
+    async fn retry_job(&self, id: &str, source: Source) -> Result<JobView, BackendError>;
 
     /// Stops a job from starting new steps; a cancelled deploy tears down.
-    async fn cancel_job(&self, id: &str) -> Result<JobView, BackendError>;
+    async fn cancel_job(&self, id: &str, source: Source) -> Result<JobView, BackendError>;
 
     /// Every resource in `region` (the portal's own without one) that
     /// carries a CloudPulse tag and that no tracked deployment owns.

@@ -291,6 +291,18 @@ pub struct DeploymentDetail {
     pub resources: Vec<ResourceView>,
     pub current_job: Option<JobView>,
     pub jobs: Vec<JobSummary>,
+    /// The deployment's timeline, newest first (the latest 100).
+    pub events: Vec<EventView>,
+}
+
+/// One entry of a deployment's timeline: what changed, and who asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    /// browser, api, cli, system, ... when a person or a rule asked for it.
+    pub source: Option<String>,
+    pub message: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -264,7 +264,7 @@ impl Engine {
     }
 
     /// Runs a failed job again from its failed steps.
-    pub async fn retry(&self, job_id: &str) -> Result<JobView, EngineError> {
+    pub async fn retry(&self, job_id: &str, source: Source) -> Result<JobView, EngineError> {
         let job = self.inner.store.job(job_id).await?;
         if job.status != JobStatus::Failed && job.status != JobStatus::Cancelled {
             return Err(EngineError::Conflict(format!(
@@ -273,6 +273,15 @@ impl Engine {
             )));
         }
         self.inner.store.reset_failed_steps(job_id).await?;
+        self.inner
+            .store
+            .add_event(
+                &job.deployment_id,
+                "job",
+                Some(source.as_str()),
+                &format!("retry of the {} job requested", job.kind.as_str()),
+            )
+            .await?;
         let status = match job.kind {
             JobKind::Deploy => DeploymentStatus::Deploying,
             JobKind::Teardown => DeploymentStatus::TearingDown,
@@ -286,8 +295,21 @@ impl Engine {
     }
 
     /// Asks a running job to stop starting new steps.
-    pub async fn cancel(&self, job_id: &str) -> Result<bool, EngineError> {
-        Ok(self.inner.store.request_cancel(job_id).await?)
+    pub async fn cancel(&self, job_id: &str, source: Source) -> Result<bool, EngineError> {
+        let requested = self.inner.store.request_cancel(job_id).await?;
+        if requested {
+            let job = self.inner.store.job(job_id).await?;
+            self.inner
+                .store
+                .add_event(
+                    &job.deployment_id,
+                    "job",
+                    Some(source.as_str()),
+                    &format!("cancel of the {} job requested", job.kind.as_str()),
+                )
+                .await?;
+        }
+        Ok(requested)
     }
 
     /// Picks up every job a previous process left unfinished.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cloudpulse_app::model::{
-    DeploymentDetail, DeploymentStatus, DeploymentSummary, JobKind, JobStatus, JobSummary, JobView,
-    Page, ResourceView, Source, StepFailure, StepStatus, StepView,
+    DeploymentDetail, DeploymentStatus, DeploymentSummary, EventView, JobKind, JobStatus,
+    JobSummary, JobView, Page, ResourceView, Source, StepFailure, StepStatus, StepView,
 };
 use serde_json::Value;
 
@@ -710,6 +710,31 @@ impl Store {
         Ok(rows.into_iter().map(ResourceRow::into_view).collect())
     }
 
+    /// A deployment's latest `limit` events, newest first.
+    pub async fn events(
+        &self,
+        deployment_id: &str,
+        limit: u32,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let rows: Vec<(DateTime<Utc>, String, Option<String>, String)> = sqlx::query_as(
+            "SELECT at, kind, source, message FROM events
+             WHERE deployment_id = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+        )
+        .bind(deployment_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, kind, source, message)| EventView {
+                at,
+                kind,
+                source,
+                message,
+            })
+            .collect())
+    }
+
     pub async fn add_event(
         &self,
         deployment_id: &str,
@@ -763,6 +788,7 @@ impl Store {
             torn_down_at: row.torn_down_at,
             current_job,
             jobs,
+            events: self.events(id, 100).await?,
         })
     }
 }

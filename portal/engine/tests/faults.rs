@@ -95,7 +95,7 @@ async fn a_fatal_fault_at_any_step_fails_and_both_recoveries_work() {
                 .unwrap();
             assert_eq!(detail.status, DeploymentStatus::Failed);
 
-            h.engine.retry(&created.job_id).await.unwrap();
+            h.engine.retry(&created.job_id, Source::Api).await.unwrap();
             let job = h.engine.wait(&created.job_id).await.unwrap();
             assert_done(&job);
             let detail = h

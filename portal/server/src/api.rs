@@ -149,22 +149,24 @@ async fn get_job(
 
 async fn retry_job(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.backend.retry_job(&id).await?),
+        Json(state.backend.retry_job(&id, source(&headers)).await?),
     )
         .into_response())
 }
 
 async fn cancel_job(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.backend.cancel_job(&id).await?),
+        Json(state.backend.cancel_job(&id, source(&headers)).await?),
     )
         .into_response())
 }

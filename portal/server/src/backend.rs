@@ -118,11 +118,11 @@ impl Backend for PortalBackend {
         self.engine.store().job(id).await.map_err(store_error)
     }
 
-    async fn retry_job(&self, id: &str) -> Result<JobView, BackendError> {
-        self.engine.retry(id).await.map_err(engine_error)
+    async fn retry_job(&self, id: &str, source: Source) -> Result<JobView, BackendError> {
+        self.engine.retry(id, source).await.map_err(engine_error)
     }
 
-    async fn cancel_job(&self, id: &str) -> Result<JobView, BackendError> {
+    async fn cancel_job(&self, id: &str, source: Source) -> Result<JobView, BackendError> {
         let job = self.engine.store().job(id).await.map_err(store_error)?;
         if job.status.is_finished() {
             return Err(BackendError::Conflict(format!(
@@ -130,7 +130,7 @@ impl Backend for PortalBackend {
                 job.status.as_str()
             )));
         }
-        self.engine.cancel(id).await.map_err(engine_error)?;
+        self.engine.cancel(id, source).await.map_err(engine_error)?;
         self.engine.store().job(id).await.map_err(store_error)
     }
 

@@ -94,6 +94,17 @@ fn DeploymentView(detail: DeploymentDetail, version: RwSignal<u32>) -> impl Into
             <h2 id="jobs-title">"Jobs"</h2>
             <JobList jobs=detail.jobs.clone()/>
         </section>
+        <section aria-labelledby="timeline-title">
+            <h2 id="timeline-title">"Timeline"</h2>
+            <ol class="timeline" data-testid="timeline">
+                {detail.events.iter().map(|e| view! {
+                    <li>
+                        {stamp(e.at)}" · "{e.message.clone()}
+                        {e.source.clone().map(|s| view! { <span class="muted">" (from "{s}")"</span> })}
+                    </li>
+                }).collect_view()}
+            </ol>
+        </section>
         <section aria-labelledby="params-title">
             <h2 id="params-title">"Parameters"</h2>
             <pre class="params" data-testid="params">{params}</pre>
@@ -434,7 +445,7 @@ pub async fn teardown_deployment(id: String) -> Result<String, ServerFnError> {
 #[server]
 pub async fn retry_job(id: String) -> Result<String, ServerFnError> {
     let job = crate::backend::use_backend()?
-        .retry_job(&id)
+        .retry_job(&id, crate::model::Source::Browser)
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
     Ok(job.id)
@@ -443,7 +454,7 @@ pub async fn retry_job(id: String) -> Result<String, ServerFnError> {
 #[server]
 pub async fn cancel_job(id: String) -> Result<String, ServerFnError> {
     let job = crate::backend::use_backend()?
-        .cancel_job(&id)
+        .cancel_job(&id, crate::model::Source::Browser)
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
     Ok(job.id)
