@@ -33,6 +33,8 @@ test('deploy with the defaults, watch every step finish live, then tear down by 
   const detail = await (await request.get(`/api/v1/deployments/${id}`)).json();
   expect(detail.status).toBe('live');
   expect(detail.jobs[0].source).toBe('browser');
+  await expect(page.getByTestId('timeline')).toContainText('deploy requested');
+  await expect(page.getByTestId('timeline')).toContainText('from browser');
 
   // Teardown asks for the name first.
   await deployment.teardownPanel.locator('summary').click();
