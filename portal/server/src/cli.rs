@@ -153,6 +153,34 @@ struct Client {
     base: String,
 }
 
+/// The portal's access token, as the server reads it: `CLOUDPULSE_TOKEN`,
+/// else the file `CLOUDPULSE_TOKEN_FILE` names.
+fn access_token() -> anyhow::Result<Option<String>> {
+    use crate::access::{TOKEN_ENV, TOKEN_FILE_ENV};
+    let text = match std::env::var(TOKEN_ENV) {
+        Ok(value) if !value.is_empty() => value,
+        Ok(_) | Err(std::env::VarError::NotPresent) => match std::env::var_os(TOKEN_FILE_ENV) {
+            Some(path) if !path.is_empty() => {
+                std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "cannot read {TOKEN_FILE_ENV}={}; point it at the portal's token file",
+                        std::path::Path::new(&path).display()
+                    )
+                })?
+            }
+            _ => return Ok(None),
+        },
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("{TOKEN_ENV} is not valid UTF-8 text; set it to the portal's access token")
+        }
+    };
+    let token = text.trim().to_string();
+    if reqwest::header::HeaderValue::from_str(&token).is_err() {
+        bail!("{TOKEN_ENV} holds characters an HTTP header cannot carry; set it to the portal's access token");
+    }
+    Ok(Some(token))
+}
+
 impl Client {
     fn new(portal: &PortalArg) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -166,8 +194,11 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let mut request = request.header("x-cloudpulse-source", "cli");
+        if let Some(token) = access_token()? {
+            request = request.bearer_auth(token);
+        }
         let response = request
-            .header("x-cloudpulse-source", "cli")
             .send()
             .await
             .with_context(|| {

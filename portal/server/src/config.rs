@@ -1,10 +1,13 @@
 //! Command-line flags, each with an environment variable as fallback.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+
+use crate::access::{AccessToken, MAKE_ONE, TOKEN_ENV};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,9 +40,15 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Only loopback addresses are served.
+    /// Address to listen on. Any address but loopback (127.0.0.1, ::1)
+    /// needs an access token: CLOUDPULSE_TOKEN or --token-file.
     #[arg(long, env = "CLOUDPULSE_BIND", default_value = "127.0.0.1:3000")]
     pub bind: String,
+
+    /// File holding the access token, instead of CLOUDPULSE_TOKEN. With a
+    /// token set, every request but /healthz needs it, even on loopback.
+    #[arg(long, env = "CLOUDPULSE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// SQLite database file [default: cloudpulse.db, or cloudpulse-sandbox.db in the sandbox].
     #[arg(long, env = "CLOUDPULSE_DATABASE")]
@@ -98,24 +107,65 @@ pub struct SandboxArgs {
     pub alb_provisioning_secs: u64,
 }
 
+/// Where the portal listens and the token that guards it, if any.
+#[derive(Debug)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub token: Option<AccessToken>,
+}
+
 impl ServeArgs {
-    /// The address to bind, refusing anything but loopback: the portal holds
+    /// The address to bind and the access token. Loopback is open unless a
+    /// token is set; any other address needs one, because the portal holds
     /// the power to create and delete cloud resources.
-    pub fn bind_addr(&self) -> anyhow::Result<SocketAddr> {
+    pub fn listen(&self) -> anyhow::Result<Listen> {
+        self.listen_with(std::env::var_os(TOKEN_ENV))
+    }
+
+    /// [`Self::listen`] with the value of `CLOUDPULSE_TOKEN` given, for tests.
+    pub fn listen_with(&self, env_token: Option<OsString>) -> anyhow::Result<Listen> {
         let addr: SocketAddr = self.bind.parse().with_context(|| {
             format!(
                 "invalid --bind {:?}: expected IP:PORT, for example 127.0.0.1:3000",
                 self.bind
             )
         })?;
-        if !addr.ip().is_loopback() {
+        let token = self.access_token(env_token.filter(|value| !value.is_empty()))?;
+        if token.is_none() && !addr.ip().is_loopback() {
             bail!(
-                "refusing to serve on {addr}: the portal can create and delete cloud resources, \
-                 so it only listens on loopback addresses such as 127.0.0.1:{}",
+                "refusing to serve on {addr} without an access token: the portal can create and \
+                 delete cloud resources, so beyond loopback it needs {TOKEN_ENV} (or --token-file) \
+                 holding 32 random bytes; {MAKE_ONE}, or bind a loopback address such as 127.0.0.1:{}",
                 addr.port()
             );
         }
-        Ok(addr)
+        Ok(Listen { addr, token })
+    }
+
+    fn access_token(&self, env_token: Option<OsString>) -> anyhow::Result<Option<AccessToken>> {
+        let (text, source) = match (env_token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                bail!("both {TOKEN_ENV} and --token-file are set; keep one of them")
+            }
+            (None, None) => return Ok(None),
+            (Some(value), None) => (value, TOKEN_ENV.to_string()),
+            (None, Some(path)) => {
+                let bytes = std::fs::read(path).with_context(|| {
+                    format!(
+                        "cannot read --token-file {}; write the token there, {MAKE_ONE}",
+                        path.display()
+                    )
+                })?;
+                let text = OsString::from(String::from_utf8_lossy(&bytes).into_owned());
+                (text, format!("the token in {}", path.display()))
+            }
+        };
+        let Some(text) = text.to_str() else {
+            bail!("{source} is not valid UTF-8 text; {MAKE_ONE}");
+        };
+        let token = AccessToken::parse(text)
+            .map_err(|why| anyhow::anyhow!("{source} is too weak: {why}; {MAKE_ONE}"))?;
+        Ok(Some(token))
     }
 
     /// The instance binary to ship: the flag, or the one beside this program.
@@ -142,6 +192,7 @@ mod tests {
     fn args(bind: &str) -> ServeArgs {
         ServeArgs {
             bind: bind.into(),
+            token_file: None,
             database: None,
             log: "info".into(),
             site_root: "target/site".into(),
@@ -152,18 +203,79 @@ mod tests {
         }
     }
 
+    const GOOD: &str = "q3Zb0x9Vt7yR2mKcW5pLhN8sJfD4aE1uGoXiT6vYzQk=";
+
     #[test]
-    fn loopback_binds_are_accepted() {
-        assert_eq!(args("127.0.0.1:0").bind_addr().unwrap().port(), 0);
-        assert!(args("[::1]:3000").bind_addr().is_ok());
+    fn loopback_binds_are_open_without_a_token() {
+        let listen = args("127.0.0.1:0").listen_with(None).unwrap();
+        assert_eq!(listen.addr.port(), 0);
+        assert!(listen.token.is_none());
+        assert!(args("[::1]:3000").listen_with(None).is_ok());
+        assert!(args("127.0.0.1:0")
+            .listen_with(Some("".into()))
+            .unwrap()
+            .token
+            .is_none());
+    }
+
+    #[test]
+    fn a_token_on_loopback_is_enforced_too() {
+        let listen = args("127.0.0.1:0").listen_with(Some(GOOD.into())).unwrap();
+        assert!(listen.token.is_some());
+        let err = args("127.0.0.1:0")
+            .listen_with(Some("hunter2".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CLOUDPULSE_TOKEN is too weak"), "{err}");
+    }
+
+    #[test]
+    fn other_addresses_need_a_strong_token() {
+        let err = args("0.0.0.0:3000")
+            .listen_with(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without an access token"), "{err}");
+        assert!(err.contains("openssl rand -base64 32"), "{err}");
+        assert!(err.contains("loopback"), "{err}");
+        let err = args("0.0.0.0:3000")
+            .listen_with(Some("x".repeat(64).into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too weak"), "{err}");
+        assert!(
+            !err.contains(&"x".repeat(64)),
+            "the token is never echoed: {err}"
+        );
+        let listen = args("0.0.0.0:3000").listen_with(Some(GOOD.into())).unwrap();
+        assert!(listen.token.is_some());
+    }
+
+    #[test]
+    fn the_token_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, format!("{GOOD}\n")).unwrap();
+        let mut with_file = args("0.0.0.0:0");
+        with_file.token_file = Some(file.clone());
+        assert!(with_file.listen_with(None).unwrap().token.is_some());
+        let err = with_file
+            .listen_with(Some(GOOD.into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keep one"), "{err}");
+        std::fs::write(&file, "short\n").unwrap();
+        let err = with_file.listen_with(None).unwrap_err().to_string();
+        assert!(err.contains("is too weak"), "{err}");
+        with_file.token_file = Some(dir.path().join("missing"));
+        let err = with_file.listen_with(None).unwrap_err().to_string();
+        assert!(err.contains("cannot read --token-file"), "{err}");
     }
 
     #[test]
     fn bad_binds_say_what_to_fix() {
-        let err = args("localhost").bind_addr().unwrap_err().to_string();
+        let err = args("localhost").listen_with(None).unwrap_err().to_string();
         assert!(err.contains("expected IP:PORT"), "{err}");
-        let err = args("0.0.0.0:3000").bind_addr().unwrap_err().to_string();
-        assert!(err.contains("only listens on loopback"), "{err}");
     }
 
     #[test]

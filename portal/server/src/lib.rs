@@ -4,6 +4,7 @@
 //! connection, the Leptos pages, the REST API and the sandbox. Business rules
 //! live in the engine and telemetry crates; this crate only serves them.
 
+pub mod access;
 pub mod api;
 pub mod backend;
 pub mod cli;
@@ -44,6 +45,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_logging(&args.log)?;
+            // Refuse a bad bind or token before loading any cloud configuration.
+            args.listen()?;
             let stop = shutdown_signal();
             let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .load()
@@ -65,7 +68,7 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     // A Ctrl-C while moto starts must still stop moto.
     let stop = shutdown_signal();
     // Check what we can before starting anything, so a bad flag stops nothing.
-    args.serve.bind_addr()?;
+    args.serve.listen()?;
     tracing::info!("starting the sandbox cloud (moto)");
     let moto = MotoServer::start_with(MotoOptions {
         python: args.moto_python.clone(),
@@ -110,7 +113,8 @@ impl Application {
         mode: CloudMode,
         sdk: aws_config::SdkConfig,
     ) -> anyhow::Result<Self> {
-        let addr = args.bind_addr()?;
+        let listen = args.listen()?;
+        let addr = listen.addr;
         let store = Store::open(database).await?;
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} (is another portal running there? pass --bind 127.0.0.1:PORT)")
@@ -144,7 +148,10 @@ impl Application {
             );
         }
         let backend: SharedBackend = Arc::new(PortalBackend::new(engine.clone(), cloud));
-        let router = router(ApiState { backend, engine }, &args.site_root);
+        if listen.token.is_some() {
+            tracing::info!("an access token is required: CLOUDPULSE_TOKEN, bearer or /login");
+        }
+        let router = router(ApiState { backend, engine }, &args.site_root, listen.token);
         Ok(Application {
             listener,
             router,
@@ -222,7 +229,7 @@ fn load_artifact(path: &Path) -> ArtifactSource {
 }
 
 /// Every route of the portal.
-pub fn router(state: ApiState, site_root: &Path) -> Router {
+pub fn router(state: ApiState, site_root: &Path, token: Option<access::AccessToken>) -> Router {
     let backend = state.backend.clone();
     let options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
@@ -247,7 +254,7 @@ pub fn router(state: ApiState, site_root: &Path) -> Router {
         )
         .with_state(options);
 
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(api::healthz))
         .nest("/api/v1", api::routes())
         .with_state(state)
@@ -257,8 +264,12 @@ pub fn router(state: ApiState, site_root: &Path) -> Router {
         )
         .nest_service("/pkg", ServeDir::new(site_root.join("pkg")))
         .merge(pages)
-        .fallback(api::not_found)
-        .layer(axum::middleware::from_fn(security::reject_cross_site))
+        .fallback(api::not_found);
+    let app = match token {
+        Some(token) => access::guard(app, token),
+        None => app,
+    };
+    app.layer(axum::middleware::from_fn(security::reject_cross_site))
         .layer(axum::middleware::from_fn(security::headers))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
