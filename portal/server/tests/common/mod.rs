@@ -26,6 +26,8 @@ impl Drop for Portal {
 pub fn isolated(command: &mut Command, dir: &Path) {
     command
         .env_remove("AWS_PROFILE")
+        .env_remove("CLOUDPULSE_TOKEN")
+        .env_remove("CLOUDPULSE_TOKEN_FILE")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
