@@ -241,13 +241,13 @@ pub fn NewDeploymentPage() -> impl IntoView {
                     <legend>"Load balancer"</legend>
                     <TextField form_field=form.health_path field="health_check.path" label="Health check path" errors
                         help="The instance service answers 200 here while it is healthy."/>
-                    <NumberField form_field=form.health_interval field="health_check.interval" label="Check interval (s)" errors
+                    <TextField numeric=true form_field=form.health_interval field="health_check.interval" label="Check interval (s)" errors
                         help="Seconds between checks, 5-300."/>
-                    <NumberField form_field=form.health_timeout field="health_check.timeout" label="Check timeout (s)" errors
+                    <TextField numeric=true form_field=form.health_timeout field="health_check.timeout" label="Check timeout (s)" errors
                         help="A check that takes longer fails; 2-120 and below the interval."/>
-                    <NumberField form_field=form.healthy_threshold field="health_check.healthy_threshold" label="Healthy after" errors
+                    <TextField numeric=true form_field=form.healthy_threshold field="health_check.healthy_threshold" label="Healthy after" errors
                         help="Passed checks in a row before a target takes traffic (2-10)."/>
-                    <NumberField form_field=form.unhealthy_threshold field="health_check.unhealthy_threshold" label="Unhealthy after" errors
+                    <TextField numeric=true form_field=form.unhealthy_threshold field="health_check.unhealthy_threshold" label="Unhealthy after" errors
                         help="Failed checks in a row before a target is taken out (2-10)."/>
                 </fieldset>
                 <fieldset>
@@ -255,22 +255,22 @@ pub fn NewDeploymentPage() -> impl IntoView {
                     <SelectField form_field=form.instance_type field="instance_type" label="Instance type" errors
                         help="The EC2 type every instance of the group runs."
                         options=INSTANCE_TYPES.iter().map(|t| t.to_string()).collect()/>
-                    <NumberField form_field=form.min field="min" label="Minimum" errors
+                    <TextField numeric=true form_field=form.min field="min" label="Minimum" errors
                         help="The group never has fewer instances."/>
-                    <NumberField form_field=form.desired field="desired" label="Desired" errors
+                    <TextField numeric=true form_field=form.desired field="desired" label="Desired" errors
                         help="Instances at the start; between minimum and maximum."/>
-                    <NumberField form_field=form.max field="max" label="Maximum" errors
+                    <TextField numeric=true form_field=form.max field="max" label="Maximum" errors
                         help="The group never has more; at most 10."/>
-                    <NumberField form_field=form.grace_period field="grace_period" label="Grace period (s)" errors
+                    <TextField numeric=true form_field=form.grace_period field="grace_period" label="Grace period (s)" errors
                         help="Time a new instance has to boot before health checks count."/>
                 </fieldset>
                 <fieldset>
                     <legend>"Scaling"</legend>
-                    <NumberField form_field=form.scale_out_cpu field="scale_out_cpu" label="Scale out above (% CPU)" errors
+                    <TextField numeric=true form_field=form.scale_out_cpu field="scale_out_cpu" label="Scale out above (% CPU)" errors
                         help="Average CPU that adds an instance."/>
-                    <NumberField form_field=form.scale_in_cpu field="scale_in_cpu" label="Scale in below (% CPU)" errors
+                    <TextField numeric=true form_field=form.scale_in_cpu field="scale_in_cpu" label="Scale in below (% CPU)" errors
                         help="Average CPU that removes one; below the scale-out threshold."/>
-                    <NumberField form_field=form.cooldown field="cooldown" label="Cooldown (s)" errors
+                    <TextField numeric=true form_field=form.cooldown field="cooldown" label="Cooldown (s)" errors
                         help="Seconds between scaling actions."/>
                 </fieldset>
                 <button type="submit" class="primary" data-testid="deploy"
@@ -363,6 +363,8 @@ fn input_id(field: &str) -> String {
     format!("f-{}", field.replace('.', "-"))
 }
 
+/// A labelled input with its one-line help and its error; `numeric` asks
+/// phones for a number pad (the value stays text until submitted).
 #[component]
 fn TextField(
     form_field: RwSignal<String>,
@@ -370,35 +372,14 @@ fn TextField(
     label: &'static str,
     help: &'static str,
     errors: RwSignal<FieldErrors>,
+    #[prop(optional)] numeric: bool,
 ) -> impl IntoView {
     let id = input_id(field);
+    let inputmode = if numeric { "decimal" } else { "text" };
     view! {
         <div class="field">
             <label for=id.clone()>{label}</label>
-            <input id=id type="text" name=field data-testid=format!("field-{field}")
-                aria-describedby=format!("{field}-help {field}-error")
-                aria-invalid=move || errors.with(|e| e.contains_key(field)).to_string()
-                prop:value=move || form_field.get()
-                on:input=move |ev| form_field.set(event_target_value(&ev))/>
-            <p class="help" id=format!("{field}-help")>{help}</p>
-            <FieldError field errors/>
-        </div>
-    }
-}
-
-#[component]
-fn NumberField(
-    form_field: RwSignal<String>,
-    field: &'static str,
-    label: &'static str,
-    help: &'static str,
-    errors: RwSignal<FieldErrors>,
-) -> impl IntoView {
-    let id = input_id(field);
-    view! {
-        <div class="field">
-            <label for=id.clone()>{label}</label>
-            <input id=id type="text" inputmode="decimal" name=field data-testid=format!("field-{field}")
+            <input id=id type="text" inputmode=inputmode name=field data-testid=format!("field-{field}")
                 aria-describedby=format!("{field}-help {field}-error")
                 aria-invalid=move || errors.with(|e| e.contains_key(field)).to_string()
                 prop:value=move || form_field.get()
