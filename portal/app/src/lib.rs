@@ -12,8 +12,17 @@ pub mod pages;
 pub mod params;
 pub mod pricing;
 pub mod shell;
+pub mod text;
 
 #[cfg(feature = "ssr")]
 pub mod backend;
 
 pub use shell::{shell, App};
+
+/// Starts the islands of a server-rendered page (the browser's entry point
+/// calls this). Living here, it also links every island of this crate into
+/// the bundle.
+#[cfg(feature = "hydrate")]
+pub fn hydrate_islands() {
+    leptos::mount::hydrate_islands();
+}

@@ -426,7 +426,7 @@ pub fn estimate(params: &DeploymentParams) -> Result<CostEstimate, PriceError> {
             format!(
                 "{ebs_gb} GB gp3 × {}/GB-month + {} GB S3 × {}/GB-month",
                 usd(p.gp3_gb_month),
-                ARTIFACT_GB,
+                crate::text::plain(ARTIFACT_GB),
                 usd(p.s3_gb_month)
             ),
         ),
@@ -637,14 +637,14 @@ pub fn usd(amount: f64) -> String {
     }
     // Decide on the rounded value, so 0.009999 reads $0.01, not $0.0100.
     if (abs * 100.0).round() >= 1.0 {
-        let text = format!("{abs:.2}");
+        let text = crate::text::fixed(abs, 2);
         let (whole, cents) = text.split_once('.').unwrap_or((&text, "00"));
         return format!("{sign}${}.{cents}", group_thousands(whole));
     }
     if (abs * 10_000.0).round() < 1.0 {
         return format!("{sign}<$0.0001");
     }
-    format!("{sign}${abs:.4}")
+    format!("{sign}${}", crate::text::fixed(abs, 4))
 }
 
 fn group_thousands(digits: &str) -> String {

@@ -28,7 +28,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="stylesheet" href=STYLESHEET_PATH/>
                 <link rel="icon" href="data:,"/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -82,20 +82,6 @@ fn http_not_found() -> http::StatusCode {
 #[component]
 fn TopBar() -> impl IntoView {
     let initial = Resource::new(|| (), |_| get_cloud_status());
-    let recheck = ServerAction::<RecheckCloud>::new();
-    // Effects run only in the browser, so this turns true once the page has
-    // hydrated; until then the button stays disabled rather than dead.
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
-
-    let status = move || {
-        recheck
-            .value()
-            .get()
-            .and_then(Result::ok)
-            .or_else(|| initial.get().and_then(Result::ok))
-    };
-
     view! {
         <header class="topbar">
             <A href="/" attr:class="brand">"CloudPulse"</A>
@@ -104,51 +90,77 @@ fn TopBar() -> impl IntoView {
                 <a href="/new" data-testid="new-deployment">"New deployment"</a>
             </nav>
             <Suspense fallback=|| view! { <span class="cloud">"Checking the cloud…"</span> }>
-                {move || status().map(|status| view! { <CloudBadge status/> })}
+                {move || Suspend::new(async move {
+                    initial.await.ok().map(|status| view! { <CloudControl status/> })
+                })}
             </Suspense>
-            {move || {
-                recheck
-                    .value()
-                    .get()
-                    .map(|answer| {
-                        let words = match answer {
-                            Ok(status) => match status.reachable {
-                                Reachability::Reachable => "reachable".to_string(),
-                                Reachability::Unreachable { .. } => "unreachable".to_string(),
-                                Reachability::Unknown => "not checked".to_string(),
-                            },
-                            Err(error) => format!("check failed: {error}"),
-                        };
-                        view! {
-                            <span class="muted" role="status" data-testid="recheck-result">
-                                "Checked just now: "
-                                {words}
-                            </span>
-                        }
-                    })
-            }}
-            <button
-                type="button"
-                data-testid="recheck-cloud"
-                disabled=move || !hydrated.get() || recheck.pending().get()
-                on:click=move |_| {
-                    recheck.dispatch(RecheckCloud {});
-                }
-            >
-                {move || if recheck.pending().get() { "Checking…" } else { "Check connection" }}
-            </button>
         </header>
         <Suspense>
-            {move || status().and_then(|status| match status.reachable {
-                Reachability::Unreachable { reason } => Some(view! {
-                    <div class="banner" role="alert" data-testid="cloud-unreachable">
-                        <strong>"CloudPulse cannot reach "{cloud_word(status.mode)}". "</strong>
-                        {reason}
-                    </div>
-                }),
-                _ => None,
+            {move || Suspend::new(async move {
+                initial.await.ok().and_then(|status| match status.reachable {
+                    Reachability::Unreachable { reason } => Some(view! {
+                        <div class="banner" role="alert" data-testid="cloud-unreachable">
+                            <strong>"CloudPulse cannot reach "{cloud_word(status.mode)}". "</strong>
+                            {reason}
+                        </div>
+                    }),
+                    _ => None,
+                })
             })}
         </Suspense>
+    }
+}
+
+/// The live part of the top bar: the cloud's badge and the "check again"
+/// control. An island, so it is the only part of the bar in the browser's
+/// bundle.
+#[island]
+fn CloudControl(status: CloudStatus) -> impl IntoView {
+    let recheck = ServerAction::<RecheckCloud>::new();
+    // Effects run only in the browser, so this turns true once the island
+    // has hydrated; until then the button stays disabled rather than dead.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    let current = move || {
+        recheck
+            .value()
+            .get()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| status.clone())
+    };
+    view! {
+        {move || view! { <CloudBadge status=current()/> }}
+        {move || {
+            recheck
+                .value()
+                .get()
+                .map(|answer| {
+                    let words = match answer {
+                        Ok(status) => match status.reachable {
+                            Reachability::Reachable => "reachable".to_string(),
+                            Reachability::Unreachable { .. } => "unreachable".to_string(),
+                            Reachability::Unknown => "not checked".to_string(),
+                        },
+                        Err(error) => format!("check failed: {error}"),
+                    };
+                    view! {
+                        <span class="muted" role="status" data-testid="recheck-result">
+                            "Checked just now: "
+                            {words}
+                        </span>
+                    }
+                })
+        }}
+        <button
+            type="button"
+            data-testid="recheck-cloud"
+            disabled=move || !hydrated.get() || recheck.pending().get()
+            on:click=move |_| {
+                recheck.dispatch(RecheckCloud {});
+            }
+        >
+            {move || if recheck.pending().get() { "Checking…" } else { "Check connection" }}
+        </button>
     }
 }
 
@@ -168,7 +180,7 @@ fn CloudBadge(status: CloudStatus) -> impl IntoView {
     };
     let checked = status
         .checked_at
-        .map(|at| format!("checked {}", at.format("%H:%M:%S UTC")))
+        .map(|at| format!("checked {} UTC", crate::text::clock(at)))
         .unwrap_or_default();
     view! {
         <span class=class data-testid="cloud-status" title=checked>

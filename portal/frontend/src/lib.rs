@@ -1,15 +1,15 @@
 #![recursion_limit = "256"]
 //! The browser entry point of the portal.
 //!
-//! The server renders every page; this wasm module takes over that HTML
-//! (hydration) so controls become interactive. It holds no logic of its own
-//! and must stay free of server-only crates: anything it pulls in ships to
-//! every browser.
+//! The server renders every page; this wasm module brings the interactive
+//! parts of a page (its islands) to life and leaves the rest as the server
+//! sent it. It holds no logic of its own and must stay free of server-only
+//! crates: anything it pulls in ships to every browser.
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
 #[wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(cloudpulse_app::App);
+    cloudpulse_app::hydrate_islands();
 }

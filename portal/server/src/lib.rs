@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The CloudPulse portal server: the `cloudpulse` binary's library.
 //!
 //! It wires the pieces together: configuration, the database, the cloud

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use leptos_meta::Title;
+
+use crate::text::{fixed, iso, utc};
 use leptos_router::hooks::use_params_map;
 
 use crate::model::{
@@ -15,14 +17,12 @@ use crate::model::{
 pub fn DeploymentPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    // Bumped when a job ends or an action starts one: the page refetches.
-    let version = RwSignal::new(0u32);
-    let detail = Resource::new(move || (id(), version.get()), |(id, _)| get_deployment(id));
+    let detail = Resource::new(id, get_deployment);
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading the deployment…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(detail) => view! { <DeploymentView detail version/> }.into_any(),
+                    Ok(detail) => view! { <DeploymentView detail/> }.into_any(),
                     Err(error) => view! {
                         <Title text="Deployment · CloudPulse"/>
                         <h1>"Deployment"</h1>
@@ -36,26 +36,74 @@ pub fn DeploymentPage() -> impl IntoView {
     }
 }
 
+/// The page of one deployment. Its live part (status, app link, actions and
+/// the running job) is an island; the history below is rendered once by the
+/// server, and the island reloads the page when a job ends so both agree.
 #[component]
-fn DeploymentView(detail: DeploymentDetail, version: RwSignal<u32>) -> impl IntoView {
+fn DeploymentView(detail: DeploymentDetail) -> impl IntoView {
+    let params = serde_json::to_string_pretty(&detail.params).unwrap_or_default();
+    let live_resources = detail
+        .resources
+        .iter()
+        .filter(|r| r.deleted_at.is_none())
+        .count();
+    view! {
+        <Title text=format!("{} · CloudPulse", detail.name)/>
+        <p class="crumbs"><a href="/">"Deployments"</a>" / "{detail.name.clone()}</p>
+        // The island's props travel in the page as JSON: only what it shows.
+        <LiveDeployment detail=DeploymentDetail {
+            resources: Vec::new(),
+            jobs: Vec::new(),
+            events: Vec::new(),
+            params: serde_json::Value::Null,
+            ..detail.clone()
+        }/>
+        <section aria-labelledby="resources-title">
+            <h2 id="resources-title">{format!("Resources ({live_resources} present)")}</h2>
+            <ResourceTable resources=detail.resources.clone()/>
+        </section>
+        <section aria-labelledby="jobs-title">
+            <h2 id="jobs-title">"Jobs"</h2>
+            <JobList jobs=detail.jobs.clone()/>
+        </section>
+        <section aria-labelledby="timeline-title">
+            <h2 id="timeline-title">"Timeline"</h2>
+            <ol class="timeline" data-testid="timeline">
+                {detail.events.iter().map(|e| view! {
+                    <li>
+                        {stamp(e.at)}" · "{e.message.clone()}
+                        {e.source.clone().map(|s| view! { <span class="muted">" (from "{s}")"</span> })}
+                    </li>
+                }).collect_view()}
+            </ol>
+        </section>
+        <section aria-labelledby="params-title">
+            <h2 id="params-title">"Parameters"</h2>
+            <pre class="params" data-testid="params">{params}</pre>
+        </section>
+    }
+}
+
+/// Status, facts, actions and the current job, following it live.
+#[island]
+fn LiveDeployment(detail: DeploymentDetail) -> impl IntoView {
     let job = RwSignal::new(detail.current_job.clone());
     let connected = RwSignal::new(false);
+    // Bumped when a job ends or an action starts one: the whole page is
+    // fetched again, history included.
+    let version = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if version.get() > 0 {
+            reload_page();
+        }
+    });
     if let Some(current) = &detail.current_job {
         if !current.status.is_finished() {
             follow_job(current.id.clone(), job, connected, version);
         }
     }
     let app_url = detail.outputs["app_url"].as_str().map(str::to_string);
-    let params = serde_json::to_string_pretty(&detail.params).unwrap_or_default();
-    let live_resources: Vec<ResourceView> = detail
-        .resources
-        .iter()
-        .filter(|r| r.deleted_at.is_none())
-        .cloned()
-        .collect();
     view! {
-        <Title text=format!("{} · CloudPulse", detail.name)/>
-        <p class="crumbs"><a href="/">"Deployments"</a>" / "{detail.name.clone()}</p>
         <div class="heading">
             <h1>{detail.name.clone()}</h1>
             <span class=format!("badge {}", detail.status.as_str()) data-testid="deployment-status">
@@ -86,29 +134,14 @@ fn DeploymentView(detail: DeploymentDetail, version: RwSignal<u32>) -> impl Into
             </h2>
             {move || job.get().map(|j| view! { <JobTimeline job=j/> })}
         </section>
-        <section aria-labelledby="resources-title">
-            <h2 id="resources-title">{format!("Resources ({} present)", live_resources.len())}</h2>
-            <ResourceTable resources=detail.resources.clone()/>
-        </section>
-        <section aria-labelledby="jobs-title">
-            <h2 id="jobs-title">"Jobs"</h2>
-            <JobList jobs=detail.jobs.clone()/>
-        </section>
-        <section aria-labelledby="timeline-title">
-            <h2 id="timeline-title">"Timeline"</h2>
-            <ol class="timeline" data-testid="timeline">
-                {detail.events.iter().map(|e| view! {
-                    <li>
-                        {stamp(e.at)}" · "{e.message.clone()}
-                        {e.source.clone().map(|s| view! { <span class="muted">" (from "{s}")"</span> })}
-                    </li>
-                }).collect_view()}
-            </ol>
-        </section>
-        <section aria-labelledby="params-title">
-            <h2 id="params-title">"Parameters"</h2>
-            <pre class="params" data-testid="params">{params}</pre>
-        </section>
+    }
+}
+
+/// Fetches the page again from the server.
+fn reload_page() {
+    #[cfg(feature = "hydrate")]
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().reload();
     }
 }
 
@@ -121,7 +154,7 @@ fn title_case(word: &str) -> String {
 }
 
 fn stamp(at: DateTime<Utc>) -> impl IntoView {
-    view! { <time datetime=at.to_rfc3339()>{at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</time> }
+    view! { <time datetime=iso(at)>{utc(at, true)}</time> }
 }
 
 /// Teardown (confirmed by typing the name), Retry and Cancel, where they apply.
@@ -244,7 +277,7 @@ fn JobTimeline(job: JobView) -> impl IntoView {
     };
     view! {
         <p class="muted" data-testid="job-progress">
-            {format!("{done} of {total} steps done · {:.1} s", span / 1000.0)}
+            {format!("{done} of {total} steps done · {} s", fixed(span / 1000.0, 1))}
             {job.error.clone().map(|e| view! { <span class="error">" · "{e}</span> })}
         </p>
         <div class="table-scroll">
@@ -276,7 +309,7 @@ fn JobTimeline(job: JobView) -> impl IntoView {
                                     aria-label=format!("{} {}", step.key, took)>
                                     <rect class="track" x="0" y="0" width="1000" height="10"/>
                                     {bar.map(|(x, w)| view! {
-                                        <rect class=format!("fill {}", step.status.as_str()) x=format!("{x:.1}") y="0" width=format!("{w:.1}") height="10"/>
+                                        <rect class=format!("fill {}", step.status.as_str()) x=fixed(x, 1) y="0" width=fixed(w, 1) height="10"/>
                                     })}
                                 </svg>
                             </td>
@@ -294,9 +327,12 @@ fn JobTimeline(job: JobView) -> impl IntoView {
 
 fn duration(step: &StepView, now: DateTime<Utc>) -> String {
     match (step.started_at, step.finished_at) {
-        (Some(a), Some(b)) => format!("{:.1} s", (b - a).num_milliseconds() as f64 / 1000.0),
+        (Some(a), Some(b)) => format!("{} s", fixed((b - a).num_milliseconds() as f64 / 1000.0, 1)),
         (Some(a), None) if step.status == StepStatus::Running => {
-            format!("{:.0} s…", (now - a).num_milliseconds() as f64 / 1000.0)
+            format!(
+                "{} s…",
+                fixed((now - a).num_milliseconds() as f64 / 1000.0, 0)
+            )
         }
         _ => "—".into(),
     }
@@ -378,7 +414,7 @@ fn JobList(jobs: Vec<JobSummary>) -> impl IntoView {
 
 /// Follows the job over Server-Sent Events. The browser reconnects by itself
 /// after a dropped connection; the stream is closed once the job ends, and
-/// the page fetches the deployment again.
+/// the page is loaded again.
 #[allow(unused_variables)]
 fn follow_job(
     job_id: String,

@@ -117,8 +117,8 @@ fn DeploymentTable(page: Page<DeploymentSummary>, status: Option<String>) -> imp
                                 <td>{d.region}</td>
                                 <td>{d.size.unwrap_or_else(|| "—".into())}</td>
                                 <td>
-                                    <time datetime=d.created_at.to_rfc3339()>
-                                        {d.created_at.format("%Y-%m-%d %H:%M UTC").to_string()}
+                                    <time datetime=crate::text::iso(d.created_at)>
+                                        {crate::text::utc(d.created_at, false)}
                                     </time>
                                 </td>
                                 <td>{lifetime(d.created_at, d.torn_down_at, now)}</td>

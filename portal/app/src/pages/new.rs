@@ -63,8 +63,8 @@ impl Form {
             health_timeout: text(&p.health_check.timeout),
             healthy_threshold: text(&p.health_check.healthy_threshold),
             unhealthy_threshold: text(&p.health_check.unhealthy_threshold),
-            scale_out_cpu: text(&p.scale_out_cpu),
-            scale_in_cpu: text(&p.scale_in_cpu),
+            scale_out_cpu: RwSignal::new(crate::text::plain(p.scale_out_cpu)),
+            scale_in_cpu: RwSignal::new(crate::text::plain(p.scale_in_cpu)),
             cooldown: text(&p.cooldown),
             grace_period: text(&p.grace_period),
         }
@@ -154,6 +154,20 @@ impl Form {
 
 #[component]
 pub fn NewDeploymentPage() -> impl IntoView {
+    view! {
+        <Title text="New deployment · CloudPulse"/>
+        <h1>"New deployment"</h1>
+        <p class="muted">
+            "The article's stack, with its defaults. Every value is checked by the portal "
+            "before anything is created."
+        </p>
+        <DeploymentForm/>
+    }
+}
+
+/// The form and its estimate: an island, the page around it is static.
+#[island]
+fn DeploymentForm() -> impl IntoView {
     let form = Form::new(&DeploymentParams::default());
     let errors = RwSignal::new(FieldErrors::new());
     let submit = ServerAction::<CreateDeployment>::new();
@@ -169,10 +183,9 @@ pub fn NewDeploymentPage() -> impl IntoView {
     let estimate =
         Memo::new(move |_| pricing::estimate(&form.params().0).map_err(|e| e.to_string()));
 
-    let navigate = leptos_router::hooks::use_navigate();
     Effect::new(move |_| match submit.value().get() {
         Some(Ok(Submitted::Created { deployment_id })) => {
-            navigate(&format!("/deployments/{deployment_id}"), Default::default());
+            open_page(&format!("/deployments/{deployment_id}"));
         }
         Some(Ok(Submitted::Invalid { fields })) => errors.set(fields),
         Some(Err(error)) => {
@@ -196,12 +209,6 @@ pub fn NewDeploymentPage() -> impl IntoView {
     };
 
     view! {
-        <Title text="New deployment · CloudPulse"/>
-        <h1>"New deployment"</h1>
-        <p class="muted">
-            "The article's stack, with its defaults. Every value is checked by the portal "
-            "before anything is created."
-        </p>
         <div class="new-deployment">
             <form on:submit=on_submit data-testid="new-deployment-form" novalidate>
                 <FormError errors/>
@@ -326,6 +333,15 @@ fn EstimatePanel(estimate: Memo<Result<CostEstimate, String>>) -> impl IntoView 
                 Err(why) => view! { <p class="muted" data-testid="estimate-unknown">"No estimate: "{why}</p> }.into_any(),
             }}
         </aside>
+    }
+}
+
+/// Goes to `path` (a page the server renders; islands have no client router).
+#[allow(unused_variables)]
+pub(crate) fn open_page(path: &str) {
+    #[cfg(feature = "hydrate")]
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().assign(path);
     }
 }
 
