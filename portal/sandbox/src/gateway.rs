@@ -18,6 +18,12 @@
 //! a connection reset. A disrupted request never reaches moto, as a
 //! throttled request never runs in AWS.
 //!
+//! Where moto is laxer than AWS in ways teardown order and scaling depend on
+//! (dependency checks on delete, a group's bounds and cooldown, scaling
+//! activities, alarm history), [`crate::faithful`] looks at each request
+//! first: it may refuse it or answer it as AWS would, and it records what a
+//! forwarded change did once moto has accepted it.
+//!
 //! Limits, acceptable for a sandbox: moto still applies a `state` filter to
 //! its own (instant) states, so `DescribeNatGateways` filtered on
 //! `state=available` lists a gateway this proxy then shows as `pending`; the
@@ -39,6 +45,8 @@ use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::sync::oneshot;
+
+use crate::faithful::{Faithful, Verdict};
 
 /// Requests larger than this are refused; moto's inputs are far smaller.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -106,6 +114,7 @@ impl Gateway {
             disruption,
             requests: AtomicU32::new(0),
             disrupted: AtomicU32::new(0),
+            faithful: Faithful::new(moto_endpoint),
         });
         let app = Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -146,6 +155,13 @@ impl Gateway {
     pub fn sdk_config(&self) -> SdkConfig {
         crate::moto::sdk_config(&self.endpoint())
     }
+
+    /// The AWS rules and records this gateway applies (see
+    /// [`crate::faithful`]), for the data plane to scale and change alarm
+    /// states through.
+    pub fn faithful(&self) -> Faithful {
+        self.shared.faithful.clone()
+    }
 }
 
 impl Drop for Gateway {
@@ -167,6 +183,8 @@ struct Shared {
     disruption: Disruption,
     requests: AtomicU32,
     disrupted: AtomicU32,
+    /// Where moto is laxer than AWS: refusals, limits and history.
+    faithful: Faithful,
 }
 
 impl Shared {
@@ -246,6 +264,10 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
         None => format!("{}/", shared.upstream),
     };
     let action = query_action(&body);
+    let after = match shared.faithful.before(&body).await {
+        Verdict::Answer(response) => return Ok(response),
+        Verdict::Forward { after } => after,
+    };
     let upstream = shared
         .client
         .request(parts.method, target)
@@ -261,6 +283,9 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
         .await
         .map_err(|e| format!("cannot read moto's answer: {e}"))?;
     if status.is_success() {
+        if let Some(after) = after {
+            shared.faithful.after(after).await;
+        }
         if let Some(action) = action.as_deref() {
             body = apply_latency(shared, action, body);
         }
@@ -571,6 +596,7 @@ mod tests {
             disruption: Disruption { every: 2, limit: 5 },
             requests: AtomicU32::new(0),
             disrupted: AtomicU32::new(0),
+            faithful: Faithful::new("http://127.0.0.1:9"),
         };
         let faults: Vec<Option<Fault>> = (0..14).map(|_| shared.next_fault()).collect();
         let expected = [
