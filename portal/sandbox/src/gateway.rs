@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -46,6 +46,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::sync::oneshot;
 
+use crate::dataplane::overlay::Overlay;
+use crate::dataplane::DataPlaneView;
 use crate::faithful::{Faithful, Verdict};
 
 /// Requests larger than this are refused; moto's inputs are far smaller.
@@ -115,6 +117,7 @@ impl Gateway {
             requests: AtomicU32::new(0),
             disrupted: AtomicU32::new(0),
             faithful: Faithful::new(moto_endpoint),
+            dataplane: RwLock::new(None),
         });
         let app = Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -162,6 +165,27 @@ impl Gateway {
     pub fn faithful(&self) -> Faithful {
         self.shared.faithful.clone()
     }
+
+    /// From now on, target health and load balancer addresses come from
+    /// this data plane (see [`crate::dataplane`]), not from moto.
+    pub fn attach(&self, dataplane: Arc<dyn DataPlaneView>) {
+        let mut slot = self
+            .shared
+            .dataplane
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = Some(dataplane);
+    }
+
+    /// Back to moto's own answers.
+    pub fn detach(&self) {
+        let mut slot = self
+            .shared
+            .dataplane
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = None;
+    }
 }
 
 impl Drop for Gateway {
@@ -185,6 +209,8 @@ struct Shared {
     disrupted: AtomicU32,
     /// Where moto is laxer than AWS: refusals, limits and history.
     faithful: Faithful,
+    /// The data plane whose verdicts replace moto's, once attached.
+    dataplane: RwLock<Option<Arc<dyn DataPlaneView>>>,
 }
 
 impl Shared {
@@ -264,6 +290,12 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
         None => format!("{}/", shared.upstream),
     };
     let action = query_action(&body);
+    let dataplane = shared
+        .dataplane
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let overlay = Overlay::for_request(dataplane, action.as_deref(), &body);
     let after = match shared.faithful.before(&body).await {
         Verdict::Answer(response) => return Ok(response),
         Verdict::Forward { after } => after,
@@ -288,6 +320,9 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
         }
         if let Some(action) = action.as_deref() {
             body = apply_latency(shared, action, body);
+        }
+        if let Some(overlay) = overlay {
+            body = overlay.apply(body);
         }
     }
     let mut response = Response::new(Body::from(body));
@@ -444,7 +479,7 @@ fn rewrite_load_balancers(xml: &str, young: impl Fn(&str) -> bool) -> Option<Str
 
 /// Replaces each block for which `rewrite` gives new text; `None` if no
 /// block changed, so the original bytes are passed on untouched.
-fn rewrite_blocks(
+pub(crate) fn rewrite_blocks(
     xml: &str,
     blocks: &[Range<usize>],
     mut rewrite: impl FnMut(&str) -> Option<String>,
@@ -466,7 +501,7 @@ fn rewrite_blocks(
 
 /// The byte ranges of the `<tag>…</tag>` blocks directly inside the first
 /// `<container>`, skipping same-named tags nested deeper.
-fn top_level_blocks(xml: &str, container: &str, tag: &str) -> Vec<Range<usize>> {
+pub(crate) fn top_level_blocks(xml: &str, container: &str, tag: &str) -> Vec<Range<usize>> {
     let Some(inside) = element_inner(xml, container) else {
         return Vec::new();
     };
@@ -517,7 +552,7 @@ fn element_inner(xml: &str, tag: &str) -> Option<Range<usize>> {
     (start <= end).then_some(start..end)
 }
 
-fn text_of<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+pub(crate) fn text_of<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let inner = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
     let len = xml[inner..].find(&format!("</{tag}>"))?;
     Some(&xml[inner..inner + len])
@@ -597,6 +632,7 @@ mod tests {
             requests: AtomicU32::new(0),
             disrupted: AtomicU32::new(0),
             faithful: Faithful::new("http://127.0.0.1:9"),
+            dataplane: RwLock::new(None),
         };
         let faults: Vec<Option<Fault>> = (0..14).map(|_| shared.next_fault()).collect();
         let expected = [

@@ -8,10 +8,12 @@
 //! Nothing in this crate may reach a real AWS endpoint: every client it builds
 //! has an explicit loopback endpoint and static test credentials.
 
+pub mod dataplane;
 pub mod faithful;
 pub mod gateway;
 pub mod moto;
 
+pub use dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, DataPlaneView};
 pub use faithful::{Faithful, FaithfulError};
 pub use gateway::{Disruption, Gateway, GatewayError, Latency};
 pub use moto::{sdk_config, MotoError, MotoServer};

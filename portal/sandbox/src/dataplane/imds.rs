@@ -1,0 +1,245 @@
+//! An IMDSv2 endpoint per sandbox instance.
+//!
+//! The instance service learns who it is from the instance metadata service,
+//! through the AWS SDK's IMDS client and `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+//! Each emulated instance gets its own listener, so the answers need no
+//! routing by caller: the listener *is* the instance's link-local address.
+//!
+//! Only the session-oriented protocol (IMDSv2) is served, as CloudPulse's
+//! launch template requires it: a token comes from `PUT /latest/api/token`
+//! with a TTL header, and every metadata read must present a live token.
+//! Like AWS, a token request carrying `X-Forwarded-For` is refused, so a
+//! proxy in front of an instance cannot mint tokens for a caller.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use rand::Rng;
+use tokio::sync::oneshot;
+
+const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+/// AWS grants tokens for one second up to six hours.
+const MAX_TTL_SECONDS: u64 = 21_600;
+
+/// What an instance may learn about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceMetadata {
+    pub instance_id: String,
+    pub availability_zone: String,
+    pub instance_type: String,
+    pub local_ipv4: String,
+    pub ami_id: String,
+}
+
+impl InstanceMetadata {
+    /// The value at a path under `/latest/meta-data/`, and the listing of
+    /// them all for the directory itself.
+    fn lookup(&self, path: &str) -> Option<String> {
+        let value = match path.trim_end_matches('/') {
+            "" => "ami-id\ninstance-id\ninstance-type\nlocal-ipv4\nplacement/",
+            "placement" => "availability-zone",
+            "instance-id" => &self.instance_id,
+            "placement/availability-zone" => &self.availability_zone,
+            "instance-type" => &self.instance_type,
+            "local-ipv4" => &self.local_ipv4,
+            "ami-id" => &self.ami_id,
+            _ => return None,
+        };
+        Some(value.to_string())
+    }
+}
+
+/// A running metadata endpoint for one instance. Dropping it stops it.
+#[derive(Debug)]
+pub struct ImdsEmulator {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    metadata: InstanceMetadata,
+    /// Live tokens and when each expires. Expired ones are swept on issue.
+    tokens: Mutex<HashMap<String, Instant>>,
+}
+
+impl ImdsEmulator {
+    /// Starts answering for `metadata` on a free loopback port.
+    pub async fn start(metadata: InstanceMetadata) -> std::io::Result<ImdsEmulator> {
+        let shared = Arc::new(Shared {
+            metadata,
+            tokens: Mutex::new(HashMap::new()),
+        });
+        let app = Router::new()
+            .route("/latest/api/token", put(issue_token))
+            .route("/latest/meta-data/", get(read_root))
+            .route("/latest/meta-data/{*path}", get(read_metadata))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%error, "IMDS emulator stopped");
+            }
+        });
+        Ok(ImdsEmulator {
+            addr,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// The base URL for `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for ImdsEmulator {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+async fn issue_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if headers.contains_key("x-forwarded-for") {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let ttl = headers
+        .get(TTL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(ttl) = ttl.filter(|t| (1..=MAX_TTL_SECONDS).contains(t)) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let token: String = {
+        let mut rng = rand::rng();
+        (0..48)
+            .map(|_| char::from(rng.sample(rand::distr::Alphanumeric)))
+            .collect()
+    };
+    let now = Instant::now();
+    {
+        // A poisoned lock only means a handler panicked; the map is intact.
+        let mut tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.retain(|_, expiry| *expiry > now);
+        tokens.insert(token.clone(), now + Duration::from_secs(ttl));
+    }
+    ([(TTL_HEADER, ttl.to_string())], token).into_response()
+}
+
+fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
+    let Some(token) = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
+    tokens
+        .get(token)
+        .is_some_and(|expiry| *expiry > Instant::now())
+}
+
+async fn read_root(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    answer(&shared, &headers, "")
+}
+
+async fn read_metadata(
+    State(shared): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(&shared, &headers, &path)
+}
+
+fn answer(shared: &Shared, headers: &HeaderMap, path: &str) -> Response {
+    if !authorised(shared, headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match shared.metadata.lookup(path) {
+        Some(value) => value.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata() -> InstanceMetadata {
+        InstanceMetadata {
+            instance_id: "i-0abc".into(),
+            availability_zone: "us-east-1b".into(),
+            instance_type: "t3.micro".into(),
+            local_ipv4: "10.0.1.7".into(),
+            ami_id: "ami-1234".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn metadata_needs_a_token_and_the_sdk_client_gets_one() {
+        let imds = ImdsEmulator::start(metadata()).await.unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let base = imds.endpoint();
+
+        let bare = http
+            .get(format!("{base}/latest/meta-data/instance-id"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), 401, "IMDSv1 reads are refused");
+        let no_ttl = http
+            .put(format!("{base}/latest/api/token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(no_ttl.status(), 400);
+        let forwarded = http
+            .put(format!("{base}/latest/api/token"))
+            .header(TTL_HEADER, "60")
+            .header("x-forwarded-for", "10.0.0.1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forwarded.status(), 403);
+        let bogus = http
+            .get(format!("{base}/latest/meta-data/instance-id"))
+            .header(TOKEN_HEADER, "made-up")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bogus.status(), 401);
+
+        // The SDK's own client, as the instance service uses it.
+        let client = aws_config::imds::Client::builder()
+            .endpoint(&base)
+            .unwrap()
+            .build();
+        let read = |path: &'static str| {
+            let client = client.clone();
+            async move { client.get(path).await.unwrap().as_ref().to_string() }
+        };
+        assert_eq!(read("/latest/meta-data/instance-id").await, "i-0abc");
+        assert_eq!(
+            read("/latest/meta-data/placement/availability-zone").await,
+            "us-east-1b"
+        );
+        assert_eq!(read("/latest/meta-data/instance-type").await, "t3.micro");
+        assert_eq!(read("/latest/meta-data/local-ipv4").await, "10.0.1.7");
+        assert_eq!(read("/latest/meta-data/ami-id").await, "ami-1234");
+        assert!(client.get("/latest/meta-data/no-such-key").await.is_err());
+    }
+}

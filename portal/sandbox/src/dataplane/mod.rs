@@ -1,0 +1,975 @@
+//! The sandbox's data plane: what moto's control plane only describes.
+//!
+//! moto records instances, target groups and load balancers but runs none of
+//! them. [`DataPlane`] makes them real on this machine: every running
+//! instance of a sandbox deployment's Auto Scaling group becomes a
+//! `cloudpulse-instance` process on a loopback port with its own IMDSv2
+//! endpoint; each target group's health check probes those processes like an
+//! ALB; each load balancer gets a local listener that routes to healthy
+//! targets; and, as ELB health checks on an ASG do, an instance that stays
+//! unhealthy after its grace period is reported unhealthy and terminated, so
+//! that moto's ASG launches a replacement.
+//!
+//! It works by reconciliation: every half second (times the time scale) it
+//! reads the tagged ASGs, their instances, target groups and load balancers
+//! from moto *directly* (its own calls must not show up in, or be disrupted
+//! by, the gateway) and starts or stops whatever differs. The instances
+//! themselves talk to AWS through the gateway, like any other client.
+//!
+//! The time scale multiplies every interval the data plane owns: polling,
+//! health check interval and timeout, the ASG grace period, deregistration
+//! delay and the instance service's own drain and metrics intervals. Tests use
+//! 0.1–0.2 to see minutes of AWS behaviour in seconds.
+//!
+//! What the portal sees of it comes through the gateway ([`DataPlaneView`]):
+//! target health becomes this module's verdict and a load balancer's DNS name
+//! becomes its local listener's address.
+
+pub mod balancer;
+pub mod health;
+pub mod imds;
+pub(crate) mod overlay;
+pub mod process;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::types::LifecycleState;
+use aws_sdk_ec2::types::{Filter, InstanceStateName};
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use tokio::sync::oneshot;
+
+use crate::moto::SANDBOX_REGION;
+pub use balancer::Balancer;
+pub use health::{HealthCheckSettings, Matcher, TargetReason, TargetState, TargetVerdict};
+pub use imds::{ImdsEmulator, InstanceMetadata};
+pub use process::{InstanceProcess, LaunchSpec, ProcessError};
+
+use balancer::PortBook;
+use health::{HealthChecker, TargetTable};
+
+/// The tag that marks an Auto Scaling group as a CloudPulse deployment's
+/// (the engine's `TAG_DEPLOYMENT`).
+pub const DEPLOYMENT_TAG: &str = "cloudpulse:deployment";
+/// The instance service's binary name.
+pub const INSTANCE_BINARY: &str = "cloudpulse-instance";
+
+const POLL: Duration = Duration::from_millis(500);
+/// Faster than this, moto (single-threaded Python) becomes the bottleneck.
+const MIN_POLL: Duration = Duration::from_millis(100);
+/// ELB's default deregistration delay, for targets whose instance lives on.
+const DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error(
+        "the instance binary {0} does not exist; run `cargo build -p cloudpulse-instance` first"
+    )]
+    MissingBinary(PathBuf),
+    #[error("cannot locate the running executable to find the instance binary: {0}")]
+    CurrentExe(#[source] std::io::Error),
+    #[error("cannot prepare the sandbox work directory {path}: {source}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the time scale must be a positive number, got {0}")]
+    TimeScale(f64),
+}
+
+/// How to start a [`DataPlane`].
+#[derive(Clone, Debug)]
+pub struct DataPlaneConfig {
+    /// moto itself, for the data plane's own reads and writes.
+    pub moto_endpoint: String,
+    /// The gateway, which the instances use as their AWS endpoint.
+    pub gateway_endpoint: String,
+    /// Logs, the instances' env file and the load balancers' port book.
+    pub work_dir: PathBuf,
+    /// The `cloudpulse-instance` binary; `None` looks next to this program.
+    pub instance_binary: Option<PathBuf>,
+    /// Multiplies every interval; 1.0 is AWS's pace.
+    pub time_scale: f64,
+}
+
+impl DataPlaneConfig {
+    pub fn new(
+        moto_endpoint: impl Into<String>,
+        gateway_endpoint: impl Into<String>,
+        work_dir: impl Into<PathBuf>,
+    ) -> Self {
+        DataPlaneConfig {
+            moto_endpoint: moto_endpoint.into(),
+            gateway_endpoint: gateway_endpoint.into(),
+            work_dir: work_dir.into(),
+            instance_binary: None,
+            time_scale: 1.0,
+        }
+    }
+
+    fn scaled(&self, duration: Duration) -> Duration {
+        duration.mul_f64(self.time_scale)
+    }
+}
+
+/// Where the instance binary is by default: beside the running program, or
+/// one folder up (a test binary runs from `target/debug/deps`).
+pub fn default_instance_binary() -> Result<PathBuf, DataPlaneError> {
+    let exe = std::env::current_exe().map_err(DataPlaneError::CurrentExe)?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let beside = dir.join(INSTANCE_BINARY);
+    let candidates = [
+        Some(beside.clone()),
+        dir.parent().map(|d| d.join(INSTANCE_BINARY)),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|path| path.is_file())
+        .ok_or(DataPlaneError::MissingBinary(beside))
+}
+
+/// What the gateway asks of the data plane to make moto's answers true.
+pub trait DataPlaneView: Send + Sync + std::fmt::Debug {
+    /// The verdict on every target of a target group the data plane
+    /// checks; `None` if it does not check that group.
+    fn target_health(&self, target_group_arn: &str) -> Option<Vec<TargetVerdict>>;
+    /// The local listener standing in for a load balancer.
+    fn balancer_address(&self, load_balancer_arn: &str) -> Option<SocketAddr>;
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InstanceEntry {
+    port: u16,
+    pid: u32,
+}
+
+#[derive(Clone, Debug)]
+struct BalancerEntry {
+    addr: SocketAddr,
+    requests: Arc<AtomicU64>,
+}
+
+/// The data plane's state as readers see it; written by the reconciler.
+#[derive(Debug, Default)]
+struct Board {
+    instances: RwLock<HashMap<String, InstanceEntry>>,
+    groups: RwLock<HashMap<String, Arc<TargetTable>>>,
+    balancers: RwLock<HashMap<String, BalancerEntry>>,
+    problem: RwLock<Option<String>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Plain maps: a panic mid-write cannot leave them unsound.
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl DataPlaneView for Board {
+    fn target_health(&self, target_group_arn: &str) -> Option<Vec<TargetVerdict>> {
+        read(&self.groups)
+            .get(target_group_arn)
+            .map(|table| table.verdicts())
+    }
+
+    fn balancer_address(&self, load_balancer_arn: &str) -> Option<SocketAddr> {
+        read(&self.balancers)
+            .get(load_balancer_arn)
+            .map(|entry| entry.addr)
+    }
+}
+
+/// The running data plane. [`DataPlane::stop`] (or dropping it) stops every
+/// process, listener and checker it started.
+#[derive(Debug)]
+pub struct DataPlane {
+    board: Arc<Board>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DataPlane {
+    /// Checks the configuration, prepares the work directory and starts
+    /// reconciling in the background.
+    pub async fn start(config: DataPlaneConfig) -> Result<DataPlane, DataPlaneError> {
+        if !(config.time_scale.is_finite() && config.time_scale > 0.0) {
+            return Err(DataPlaneError::TimeScale(config.time_scale));
+        }
+        let binary = match &config.instance_binary {
+            Some(path) if path.is_file() => path.clone(),
+            Some(path) => return Err(DataPlaneError::MissingBinary(path.clone())),
+            None => default_instance_binary()?,
+        };
+        let work_dir_error = |source| DataPlaneError::WorkDir {
+            path: config.work_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(config.work_dir.join("instances")).map_err(work_dir_error)?;
+        // The service must not fall back to /etc/cloudpulse/instance.env (not
+        // ours, and maybe a real machine's); an empty file of our own is safe.
+        let env_file = config.work_dir.join("instance.env");
+        if !env_file.is_file() {
+            std::fs::write(
+                &env_file,
+                "# Settings for sandbox instances; the data plane sets the rest.\n",
+            )
+            .map_err(work_dir_error)?;
+        }
+        let board = Arc::new(Board::default());
+        let sdk = crate::moto::sdk_config(&config.moto_endpoint);
+        let reconciler = Reconciler {
+            book: PortBook::load(&config.work_dir.join("balancers.json")),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            asg: aws_sdk_autoscaling::Client::new(&sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            binary,
+            env_file,
+            board: Arc::clone(&board),
+            running: HashMap::new(),
+            leaving: HashMap::new(),
+            checkers: HashMap::new(),
+            balancers: HashMap::new(),
+            replaced: HashSet::new(),
+            spawn_failures: HashMap::new(),
+            config,
+        };
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(reconciler.run(stopped));
+        Ok(DataPlane {
+            board,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The view the gateway overlays on moto's answers.
+    pub fn view(&self) -> Arc<dyn DataPlaneView> {
+        Arc::clone(&self.board) as Arc<dyn DataPlaneView>
+    }
+
+    /// `(instance id, state, reason)` for each target of a target group, as
+    /// `DescribeTargetHealth` through the gateway reports them.
+    pub fn target_health(&self, target_group_arn: &str) -> Vec<TargetVerdict> {
+        self.board
+            .target_health(target_group_arn)
+            .unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:PORT` of a load balancer's local listener.
+    pub fn balancer_url(&self, load_balancer_arn: &str) -> Option<String> {
+        self.board
+            .balancer_address(load_balancer_arn)
+            .map(|addr| format!("http://{addr}"))
+    }
+
+    /// The loopback port an instance's process listens on.
+    pub fn instance_port(&self, instance_id: &str) -> Option<u16> {
+        read(&self.board.instances)
+            .get(instance_id)
+            .map(|entry| entry.port)
+    }
+
+    /// The process id of an instance's process (for chaos and checks).
+    pub fn instance_pid(&self, instance_id: &str) -> Option<u32> {
+        read(&self.board.instances)
+            .get(instance_id)
+            .map(|entry| entry.pid)
+    }
+
+    /// Instances that currently have a process.
+    pub fn instances(&self) -> Vec<String> {
+        let mut ids: Vec<String> = read(&self.board.instances).keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Requests a load balancer's listener has received (`RequestCount`).
+    pub fn requests_served(&self, load_balancer_arn: &str) -> u64 {
+        read(&self.board.balancers)
+            .get(load_balancer_arn)
+            .map(|entry| entry.requests.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// The latest thing that keeps the data plane from doing its job (an
+    /// instance that cannot start, moto not answering), if any.
+    pub fn problem(&self) -> Option<String> {
+        read(&self.board.problem).clone()
+    }
+
+    /// Stops reconciling, lets instances drain (SIGTERM, then SIGKILL after a
+    /// bound), closes every listener, and returns when all are gone.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "the data plane's reconciler ended abnormally");
+            }
+        }
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        // Aborting drops the reconciler and everything it owns: processes
+        // are killed on drop, listeners and checkers stop on drop.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A process the data plane runs for an instance in service.
+#[derive(Debug)]
+struct Running {
+    process: InstanceProcess,
+    _imds: ImdsEmulator,
+    asg_name: String,
+    started: Instant,
+}
+
+/// One tagged Auto Scaling group, as far as the data plane cares.
+#[derive(Debug)]
+struct GroupSpec {
+    name: String,
+    instance_ids: Vec<String>,
+    /// Those in the `InService` lifecycle state (not standby, not leaving).
+    in_service: Vec<String>,
+    target_group_arns: Vec<String>,
+    elb_health_checks: bool,
+    grace_period: Duration,
+}
+
+/// One target group's settings, from `DescribeTargetGroups`.
+#[derive(Debug)]
+struct TargetGroupSpec {
+    arn: String,
+    settings: HealthCheckSettings,
+    port: Option<i32>,
+    load_balancer_arns: Vec<String>,
+}
+
+/// One EC2 instance's facts from `DescribeInstances`.
+#[derive(Debug)]
+struct Ec2Facts {
+    running: bool,
+    metadata: InstanceMetadata,
+}
+
+struct Reconciler {
+    config: DataPlaneConfig,
+    binary: PathBuf,
+    env_file: PathBuf,
+    ec2: aws_sdk_ec2::Client,
+    asg: aws_sdk_autoscaling::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    board: Arc<Board>,
+    running: HashMap<String, Running>,
+    /// Processes of instances that are gone, draining until they exit.
+    leaving: HashMap<String, Running>,
+    checkers: HashMap<String, HealthChecker>,
+    balancers: HashMap<String, Balancer>,
+    book: PortBook,
+    /// Instances already terminated for failing health checks.
+    replaced: HashSet<String>,
+    spawn_failures: HashMap<String, String>,
+}
+
+/// A failed read or write against moto, kept as text for [`Board::problem`].
+type Moto<T> = Result<T, String>;
+
+fn moto_error<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> String + '_ {
+    move |error| format!("{what}: {error:?}")
+}
+
+impl Reconciler {
+    async fn run(mut self, mut stopped: oneshot::Receiver<()>) {
+        let poll = self.config.scaled(POLL).max(MIN_POLL);
+        tracing::info!(
+            moto = %self.config.moto_endpoint,
+            gateway = %self.config.gateway_endpoint,
+            binary = %self.binary.display(),
+            time_scale = self.config.time_scale,
+            "sandbox data plane is up"
+        );
+        loop {
+            let result = self.reconcile().await;
+            let problem = match result {
+                Ok(()) => self.spawn_failures.values().next().cloned(),
+                Err(error) => {
+                    tracing::warn!(%error, "data plane reconcile failed; keeping the current state");
+                    Some(error)
+                }
+            };
+            *write(&self.board.problem) = problem;
+            tokio::select! {
+                _ = &mut stopped => break,
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+        self.shut_down().await;
+    }
+
+    async fn reconcile(&mut self) -> Moto<()> {
+        let groups = self.tagged_groups().await?;
+        let all_ids: Vec<String> = groups
+            .iter()
+            .flat_map(|g| g.instance_ids.iter().cloned())
+            .collect();
+        let facts = self.describe_instances(&all_ids).await?;
+
+        // Instances: start what runs, drain what stopped running.
+        let mut wanted: HashMap<String, &GroupSpec> = HashMap::new();
+        for group in &groups {
+            for id in &group.instance_ids {
+                if facts.get(id).is_some_and(|f| f.running) {
+                    wanted.insert(id.clone(), group);
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.begin_leaving(&id);
+        }
+        for (id, group) in &wanted {
+            if self.running.contains_key(id) {
+                continue;
+            }
+            if let Some(facts) = facts.get(id) {
+                self.launch(id, &group.name, &facts.metadata).await;
+            }
+        }
+        self.spawn_failures.retain(|id, _| wanted.contains_key(id));
+
+        // Target groups: settings, checkers, registrations.
+        let wanted_groups: HashSet<&str> = groups
+            .iter()
+            .flat_map(|g| g.target_group_arns.iter().map(String::as_str))
+            .collect();
+        let mut load_balancers: HashMap<String, Vec<String>> = HashMap::new();
+        for TargetGroupSpec {
+            arn,
+            settings,
+            port,
+            load_balancer_arns,
+        } in self.describe_target_groups(&wanted_groups).await?
+        {
+            let mut registered = self.registered_targets(&arn).await?;
+            let unregistered: Vec<String> = groups
+                .iter()
+                .filter(|g| g.target_group_arns.contains(&arn))
+                .flat_map(|g| g.in_service.iter())
+                .filter(|id| wanted.contains_key(*id) && !registered.contains(*id))
+                .cloned()
+                .collect();
+            if !unregistered.is_empty() {
+                self.register_targets(&arn, port, &unregistered).await?;
+                registered.extend(unregistered);
+            }
+            let checker = self
+                .checkers
+                .entry(arn.clone())
+                .or_insert_with(|| HealthChecker::start(&arn, settings.clone()));
+            checker.update_settings(settings);
+            let table = Arc::clone(checker.table());
+            for id in &registered {
+                if let Some(running) = self.running.get(id) {
+                    table.register(id, running.process.port());
+                }
+            }
+            for id in table.instance_ids() {
+                if !(registered.contains(&id) && self.running.contains_key(&id)) {
+                    table.drain(&id);
+                }
+            }
+            for lb in load_balancer_arns {
+                load_balancers.entry(lb).or_default().push(arn.clone());
+            }
+        }
+        self.checkers
+            .retain(|arn, _| wanted_groups.contains(arn.as_str()));
+        self.finish_draining();
+        *write(&self.board.groups) = self
+            .checkers
+            .iter()
+            .map(|(arn, checker)| (arn.clone(), Arc::clone(checker.table())))
+            .collect();
+
+        self.sync_balancers(load_balancers).await;
+        self.replace_unhealthy(&groups).await;
+        self.publish_instances();
+        Ok(())
+    }
+
+    /// Every ASG carrying the deployment tag.
+    async fn tagged_groups(&self) -> Moto<Vec<GroupSpec>> {
+        let groups: Vec<_> = self
+            .asg
+            .describe_auto_scaling_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(moto_error("DescribeAutoScalingGroups"))?;
+        Ok(groups
+            .into_iter()
+            .filter(|g| g.tags().iter().any(|t| t.key() == Some(DEPLOYMENT_TAG)))
+            .map(|g| GroupSpec {
+                name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+                instance_ids: g
+                    .instances()
+                    .iter()
+                    .filter_map(|i| i.instance_id().map(str::to_string))
+                    .collect(),
+                in_service: g
+                    .instances()
+                    .iter()
+                    .filter(|i| i.lifecycle_state() == Some(&LifecycleState::InService))
+                    .filter_map(|i| i.instance_id().map(str::to_string))
+                    .collect(),
+                target_group_arns: g.target_group_arns().to_vec(),
+                elb_health_checks: g.health_check_type() == Some("ELB"),
+                grace_period: self.config.scaled(Duration::from_secs(
+                    g.health_check_grace_period().unwrap_or(0).max(0) as u64,
+                )),
+            })
+            .collect())
+    }
+
+    async fn describe_instances(&self, ids: &[String]) -> Moto<HashMap<String, Ec2Facts>> {
+        let mut facts = HashMap::new();
+        if ids.is_empty() {
+            return Ok(facts);
+        }
+        // A filter, not InstanceIds: an id that vanished must not fail the call.
+        let reservations: Vec<_> = self
+            .ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(ids.to_vec()))
+                    .build(),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(moto_error("DescribeInstances"))?;
+        for instance in reservations.iter().flat_map(|r| r.instances()) {
+            let Some(id) = instance.instance_id() else {
+                continue;
+            };
+            let running = matches!(
+                instance.state().and_then(|s| s.name()),
+                Some(InstanceStateName::Pending | InstanceStateName::Running)
+            );
+            facts.insert(
+                id.to_string(),
+                Ec2Facts {
+                    running,
+                    metadata: InstanceMetadata {
+                        instance_id: id.to_string(),
+                        availability_zone: instance
+                            .placement()
+                            .and_then(|p| p.availability_zone())
+                            .unwrap_or(SANDBOX_REGION)
+                            .to_string(),
+                        instance_type: instance
+                            .instance_type()
+                            .map(|t| t.as_str().to_string())
+                            .unwrap_or_default(),
+                        local_ipv4: instance
+                            .private_ip_address()
+                            .unwrap_or_default()
+                            .to_string(),
+                        ami_id: instance.image_id().unwrap_or_default().to_string(),
+                    },
+                },
+            );
+        }
+        Ok(facts)
+    }
+
+    /// The wanted target groups' health checks and load balancers.
+    async fn describe_target_groups(&self, wanted: &HashSet<&str>) -> Moto<Vec<TargetGroupSpec>> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        // All of them, filtered here: asking by ARN fails the whole call
+        // when one of them was just deleted.
+        let groups: Vec<_> = self
+            .elb
+            .describe_target_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(moto_error("DescribeTargetGroups"))?;
+        let defaults = HealthCheckSettings::default();
+        let seconds = |value: Option<i32>, default: Duration| {
+            value
+                .filter(|v| *v > 0)
+                .map(|v| Duration::from_secs(v as u64))
+                .unwrap_or(default)
+        };
+        Ok(groups
+            .into_iter()
+            .filter_map(|g| {
+                let arn = g.target_group_arn()?.to_string();
+                if !wanted.contains(arn.as_str()) {
+                    return None;
+                }
+                let settings = HealthCheckSettings {
+                    path: g
+                        .health_check_path()
+                        .filter(|p| p.starts_with('/'))
+                        .unwrap_or("/")
+                        .to_string(),
+                    interval: self
+                        .config
+                        .scaled(seconds(
+                            g.health_check_interval_seconds(),
+                            defaults.interval,
+                        ))
+                        .max(MIN_POLL),
+                    timeout: self
+                        .config
+                        .scaled(seconds(g.health_check_timeout_seconds(), defaults.timeout))
+                        .max(Duration::from_millis(50)),
+                    healthy_threshold: g
+                        .healthy_threshold_count()
+                        .filter(|c| *c > 0)
+                        .map_or(defaults.healthy_threshold, |c| c as u32),
+                    unhealthy_threshold: g
+                        .unhealthy_threshold_count()
+                        .filter(|c| *c > 0)
+                        .map_or(defaults.unhealthy_threshold, |c| c as u32),
+                    matcher: g
+                        .matcher()
+                        .and_then(|m| m.http_code())
+                        .map_or(defaults.matcher.clone(), Matcher::parse),
+                };
+                Some(TargetGroupSpec {
+                    arn,
+                    settings,
+                    port: g.port(),
+                    load_balancer_arns: g.load_balancer_arns().to_vec(),
+                })
+            })
+            .collect())
+    }
+
+    /// The instance ids moto has registered in a target group.
+    async fn registered_targets(&self, target_group_arn: &str) -> Moto<HashSet<String>> {
+        let out = self
+            .elb
+            .describe_target_health()
+            .target_group_arn(target_group_arn)
+            .send()
+            .await
+            .map_err(moto_error("DescribeTargetHealth"))?;
+        Ok(out
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
+            .collect())
+    }
+
+    /// Registers an ASG's in-service instances with its target group, as
+    /// AWS's Auto Scaling does for every instance it launches. moto does so
+    /// when the group is created or resized, but not for the replacement it
+    /// launches after an instance is terminated, which would otherwise
+    /// never receive traffic.
+    async fn register_targets(
+        &self,
+        target_group_arn: &str,
+        port: Option<i32>,
+        instance_ids: &[String],
+    ) -> Moto<()> {
+        tracing::info!(target_group = %target_group_arn, ?instance_ids, "registering the group's new instances with its target group");
+        let targets = instance_ids
+            .iter()
+            .map(|id| TargetDescription::builder().id(id).set_port(port).build())
+            .collect();
+        self.elb
+            .register_targets()
+            .target_group_arn(target_group_arn)
+            .set_targets(Some(targets))
+            .send()
+            .await
+            .map_err(moto_error("RegisterTargets"))?;
+        Ok(())
+    }
+
+    /// Starts an instance's IMDS endpoint and process.
+    async fn launch(&mut self, instance_id: &str, asg_name: &str, metadata: &InstanceMetadata) {
+        match self.try_launch(instance_id, asg_name, metadata).await {
+            Ok(running) => {
+                self.spawn_failures.remove(instance_id);
+                self.running.insert(instance_id.to_string(), running);
+            }
+            Err(error) => {
+                // Said once per instance; retried every round.
+                if self.spawn_failures.get(instance_id) != Some(&error) {
+                    tracing::error!(%instance_id, %error, "cannot start the instance's process");
+                }
+                self.spawn_failures.insert(instance_id.to_string(), error);
+            }
+        }
+    }
+
+    async fn try_launch(
+        &self,
+        instance_id: &str,
+        asg_name: &str,
+        metadata: &InstanceMetadata,
+    ) -> Result<Running, String> {
+        let imds = ImdsEmulator::start(metadata.clone())
+            .await
+            .map_err(|e| format!("cannot start the IMDS emulator: {e}"))?;
+        let port = self.unused_port().map_err(|e| e.to_string())?;
+        let spec = LaunchSpec {
+            instance_id: instance_id.to_string(),
+            asg_name: asg_name.to_string(),
+            region: SANDBOX_REGION.to_string(),
+            aws_endpoint: self.config.gateway_endpoint.clone(),
+            imds_endpoint: imds.endpoint(),
+            port,
+            env_file: self.env_file.clone(),
+            log_file: self
+                .config
+                .work_dir
+                .join("instances")
+                .join(format!("{instance_id}.log")),
+            time_scale: self.config.time_scale,
+        };
+        let process = InstanceProcess::spawn(&self.binary, &spec).map_err(|e| e.to_string())?;
+        Ok(Running {
+            process,
+            _imds: imds,
+            asg_name: asg_name.to_string(),
+            started: Instant::now(),
+        })
+    }
+
+    /// A free port that none of our own processes or listeners holds.
+    fn unused_port(&self) -> Result<u16, ProcessError> {
+        let ours: HashSet<u16> = self
+            .running
+            .values()
+            .chain(self.leaving.values())
+            .map(|r| r.process.port())
+            .chain(self.balancers.values().map(|b| b.addr().port()))
+            .collect();
+        let mut port = process::free_port()?;
+        for _ in 0..8 {
+            if !ours.contains(&port) {
+                break;
+            }
+            port = process::free_port()?;
+        }
+        Ok(port)
+    }
+
+    /// The instance is no longer running: stop its traffic at once, then
+    /// let the process drain.
+    fn begin_leaving(&mut self, instance_id: &str) {
+        let Some(mut running) = self.running.remove(instance_id) else {
+            return;
+        };
+        for checker in self.checkers.values() {
+            checker.table().drain(instance_id);
+        }
+        running
+            .process
+            .terminate(process::drain_bound(self.config.time_scale));
+        tracing::info!(%instance_id, asg = %running.asg_name, "instance left service; draining its process");
+        self.leaving.insert(instance_id.to_string(), running);
+    }
+
+    /// Drops drained processes and the draining targets they leave behind.
+    fn finish_draining(&mut self) {
+        let exited: Vec<String> = self
+            .leaving
+            .iter()
+            .filter(|(_, r)| r.process.has_exited())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &exited {
+            self.leaving.remove(id);
+            self.replaced.remove(id);
+        }
+        let delay = self.config.scaled(DEREGISTRATION_DELAY);
+        for checker in self.checkers.values() {
+            let table = checker.table();
+            for id in &exited {
+                table.remove(id);
+            }
+            for id in table.drained_longer_than(delay) {
+                if !self.leaving.contains_key(&id) {
+                    table.remove(&id);
+                }
+            }
+        }
+    }
+
+    async fn sync_balancers(&mut self, load_balancers: HashMap<String, Vec<String>>) {
+        let stale: Vec<String> = self
+            .balancers
+            .keys()
+            .filter(|arn| !load_balancers.contains_key(*arn))
+            .cloned()
+            .collect();
+        for arn in stale {
+            if let Some(balancer) = self.balancers.remove(&arn) {
+                balancer.stop().await;
+            }
+        }
+        for (arn, target_groups) in load_balancers {
+            let tables: Vec<Arc<TargetTable>> = target_groups
+                .iter()
+                .filter_map(|tg| self.checkers.get(tg).map(|c| Arc::clone(c.table())))
+                .collect();
+            if let Some(balancer) = self.balancers.get(&arn) {
+                balancer.set_groups(tables);
+                continue;
+            }
+            let name = arn.rsplit('/').nth(1).unwrap_or(&arn).to_string();
+            match Balancer::start(&name, self.book.get(&arn), tables).await {
+                Ok(balancer) => {
+                    self.book.record(&arn, balancer.addr().port());
+                    self.balancers.insert(arn, balancer);
+                }
+                Err(error) => {
+                    tracing::error!(%error, %arn, "cannot start the local load balancer");
+                }
+            }
+        }
+        *write(&self.board.balancers) = self
+            .balancers
+            .iter()
+            .map(|(arn, b)| {
+                (
+                    arn.clone(),
+                    BalancerEntry {
+                        addr: b.addr(),
+                        requests: b.request_counter(),
+                    },
+                )
+            })
+            .collect();
+    }
+
+    /// ELB health checks on an ASG: past its grace period, an instance that
+    /// any of the group's target groups holds unhealthy is marked Unhealthy
+    /// and terminated, and moto's ASG launches its replacement.
+    async fn replace_unhealthy(&mut self, groups: &[GroupSpec]) {
+        for group in groups.iter().filter(|g| g.elb_health_checks) {
+            for id in &group.instance_ids {
+                let Some(running) = self.running.get(id) else {
+                    continue;
+                };
+                if self.replaced.contains(id) || running.started.elapsed() < group.grace_period {
+                    continue;
+                }
+                let unhealthy = group.target_group_arns.iter().any(|tg| {
+                    self.checkers
+                        .get(tg)
+                        .and_then(|c| c.table().verdict(id))
+                        .is_some_and(|v| v.state == TargetState::Unhealthy)
+                });
+                if !unhealthy {
+                    continue;
+                }
+                tracing::info!(instance_id = %id, asg = %group.name, "instance failed its ELB health checks; replacing it");
+                match self.terminate_unhealthy(id).await {
+                    Ok(()) => {
+                        self.replaced.insert(id.clone());
+                    }
+                    Err(error) => {
+                        tracing::warn!(instance_id = %id, %error, "cannot replace the unhealthy instance; will retry")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn terminate_unhealthy(&self, instance_id: &str) -> Moto<()> {
+        self.asg
+            .set_instance_health()
+            .instance_id(instance_id)
+            .health_status("Unhealthy")
+            .should_respect_grace_period(false)
+            .send()
+            .await
+            .map_err(moto_error("SetInstanceHealth"))?;
+        self.ec2
+            .terminate_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(moto_error("TerminateInstances"))?;
+        Ok(())
+    }
+
+    fn publish_instances(&self) {
+        *write(&self.board.instances) = self
+            .running
+            .iter()
+            .map(|(id, r)| {
+                (
+                    id.clone(),
+                    InstanceEntry {
+                        port: r.process.port(),
+                        pid: r.process.pid(),
+                    },
+                )
+            })
+            .collect();
+    }
+
+    /// Drains every process, closes every listener, forgets everything.
+    async fn shut_down(mut self) {
+        *write(&self.board.instances) = HashMap::new();
+        *write(&self.board.groups) = HashMap::new();
+        *write(&self.board.balancers) = HashMap::new();
+        let ids: Vec<String> = self.running.keys().cloned().collect();
+        for id in ids {
+            self.begin_leaving(&id);
+        }
+        for (_, balancer) in self.balancers.drain() {
+            balancer.stop().await;
+        }
+        let waits = self.leaving.values().map(|r| r.process.exited());
+        let bound = process::drain_bound(self.config.time_scale) + Duration::from_secs(1);
+        if tokio::time::timeout(bound, futures_util::future::join_all(waits))
+            .await
+            .is_err()
+        {
+            tracing::warn!("instance processes outlived their drain bound; killing them");
+        }
+        // Dropping the handles kills whatever is left.
+        self.leaving.clear();
+        self.checkers.clear();
+        tracing::info!("sandbox data plane stopped");
+    }
+}
