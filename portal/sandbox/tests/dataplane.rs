@@ -66,6 +66,7 @@ impl Sandbox {
         let dataplane = DataPlane::start(DataPlaneConfig {
             instance_binary: Some(binary),
             time_scale: TIME_SCALE,
+            faithful: Some(gateway.faithful()),
             ..DataPlaneConfig::new(moto.endpoint(), gateway.endpoint(), &work_dir)
         })
         .await
@@ -674,6 +675,22 @@ async fn a_crashed_instance_is_found_unhealthy_terminated_and_replaced() {
     assert!(direct
         .iter()
         .all(|(_, s, _)| s == TargetHealthStateEnum::Healthy.as_str()));
+    // The replacement is on the group's activity record, as in AWS.
+    let activities = sandbox
+        .gateway
+        .faithful()
+        .scaling_activities(Some("crash-asg"));
+    let terminated = activities
+        .iter()
+        .find(|a| a.description.ends_with(&victim))
+        .expect("an activity for the terminated instance");
+    assert!(
+        terminated
+            .cause
+            .contains("in response to an ELB system health check failure"),
+        "{}",
+        terminated.cause
+    );
     eprintln!("crash: unhealthy after {unhealthy_after:?}, replacement healthy after {replaced:?}");
     sandbox.stop_and_check_clean().await;
     eprintln!("whole test {:?}", started.elapsed());

@@ -404,7 +404,94 @@ impl PortBook {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
+    use super::super::health::{HealthCheckSettings, Probe, TargetReason};
     use super::*;
+
+    /// A target that answers its own name.
+    async fn target(name: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = Router::new().fallback(move || async move { name });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        port
+    }
+
+    fn set(table: &TargetTable, id: &str, port: u16, healthy: bool) {
+        let settings = HealthCheckSettings {
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            ..HealthCheckSettings::default()
+        };
+        table.register(id, port);
+        let outcome = if healthy {
+            Probe::Pass
+        } else {
+            Probe::Fail(TargetReason::Timeout)
+        };
+        table.record(id, port, outcome, &settings);
+    }
+
+    #[tokio::test]
+    async fn healthy_targets_only_and_fail_open_when_all_are_unhealthy() {
+        let (a, b) = (target("a").await, target("b").await);
+        let table = Arc::new(TargetTable::default());
+        set(&table, "i-a", a, true);
+        set(&table, "i-b", b, false);
+        let lb = Balancer::start("lb", None, vec![Arc::clone(&table)])
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..6 {
+            answers.push(
+                http.get(lb.url())
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert!(answers.iter().all(|a| a == "a"), "{answers:?}");
+
+        // Both unhealthy: like an ALB, route to all rather than to none.
+        set(&table, "i-a", a, false);
+        let mut seen = HashSet::new();
+        for _ in 0..6 {
+            seen.insert(
+                http.get(lb.url())
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(seen, HashSet::from(["a".to_string(), "b".to_string()]));
+
+        // A refused connection is retried on another target.
+        let closed = {
+            let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let table = Arc::new(TargetTable::default());
+        set(&table, "i-dead", closed, true);
+        set(&table, "i-b", b, true);
+        lb.set_groups(vec![table]);
+        for _ in 0..6 {
+            let answer = http.get(lb.url()).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            assert_eq!(answer.text().await.unwrap(), "b");
+        }
+        assert_eq!(lb.requests(), 18);
+        lb.stop().await;
+    }
 
     #[test]
     fn port_book_survives_a_reload() {

@@ -278,7 +278,13 @@ impl TargetTable {
     }
 
     /// Applies one probe's outcome. Draining targets are past checking.
-    fn record(&self, instance_id: &str, port: u16, outcome: Probe, settings: &HealthCheckSettings) {
+    pub(crate) fn record(
+        &self,
+        instance_id: &str,
+        port: u16,
+        outcome: Probe,
+        settings: &HealthCheckSettings,
+    ) {
         let mut targets = self.write();
         let Some(target) = targets.get_mut(instance_id) else {
             return;
@@ -314,8 +320,9 @@ impl TargetTable {
     }
 }
 
+/// One health check's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Probe {
+pub(crate) enum Probe {
     Pass,
     Fail(TargetReason),
 }

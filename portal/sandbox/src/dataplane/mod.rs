@@ -43,6 +43,7 @@ use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use tokio::sync::oneshot;
 
+use crate::faithful::{Cause, Faithful};
 use crate::moto::SANDBOX_REGION;
 pub use balancer::Balancer;
 pub use health::{HealthCheckSettings, Matcher, TargetReason, TargetState, TargetVerdict};
@@ -95,6 +96,9 @@ pub struct DataPlaneConfig {
     pub instance_binary: Option<PathBuf>,
     /// Multiplies every interval; 1.0 is AWS's pace.
     pub time_scale: f64,
+    /// The gateway's record of scaling activities ([`crate::Gateway::faithful`]):
+    /// a health replacement is recorded there, as AWS lists it.
+    pub faithful: Option<Faithful>,
 }
 
 impl DataPlaneConfig {
@@ -109,6 +113,7 @@ impl DataPlaneConfig {
             work_dir: work_dir.into(),
             instance_binary: None,
             time_scale: 1.0,
+            faithful: None,
         }
     }
 
@@ -901,7 +906,7 @@ impl Reconciler {
                     continue;
                 }
                 tracing::info!(instance_id = %id, asg = %group.name, "instance failed its ELB health checks; replacing it");
-                match self.terminate_unhealthy(id).await {
+                match self.terminate_unhealthy(&group.name, id).await {
                     Ok(()) => {
                         self.replaced.insert(id.clone());
                     }
@@ -913,7 +918,21 @@ impl Reconciler {
         }
     }
 
-    async fn terminate_unhealthy(&self, instance_id: &str) -> Moto<()> {
+    async fn terminate_unhealthy(&self, asg_name: &str, instance_id: &str) -> Moto<()> {
+        let Some(faithful) = &self.config.faithful else {
+            return self.set_unhealthy_and_terminate(instance_id).await;
+        };
+        // Through the faithful layer, so the termination and the launch of
+        // its replacement become scaling activities with AWS's wording.
+        let cause = Cause::OutOfService("an ELB system health check failure".into());
+        let change = self.set_unhealthy_and_terminate(instance_id);
+        match faithful.record_change(asg_name, cause, change).await {
+            Ok((made, _activities)) => made,
+            Err(error) => Err(format!("recording the replacement: {error}")),
+        }
+    }
+
+    async fn set_unhealthy_and_terminate(&self, instance_id: &str) -> Moto<()> {
         self.asg
             .set_instance_health()
             .instance_id(instance_id)
