@@ -114,9 +114,15 @@ impl Application {
         let draining = Arc::clone(&state.draining);
         let (deadline_tx, mut deadline_rx) =
             tokio::sync::watch::channel(None::<tokio::time::Instant>);
-        let stop = stop_signal();
+        let signals = stop_signal();
+        let orphanable = state.config.exit_with_parent;
         tokio::spawn(async move {
-            stop.await;
+            tokio::select! {
+                _ = signals => {}
+                _ = parent_gone(), if orphanable => {
+                    tracing::warn!("the parent process is gone: draining");
+                }
+            }
             draining.store(true, Ordering::SeqCst);
             let deadline = tokio::time::Instant::now() + drain_timeout;
             tracing::info!(
@@ -176,6 +182,18 @@ impl Application {
             }
         }
         Ok(())
+    }
+}
+
+/// Resolves once this process has a different parent than when it started
+/// (the parent died and the process was adopted).
+async fn parent_gone() {
+    let parent = std::os::unix::process::parent_id();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if std::os::unix::process::parent_id() != parent {
+            return;
+        }
     }
 }
 

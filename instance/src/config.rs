@@ -57,6 +57,10 @@ pub struct Config {
     pub aws_endpoint_url: Option<String>,
     /// IMDS base address; `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
     pub imds_endpoint: Option<String>,
+    /// Drain and exit when the parent process goes away; `EXIT_WITH_PARENT`.
+    /// The sandbox sets it, so a portal killed outright leaves no instance
+    /// process behind (on EC2 systemd is the parent and never goes).
+    pub exit_with_parent: bool,
 }
 
 /// The merged environment: real variables over the env file's.
@@ -188,7 +192,23 @@ impl Config {
             imds_endpoint: vars
                 .get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
                 .map(str::to_string),
+            exit_with_parent: flag(vars, "EXIT_WITH_PARENT")?,
         })
+    }
+}
+
+/// Off unless set: `1`/`true` turn it on, `0`/`false` off, anything else is
+/// an error.
+fn flag(vars: &Vars, name: &'static str) -> Result<bool, ConfigError> {
+    match vars.get(name) {
+        None => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some("0" | "false") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            name,
+            expected: "1, true, 0 or false",
+            value: other.to_string(),
+        }),
     }
 }
 
@@ -250,6 +270,7 @@ mod tests {
     #[test]
     fn bad_numbers_are_errors_not_defaults() {
         for (name, value) in [
+            ("EXIT_WITH_PARENT", "yes"),
             ("PORT", "abc"),
             ("PORT", "70000"),
             ("METRICS_INTERVAL_MS", "-1"),

@@ -692,7 +692,12 @@ fn deploy_outputs(job: &JobView, names: &Names, aws: &Aws) -> Value {
             .cloned()
             .unwrap_or(Value::Null)
     };
-    let dns = output("load_balancer", "dns_name");
+    // Read again once the instances served: the same name on AWS, the local
+    // load balancer's address in the sandbox.
+    let dns = match output("wait_healthy", "dns_name") {
+        Value::String(name) if !name.is_empty() => Value::String(name),
+        _ => output("load_balancer", "dns_name"),
+    };
     let url = dns
         .as_str()
         .filter(|d| !d.is_empty())

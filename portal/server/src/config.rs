@@ -105,6 +105,33 @@ pub struct SandboxArgs {
     /// Seconds a new load balancer stays `provisioning`, as on AWS (moto: none).
     #[arg(long, env = "CLOUDPULSE_ALB_PROVISIONING_SECS", default_value_t = 0)]
     pub alb_provisioning_secs: u64,
+
+    /// Multiplies every interval of the sandbox's data plane (health checks,
+    /// grace periods, instance drain): 0.1 runs ten times faster than AWS.
+    #[arg(long, env = "CLOUDPULSE_TIME_SCALE", default_value_t = 1.0, value_parser = time_scale)]
+    pub time_scale: f64,
+}
+
+fn time_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(scale) if scale.is_finite() && scale > 0.0 && scale <= 10.0 => Ok(scale),
+        _ => Err(format!(
+            "{text:?} is not a time scale; use a number above 0 and at most 10 (1 is AWS's pace, 0.1 ten times faster)"
+        )),
+    }
+}
+
+impl SandboxArgs {
+    /// Where the data plane keeps instance logs and its port book: beside
+    /// the database, so two sandboxes with two databases never share one.
+    pub fn data_plane_dir(&self) -> PathBuf {
+        let db = self.serve.database_or("cloudpulse-sandbox.db");
+        let stem = db
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cloudpulse-sandbox".into());
+        db.with_file_name(format!("{stem}-dataplane"))
+    }
 }
 
 /// Where the portal listens and the token that guards it, if any.

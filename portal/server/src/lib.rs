@@ -25,6 +25,7 @@ use cloudpulse_app::backend::SharedBackend;
 use cloudpulse_app::model::CloudMode;
 use cloudpulse_engine::steps::{Artifact, ArtifactSource, Timings};
 use cloudpulse_engine::{Engine, EngineConfig, Store};
+use cloudpulse_sandbox::dataplane::{DataPlane, DataPlaneConfig};
 use cloudpulse_sandbox::moto::{MotoOptions, MotoServer};
 use cloudpulse_sandbox::{Gateway, Latency};
 use leptos::config::LeptosOptions;
@@ -91,9 +92,30 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         )
         .await
         .context("the sandbox gateway did not start")?;
-        let app =
-            Application::build(&args.serve, &db, CloudMode::Sandbox, gateway.sdk_config()).await?;
-        app.run_until_stopped(stop).await
+        // The data plane runs what moto only describes: instance processes,
+        // health checks and a load balancer per deployment.
+        let mut plane =
+            DataPlaneConfig::new(moto.endpoint(), gateway.endpoint(), args.data_plane_dir());
+        plane.instance_binary = Some(args.serve.instance_binary());
+        plane.time_scale = args.time_scale;
+        // Replacements after failed health checks become scaling activities.
+        plane.faithful = Some(gateway.faithful());
+        let dataplane = DataPlane::start(plane)
+            .await
+            .context("the sandbox data plane did not start")?;
+        gateway.attach(dataplane.view());
+        let served = async {
+            let app =
+                Application::build(&args.serve, &db, CloudMode::Sandbox, gateway.sdk_config())
+                    .await?;
+            app.run_until_stopped(stop).await
+        }
+        .await;
+        // Every instance process gets its drain and is stopped; every port
+        // is freed.
+        gateway.detach();
+        dataplane.stop().await;
+        served
     }
     .await;
     moto.stop().await;

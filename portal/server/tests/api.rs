@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
+/// A sandbox portal. Its instances run the real `cloudpulse-instance` built
+/// beside the portal binary, with every data-plane interval at a fifth.
 fn sandbox(dir: &std::path::Path) -> Portal {
-    let artifact = dir.join("cloudpulse-instance");
-    std::fs::write(&artifact, b"#!/bin/sh\necho test instance\n").unwrap();
     let db = dir.join("api.db");
     start(
         &[
@@ -18,12 +18,33 @@ fn sandbox(dir: &std::path::Path) -> Portal {
             "127.0.0.1:0",
             "--database",
             db.to_str().unwrap(),
-            "--instance-binary",
-            artifact.to_str().unwrap(),
+            "--time-scale",
+            "0.2",
         ],
         dir,
         &[],
     )
+}
+
+/// Command lines of the processes named `name` whose parent is `parent`.
+fn children_named(name: &str, parent: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let path = entry.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && comm.ends_with(&name[..name.len().min(15)]) {
+            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+            found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+    }
+    found
 }
 
 async fn wait_job(client: &reqwest::Client, url: &str, job: &str) -> Value {
@@ -138,10 +159,21 @@ async fn deploy_follow_and_tear_down_over_the_api() {
     let (status, detail) = get_json(&format!("{url}/api/v1/deployments/{deployment}")).await;
     assert_eq!(status, 200);
     assert_eq!(detail["status"], "live");
-    assert!(detail["outputs"]["app_url"]
-        .as_str()
-        .unwrap()
-        .starts_with("http://"));
+    // The app answers through the sandbox's load balancer, from both
+    // instances of the group, each a real process.
+    let app = detail["outputs"]["app_url"].as_str().unwrap().to_string();
+    assert!(app.starts_with("http://127.0.0.1:"), "{app}");
+    let mut served = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let (status, body) = get_json(&format!("{app}/api/status")).await;
+        assert_eq!(status, 200, "{body}");
+        served.insert(body["instanceId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(served.len(), 2, "served by {served:?}");
+    assert_eq!(
+        children_named("cloudpulse-instance", portal.child.id()).len(),
+        2
+    );
     assert!(detail["resources"].as_array().unwrap().len() > 20);
 
     // Concurrent teardown requests make one job.
@@ -169,6 +201,17 @@ async fn deploy_follow_and_tear_down_over_the_api() {
         .find(|s| s["key"] == "verify")
         .unwrap();
     assert_eq!(verify["outputs"]["remaining"], json!([]));
+    // Nothing of the data plane is left: the instances' processes stopped
+    // with their instances, and the load balancer's port is closed.
+    let gone = Instant::now() + Duration::from_secs(15);
+    while reqwest::get(&app).await.is_ok() {
+        assert!(Instant::now() < gone, "{app} still answers after teardown");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        children_named("cloudpulse-instance", portal.child.id()),
+        Vec::<String>::new()
+    );
 
     // Unknown ids are a JSON 404.
     let (status, body) = get_json(&format!("{url}/api/v1/deployments/nope")).await;
@@ -240,8 +283,6 @@ async fn the_cli_deploys_follows_and_tears_down_through_the_portal() {
 #[tokio::test]
 async fn the_sandbox_can_hold_nat_gateways_pending_and_the_job_shows_it() {
     let dir = tempfile::tempdir().unwrap();
-    let artifact = dir.path().join("cloudpulse-instance");
-    std::fs::write(&artifact, b"#!/bin/sh\n").unwrap();
     let portal = start(
         &[
             "sandbox",
@@ -249,8 +290,8 @@ async fn the_sandbox_can_hold_nat_gateways_pending_and_the_job_shows_it() {
             "127.0.0.1:0",
             "--database",
             dir.path().join("slow.db").to_str().unwrap(),
-            "--instance-binary",
-            artifact.to_str().unwrap(),
+            "--time-scale",
+            "0.2",
             "--nat-pending-secs",
             "3",
         ],

@@ -536,7 +536,26 @@ pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
         .await;
     let (in_service, healthy) = last.into_inner().unwrap_or_default();
     match waited {
-        Ok(()) => Ok(json!({ "in_service": in_service, "healthy": healthy })),
+        Ok(()) => {
+            // The address the app answers at, read now that it serves: on
+            // AWS the load balancer's DNS name, in the sandbox its local
+            // listener, which exists once the targets are being checked.
+            let load_balancer = ctx.arn("load_balancer", StepKey::LoadBalancer).await?;
+            let described = ctx
+                .aws
+                .elb
+                .describe_load_balancers()
+                .load_balancer_arns(&load_balancer)
+                .send()
+                .await
+                .step()?;
+            let dns = described
+                .load_balancers()
+                .first()
+                .and_then(|lb| lb.dns_name())
+                .unwrap_or_default();
+            Ok(json!({ "in_service": in_service, "healthy": healthy, "dns_name": dns }))
+        }
         Err(mut e) => {
             let never: Vec<&String> = in_service
                 .iter()

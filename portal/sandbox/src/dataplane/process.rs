@@ -241,6 +241,8 @@ pub fn environment(spec: &LaunchSpec) -> Vec<(&'static str, String)> {
         ("DRAIN_GRACE_MS", scaled(2_000.0, 100.0).to_string()),
         ("DRAIN_TIMEOUT_MS", scaled(10_000.0, 500.0).to_string()),
         ("RUST_LOG", "info".into()),
+        // A portal killed outright must not leave instances running.
+        ("EXIT_WITH_PARENT", "1".into()),
     ]
 }
 
