@@ -26,7 +26,11 @@ test('deploy with the defaults, watch every step finish live, then tear down by 
   const total = await deployment.steps.count();
   expect(total).toBe(29);
   await expect(page.locator('tbody tr[data-status="done"]')).toHaveCount(29);
-  await expect(deployment.appUrl).toHaveAttribute('href', /^http:\/\//);
+  await expect(deployment.appUrl).toHaveAttribute('href', /^http:\/\/127\.0\.0\.1:\d+$/);
+  // The link reaches the app: the sandbox's load balancer, then an instance.
+  const app = await request.get(`${await deployment.appUrl.getAttribute('href')}/api/status`);
+  expect(app.status()).toBe(200);
+  expect((await app.json()).instanceId).toMatch(/^i-/);
   await page.screenshot({ path: testInfo.outputPath('deployment-live.png'), fullPage: true });
 
   const id = deployment.id();
