@@ -102,6 +102,10 @@ Group=$SERVICE_USER
 EnvironmentFile=/etc/cloudpulse/instance.env
 Environment=CLOUDPULSE_ENV_FILE=/etc/cloudpulse/instance.env
 ExecStart=/usr/local/bin/$SERVICE
+# /run/cloudpulse-instance: where "$SERVICE fail-health" (run as root by
+# SSM Run Command) leaves the deadline the health check reads.
+RuntimeDirectory=$SERVICE
+RuntimeDirectoryMode=0755
 Restart=on-failure
 RestartSec=2
 KillSignal=SIGTERM

@@ -61,6 +61,8 @@ pub struct Config {
     /// The sandbox sets it, so a portal killed outright leaves no instance
     /// process behind (on EC2 systemd is the parent and never goes).
     pub exit_with_parent: bool,
+    /// Where chaos commands leave word for the service (see [`crate::chaos`]).
+    pub control_dir: std::path::PathBuf,
 }
 
 /// The merged environment: real variables over the env file's.
@@ -100,7 +102,7 @@ impl Vars {
     }
 
     /// A set, non-empty value (the original treats empty as unset).
-    fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 }
@@ -193,6 +195,7 @@ impl Config {
                 .get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
                 .map(str::to_string),
             exit_with_parent: flag(vars, "EXIT_WITH_PARENT")?,
+            control_dir: crate::chaos::control_dir(vars),
         })
     }
 }

@@ -101,7 +101,9 @@ struct Health {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let healthy = !state.draining.load(Ordering::SeqCst) && state.host.sampler_alive();
+    let healthy = !state.draining.load(Ordering::SeqCst)
+        && state.host.sampler_alive()
+        && crate::chaos::health_failing_for(&state.config.control_dir).is_none();
     if healthy {
         (StatusCode::OK, Json(Health { status: "healthy" })).into_response()
     } else {

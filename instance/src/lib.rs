@@ -6,6 +6,7 @@
 //! must never let a slow AWS call slow down a health check: `/health` touches
 //! neither AWS nor IMDS, AWS answers are cached and every call is bounded.
 
+pub mod chaos;
 pub mod config;
 pub mod dashboard;
 pub mod group;

@@ -396,3 +396,54 @@ async fn aws_answers_are_cached_between_refreshes() {
     assert_eq!(after["capacity"]["max"], 3);
     moto.stop().await;
 }
+
+#[tokio::test]
+async fn fail_health_turns_health_503_for_the_time_asked_and_stress_exits() {
+    let control = tempfile::tempdir().unwrap();
+    let control_dir = control.path().to_str().unwrap();
+    let service = Service::start(&[
+        ("ASG_NAME", "web-asg"),
+        ("AWS_ENDPOINT_URL", &closed_port()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed_port()),
+        ("CONTROL_DIR", control_dir),
+    ])
+    .await;
+    let (status, _, _) = get_json(&service.url("/health")).await;
+    assert_eq!(status, 200);
+
+    // The command a Run Command carries: it returns at once and the
+    // running service answers 503 until the time is up.
+    let output = command(&[("CONTROL_DIR", control_dir)])
+        .args(["fail-health", "--seconds", "2"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let failed_at = Instant::now();
+    let (status, _, body) = get_json(&service.url("/health")).await;
+    assert_eq!((status, body), (503, json!({"status": "unhealthy"})));
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let (status, _, _) = get_json(&service.url("/health")).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "health never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(failed_at.elapsed() >= Duration::from_millis(1_800));
+
+    let output = command(&[])
+        .args(["stress", "--seconds", "1", "--workers", "1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let output = command(&[])
+        .args(["stress", "--seconds", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--seconds must be"));
+    let output = command(&[]).arg("explode").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown command"));
+}

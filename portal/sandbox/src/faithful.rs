@@ -99,6 +99,9 @@ struct Inner {
     alarm_changes: Arc<tokio::sync::Mutex<()>>,
     groups: Mutex<scaling::Groups>,
     history: Mutex<alarms::History>,
+    /// Multiplies cooldowns, as the data plane's time scale does its
+    /// intervals; an `f64`'s bits.
+    time_scale: std::sync::atomic::AtomicU64,
 }
 
 /// What the gateway does with a request after [`Faithful::before`].
@@ -144,8 +147,29 @@ impl Faithful {
                 alarm_changes: Arc::new(tokio::sync::Mutex::new(())),
                 groups: Mutex::new(scaling::Groups::default()),
                 history: Mutex::new(alarms::History::default()),
+                time_scale: std::sync::atomic::AtomicU64::new(1.0f64.to_bits()),
             }),
         }
+    }
+
+    /// Shortens (or lengthens) every cooldown from now on by `scale`, the
+    /// sandbox's time scale; non-positive or non-finite values are ignored.
+    pub fn set_time_scale(&self, scale: f64) {
+        if scale.is_finite() && scale > 0.0 {
+            self.inner
+                .time_scale
+                .store(scale.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A cooldown of `seconds` as this sandbox's clock runs it.
+    fn cooldown(&self, seconds: i32) -> std::time::Duration {
+        let scale = f64::from_bits(
+            self.inner
+                .time_scale
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0)).mul_f64(scale)
     }
 
     /// Looks at a request before it is forwarded: refuses it, answers it,

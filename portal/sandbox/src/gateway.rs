@@ -295,7 +295,12 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let overlay = Overlay::for_request(dataplane, action.as_deref(), &body);
+    let send_command = parts
+        .headers
+        .get("x-amz-target")
+        .is_some_and(|target| target == "AmazonSSM.SendCommand")
+        .then(|| body.clone());
+    let overlay = Overlay::for_request(dataplane.clone(), action.as_deref(), &body);
     let after = match shared.faithful.before(&body).await {
         Verdict::Answer(response) => return Ok(response),
         Verdict::Forward { after } => after,
@@ -323,6 +328,13 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
         }
         if let Some(overlay) = overlay {
             body = overlay.apply(body);
+        }
+        // moto only records a Run Command; the data plane carries it out.
+        if let (Some(request), Some(dataplane)) = (send_command, dataplane) {
+            match crate::dataplane::commands::from_send_command(&request, &body) {
+                Some(command) => dataplane.run_command(command),
+                None => tracing::warn!("a SendCommand moto accepted could not be read; not run"),
+            }
         }
     }
     let mut response = Response::new(Body::from(body));

@@ -26,8 +26,11 @@
 //! becomes its local listener's address.
 
 pub mod balancer;
+pub mod commands;
+pub mod cpu;
 pub mod health;
 pub mod imds;
+mod monitoring;
 pub(crate) mod overlay;
 pub mod process;
 
@@ -41,11 +44,12 @@ use std::time::{Duration, Instant};
 use aws_sdk_autoscaling::types::LifecycleState;
 use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::faithful::{Cause, Faithful};
 use crate::moto::SANDBOX_REGION;
 pub use balancer::Balancer;
+pub use commands::RunCommand;
 pub use health::{HealthCheckSettings, Matcher, TargetReason, TargetState, TargetVerdict};
 pub use imds::{ImdsEmulator, InstanceMetadata};
 pub use process::{InstanceProcess, LaunchSpec, ProcessError};
@@ -64,6 +68,9 @@ const POLL: Duration = Duration::from_millis(500);
 const MIN_POLL: Duration = Duration::from_millis(100);
 /// ELB's default deregistration delay, for targets whose instance lives on.
 const DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
+/// EC2's detailed monitoring: one datapoint a minute, and alarms evaluated
+/// on it (see [`monitoring`]).
+const METRICS_PERIOD: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataPlaneError {
@@ -146,6 +153,8 @@ pub trait DataPlaneView: Send + Sync + std::fmt::Debug {
     fn target_health(&self, target_group_arn: &str) -> Option<Vec<TargetVerdict>>;
     /// The local listener standing in for a load balancer.
     fn balancer_address(&self, load_balancer_arn: &str) -> Option<SocketAddr>;
+    /// A Run Command moto accepted, for the data plane to carry out.
+    fn run_command(&self, command: RunCommand);
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -167,6 +176,10 @@ struct Board {
     groups: RwLock<HashMap<String, Arc<TargetTable>>>,
     balancers: RwLock<HashMap<String, BalancerEntry>>,
     problem: RwLock<Option<String>>,
+    /// Each instance's CPU in percent over the last (scaled) minute.
+    cpu: RwLock<HashMap<String, f64>>,
+    /// To the reconciler, which owns the processes a command runs against.
+    commands: RwLock<Option<mpsc::UnboundedSender<RunCommand>>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -189,6 +202,12 @@ impl DataPlaneView for Board {
         read(&self.balancers)
             .get(load_balancer_arn)
             .map(|entry| entry.addr)
+    }
+
+    fn run_command(&self, command: RunCommand) {
+        if let Some(commands) = read(&self.commands).as_ref() {
+            let _ = commands.send(command);
+        }
     }
 }
 
@@ -229,12 +248,26 @@ impl DataPlane {
             .map_err(work_dir_error)?;
         }
         let board = Arc::new(Board::default());
+        let (commands, command_queue) = mpsc::unbounded_channel();
+        *write(&board.commands) = Some(commands);
         let sdk = crate::moto::sdk_config(&config.moto_endpoint);
+        // Alarm actions scale through the gateway's rules when there is one,
+        // so their activities and cooldowns are the ones the portal sees.
+        let faithful = config
+            .faithful
+            .clone()
+            .unwrap_or_else(|| Faithful::new(&config.moto_endpoint));
+        faithful.set_time_scale(config.time_scale);
         let reconciler = Reconciler {
             book: PortBook::load(&config.work_dir.join("balancers.json")),
             ec2: aws_sdk_ec2::Client::new(&sdk),
             asg: aws_sdk_autoscaling::Client::new(&sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            faithful,
+            meters: HashMap::new(),
+            metrics: monitoring::MetricLog::default(),
+            requests_seen: HashMap::new(),
             binary,
             env_file,
             board: Arc::clone(&board),
@@ -247,7 +280,7 @@ impl DataPlane {
             config,
         };
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(reconciler.run(stopped));
+        let task = tokio::spawn(reconciler.run(stopped, command_queue));
         Ok(DataPlane {
             board,
             stop: Some(stop),
@@ -304,6 +337,12 @@ impl DataPlane {
             .unwrap_or(0)
     }
 
+    /// An instance's CPU utilisation in percent over the last (scaled)
+    /// minute, as published to `AWS/EC2 CPUUtilization`.
+    pub fn cpu(&self, instance_id: &str) -> Option<f64> {
+        read(&self.board.cpu).get(instance_id).copied()
+    }
+
     /// The latest thing that keeps the data plane from doing its job (an
     /// instance that cannot start, moto not answering), if any.
     pub fn problem(&self) -> Option<String> {
@@ -341,6 +380,10 @@ struct Running {
     _imds: ImdsEmulator,
     asg_name: String,
     started: Instant,
+    /// How it was started, for running commands on it.
+    spec: LaunchSpec,
+    /// Run Commands still running in its process group.
+    commands: Vec<tokio::process::Child>,
 }
 
 /// One tagged Auto Scaling group, as far as the data plane cares.
@@ -378,6 +421,12 @@ struct Reconciler {
     ec2: aws_sdk_ec2::Client,
     asg: aws_sdk_autoscaling::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    faithful: Faithful,
+    meters: HashMap<String, cpu::CpuMeter>,
+    metrics: monitoring::MetricLog,
+    /// Each load balancer's request counter at the last metrics tick.
+    requests_seen: HashMap<String, u64>,
     board: Arc<Board>,
     running: HashMap<String, Running>,
     /// Processes of instances that are gone, draining until they exit.
@@ -398,8 +447,14 @@ fn moto_error<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> String + '_ {
 }
 
 impl Reconciler {
-    async fn run(mut self, mut stopped: oneshot::Receiver<()>) {
+    async fn run(
+        mut self,
+        mut stopped: oneshot::Receiver<()>,
+        mut commands: mpsc::UnboundedReceiver<RunCommand>,
+    ) {
         let poll = self.config.scaled(POLL).max(MIN_POLL);
+        let metrics_period = self.config.scaled(METRICS_PERIOD).max(MIN_POLL);
+        let mut next_metrics = Instant::now() + metrics_period;
         tracing::info!(
             moto = %self.config.moto_endpoint,
             gateway = %self.config.gateway_endpoint,
@@ -417,8 +472,13 @@ impl Reconciler {
                 }
             };
             *write(&self.board.problem) = problem;
+            if Instant::now() >= next_metrics {
+                next_metrics += metrics_period;
+                self.monitor().await;
+            }
             tokio::select! {
                 _ = &mut stopped => break,
+                Some(command) = commands.recv() => self.run_command(command),
                 () = tokio::time::sleep(poll) => {}
             }
         }
@@ -501,6 +561,24 @@ impl Reconciler {
                 if !(registered.contains(&id) && self.running.contains_key(&id)) {
                     table.drain(&id);
                 }
+            }
+            // An instance that left its group (scaled in, replaced) is taken
+            // out of the target group once it has drained, as the ASG does
+            // on AWS; moto leaves it registered for ever.
+            let in_some_group: HashSet<&String> =
+                groups.iter().flat_map(|g| g.instance_ids.iter()).collect();
+            let departed: Vec<String> = registered
+                .iter()
+                .filter(|id| {
+                    !in_some_group.contains(id)
+                        && !wanted.contains_key(*id)
+                        && !self.leaving.contains_key(*id)
+                        && table.verdict(id).is_none()
+                })
+                .cloned()
+                .collect();
+            if !departed.is_empty() {
+                self.deregister_targets(&arn, port, &departed).await?;
             }
             for lb in load_balancer_arns {
                 load_balancers.entry(lb).or_default().push(arn.clone());
@@ -725,6 +803,27 @@ impl Reconciler {
         Ok(())
     }
 
+    async fn deregister_targets(
+        &self,
+        target_group_arn: &str,
+        port: Option<i32>,
+        instance_ids: &[String],
+    ) -> Moto<()> {
+        tracing::info!(target_group = %target_group_arn, ?instance_ids, "deregistering instances that left the group");
+        let targets = instance_ids
+            .iter()
+            .map(|id| TargetDescription::builder().id(id).set_port(port).build())
+            .collect();
+        self.elb
+            .deregister_targets()
+            .target_group_arn(target_group_arn)
+            .set_targets(Some(targets))
+            .send()
+            .await
+            .map_err(moto_error("DeregisterTargets"))?;
+        Ok(())
+    }
+
     /// Starts an instance's IMDS endpoint and process.
     async fn launch(&mut self, instance_id: &str, asg_name: &str, metadata: &InstanceMetadata) {
         match self.try_launch(instance_id, asg_name, metadata).await {
@@ -765,6 +864,11 @@ impl Reconciler {
                 .work_dir
                 .join("instances")
                 .join(format!("{instance_id}.log")),
+            control_dir: self
+                .config
+                .work_dir
+                .join("instances")
+                .join(format!("{instance_id}.control")),
             time_scale: self.config.time_scale,
         };
         let process = InstanceProcess::spawn(&self.binary, &spec).map_err(|e| e.to_string())?;
@@ -773,6 +877,8 @@ impl Reconciler {
             _imds: imds,
             asg_name: asg_name.to_string(),
             started: Instant::now(),
+            spec,
+            commands: Vec::new(),
         })
     }
 
@@ -793,6 +899,42 @@ impl Reconciler {
             port = process::free_port()?;
         }
         Ok(port)
+    }
+
+    /// Carries out a Run Command on each of its instances that has a process.
+    fn run_command(&mut self, command: RunCommand) {
+        for id in &command.instance_ids {
+            let Some(running) = self.running.get_mut(id) else {
+                tracing::warn!(instance_id = %id, command_id = %command.command_id, "Run Command for an instance without a process; nothing run");
+                continue;
+            };
+            running
+                .commands
+                .retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+            for line in &command.commands {
+                let args = match commands::instance_args(line) {
+                    Ok(args) => args,
+                    Err(refusal) => {
+                        tracing::warn!(instance_id = %id, command_id = %command.command_id, %refusal, "Run Command not carried out");
+                        continue;
+                    }
+                };
+                match process::run_on_instance(
+                    &self.binary,
+                    &args,
+                    &running.spec,
+                    running.process.pid(),
+                ) {
+                    Ok(child) => {
+                        tracing::info!(instance_id = %id, command_id = %command.command_id, ?args, "running a command on the instance");
+                        running.commands.push(child);
+                    }
+                    Err(error) => {
+                        tracing::warn!(instance_id = %id, %error, "cannot run the command on the instance")
+                    }
+                }
+            }
+        }
     }
 
     /// The instance is no longer running: stop its traffic at once, then

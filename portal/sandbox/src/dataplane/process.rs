@@ -38,6 +38,8 @@ pub struct LaunchSpec {
     /// Its settings file (may be empty); the default under /etc is not ours.
     pub env_file: PathBuf,
     pub log_file: PathBuf,
+    /// Where chaos commands leave word for the service (`CONTROL_DIR`).
+    pub control_dir: PathBuf,
     /// Multiplies the service's own intervals, as it does the data plane's.
     pub time_scale: f64,
 }
@@ -240,10 +242,51 @@ pub fn environment(spec: &LaunchSpec) -> Vec<(&'static str, String)> {
         ("METRICS_INTERVAL_MS", scaled(60_000.0, 1_000.0).to_string()),
         ("DRAIN_GRACE_MS", scaled(2_000.0, 100.0).to_string()),
         ("DRAIN_TIMEOUT_MS", scaled(10_000.0, 500.0).to_string()),
+        (
+            "CONTROL_DIR",
+            spec.control_dir.to_string_lossy().into_owned(),
+        ),
         ("RUST_LOG", "info".into()),
         // A portal killed outright must not leave instances running.
         ("EXIT_WITH_PARENT", "1".into()),
     ]
+}
+
+/// Runs a command "on" an instance, as SSM Run Command would on EC2: the
+/// instance binary with `args`, in the instance process's own process group
+/// (so its CPU counts as the instance's, and terminating the instance stops
+/// it too), with the instance's settings and control directory, its output
+/// appended to the instance's log.
+pub fn run_on_instance(
+    binary: &Path,
+    args: &[String],
+    spec: &LaunchSpec,
+    instance_pid: u32,
+) -> Result<tokio::process::Child, ProcessError> {
+    let log = open_log(&spec.log_file)?;
+    let log_err = log.try_clone().map_err(|source| ProcessError::Log {
+        path: spec.log_file.clone(),
+        source,
+    })?;
+    let mut command = Command::new(binary);
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .args(args)
+        .env("CLOUDPULSE_ENV_FILE", &spec.env_file)
+        .env("CONTROL_DIR", &spec.control_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .process_group(i32::try_from(instance_pid).unwrap_or(0))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ProcessError::Spawn {
+            binary: binary.to_path_buf(),
+            source,
+        })
 }
 
 /// How long a terminated instance may drain before it is killed: the
@@ -275,6 +318,7 @@ mod tests {
             port: 4321,
             env_file: "/tmp/x.env".into(),
             log_file: "/tmp/x.log".into(),
+            control_dir: "/tmp/x.control".into(),
             time_scale: scale,
         }
     }

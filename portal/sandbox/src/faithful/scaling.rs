@@ -348,10 +348,6 @@ fn in_progress(activity: &str) -> FaithfulError {
     )
 }
 
-fn seconds(n: i32) -> Duration {
-    Duration::from_secs(u64::try_from(n).unwrap_or(0))
-}
-
 /// What to record once moto has made a forwarded change.
 pub(super) struct Pending {
     groups: Vec<String>,
@@ -453,7 +449,7 @@ impl Faithful {
             &Cause::CapacityChange(why),
             Utc::now(),
         );
-        let length = seconds(found.cooldown().unwrap_or(view.default_cooldown));
+        let length = self.cooldown(found.cooldown().unwrap_or(view.default_cooldown));
         self.start_cooldown(&group, length, &activities);
         outcome.activities = activities;
         Ok(outcome)
@@ -609,7 +605,7 @@ impl Faithful {
              capacity from {} to {desired}.",
             view.desired
         ));
-        let cooldown = (desired != view.desired).then(|| seconds(view.default_cooldown));
+        let cooldown = (desired != view.desired).then(|| self.cooldown(view.default_cooldown));
         Ok(self.forward_then(held, vec![name.to_string()], cause, false, cooldown))
     }
 
