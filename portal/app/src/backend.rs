@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use leptos::prelude::*;
 
 use crate::model::{
-    CloudStatus, DeploymentDetail, DeploymentStatus, DeploymentSummary, JobView, OrphanCleanup,
-    OrphanScan, Page, Source,
+    ChaosAccepted, ChaosAction, CloudStatus, DeploymentDetail, DeploymentStatus, DeploymentSummary,
+    HealthSnapshot, JobView, OrphanCleanup, OrphanScan, Page, Source,
 };
 use crate::params::{DeploymentParams, FieldErrors};
 
@@ -103,6 +103,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Every resource in `region` (the portal's own without one) that
     /// carries a CloudPulse tag and that no tracked deployment owns.
     async fn orphans(&self, region: Option<&str>) -> Result<OrphanScan, BackendError>;
+
+    /// A live deployment's group, targets, alarms and activities, now.
+    async fn health(&self, deployment_id: &str) -> Result<HealthSnapshot, BackendError>;
+
+    /// Terminates, stresses or fails the health checks of one instance of a
+    /// live deployment (`instance_id`), or of every instance in service
+    /// (`None`).
+    async fn chaos(
+        &self,
+        deployment_id: &str,
+        instance_id: Option<&str>,
+        action: ChaosAction,
+        source: Source,
+    ) -> Result<ChaosAccepted, BackendError>;
 
     /// Starts a teardown job for every orphaned deployment in `region`.
     async fn clean_orphans(

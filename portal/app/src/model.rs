@@ -367,6 +367,103 @@ pub struct OrphanCleanup {
     pub job_id: String,
 }
 
+/// A live deployment's health right now, read from AWS in one go
+/// (`GET /api/v1/deployments/{id}/health`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthSnapshot {
+    pub deployment_id: String,
+    pub taken_at: DateTime<Utc>,
+    pub group: GroupHealth,
+    /// Targets the load balancer holds healthy.
+    pub healthy_targets: u32,
+    pub alarms: Vec<AlarmView>,
+    /// The group's latest scaling activities, newest first.
+    pub activities: Vec<ActivityView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupHealth {
+    pub name: String,
+    pub min: i32,
+    pub desired: i32,
+    pub max: i32,
+    pub instances: Vec<InstanceHealth>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceHealth {
+    pub id: String,
+    /// Auto Scaling's lifecycle state: `Pending`, `InService`, `Terminating`...
+    pub lifecycle: String,
+    /// Auto Scaling's verdict: `Healthy` or `Unhealthy`.
+    pub health: String,
+    pub availability_zone: String,
+    pub instance_type: Option<String>,
+    pub launched_at: Option<DateTime<Utc>>,
+    /// The load balancer's verdict: `initial`, `healthy`, `unhealthy`,
+    /// `draining`...; `None` when it is not a target.
+    pub target_state: Option<String>,
+    pub target_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlarmView {
+    pub name: String,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub threshold: Option<f64>,
+    pub comparison: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActivityView {
+    pub description: String,
+    pub cause: String,
+    pub status: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Breaking a live deployment on purpose, with the same AWS calls in the
+/// sandbox as on AWS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChaosAction {
+    /// EC2 `TerminateInstances`.
+    Terminate,
+    /// SSM Run Command: `cloudpulse-instance stress --seconds N`.
+    Stress { seconds: u32 },
+    /// SSM Run Command: `cloudpulse-instance fail-health --seconds N`.
+    FailHealth { seconds: u32 },
+}
+
+impl ChaosAction {
+    /// Longest stress or health failure one action may ask for.
+    pub const MAX_SECONDS: u32 = 3_600;
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ChaosAction::Terminate => "terminate",
+            ChaosAction::Stress { .. } => "stress",
+            ChaosAction::FailHealth { .. } => "fail-health",
+        }
+    }
+}
+
+/// A chaos action AWS accepted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChaosAccepted {
+    pub action: ChaosAction,
+    pub instance_ids: Vec<String>,
+    /// The Run Command's id (stress and fail-health).
+    pub command_id: Option<String>,
+    pub at: DateTime<Utc>,
+    /// Whether the portal is timing the group's recovery (see the timeline).
+    pub watching_recovery: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

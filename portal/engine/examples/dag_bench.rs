@@ -96,6 +96,7 @@ async fn deploy(mode: &'static str, concurrency: usize) -> Result<Run, BoxError>
                 asg_delete: Duration::from_secs(60),
                 poll: Duration::from_secs(1),
                 step_deadline: Duration::from_secs(150),
+                recovery_poll: Duration::from_secs(1),
             },
             concurrency,
             resume_settle: Duration::ZERO,

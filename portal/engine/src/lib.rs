@@ -16,6 +16,7 @@ pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod inventory;
+pub mod live;
 pub mod orphans;
 pub mod plan;
 pub mod runner;

@@ -110,6 +110,10 @@ impl Engine {
         &self.inner.store
     }
 
+    pub(crate) fn timings(&self) -> &crate::steps::Timings {
+        &self.inner.config.timings
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.inner.events.subscribe()
     }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloudpulse_app::backend::{BackendError, DeploymentFilter, SharedBackend};
-use cloudpulse_app::model::{DeploymentStatus, Source};
+use cloudpulse_app::model::{ChaosAction, DeploymentStatus, Source};
 use cloudpulse_app::params::{DeploymentParams, FieldErrors};
 use cloudpulse_engine::Engine;
 use serde::Deserialize;
@@ -41,6 +41,13 @@ pub fn routes() -> Router<ApiState> {
         )
         .route("/deployments/{id}", get(get_deployment))
         .route("/deployments/{id}/teardown", post(teardown))
+        .route("/deployments/{id}/health", get(health))
+        .route("/deployments/{id}/events", get(events))
+        .route("/deployments/{id}/stress", post(stress_group))
+        .route(
+            "/deployments/{id}/instances/{instance_id}/{action}",
+            post(instance_chaos),
+        )
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/retry", post(retry_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
@@ -138,6 +145,90 @@ async fn teardown(
         Json(json!({ "job": accepted.job, "fresh": accepted.fresh })),
     )
         .into_response())
+}
+
+async fn health(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.backend.health(&id).await?).into_response())
+}
+
+/// The deployment's timeline, newest first.
+async fn events(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let detail = state.backend.deployment(&id).await?;
+    Ok(Json(json!({ "events": detail.events })).into_response())
+}
+
+/// `{"seconds": N}`, the body of a stress or fail-health.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Seconds {
+    seconds: u32,
+}
+
+fn seconds(body: &[u8]) -> Result<u32, ApiError> {
+    let usage = format!(
+        "send {{\"seconds\": N}} with N from 1 to {}",
+        ChaosAction::MAX_SECONDS
+    );
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(usage));
+    }
+    serde_json::from_slice::<Seconds>(body)
+        .map(|body| body.seconds)
+        .map_err(|error| ApiError::bad_request(format!("{error}; {usage}")))
+}
+
+/// `terminate`, `stress` or `fail-health` one instance of the deployment.
+async fn instance_chaos(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path((id, instance_id, action)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let action = match action.as_str() {
+        "terminate" => ChaosAction::Terminate,
+        "stress" => ChaosAction::Stress {
+            seconds: seconds(&body)?,
+        },
+        "fail-health" => ChaosAction::FailHealth {
+            seconds: seconds(&body)?,
+        },
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no instance action {other:?}; use terminate, stress or fail-health"),
+            ))
+        }
+    };
+    let accepted = state
+        .backend
+        .chaos(&id, Some(&instance_id), action, source(&headers))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// Stresses every instance in service: what makes the group's average CPU
+/// cross the scale-out alarm's threshold.
+async fn stress_group(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let action = ChaosAction::Stress {
+        seconds: seconds(&body)?,
+    };
+    let accepted = state
+        .backend
+        .chaos(&id, None, action, source(&headers))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 async fn get_job(

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use cloudpulse_app::backend::{Accepted, Backend, BackendError, DeploymentFilter};
 use cloudpulse_app::model::{
-    CloudStatus, DeploymentDetail, DeploymentSummary, JobView, OrphanCleanup, OrphanScan, Page,
-    Source,
+    ChaosAccepted, ChaosAction, CloudStatus, DeploymentDetail, DeploymentSummary, HealthSnapshot,
+    JobView, OrphanCleanup, OrphanScan, Page, Source,
 };
 use cloudpulse_app::params::{is_region, DeploymentParams};
 use cloudpulse_engine::store::Created;
@@ -55,6 +55,26 @@ impl PortalBackend {
 
 #[async_trait]
 impl Backend for PortalBackend {
+    async fn health(&self, deployment_id: &str) -> Result<HealthSnapshot, BackendError> {
+        self.engine
+            .health(deployment_id)
+            .await
+            .map_err(engine_error)
+    }
+
+    async fn chaos(
+        &self,
+        deployment_id: &str,
+        instance_id: Option<&str>,
+        action: ChaosAction,
+        source: Source,
+    ) -> Result<ChaosAccepted, BackendError> {
+        self.engine
+            .chaos(deployment_id, instance_id, action, source)
+            .await
+            .map_err(engine_error)
+    }
+
     fn cloud_status(&self) -> CloudStatus {
         self.cloud.current()
     }

@@ -98,16 +98,19 @@ pub struct SandboxArgs {
     #[arg(long, env = "CLOUDPULSE_MOTO_PORT")]
     pub moto_port: Option<u16>,
 
-    /// Seconds a new NAT gateway stays `pending`, as on AWS (moto: none).
+    /// Seconds a new NAT gateway stays `pending`, as on AWS (moto: none);
+    /// multiplied by the time scale.
     #[arg(long, env = "CLOUDPULSE_NAT_PENDING_SECS", default_value_t = 0)]
     pub nat_pending_secs: u64,
 
-    /// Seconds a new load balancer stays `provisioning`, as on AWS (moto: none).
+    /// Seconds a new load balancer stays `provisioning`, as on AWS (moto:
+    /// none); multiplied by the time scale.
     #[arg(long, env = "CLOUDPULSE_ALB_PROVISIONING_SECS", default_value_t = 0)]
     pub alb_provisioning_secs: u64,
 
-    /// Multiplies every interval of the sandbox's data plane (health checks,
-    /// grace periods, instance drain): 0.1 runs ten times faster than AWS.
+    /// Multiplies every interval of the sandbox (health checks, grace
+    /// periods, instance drain, metric periods, cooldowns, pending times):
+    /// 0.1 runs ten times faster than AWS.
     #[arg(long, env = "CLOUDPULSE_TIME_SCALE", default_value_t = 1.0, value_parser = time_scale)]
     pub time_scale: f64,
 }

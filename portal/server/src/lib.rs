@@ -82,16 +82,19 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     let db = args.serve.database_or("cloudpulse-sandbox.db");
     let result = async {
         // The portal talks to moto through the sandbox gateway, which adds
-        // AWS's pending states when asked to.
+        // AWS's pending states when asked to, on the sandbox's clock.
         let gateway = Gateway::start(
             &moto.endpoint(),
             Latency {
-                nat_pending: Duration::from_secs(args.nat_pending_secs),
-                alb_provisioning: Duration::from_secs(args.alb_provisioning_secs),
+                nat_pending: Duration::from_secs(args.nat_pending_secs).mul_f64(args.time_scale),
+                alb_provisioning: Duration::from_secs(args.alb_provisioning_secs)
+                    .mul_f64(args.time_scale),
             },
         )
         .await
         .context("the sandbox gateway did not start")?;
+        // Cooldowns run on the same clock as everything else.
+        gateway.faithful().set_time_scale(args.time_scale);
         // The data plane runs what moto only describes: instance processes,
         // health checks and a load balancer per deployment.
         let mut plane =
@@ -156,7 +159,14 @@ impl Application {
             sdk,
             EngineConfig {
                 artifact,
-                timings: Timings::default(),
+                timings: Timings {
+                    // A sandbox recovers in seconds; time it more finely.
+                    recovery_poll: match mode {
+                        CloudMode::Sandbox => Duration::from_millis(200),
+                        CloudMode::Aws => Duration::from_secs(1),
+                    },
+                    ..Timings::default()
+                },
                 concurrency: usize::from(args.concurrency),
                 retry_base: Duration::from_secs(1),
                 resume_settle: Duration::from_secs(args.resume_settle_secs),

@@ -105,7 +105,8 @@ async fn deploy_follow_and_tear_down_over_the_api() {
         let accepted = client
             .post(format!("{url}/api/v1/deployments"))
             .header("idempotency-key", "demo-once")
-            .json(&json!({ "name": "api-demo" }))
+            // A short grace period, so failed health checks count soon.
+            .json(&json!({ "name": "api-demo", "grace_period": 10 }))
             .send()
             .await
             .unwrap();
@@ -176,6 +177,8 @@ async fn deploy_follow_and_tear_down_over_the_api() {
     );
     assert!(detail["resources"].as_array().unwrap().len() > 20);
 
+    chaos_and_recovery(&client, url, &deployment, &app).await;
+
     // Concurrent teardown requests make one job.
     let (a, b) = tokio::join!(
         client
@@ -219,6 +222,195 @@ async fn deploy_follow_and_tear_down_over_the_api() {
     assert_eq!(body["error"]["code"], "not_found");
     let (status, _) = get_json(&format!("{url}/api/v1/jobs/nope")).await;
     assert_eq!(status, 404);
+}
+
+/// The deployment's timeline events of `kind`, newest first.
+async fn events_of(url: &str, deployment: &str, kind: &str) -> Vec<String> {
+    let (status, body) = get_json(&format!("{url}/api/v1/deployments/{deployment}/events")).await;
+    assert_eq!(status, 200, "{body}");
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits for the `n`th recovery on the timeline and returns its message.
+async fn nth_recovery(url: &str, deployment: &str, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let recoveries = events_of(url, deployment, "recovery").await;
+        if recoveries.len() >= n {
+            return recoveries[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery #{n}: {recoveries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Health, chaos actions and recovery timing against a live sandbox
+/// deployment of two instances.
+async fn chaos_and_recovery(client: &reqwest::Client, url: &str, deployment: &str, app: &str) {
+    let base = format!("{url}/api/v1/deployments/{deployment}");
+    let (status, health) = get_json(&format!("{base}/health")).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        (
+            &health["group"]["min"],
+            &health["group"]["desired"],
+            &health["group"]["max"]
+        ),
+        (&json!(2), &json!(2), &json!(4)),
+        "{health}"
+    );
+    let instances = health["group"]["instances"].as_array().unwrap().clone();
+    assert_eq!(instances.len(), 2, "{health}");
+    for instance in &instances {
+        assert_eq!(instance["lifecycle"], "InService", "{instance}");
+        assert_eq!(instance["target_state"], "healthy", "{instance}");
+        assert!(instance["availability_zone"]
+            .as_str()
+            .unwrap()
+            .starts_with("us-east-1"));
+    }
+    assert_eq!(health["healthy_targets"], 2);
+    let alarms: Vec<&str> = health["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(alarms.len(), 2, "{health}");
+
+    // Bad requests say what to fix and change nothing.
+    let victim = instances[0]["id"].as_str().unwrap().to_string();
+    for (path, body, status, says) in [
+        (
+            format!("instances/{victim}/stress"),
+            json!({ "seconds": 0 }),
+            400,
+            "from 1 to 3600",
+        ),
+        (
+            format!("instances/{victim}/stress"),
+            json!({ "secs": 5 }),
+            400,
+            "seconds",
+        ),
+        (
+            format!("instances/{victim}/explode"),
+            json!({}),
+            404,
+            "terminate, stress or fail-health",
+        ),
+        (
+            "instances/i-0000000000000000/terminate".to_string(),
+            json!({}),
+            404,
+            "i-0000000000000000",
+        ),
+        (
+            "stress".to_string(),
+            json!({ "seconds": 99999 }),
+            400,
+            "from 1 to 3600",
+        ),
+    ] {
+        let response = client
+            .post(format!("{base}/{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(says), "{path}: {text}");
+    }
+    let empty = client
+        .post(format!("{base}/instances/{victim}/fail-health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 400);
+    assert!(events_of(url, deployment, "chaos").await.is_empty());
+
+    // Terminate one: the group replaces it and the portal times the
+    // recovery until two healthy targets again, neither of them the victim.
+    let accepted = client
+        .post(format!("{base}/instances/{victim}/terminate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let accepted: Value = accepted.json().await.unwrap();
+    assert_eq!(accepted["instance_ids"], json!([victim]));
+    assert_eq!(accepted["watching_recovery"], true);
+    let recovery = nth_recovery(url, deployment, 1).await;
+    assert!(recovery.starts_with("recovered in "), "{recovery}");
+    assert!(
+        recovery.contains(&format!("after losing {victim}: 2 of 2 healthy")),
+        "{recovery}"
+    );
+    let chaos = events_of(url, deployment, "chaos").await;
+    assert_eq!(
+        chaos,
+        vec![format!("terminated {victim} (EC2 TerminateInstances)")]
+    );
+    let (_, health) = get_json(&format!("{base}/health")).await;
+    assert_eq!(health["healthy_targets"], 2, "{health}");
+    let now: Vec<String> = health["group"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["lifecycle"] == "InService")
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!now.contains(&victim), "{now:?}");
+    let (status, _) = get_json(&format!("{app}/api/status")).await;
+    assert_eq!(status, 200);
+
+    // Fail the health checks of another through Run Command: the load
+    // balancer takes it out and the group replaces it.
+    let second = now[0].clone();
+    let accepted = client
+        .post(format!("{base}/instances/{second}/fail-health"))
+        .json(&json!({ "seconds": 600 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let accepted: Value = accepted.json().await.unwrap();
+    assert!(accepted["command_id"].is_string(), "{accepted}");
+    let recovery = nth_recovery(url, deployment, 2).await;
+    assert!(
+        recovery.contains(&format!("after losing {second}: 2 of 2 healthy")),
+        "{recovery}"
+    );
+
+    // A stress of the whole group reaches every instance in service.
+    let accepted = client
+        .post(format!("{base}/stress"))
+        .json(&json!({ "seconds": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let accepted: Value = accepted.json().await.unwrap();
+    assert_eq!(
+        accepted["instance_ids"].as_array().unwrap().len(),
+        2,
+        "{accepted}"
+    );
+    assert_eq!(accepted["watching_recovery"], false);
+    eprintln!(
+        "recoveries: {:?}",
+        events_of(url, deployment, "recovery").await
+    );
 }
 
 #[tokio::test]
@@ -292,8 +484,9 @@ async fn the_sandbox_can_hold_nat_gateways_pending_and_the_job_shows_it() {
             dir.path().join("slow.db").to_str().unwrap(),
             "--time-scale",
             "0.2",
+            // 15 s of AWS's time: 3 s at this scale.
             "--nat-pending-secs",
-            "3",
+            "15",
         ],
         dir.path(),
         &[],

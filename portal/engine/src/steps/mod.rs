@@ -40,6 +40,9 @@ pub struct Timings {
     pub poll: Duration,
     /// How long a step keeps retrying retryable errors.
     pub step_deadline: Duration,
+    /// How often to look while timing a recovery after a chaos action:
+    /// its resolution, at two AWS calls a look.
+    pub recovery_poll: Duration,
 }
 
 impl Default for Timings {
@@ -51,6 +54,7 @@ impl Default for Timings {
             asg_delete: Duration::from_secs(15 * 60),
             poll: Duration::from_secs(5),
             step_deadline: Duration::from_secs(10 * 60),
+            recovery_poll: Duration::from_secs(1),
         }
     }
 }

@@ -26,6 +26,7 @@ pub fn fast_timings() -> Timings {
         asg_delete: Duration::from_secs(60),
         poll: Duration::from_millis(50),
         step_deadline: Duration::from_secs(60),
+        recovery_poll: Duration::from_millis(50),
     }
 }
 

@@ -1,0 +1,455 @@
+//! A live deployment as it is right now, and breaking it on purpose.
+//!
+//! [`Engine::health`] reads the group, its targets, alarms and latest
+//! scaling activities in one go. [`Engine::chaos`] terminates an instance
+//! (EC2 `TerminateInstances`), or runs `cloudpulse-instance stress` or
+//! `fail-health` on instances through SSM Run Command: the same calls in
+//! the sandbox (whose data plane carries the command out) as on AWS. Each
+//! action goes on the deployment's timeline; after one that takes an
+//! instance away, the engine times the group's recovery (until it has as
+//! many healthy targets as it wants instances, none of them the victim) and
+//! puts that on the timeline too.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::types::AutoScalingGroup;
+use aws_sdk_ec2::types::Filter;
+use chrono::{DateTime, Utc};
+use cloudpulse_app::model::{
+    ActivityView, AlarmView, ChaosAccepted, ChaosAction, DeploymentStatus, GroupHealth,
+    HealthSnapshot, InstanceHealth, Source,
+};
+
+use crate::aws::{Aws, Names};
+use crate::error::{SdkResultExt, StepError};
+use crate::runner::{Engine, EngineError};
+use crate::store::StoreError;
+
+/// How long a recovery is watched before the timeline says it did not come.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// Scaling activities a health snapshot carries.
+const ACTIVITIES: i32 = 10;
+
+fn aws_error(error: StepError) -> EngineError {
+    EngineError::Aws(error)
+}
+
+fn date(value: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    let value = value?;
+    DateTime::from_timestamp(value.secs(), value.subsec_nanos())
+}
+
+impl Engine {
+    /// The clients and names of a deployment that must be live.
+    async fn live(&self, deployment_id: &str) -> Result<(Aws, Names), EngineError> {
+        let detail = self.store().deployment(deployment_id).await?;
+        if detail.status != DeploymentStatus::Live {
+            return Err(EngineError::Conflict(format!(
+                "deployment {deployment_id} is {}; health and chaos actions need a live deployment",
+                detail.status.as_str()
+            )));
+        }
+        Ok((
+            self.aws(&detail.region),
+            Names::new(deployment_id, &detail.name),
+        ))
+    }
+
+    /// The deployment's group, targets, alarms and activities, now.
+    pub async fn health(&self, deployment_id: &str) -> Result<HealthSnapshot, EngineError> {
+        let (aws, names) = self.live(deployment_id).await?;
+        let group = describe_group(&aws, &names).await?;
+        let ids: Vec<String> = group
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+        let launched = launch_facts(&aws, &ids).await?;
+        let targets = target_health(&aws, &names).await?;
+        let instances: Vec<InstanceHealth> = group
+            .instances()
+            .iter()
+            .map(|i| {
+                let id = i.instance_id().unwrap_or_default().to_string();
+                let (launched_at, ec2_type) = launched.get(&id).cloned().unwrap_or_default();
+                let target = targets.get(&id);
+                InstanceHealth {
+                    lifecycle: i
+                        .lifecycle_state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    health: i.health_status().unwrap_or_default().to_string(),
+                    availability_zone: i.availability_zone().unwrap_or_default().to_string(),
+                    instance_type: i.instance_type().map(str::to_string).or(ec2_type),
+                    launched_at,
+                    target_state: target.map(|t| t.0.clone()),
+                    target_reason: target.and_then(|t| t.1.clone()),
+                    id,
+                }
+            })
+            .collect();
+        let healthy_targets = targets.values().filter(|t| t.0 == "healthy").count() as u32;
+        let alarms = aws
+            .cloudwatch
+            .describe_alarms()
+            .alarm_names(names.high_cpu_alarm())
+            .alarm_names(names.low_cpu_alarm())
+            .send()
+            .await
+            .step()
+            .map_err(aws_error)?
+            .metric_alarms()
+            .iter()
+            .map(|a| AlarmView {
+                name: a.alarm_name().unwrap_or_default().to_string(),
+                state: a
+                    .state_value()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                reason: a.state_reason().map(str::to_string),
+                updated_at: date(a.state_updated_timestamp()),
+                threshold: a.threshold(),
+                comparison: a.comparison_operator().map(|c| c.as_str().to_string()),
+            })
+            .collect();
+        let activities = aws
+            .asg
+            .describe_scaling_activities()
+            .auto_scaling_group_name(names.auto_scaling_group())
+            .max_records(ACTIVITIES)
+            .send()
+            .await
+            .step()
+            .map_err(aws_error)?
+            .activities()
+            .iter()
+            .map(|a| ActivityView {
+                description: a.description().unwrap_or_default().to_string(),
+                cause: a.cause().unwrap_or_default().to_string(),
+                status: a
+                    .status_code()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                started_at: date(a.start_time()),
+                ended_at: date(a.end_time()),
+            })
+            .collect();
+        Ok(HealthSnapshot {
+            deployment_id: deployment_id.to_string(),
+            taken_at: Utc::now(),
+            group: GroupHealth {
+                name: names.auto_scaling_group(),
+                min: group.min_size().unwrap_or_default(),
+                desired: group.desired_capacity().unwrap_or_default(),
+                max: group.max_size().unwrap_or_default(),
+                instances,
+            },
+            healthy_targets,
+            alarms,
+            activities,
+        })
+    }
+
+    /// Runs a chaos action on one instance of a live deployment, or with
+    /// `instance_id` `None`, on every instance in service (not terminate:
+    /// that is one instance at a time).
+    pub async fn chaos(
+        &self,
+        deployment_id: &str,
+        instance_id: Option<&str>,
+        action: ChaosAction,
+        source: Source,
+    ) -> Result<ChaosAccepted, EngineError> {
+        let seconds = match action {
+            ChaosAction::Terminate => None,
+            ChaosAction::Stress { seconds } | ChaosAction::FailHealth { seconds } => Some(seconds),
+        };
+        if let Some(seconds) = seconds {
+            if !(1..=ChaosAction::MAX_SECONDS).contains(&seconds) {
+                return Err(EngineError::Validation(
+                    [(
+                        "seconds".to_string(),
+                        format!(
+                            "must be from 1 to {}, got {seconds}",
+                            ChaosAction::MAX_SECONDS
+                        ),
+                    )]
+                    .into(),
+                ));
+            }
+        }
+        let (aws, names) = self.live(deployment_id).await?;
+        let group = describe_group(&aws, &names).await?;
+        let in_service: Vec<String> = group
+            .instances()
+            .iter()
+            .filter(|i| {
+                i.lifecycle_state()
+                    .is_some_and(|s| s.as_str() == "InService")
+            })
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+        let targets = match instance_id {
+            Some(id) if in_service.iter().any(|i| i == id) => vec![id.to_string()],
+            Some(id) => {
+                return Err(EngineError::Store(StoreError::NotFound {
+                    what: "instance in service in this deployment's group",
+                    id: id.to_string(),
+                }))
+            }
+            None if action == ChaosAction::Terminate => {
+                return Err(EngineError::Conflict(
+                    "terminate takes one instance at a time; name it in the path".into(),
+                ))
+            }
+            None if in_service.is_empty() => {
+                return Err(EngineError::Conflict(
+                    "the group has no instance in service to act on".into(),
+                ))
+            }
+            None => in_service,
+        };
+        let command_id = match action {
+            ChaosAction::Terminate => {
+                aws.ec2
+                    .terminate_instances()
+                    .set_instance_ids(Some(targets.clone()))
+                    .send()
+                    .await
+                    .step()
+                    .map_err(aws_error)?;
+                None
+            }
+            ChaosAction::Stress { seconds } | ChaosAction::FailHealth { seconds } => {
+                let line = format!("cloudpulse-instance {} --seconds {seconds}", action.name());
+                let sent = aws
+                    .ssm
+                    .send_command()
+                    .document_name("AWS-RunShellScript")
+                    .set_instance_ids(Some(targets.clone()))
+                    .parameters("commands", vec![line])
+                    .comment(format!("CloudPulse {}: {}", names.display, action.name()))
+                    .send()
+                    .await
+                    .step()
+                    .map_err(aws_error)?;
+                sent.command()
+                    .and_then(|c| c.command_id())
+                    .map(str::to_string)
+            }
+        };
+        let at = Utc::now();
+        let what = match action {
+            ChaosAction::Terminate => "terminated".to_string(),
+            ChaosAction::Stress { seconds } => format!("CPU stressed for {seconds} s on"),
+            ChaosAction::FailHealth { seconds } => {
+                format!("health checks failing for {seconds} s on")
+            }
+        };
+        let via = command_id.as_deref().map_or_else(
+            || " (EC2 TerminateInstances)".to_string(),
+            |id| format!(" (Run Command {id})"),
+        );
+        self.store()
+            .add_event(
+                deployment_id,
+                "chaos",
+                Some(source.as_str()),
+                &format!("{what} {}{via}", targets.join(", ")),
+            )
+            .await?;
+        // A stress takes no instance away; the alarms answer it instead.
+        let watching_recovery = !matches!(action, ChaosAction::Stress { .. });
+        if watching_recovery {
+            let engine = self.clone();
+            let deployment = deployment_id.to_string();
+            let victims = targets.clone();
+            tokio::spawn(async move {
+                engine
+                    .watch_recovery(&deployment, aws, names, victims, Instant::now())
+                    .await;
+            });
+        }
+        Ok(ChaosAccepted {
+            action,
+            instance_ids: targets,
+            command_id,
+            at,
+            watching_recovery,
+        })
+    }
+
+    /// Waits until the group is whole again and puts how long that took on
+    /// the timeline.
+    async fn watch_recovery(
+        &self,
+        deployment_id: &str,
+        aws: Aws,
+        names: Names,
+        victims: Vec<String>,
+        began: Instant,
+    ) {
+        let poll = self.timings().recovery_poll;
+        let message = loop {
+            if began.elapsed() > RECOVERY_LIMIT {
+                break format!(
+                    "not recovered {} min after losing {}: still short of healthy targets",
+                    RECOVERY_LIMIT.as_secs() / 60,
+                    victims.join(", ")
+                );
+            }
+            tokio::time::sleep(poll).await;
+            // A deployment being torn down has nothing left to recover.
+            match self.store().deployment_status(deployment_id).await {
+                Ok(Some((_, DeploymentStatus::Live))) => {}
+                _ => return,
+            }
+            let (Ok(group), Ok(targets)) = (
+                describe_group(&aws, &names).await,
+                target_health(&aws, &names).await,
+            ) else {
+                continue;
+            };
+            let desired = group.desired_capacity().unwrap_or_default().max(0) as usize;
+            let healthy: Vec<&String> = targets
+                .iter()
+                .filter(|(id, t)| t.0 == "healthy" && !victims.contains(id))
+                .map(|(id, _)| id)
+                .collect();
+            if healthy.len() >= desired {
+                let mut healthy: Vec<String> = healthy.into_iter().cloned().collect();
+                healthy.sort();
+                break format!(
+                    "recovered in {:.1} s after losing {}: {} of {desired} healthy targets ({})",
+                    began.elapsed().as_secs_f64(),
+                    victims.join(", "),
+                    healthy.len(),
+                    healthy.join(", ")
+                );
+            }
+        };
+        tracing::info!(%deployment_id, %message, "recovery");
+        if let Err(error) = self
+            .store()
+            .add_event(deployment_id, "recovery", Some("system"), &message)
+            .await
+        {
+            tracing::warn!(%deployment_id, %error, "cannot record the recovery");
+        }
+    }
+}
+
+async fn describe_group(aws: &Aws, names: &Names) -> Result<AutoScalingGroup, EngineError> {
+    let name = names.auto_scaling_group();
+    aws.asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&name)
+        .send()
+        .await
+        .step()
+        .map_err(aws_error)?
+        .auto_scaling_groups()
+        .first()
+        .cloned()
+        .ok_or_else(|| {
+            EngineError::Conflict(format!(
+                "the deployment's Auto Scaling group {name} is gone; run the orphan scan or tear the deployment down"
+            ))
+        })
+}
+
+/// Each instance's launch time and type, from EC2.
+async fn launch_facts(
+    aws: &Aws,
+    ids: &[String],
+) -> Result<HashMap<String, (Option<DateTime<Utc>>, Option<String>)>, EngineError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let out = aws
+        .ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("instance-id")
+                .set_values(Some(ids.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .step()
+        .map_err(aws_error)?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| {
+            Some((
+                i.instance_id()?.to_string(),
+                (
+                    date(i.launch_time()),
+                    i.instance_type().map(|t| t.as_str().to_string()),
+                ),
+            ))
+        })
+        .collect())
+}
+
+/// `instance id → (state, reason)` for every target of the deployment's
+/// target group; empty if the group is gone.
+async fn target_health(
+    aws: &Aws,
+    names: &Names,
+) -> Result<HashMap<String, (String, Option<String>)>, EngineError> {
+    let groups = aws
+        .elb
+        .describe_target_groups()
+        .names(names.target_group())
+        .send()
+        .await;
+    let arn = match groups {
+        Ok(out) => out
+            .target_groups()
+            .first()
+            .and_then(|g| g.target_group_arn())
+            .map(str::to_string),
+        Err(error) => {
+            let error = StepError::from_sdk(error);
+            if error.code == "TargetGroupNotFound" {
+                None
+            } else {
+                return Err(aws_error(error));
+            }
+        }
+    };
+    let Some(arn) = arn else {
+        return Ok(HashMap::new());
+    };
+    let out = aws
+        .elb
+        .describe_target_health()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .step()
+        .map_err(aws_error)?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| {
+            let id = d.target()?.id()?.to_string();
+            let health = d.target_health()?;
+            Some((
+                id,
+                (
+                    health
+                        .state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    health.reason().map(|r| r.as_str().to_string()),
+                ),
+            ))
+        })
+        .collect())
+}
