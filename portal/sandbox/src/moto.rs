@@ -63,6 +63,9 @@ pub struct MotoOptions {
     /// The port to listen on; a free one is chosen if unset.
     pub port: Option<u16>,
     pub startup_timeout: Duration,
+    /// A folder where moto's state is kept across restarts: read back at
+    /// start, written every few seconds and at stop. `None`: memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for MotoOptions {
@@ -71,6 +74,7 @@ impl Default for MotoOptions {
             python: None,
             port: None,
             startup_timeout: Duration::from_secs(60),
+            state_dir: None,
         }
     }
 }
@@ -92,8 +96,8 @@ impl MotoServer {
     }
 
     pub async fn start_with(options: MotoOptions) -> Result<Self, MotoError> {
-        let python = match options.python {
-            Some(path) => path,
+        let python = match &options.python {
+            Some(path) => path.clone(),
             None => locate_python()?,
         };
         // Another process may take a port between our probe and moto's bind;
@@ -105,7 +109,7 @@ impl MotoServer {
                 Some(port) => port,
                 None => free_port().map_err(MotoError::NoPort)?,
             };
-            match Self::spawn(&python, port, options.startup_timeout).await {
+            match Self::spawn(&python, port, &options).await {
                 Err(MotoError::Exited { status, last_line })
                     if last_line.contains("Address already in use") =>
                 {
@@ -117,9 +121,13 @@ impl MotoServer {
         Err(last.unwrap_or_else(|| MotoError::NoPort(std::io::Error::other("no attempt made"))))
     }
 
-    async fn spawn(python: &Path, port: u16, timeout: Duration) -> Result<Self, MotoError> {
+    async fn spawn(python: &Path, port: u16, options: &MotoOptions) -> Result<Self, MotoError> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        if let Some(state) = &options.state_dir {
+            command.env("CLOUDPULSE_MOTO_STATE", state);
+        }
+        let mut child = command
             .arg("-c")
             .arg(LAUNCHER)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -149,7 +157,7 @@ impl MotoServer {
             addr,
             log,
         };
-        server.wait_until_ready(timeout).await?;
+        server.wait_until_ready(options.startup_timeout).await?;
         tracing::info!(endpoint = %server.endpoint(), "moto is up");
         Ok(server)
     }
@@ -241,11 +249,19 @@ impl MotoServer {
             .unwrap_or_default()
     }
 
-    /// Stops the server and waits for it to exit.
+    /// Stops the server and waits for it to exit: closing its pipe tells it
+    /// to go (saving its state first, if it keeps one); a server that does
+    /// not go within ten seconds is killed.
     pub async fn stop(mut self) {
         self.stdin.take();
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("moto did not exit when asked; killing it");
+            let _ = self.child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        }
     }
 }
 

@@ -4,9 +4,154 @@
 # moto to run. When CloudPulse exits, however it exits (Ctrl-C, a crash,
 # kill -9), the pipe closes, the read below returns, and moto goes with it, so
 # no stray server is left holding a port.
+#
+# With CLOUDPULSE_MOTO_STATE set to a folder, moto's state outlives it: it
+# is read back from there before the server starts, written every few
+# seconds while it runs (what changed), and written once more when it is
+# told to go. moto itself keeps everything in memory only; its backends are
+# plain Python objects, pickled together so that references between
+# services survive.
+import io
 import os
+import pickle
+import signal
 import sys
 import threading
+import time
+
+STATE = os.environ.get("CLOUDPULSE_MOTO_STATE")
+SAVE_EVERY_SECONDS = 5
+# Every service whose resources a CloudPulse deployment creates, in groups
+# pickled together (objects refer to each other within a group, never
+# across). Each group is its own file, written only when it changed, and
+# looked at every so many seconds: S3 holds the instance binary, tens of
+# megabytes that change at a deploy and a teardown, so it is looked at
+# less often (and always at exit). Not SSM:
+# the engine only reads its public parameters, Run Commands are over when
+# they are over, and its backend holds a lambda, which pickle refuses.
+GROUPS = {
+    "control": ["autoscaling", "cloudwatch", "ec2", "elb", "elbv2", "iam", "sts"],
+    "s3": ["s3"],
+}
+EVERY = {"control": SAVE_EVERY_SECONDS, "s3": 60}
+_saving = threading.Lock()
+_last_saved = {}
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles AWS's own managed policies by name: moto loads the same ~1,600
+    of them, in every partition, at every start, and they would be most of
+    the IAM backend's size."""
+
+    def __init__(self, file):
+        from moto.iam.models import AWSManagedPolicy
+
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._managed = AWSManagedPolicy
+
+    def persistent_id(self, obj):
+        if isinstance(obj, self._managed):
+            return ("aws-managed-policy", obj.arn)
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def persistent_load(self, pid):
+        from moto.backends import get_backend
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        kind, arn = pid
+        if kind != "aws-managed-policy":
+            raise pickle.UnpicklingError(f"unknown reference {kind}")
+        partition = arn.split(":")[1]
+        return get_backend("iam")[DEFAULT_ACCOUNT_ID][partition].managed_policies[arn]
+
+
+def _say(message):
+    try:
+        print(f"cloudpulse-moto: {message}", flush=True)
+    except OSError:  # nobody reads our output any more (the parent is gone)
+        pass
+
+
+def _file(group):
+    return os.path.join(STATE, f"{group}.pickle")
+
+
+def _restore():
+    from moto.backends import get_backend
+
+    os.makedirs(STATE, mode=0o700, exist_ok=True)
+    for group in GROUPS:
+        path = _file(group)
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+            for name, accounts in _Unpickler(io.BytesIO(data)).load():
+                get_backend(name).update(accounts)
+            _last_saved[group] = data
+            _say(f"restored {', '.join(GROUPS[group])} from {path}")
+        except FileNotFoundError:
+            pass
+        except Exception as error:  # a file from another moto, or a torn one
+            aside = path + ".unreadable"
+            os.replace(path, aside)
+            _say(f"cannot restore {path} ({error!r}); those services start empty, the old file is {aside}")
+
+
+def _snapshot(services):
+    from moto.backends import get_backend
+
+    for attempt in range(5):
+        try:
+            buffer = io.BytesIO()
+            _Pickler(buffer).dump([(name, dict(get_backend(name))) for name in services])
+            return buffer.getvalue()
+        except RuntimeError:  # a request changed a dict mid-pickle: again
+            time.sleep(0.05)
+    _say(f"could not take a consistent snapshot of {', '.join(services)}; keeping the previous one")
+    return None
+
+
+def _save(groups=GROUPS):
+    with _saving:
+        for group in groups:
+            data = _snapshot(GROUPS[group])
+            if data is None or data == _last_saved.get(group):
+                continue
+            path = _file(group)
+            partial = path + ".partial"
+            with open(partial, "wb") as file:
+                os.chmod(partial, 0o600)
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+            _last_saved[group] = data
+
+
+def _save_now_and_then():
+    last = {group: time.monotonic() for group in GROUPS}
+    while True:
+        time.sleep(SAVE_EVERY_SECONDS)
+        now = time.monotonic()
+        due = [group for group in GROUPS if now - last[group] >= EVERY[group] - 0.5]
+        try:
+            _save(due)
+        except Exception as error:
+            _say(f"cannot save the sandbox's state: {error!r}")
+        for group in due:
+            last[group] = now
+
+
+def _exit(code=0):
+    try:
+        if STATE:
+            _save()
+    except Exception as error:
+        _say(f"cannot save the sandbox's state: {error!r}")
+    finally:
+        os._exit(code)
 
 
 def _exit_when_parent_is_gone():
@@ -14,7 +159,7 @@ def _exit_when_parent_is_gone():
         while sys.stdin.buffer.read(4096):
             pass
     finally:
-        os._exit(0)
+        _exit(0)
 
 
 try:
@@ -23,5 +168,12 @@ except ImportError as error:
     print(f"this Python has no moto[server] ({error}); run `cargo xtask setup`", flush=True)
     sys.exit(3)
 
+# A Ctrl-C in the terminal reaches this process too; the portal decides what
+# it means and closes the pipe when moto should go.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, lambda *_: _exit(0))
+if STATE:
+    _restore()
+    threading.Thread(target=_save_now_and_then, daemon=True).start()
 threading.Thread(target=_exit_when_parent_is_gone, daemon=True).start()
 sys.exit(main(sys.argv[1:]))

@@ -88,3 +88,65 @@ async fn a_missing_python_is_a_clear_error() {
     .unwrap_err();
     assert!(err.to_string().contains("cannot start moto"), "{err}");
 }
+
+#[tokio::test]
+async fn state_kept_in_a_folder_survives_a_restart_and_a_torn_file_does_not_stop_it() {
+    let dir = std::env::temp_dir().join(format!("cloudpulse-moto-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = || cloudpulse_sandbox::moto::MotoOptions {
+        state_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let moto = MotoServer::start_with(options()).await.expect("start moto");
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto.sdk_config())
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket("kept").send().await.unwrap();
+    // Asked to stop, it writes what it has, then goes.
+    moto.stop().await;
+    assert!(dir.join("control.pickle").is_file());
+    assert!(dir.join("s3.pickle").is_file());
+
+    let moto = MotoServer::start_with(options())
+        .await
+        .expect("restart moto");
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+    let vpcs = ec2.describe_vpcs().vpc_ids(&vpc).send().await.unwrap();
+    assert_eq!(vpcs.vpcs().len(), 1, "the VPC came back");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto.sdk_config())
+            .force_path_style(true)
+            .build(),
+    );
+    s3.head_bucket()
+        .bucket("kept")
+        .send()
+        .await
+        .expect("the bucket came back");
+    moto.stop().await;
+
+    // A file that is not a snapshot is put aside and moto starts without it.
+    std::fs::write(dir.join("control.pickle"), b"not a pickle").unwrap();
+    let moto = MotoServer::start_with(options())
+        .await
+        .expect("start over a torn file");
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+    let vpcs = ec2.describe_vpcs().send().await.unwrap();
+    assert!(vpcs.vpcs().iter().all(|v| v.vpc_id() != Some(vpc.as_str())));
+    assert!(dir.join("control.pickle.unreadable").is_file());
+    moto.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -128,12 +128,23 @@ impl SandboxArgs {
     /// Where the data plane keeps instance logs and its port book: beside
     /// the database, so two sandboxes with two databases never share one.
     pub fn data_plane_dir(&self) -> PathBuf {
+        self.beside_database("dataplane")
+    }
+
+    /// Where moto's state is kept between runs: beside the database, so
+    /// that the two always belong together.
+    pub fn moto_state_dir(&self) -> PathBuf {
+        self.beside_database("moto")
+    }
+
+    /// `<database stem>-<suffix>` in the database's folder.
+    fn beside_database(&self, suffix: &str) -> PathBuf {
         let db = self.serve.database_or("cloudpulse-sandbox.db");
         let stem = db
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "cloudpulse-sandbox".into());
-        db.with_file_name(format!("{stem}-dataplane"))
+        db.with_file_name(format!("{stem}-{suffix}"))
     }
 }
 

@@ -75,6 +75,8 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     let moto = MotoServer::start_with(MotoOptions {
         python: args.moto_python.clone(),
         port: args.moto_port,
+        // Sandbox deployments outlive the portal: a restart finds them.
+        state_dir: Some(args.moto_state_dir()),
         ..Default::default()
     })
     .await

@@ -47,25 +47,6 @@ fn children_named(name: &str, parent: u32) -> Vec<String> {
     found
 }
 
-async fn wait_job(client: &reqwest::Client, url: &str, job: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job: Value = client
-            .get(format!("{url}/api/v1/jobs/{job}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ["done", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job did not finish: {job}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn deploy_follow_and_tear_down_over_the_api() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,192 @@
+//! A sandbox deployment outlives the portal: killed outright or stopped,
+//! the portal comes back to the same deployment, its instances serving at the
+//! same app URL, and can still tear it down to nothing.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+fn sandbox(dir: &Path) -> Portal {
+    let db = dir.join("restart.db");
+    start(
+        &[
+            "sandbox",
+            "--bind",
+            "127.0.0.1:0",
+            "--database",
+            db.to_str().unwrap(),
+            "--time-scale",
+            "0.2",
+        ],
+        dir,
+        &[],
+    )
+}
+
+/// The instances that answer at `app` (waits until two do).
+async fn served_by(app: &str) -> BTreeSet<String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut served = BTreeSet::new();
+    loop {
+        if let Ok(response) = client.get(format!("{app}/api/status")).send().await {
+            if response.status() == 200 {
+                let body: serde_json::Value = response.json().await.unwrap();
+                served.insert(body["instanceId"].as_str().unwrap().to_string());
+                if served.len() == 2 {
+                    return served;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{app} never served two instances: {served:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// moto processes that keep their state in `dir` (their environment says so).
+fn motos_of(dir: &Path) -> Vec<u32> {
+    let wanted = format!("CLOUDPULSE_MOTO_STATE={}", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var.starts_with(wanted.as_bytes()))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// The portal's moto has saved its state and gone.
+async fn moto_gone(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !motos_of(dir).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "moto outlived the portal: {:?}",
+            motos_of(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn closed(app: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reqwest::get(app).await.is_ok() {
+        assert!(Instant::now() < deadline, "{app} still answers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_sandbox_finds_its_live_deployment_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = sandbox(dir.path());
+    let client = reqwest::Client::new();
+    let accepted: serde_json::Value = client
+        .post(format!("{}/api/v1/deployments", portal.url))
+        .json(&json!({ "name": "survivor", "nat": "single" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deployment = accepted["deployment"]["id"].as_str().unwrap().to_string();
+    let job = accepted["job"]["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_job(&client, &portal.url, &job).await["status"], "done");
+    let (_, detail) = get_json(&format!("{}/api/v1/deployments/{deployment}", portal.url)).await;
+    let app = detail["outputs"]["app_url"].as_str().unwrap().to_string();
+    let instances = served_by(&app).await;
+
+    // Killed outright: the instances go with the portal...
+    let mut portal = portal;
+    portal.child.kill().unwrap();
+    portal.child.wait().unwrap();
+    drop(portal);
+    closed(&app).await;
+    moto_gone(dir.path()).await;
+
+    // ...and a new portal on the same database finds the same deployment,
+    // the same instances, at the same address.
+    let restarted = Instant::now();
+    let portal = sandbox(dir.path());
+    assert_eq!(served_by(&app).await, instances);
+    let after_kill = restarted.elapsed();
+    let (status, health) = get_json(&format!(
+        "{}/api/v1/deployments/{deployment}/health",
+        portal.url
+    ))
+    .await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["group"]["desired"], 2);
+
+    // Stopped the polite way, the same.
+    let pid = portal.child.id().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let mut portal = portal;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while portal.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the portal did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(portal);
+    closed(&app).await;
+    moto_gone(dir.path()).await;
+    let restarted = Instant::now();
+    let portal = sandbox(dir.path());
+    assert_eq!(served_by(&app).await, instances);
+    let after_stop = restarted.elapsed();
+
+    // It can still be torn down to nothing.
+    let teardown: serde_json::Value = client
+        .post(format!(
+            "{}/api/v1/deployments/{deployment}/teardown",
+            portal.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let done = wait_job(
+        &client,
+        &portal.url,
+        teardown["job"]["id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(done["status"], "done", "{done}");
+    let verify = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "verify")
+        .unwrap();
+    assert_eq!(verify["outputs"]["remaining"], json!([]));
+    closed(&app).await;
+    drop(portal);
+    moto_gone(dir.path()).await;
+    eprintln!("serving again {after_kill:?} after a restart from kill -9, {after_stop:?} after one from SIGTERM");
+}
