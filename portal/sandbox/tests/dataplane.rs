@@ -270,3 +270,77 @@ async fn failing_health_checks_through_run_command_get_the_instance_replaced() {
     sandbox.stop_and_check_clean().await;
     eprintln!("whole test {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_instance_is_pending_while_it_boots_then_running_and_healthy() {
+    // 30 s of boot at a tenth of AWS's pace: 3 s.
+    let mut sandbox = Sandbox::start_booting("boot", TIME_SCALE, Duration::from_secs(30)).await;
+    sandbox.deploy("boot").await;
+    let created = Instant::now();
+    let states = |sandbox: &Sandbox| {
+        let ec2 = sandbox.ec2.clone();
+        let asg = sandbox.asg.clone();
+        async move {
+            let ec2_states: Vec<String> = ec2
+                .describe_instances()
+                .send()
+                .await
+                .unwrap()
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter_map(|i| {
+                    i.state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_string())
+                })
+                .collect();
+            let lifecycle: Vec<String> = asg
+                .describe_auto_scaling_groups()
+                .auto_scaling_group_names("boot-asg")
+                .send()
+                .await
+                .unwrap()
+                .auto_scaling_groups()[0]
+                .instances()
+                .iter()
+                .filter_map(|i| i.lifecycle_state().map(|l| l.as_str().to_string()))
+                .collect();
+            (ec2_states, lifecycle)
+        }
+    };
+    // Through the gateway the new instances are pending, and no process runs.
+    let (ec2_states, lifecycle) = states(&sandbox).await;
+    assert_eq!(ec2_states, ["pending", "pending"], "{lifecycle:?}");
+    assert_eq!(lifecycle, ["Pending", "Pending"]);
+    assert!(sandbox.dataplane.instances().is_empty());
+    let health = sandbox.health().await;
+    assert!(health.iter().all(|(_, s, _)| s == "initial"), "{health:?}");
+    // moto itself has them running all along.
+    let direct = sandbox
+        .direct_ec2
+        .describe_instances()
+        .send()
+        .await
+        .unwrap();
+    assert!(direct
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .all(|i| i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running)));
+
+    let (healthy, _) = sandbox.until_healthy(2, Duration::from_secs(20)).await;
+    let took = created.elapsed();
+    // moto keeps launch times to the second, so a boot may end up to 1 s
+    // before its 3 s are up.
+    assert!(
+        took >= Duration::from_secs(2),
+        "healthy before its boot time: {took:?}"
+    );
+    let (ec2_states, lifecycle) = states(&sandbox).await;
+    assert_eq!(ec2_states, ["running", "running"]);
+    assert_eq!(lifecycle, ["InService", "InService"]);
+    assert_eq!(healthy.len(), 2);
+    eprintln!("booted and healthy {took:?} after the group was created");
+    sandbox.stop_and_check_clean().await;
+}

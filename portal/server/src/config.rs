@@ -108,6 +108,11 @@ pub struct SandboxArgs {
     #[arg(long, env = "CLOUDPULSE_ALB_PROVISIONING_SECS", default_value_t = 0)]
     pub alb_provisioning_secs: u64,
 
+    /// Seconds a new instance boots before its service starts, `pending`
+    /// meanwhile, as on AWS (moto: none); multiplied by the time scale.
+    #[arg(long, env = "CLOUDPULSE_INSTANCE_BOOT_SECS", default_value_t = 0)]
+    pub instance_boot_secs: u64,
+
     /// Multiplies every interval of the sandbox (health checks, grace
     /// periods, instance drain, metric periods, cooldowns, pending times):
     /// 0.1 runs ten times faster than AWS.

@@ -103,6 +103,7 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             DataPlaneConfig::new(moto.endpoint(), gateway.endpoint(), args.data_plane_dir());
         plane.instance_binary = Some(args.serve.instance_binary());
         plane.time_scale = args.time_scale;
+        plane.boot_time = Duration::from_secs(args.instance_boot_secs);
         // Replacements after failed health checks become scaling activities.
         plane.faithful = Some(gateway.faithful());
         let dataplane = DataPlane::start(plane)

@@ -7,23 +7,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-/// A sandbox portal. Its instances run the real `cloudpulse-instance` built
-/// beside the portal binary, with every data-plane interval at a fifth.
 fn sandbox(dir: &std::path::Path) -> Portal {
-    let db = dir.join("api.db");
-    start(
-        &[
-            "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-            "--time-scale",
-            "0.2",
-        ],
-        dir,
-        &[],
-    )
+    sandbox_at_a_fifth(dir, "api.db")
 }
 
 /// Command lines of the processes named `name` whose parent is `parent`.

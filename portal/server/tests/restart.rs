@@ -12,20 +12,7 @@ use common::*;
 use serde_json::json;
 
 fn sandbox(dir: &Path) -> Portal {
-    let db = dir.join("restart.db");
-    start(
-        &[
-            "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-            "--time-scale",
-            "0.2",
-        ],
-        dir,
-        &[],
-    )
+    sandbox_at_a_fifth(dir, "restart.db")
 }
 
 /// The instances that answer at `app` (waits until two do).

@@ -103,6 +103,11 @@ pub struct DataPlaneConfig {
     pub instance_binary: Option<PathBuf>,
     /// Multiplies every interval; 1.0 is AWS's pace.
     pub time_scale: f64,
+    /// How long a new instance boots (at AWS's pace, scaled like the rest)
+    /// before its service starts: `pending` in EC2 and Auto Scaling until
+    /// then. Zero starts it at once. Amazon Linux 2023 takes 25-40 s to a
+    /// running service.
+    pub boot_time: Duration,
     /// The gateway's record of scaling activities ([`crate::Gateway::faithful`]):
     /// a health replacement is recorded there, as AWS lists it.
     pub faithful: Option<Faithful>,
@@ -120,6 +125,7 @@ impl DataPlaneConfig {
             work_dir: work_dir.into(),
             instance_binary: None,
             time_scale: 1.0,
+            boot_time: Duration::ZERO,
             faithful: None,
         }
     }
@@ -155,6 +161,9 @@ pub trait DataPlaneView: Send + Sync + std::fmt::Debug {
     fn balancer_address(&self, load_balancer_arn: &str) -> Option<SocketAddr>;
     /// A Run Command moto accepted, for the data plane to carry out.
     fn run_command(&self, command: RunCommand);
+    /// Whether an instance is still booting: running in moto, but `pending`
+    /// as AWS would say, its service not started yet.
+    fn booting(&self, instance_id: &str) -> bool;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -180,6 +189,8 @@ struct Board {
     cpu: RwLock<HashMap<String, f64>>,
     /// To the reconciler, which owns the processes a command runs against.
     commands: RwLock<Option<mpsc::UnboundedSender<RunCommand>>>,
+    /// Instances whose boot time has not passed yet.
+    booting: RwLock<HashSet<String>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -208,6 +219,10 @@ impl DataPlaneView for Board {
         if let Some(commands) = read(&self.commands).as_ref() {
             let _ = commands.send(command);
         }
+    }
+
+    fn booting(&self, instance_id: &str) -> bool {
+        read(&self.booting).contains(instance_id)
     }
 }
 
@@ -277,6 +292,7 @@ impl DataPlane {
             balancers: HashMap::new(),
             replaced: HashSet::new(),
             spawn_failures: HashMap::new(),
+            first_seen: HashMap::new(),
             config,
         };
         let (stop, stopped) = oneshot::channel();
@@ -411,6 +427,9 @@ struct TargetGroupSpec {
 #[derive(Debug)]
 struct Ec2Facts {
     running: bool,
+    /// EC2's launch time: a booting instance's clock starts there, also
+    /// for a sandbox restarted while it booted.
+    launched: Option<std::time::SystemTime>,
     metadata: InstanceMetadata,
 }
 
@@ -436,6 +455,8 @@ struct Reconciler {
     book: PortBook,
     /// Instances already terminated for failing health checks.
     replaced: HashSet<String>,
+    /// When each running instance without a launch time was first seen.
+    first_seen: HashMap<String, Instant>,
     spawn_failures: HashMap<String, String>,
 }
 
@@ -511,8 +532,20 @@ impl Reconciler {
         for id in gone {
             self.begin_leaving(&id);
         }
+        let boot_time = self.config.scaled(self.config.boot_time);
         for (id, group) in &wanted {
             if self.running.contains_key(id) {
+                continue;
+            }
+            let age = match facts.get(id).and_then(|f| f.launched) {
+                Some(launched) => launched.elapsed().unwrap_or(Duration::ZERO),
+                None => self
+                    .first_seen
+                    .entry(id.clone())
+                    .or_insert_with(Instant::now)
+                    .elapsed(),
+            };
+            if age < boot_time {
                 continue;
             }
             if let Some(facts) = facts.get(id) {
@@ -520,6 +553,14 @@ impl Reconciler {
             }
         }
         self.spawn_failures.retain(|id, _| wanted.contains_key(id));
+        self.first_seen.retain(|id, _| wanted.contains_key(id));
+        // Booting: running in moto, no service yet (a service that could
+        // not start is a running instance that fails its health checks).
+        *write(&self.board.booting) = wanted
+            .keys()
+            .filter(|id| !self.running.contains_key(*id) && !self.spawn_failures.contains_key(*id))
+            .cloned()
+            .collect();
 
         // Target groups: settings, checkers, registrations.
         let wanted_groups: HashSet<&str> = groups
@@ -668,6 +709,12 @@ impl Reconciler {
                 id.to_string(),
                 Ec2Facts {
                     running,
+                    launched: instance.launch_time().and_then(|t| {
+                        std::time::UNIX_EPOCH.checked_add(Duration::new(
+                            u64::try_from(t.secs()).ok()?,
+                            t.subsec_nanos(),
+                        ))
+                    }),
                     metadata: InstanceMetadata {
                         instance_id: id.to_string(),
                         availability_zone: instance
@@ -1113,6 +1160,7 @@ impl Reconciler {
         *write(&self.board.instances) = HashMap::new();
         *write(&self.board.groups) = HashMap::new();
         *write(&self.board.balancers) = HashMap::new();
+        *write(&self.board.booting) = HashSet::new();
         let ids: Vec<String> = self.running.keys().cloned().collect();
         for id in ids {
             self.begin_leaving(&id);

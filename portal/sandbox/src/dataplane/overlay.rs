@@ -15,6 +15,10 @@
 //! - `DescribeLoadBalancers` reports `127.0.0.1:PORT`, the local listener, as
 //!   `DNSName`, so `http://{DNSName}` reaches the application as it does on
 //!   AWS.
+//! - While an instance boots (see [`super::DataPlaneConfig::boot_time`]),
+//!   `DescribeInstances` says it is `pending` and `DescribeAutoScalingGroups`
+//!   and `DescribeAutoScalingInstances` say `Pending`, where moto has it
+//!   `running` and `InService` the moment it exists.
 //!
 //! In the gateway's spirit, the rewrite is textual and touches only the
 //! elements it corrects.
@@ -42,6 +46,8 @@ enum Kind {
         particular: bool,
     },
     LoadBalancers,
+    Instances,
+    GroupInstances,
 }
 
 impl Overlay {
@@ -66,6 +72,8 @@ impl Overlay {
                 }
             }
             "DescribeLoadBalancers" => Kind::LoadBalancers,
+            "DescribeInstances" => Kind::Instances,
+            "DescribeAutoScalingGroups" | "DescribeAutoScalingInstances" => Kind::GroupInstances,
             _ => return None,
         };
         Some(Overlay { view, kind })
@@ -96,9 +104,56 @@ impl Overlay {
                     replace_element(block, "DNSName", &format!("<DNSName>{addr}</DNSName>"))
                 },
             ),
+            Kind::Instances => rewrite_booting_instances(xml, |id| self.view.booting(id)),
+            Kind::GroupInstances => rewrite_booting_members(xml, |id| self.view.booting(id)),
         };
         rewritten.map(Bytes::from).unwrap_or(body)
     }
+}
+
+/// EC2's `DescribeInstances`: `<reservationSet><item>…<instancesSet><item>`,
+/// each instance's state as `<instanceState><code/><name/></instanceState>`.
+fn rewrite_booting_instances(xml: &str, booting: impl Fn(&str) -> bool) -> Option<String> {
+    let reservations = top_level_blocks(xml, "reservationSet", "item");
+    rewrite_blocks(xml, &reservations, |reservation| {
+        let instances = top_level_blocks(reservation, "instancesSet", "item");
+        rewrite_blocks(reservation, &instances, |instance| {
+            let id = text_of(instance, "instanceId")?.trim();
+            if !booting(id) || !instance.contains("<name>running</name>") {
+                return None;
+            }
+            replace_element(
+                instance,
+                "instanceState",
+                "<instanceState><code>0</code><name>pending</name></instanceState>",
+            )
+        })
+    })
+}
+
+/// Auto Scaling's instance lists: `<Instances><member>` inside each group's
+/// `<AutoScalingGroups><member>`, or `<AutoScalingInstances><member>`.
+fn rewrite_booting_members(xml: &str, booting: impl Fn(&str) -> bool) -> Option<String> {
+    let pending = |member: &str| {
+        let id = text_of(member, "InstanceId")?.trim();
+        if !booting(id) {
+            return None;
+        }
+        replace_element(
+            member,
+            "LifecycleState",
+            "<LifecycleState>Pending</LifecycleState>",
+        )
+    };
+    let instances = top_level_blocks(xml, "AutoScalingInstances", "member");
+    if !instances.is_empty() {
+        return rewrite_blocks(xml, &instances, pending);
+    }
+    let groups = top_level_blocks(xml, "AutoScalingGroups", "member");
+    rewrite_blocks(xml, &groups, |group| {
+        let members = top_level_blocks(group, "Instances", "member");
+        rewrite_blocks(group, &members, pending)
+    })
 }
 
 /// Replaces each listed target's `TargetHealth` with the verdict and, when
@@ -341,5 +396,49 @@ mod tests {
         assert_eq!(params[2].0, "Targets.member.1.Id");
         assert_eq!(params[3].1, "%zz");
         assert_eq!(percent_decode("a+b%20c%"), "a b c%");
+    }
+
+    #[test]
+    fn booting_instances_are_pending_in_ec2_and_auto_scaling() {
+        let instances = "<DescribeInstancesResponse><reservationSet>\
+            <item><reservationId>r-1</reservationId><instancesSet>\
+            <item><instanceId>i-a</instanceId><instanceState>\n <code>16</code>\n <name>running</name>\n </instanceState></item>\
+            <item><instanceId>i-b</instanceId><instanceState><code>16</code><name>running</name></instanceState></item>\
+            </instancesSet></item>\
+            <item><reservationId>r-2</reservationId><instancesSet>\
+            <item><instanceId>i-c</instanceId><instanceState><code>48</code><name>terminated</name></instanceState></item>\
+            </instancesSet></item></reservationSet></DescribeInstancesResponse>";
+        let booting = |id: &str| id == "i-a" || id == "i-c";
+        let out = rewrite_booting_instances(instances, booting).unwrap();
+        assert!(out.contains(
+            "<instanceId>i-a</instanceId><instanceState><code>0</code><name>pending</name></instanceState>"
+        ));
+        assert!(out.contains(
+            "<instanceId>i-b</instanceId><instanceState><code>16</code><name>running</name>"
+        ));
+        // Only a running instance boots; a terminated one stays terminated.
+        assert!(out.contains(
+            "<instanceId>i-c</instanceId><instanceState><code>48</code><name>terminated</name>"
+        ));
+        assert_eq!(rewrite_booting_instances(instances, |_| false), None);
+
+        let groups = "<DescribeAutoScalingGroupsResult><AutoScalingGroups><member>\
+            <AutoScalingGroupName>g</AutoScalingGroupName><Instances>\
+            <member><InstanceId>i-a</InstanceId><LifecycleState>InService</LifecycleState></member>\
+            <member><InstanceId>i-b</InstanceId><LifecycleState>InService</LifecycleState></member>\
+            </Instances><Tags><member><Key>k</Key></member></Tags></member></AutoScalingGroups>\
+            </DescribeAutoScalingGroupsResult>";
+        let out = rewrite_booting_members(groups, booting).unwrap();
+        assert!(
+            out.contains("<InstanceId>i-a</InstanceId><LifecycleState>Pending</LifecycleState>")
+        );
+        assert!(
+            out.contains("<InstanceId>i-b</InstanceId><LifecycleState>InService</LifecycleState>")
+        );
+        let one = "<AutoScalingInstances><member><InstanceId>i-a</InstanceId>\
+            <LifecycleState>InService</LifecycleState></member></AutoScalingInstances>";
+        assert!(rewrite_booting_members(one, booting)
+            .unwrap()
+            .contains("<LifecycleState>Pending</LifecycleState>"));
     }
 }

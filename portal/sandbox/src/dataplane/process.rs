@@ -81,23 +81,11 @@ impl InstanceProcess {
         if !binary.is_file() {
             return Err(ProcessError::MissingBinary(binary.to_path_buf()));
         }
-        let log = open_log(&spec.log_file)?;
-        let log_err = log.try_clone().map_err(|source| ProcessError::Log {
-            path: spec.log_file.clone(),
-            source,
-        })?;
-        let mut command = Command::new(binary);
-        command.env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
+        let mut command = scrubbed_command(binary, &spec.log_file)?;
         for (name, value) in environment(spec) {
             command.env(name, value);
         }
         let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
             // Its own group: a Ctrl-C in the portal's terminal is the
             // portal's to handle, and a group signal reaches descendants.
             .process_group(0)
@@ -193,6 +181,26 @@ impl Drop for InstanceProcess {
     }
 }
 
+/// `binary` with nothing of our environment but `PATH`, no input, and its
+/// output appended to `log_file`.
+fn scrubbed_command(binary: &Path, log_file: &Path) -> Result<Command, ProcessError> {
+    let log = open_log(log_file)?;
+    let log_err = log.try_clone().map_err(|source| ProcessError::Log {
+        path: log_file.to_path_buf(),
+        source,
+    })?;
+    let mut command = Command::new(binary);
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err));
+    Ok(command)
+}
+
 fn signal_group(pid: u32, signal: Signal) {
     let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
         return;
@@ -263,23 +271,10 @@ pub fn run_on_instance(
     spec: &LaunchSpec,
     instance_pid: u32,
 ) -> Result<tokio::process::Child, ProcessError> {
-    let log = open_log(&spec.log_file)?;
-    let log_err = log.try_clone().map_err(|source| ProcessError::Log {
-        path: spec.log_file.clone(),
-        source,
-    })?;
-    let mut command = Command::new(binary);
-    command.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    command
+    scrubbed_command(binary, &spec.log_file)?
         .args(args)
         .env("CLOUDPULSE_ENV_FILE", &spec.env_file)
         .env("CONTROL_DIR", &spec.control_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
         .process_group(i32::try_from(instance_pid).unwrap_or(0))
         .kill_on_drop(true)
         .spawn()

@@ -58,6 +58,11 @@ impl Sandbox {
     }
 
     pub async fn start_at(name: &str, time_scale: f64) -> Sandbox {
+        Sandbox::start_booting(name, time_scale, Duration::ZERO).await
+    }
+
+    /// With instances that boot for `boot_time` (AWS seconds) first.
+    pub async fn start_booting(name: &str, time_scale: f64, boot_time: Duration) -> Sandbox {
         let binary = instance_binary();
         let moto = MotoServer::start().await.expect("start moto");
         let gateway = Gateway::start(&moto.endpoint(), Latency::default())
@@ -71,6 +76,7 @@ impl Sandbox {
         let dataplane = DataPlane::start(DataPlaneConfig {
             instance_binary: Some(binary),
             time_scale,
+            boot_time,
             faithful: Some(gateway.faithful()),
             ..DataPlaneConfig::new(moto.endpoint(), gateway.endpoint(), &work_dir)
         })

@@ -73,6 +73,26 @@ pub fn start(args: &[&str], dir: &Path, extra_env: &[(&str, String)]) -> Portal 
     Portal { child, url }
 }
 
+/// A sandbox portal on `dir/database`. Its instances run the real
+/// `cloudpulse-instance` built beside the portal binary, with every sandbox
+/// interval at a fifth of AWS's.
+pub fn sandbox_at_a_fifth(dir: &Path, database: &str) -> Portal {
+    let db = dir.join(database);
+    start(
+        &[
+            "sandbox",
+            "--bind",
+            "127.0.0.1:0",
+            "--database",
+            db.to_str().unwrap(),
+            "--time-scale",
+            "0.2",
+        ],
+        dir,
+        &[],
+    )
+}
+
 pub fn run_to_end(args: &[&str], dir: &Path) -> Output {
     let mut command = Command::new(BIN);
     command.args(args);
