@@ -189,7 +189,7 @@ struct Board {
     cpu: RwLock<HashMap<String, f64>>,
     /// To the reconciler, which owns the processes a command runs against.
     commands: RwLock<Option<mpsc::UnboundedSender<RunCommand>>>,
-    /// Instances whose boot time has not passed yet.
+    /// Running instances without a service yet (booting, or about to start).
     booting: RwLock<HashSet<String>>,
 }
 
@@ -494,7 +494,9 @@ impl Reconciler {
             };
             *write(&self.board.problem) = problem;
             if Instant::now() >= next_metrics {
-                next_metrics += metrics_period;
+                // From now, not from when it was due: a slow round must not
+                // make two periods of one.
+                next_metrics = Instant::now() + metrics_period;
                 self.monitor().await;
             }
             tokio::select! {
