@@ -26,9 +26,9 @@ SAVE_EVERY_SECONDS = 5
 # across). Each group is its own file, written only when it changed, and
 # looked at every so many seconds: S3 holds the instance binary, tens of
 # megabytes that change at a deploy and a teardown, so it is looked at
-# less often (and always at exit). Not SSM:
-# the engine only reads its public parameters, Run Commands are over when
-# they are over, and its backend holds a lambda, which pickle refuses.
+# less often (and always at exit). Not SSM: the engine only reads its
+# public parameters, Run Commands are over when they are over, and its
+# backend holds a lambda, which pickle refuses.
 GROUPS = {
     "control": ["autoscaling", "cloudwatch", "ec2", "elb", "elbv2", "iam", "sts"],
     "s3": ["s3"],
