@@ -311,6 +311,18 @@ impl CostCategory {
         CostCategory::Monitoring,
     ];
 
+    /// Where the category stands in [`CostCategory::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            CostCategory::Nat => 0,
+            CostCategory::LoadBalancer => 1,
+            CostCategory::Instances => 2,
+            CostCategory::Storage => 3,
+            CostCategory::PublicIpv4 => 4,
+            CostCategory::Monitoring => 5,
+        }
+    }
+
     /// Human wording for the breakdown table.
     pub fn label(self) -> &'static str {
         match self {
@@ -623,6 +635,116 @@ pub fn accrued(rate_per_hour: f64, from: DateTime<Utc>, to: DateTime<Utc>) -> f6
     rate_per_hour * hours
 }
 
+impl ResourceKind {
+    /// The line of an estimate or an accrual this kind is billed under, or
+    /// `None` for what is free.
+    pub fn category(self) -> Option<CostCategory> {
+        match self {
+            ResourceKind::Instance => Some(CostCategory::Instances),
+            ResourceKind::NatGateway => Some(CostCategory::Nat),
+            ResourceKind::ElasticIp => Some(CostCategory::PublicIpv4),
+            ResourceKind::LoadBalancer => Some(CostCategory::LoadBalancer),
+            ResourceKind::EbsVolume | ResourceKind::S3Bucket => Some(CostCategory::Storage),
+            ResourceKind::Alarm | ResourceKind::CustomMetric => Some(CostCategory::Monitoring),
+            _ => None,
+        }
+    }
+}
+
+/// Something billed by the hour, from when it was made until it was
+/// deleted (or until now, while it exists): an instance, a NAT gateway,
+/// 8 GB of EBS, one of the ALB's public addresses, ...
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lifetime {
+    pub kind: ResourceKind,
+    /// Needed for instances.
+    pub instance_type: Option<String>,
+    /// How many units the kind's price is for: GB for EBS, metrics for
+    /// custom metrics, 1 for the rest.
+    pub quantity: f64,
+    pub from: DateTime<Utc>,
+    /// `None` while it exists.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// One category of an [`Accrual`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccrualLine {
+    pub category: CostCategory,
+    /// Dollars from the lifetimes' starts until their ends (or `now`).
+    pub accrued: f64,
+    /// Dollars per hour of the lifetimes that are still open at `now`.
+    pub per_hour: f64,
+}
+
+/// What a set of lifetimes has cost up to a moment, and costs per hour then.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accrual {
+    pub accrued: f64,
+    pub per_hour: f64,
+    /// One line per [`CostCategory`], in [`CostCategory::ALL`] order.
+    pub lines: Vec<AccrualLine>,
+}
+
+/// The hourly rate of one unit of `kind` for accrual: as [`hourly`], and the
+/// bucket pays for the artifact it stores.
+fn accrual_rate(region: &str, kind: ResourceKind, instance_type: Option<&str>) -> Option<f64> {
+    match kind {
+        ResourceKind::S3Bucket => {
+            prices(region).map(|p| ARTIFACT_GB * p.s3_gb_month / HOURS_PER_MONTH)
+        }
+        _ => hourly(region, kind, instance_type),
+    }
+}
+
+/// The cost of `lifetimes` in `region` from their starts up to `now`, with
+/// the same prices as [`estimate`]. Time after `now` is not counted, so a
+/// lifetime that ends in the future costs what it has cost so far. An
+/// unknown region or instance type is an error, never a guess.
+pub fn accrue(
+    region: &str,
+    lifetimes: &[Lifetime],
+    now: DateTime<Utc>,
+) -> Result<Accrual, PriceError> {
+    if prices(region).is_none() {
+        return Err(PriceError::UnknownRegion {
+            region: region.to_owned(),
+        });
+    }
+    let mut lines: Vec<AccrualLine> = CostCategory::ALL
+        .into_iter()
+        .map(|category| AccrualLine {
+            category,
+            accrued: 0.0,
+            per_hour: 0.0,
+        })
+        .collect();
+    for life in lifetimes {
+        let Some(category) = life.kind.category() else {
+            continue;
+        };
+        let unit =
+            accrual_rate(region, life.kind, life.instance_type.as_deref()).ok_or_else(|| {
+                PriceError::UnknownInstanceType {
+                    region: region.to_owned(),
+                    instance_type: life.instance_type.clone().unwrap_or_default(),
+                }
+            })?;
+        let rate = unit * life.quantity.max(0.0);
+        let end = life.to.map_or(now, |to| to.min(now));
+        let line = &mut lines[category.index()];
+        line.accrued += accrued(rate, life.from, end);
+        if life.from <= now && life.to.is_none_or(|to| to > now) {
+            line.per_hour += rate;
+        }
+    }
+    Ok(Accrual {
+        accrued: lines.iter().map(|l| l.accrued).sum(),
+        per_hour: lines.iter().map(|l| l.per_hour).sum(),
+        lines,
+    })
+}
+
 /// Dollars for display: `$0.15`, `$1,234.56`, and for amounts under a cent
 /// four decimals, `$0.0045` (`<$0.0001` below that, so a tiny cost never
 /// reads as free). Not-a-number reads `n/a`.
@@ -872,5 +994,208 @@ mod tests {
         assert_eq!(back.lines.len(), estimate.lines.len());
         assert!(close(back.per_hour, estimate.per_hour));
         assert_eq!(back.lines[0].detail, estimate.lines[0].detail);
+    }
+
+    mod accrual {
+        use super::super::*;
+        use super::close;
+        use crate::params::{DeploymentParams, NatMode, INSTANCE_TYPES};
+        use chrono::TimeDelta;
+        use proptest::prelude::*;
+
+        fn at(seconds: i64) -> DateTime<Utc> {
+            DateTime::from_timestamp(1_790_000_000 + seconds, 0).unwrap()
+        }
+
+        /// What a deployment of `params` runs, each thing alive from `from`.
+        fn running(params: &DeploymentParams, from: DateTime<Utc>) -> Vec<Lifetime> {
+            let one = |kind, quantity: f64| Lifetime {
+                kind,
+                instance_type: None,
+                quantity,
+                from,
+                to: None,
+            };
+            let azs = u32::from(params.azs);
+            let nats = match params.nat {
+                NatMode::PerAz => azs,
+                NatMode::Single => 1,
+            };
+            let mut all = vec![
+                one(ResourceKind::LoadBalancer, 1.0),
+                one(ResourceKind::S3Bucket, 1.0),
+            ];
+            for _ in 0..nats {
+                all.push(one(ResourceKind::NatGateway, 1.0));
+                all.push(one(ResourceKind::ElasticIp, 1.0));
+            }
+            for _ in 0..azs {
+                all.push(one(ResourceKind::ElasticIp, 1.0));
+            }
+            for _ in 0..ALARMS_PER_DEPLOYMENT {
+                all.push(one(ResourceKind::Alarm, 1.0));
+            }
+            for _ in 0..params.desired {
+                all.push(Lifetime {
+                    instance_type: Some(params.instance_type.clone()),
+                    ..one(ResourceKind::Instance, 1.0)
+                });
+                all.push(one(ResourceKind::EbsVolume, ROOT_VOLUME_GB));
+                all.push(one(
+                    ResourceKind::CustomMetric,
+                    f64::from(METRICS_PER_INSTANCE),
+                ));
+            }
+            // Free things are listed too, and must cost nothing.
+            all.push(one(ResourceKind::Vpc, 1.0));
+            all.push(one(ResourceKind::SecurityGroup, 3.0));
+            all
+        }
+
+        fn lifetime() -> impl Strategy<Value = Lifetime> {
+            (
+                prop::sample::select(ResourceKind::ALL.to_vec()),
+                prop::sample::select(INSTANCE_TYPES.to_vec()),
+                0.0..16.0f64,
+                0i64..200_000,
+                prop::option::of(0i64..400_000),
+            )
+                .prop_map(|(kind, ty, quantity, from, span)| Lifetime {
+                    kind,
+                    instance_type: Some(ty.to_string()),
+                    quantity,
+                    from: at(from),
+                    to: span.map(|s| at(from + s)),
+                })
+        }
+
+        fn region() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(PRICE_TABLE.iter().map(|p| p.region).collect::<Vec<_>>())
+        }
+
+        proptest! {
+            #[test]
+            fn a_running_stack_accrues_its_estimate_by_the_hour(
+                region in region(),
+                azs in 2u8..=3,
+                desired in 1u32..=6,
+                single_nat in any::<bool>(),
+                ty in prop::sample::select(INSTANCE_TYPES.to_vec()),
+                seconds in 0i64..2_000_000,
+            ) {
+                let params = DeploymentParams {
+                    region: region.to_string(),
+                    azs,
+                    desired,
+                    nat: if single_nat { NatMode::Single } else { NatMode::PerAz },
+                    instance_type: ty.to_string(),
+                    ..Default::default()
+                };
+                let estimate = estimate(&params).unwrap();
+                let accrual = accrue(region, &running(&params, at(0)), at(seconds)).unwrap();
+                prop_assert!(close(accrual.per_hour, estimate.per_hour));
+                for line in &estimate.lines {
+                    prop_assert!(close(accrual.lines[line.category.index()].per_hour, line.per_hour),
+                        "{:?}", line.category);
+                }
+                prop_assert!(close(accrual.accrued, estimate.per_hour * seconds as f64 / 3600.0));
+            }
+
+            #[test]
+            fn lines_add_up_to_the_totals(
+                region in region(),
+                lifetimes in prop::collection::vec(lifetime(), 0..24),
+                now in 0i64..600_000,
+            ) {
+                let accrual = accrue(region, &lifetimes, at(now)).unwrap();
+                let accrued: f64 = accrual.lines.iter().map(|l| l.accrued).sum();
+                let per_hour: f64 = accrual.lines.iter().map(|l| l.per_hour).sum();
+                prop_assert!(close(accrued, accrual.accrued));
+                prop_assert!(close(per_hour, accrual.per_hour));
+                prop_assert_eq!(accrual.lines.len(), CostCategory::ALL.len());
+                for (i, line) in accrual.lines.iter().enumerate() {
+                    prop_assert_eq!(line.category.index(), i);
+                    prop_assert!(line.accrued >= 0.0 && line.per_hour >= 0.0);
+                }
+            }
+
+            #[test]
+            fn cost_never_runs_backwards(
+                region in region(),
+                lifetimes in prop::collection::vec(lifetime(), 0..24),
+                now in 0i64..600_000,
+                later in 0i64..600_000,
+            ) {
+                let before = accrue(region, &lifetimes, at(now)).unwrap().accrued;
+                let after = accrue(region, &lifetimes, at(now + later)).unwrap().accrued;
+                prop_assert!(after >= before - 1e-9 * before.max(1.0));
+            }
+
+            #[test]
+            fn cutting_a_lifetime_in_two_costs_the_same(
+                region in region(),
+                life in lifetime(),
+                cut in 0.0..1.0f64,
+                now in 0i64..600_000,
+            ) {
+                let end = life.to.unwrap_or(at(now));
+                let middle = life.from + TimeDelta::seconds(((end - life.from).num_seconds() as f64 * cut) as i64);
+                let halves = [
+                    Lifetime { to: Some(middle), ..life.clone() },
+                    Lifetime { from: middle, ..life.clone() },
+                ];
+                let whole = accrue(region, std::slice::from_ref(&life), at(now)).unwrap();
+                let split = accrue(region, &halves, at(now)).unwrap();
+                prop_assert!(close(whole.accrued, split.accrued), "{} vs {}", whole.accrued, split.accrued);
+                prop_assert!(close(whole.per_hour, split.per_hour));
+            }
+
+            #[test]
+            fn the_order_of_lifetimes_does_not_matter(
+                region in region(),
+                lifetimes in prop::collection::vec(lifetime(), 0..24),
+                now in 0i64..600_000,
+            ) {
+                let mut reversed = lifetimes.clone();
+                reversed.reverse();
+                let a = accrue(region, &lifetimes, at(now)).unwrap();
+                let b = accrue(region, &reversed, at(now)).unwrap();
+                prop_assert!(close(a.accrued, b.accrued));
+                prop_assert!(close(a.per_hour, b.per_hour));
+            }
+        }
+
+        #[test]
+        fn an_unknown_region_or_type_is_refused_not_guessed() {
+            let life = Lifetime {
+                kind: ResourceKind::Instance,
+                instance_type: Some("x9.huge".into()),
+                quantity: 1.0,
+                from: at(0),
+                to: None,
+            };
+            assert!(matches!(
+                accrue("mars-north-1", &[], at(10)),
+                Err(PriceError::UnknownRegion { .. })
+            ));
+            assert!(matches!(
+                accrue("us-east-1", &[life], at(10)),
+                Err(PriceError::UnknownInstanceType { .. })
+            ));
+        }
+
+        #[test]
+        fn an_hour_of_a_nat_gateway_costs_its_hourly_price() {
+            let life = Lifetime {
+                kind: ResourceKind::NatGateway,
+                instance_type: None,
+                quantity: 1.0,
+                from: at(0),
+                to: Some(at(3600)),
+            };
+            let accrual = accrue("us-east-1", &[life], at(7200)).unwrap();
+            assert!(close(accrual.accrued, 0.045));
+            assert_eq!(accrual.per_hour, 0.0, "a deleted gateway costs nothing now");
+        }
     }
 }
