@@ -168,6 +168,45 @@ except ImportError as error:
     print(f"this Python has no moto[server] ({error}); run `cargo xtask setup`", flush=True)
     sys.exit(3)
 
+_namespace = threading.local()
+
+
+def _keep_namespaces_apart():
+    """moto 5.2.5's GetMetricData drops the namespace filter when a query
+    names dimensions, so an instance's own CloudPulse CPUUtilization is
+    averaged into AWS/EC2's. Each namespace's queries are answered here
+    against that namespace's metrics alone, as on AWS."""
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    all_metrics = CloudWatchBackend.get_all_metrics
+    get_metric_data = CloudWatchBackend.get_metric_data
+
+    def metrics_of_the_namespace(self):
+        metrics = all_metrics(self)
+        wanted = getattr(_namespace, "name", None)
+        return metrics if wanted is None else [m for m in metrics if m.namespace == wanted]
+
+    def by_namespace(self, queries, start_time, end_time, scan_by="TimestampAscending"):
+        groups = {}
+        for query in queries:
+            name = query.get("MetricStat", {}).get("Metric", {}).get("Namespace")
+            groups.setdefault(name, []).append(query)
+        answers = {}
+        for name, group in groups.items():
+            _namespace.name = name
+            try:
+                for answer in get_metric_data(self, group, start_time, end_time, scan_by):
+                    answers[answer["id"]] = answer
+            finally:
+                _namespace.name = None
+        return [answers[q["Id"]] for q in queries if q["Id"] in answers]
+
+    CloudWatchBackend.get_all_metrics = metrics_of_the_namespace
+    CloudWatchBackend.get_metric_data = by_namespace
+
+
+_keep_namespaces_apart()
+
 # A Ctrl-C in the terminal reaches this process too; the portal decides what
 # it means and closes the pipe when moto should go.
 signal.signal(signal.SIGINT, signal.SIG_IGN)

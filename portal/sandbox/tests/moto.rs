@@ -54,6 +54,69 @@ async fn s3_works_with_path_style_and_reset_forgets_everything() {
     moto.stop().await;
 }
 
+/// moto 5.2.5 mixes namespaces when a query names dimensions; the launcher
+/// keeps them apart, as AWS does.
+#[tokio::test]
+async fn metric_queries_keep_to_their_namespace() {
+    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat};
+    let moto = MotoServer::start().await.expect("start moto");
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&moto.sdk_config());
+    let instance = Dimension::builder()
+        .name("InstanceId")
+        .value("i-0abc")
+        .build();
+    for (namespace, value) in [("AWS/EC2", 10.0), ("CloudPulse", 90.0)] {
+        cloudwatch
+            .put_metric_data()
+            .namespace(namespace)
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("CPUUtilization")
+                    .dimensions(instance.clone())
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let query = |id: &str, namespace: &str| {
+        MetricDataQuery::builder()
+            .id(id)
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(
+                        Metric::builder()
+                            .namespace(namespace)
+                            .metric_name("CPUUtilization")
+                            .dimensions(instance.clone())
+                            .build(),
+                    )
+                    .period(60)
+                    .stat("Average")
+                    .build(),
+            )
+            .build()
+    };
+    let now = std::time::SystemTime::now();
+    let answer = cloudwatch
+        .get_metric_data()
+        .metric_data_queries(query("ec2", "AWS/EC2"))
+        .metric_data_queries(query("own", "CloudPulse"))
+        .start_time((now - std::time::Duration::from_secs(600)).into())
+        .end_time((now + std::time::Duration::from_secs(60)).into())
+        .send()
+        .await
+        .unwrap();
+    let values: Vec<(&str, &[f64])> = answer
+        .metric_data_results()
+        .iter()
+        .map(|r| (r.id().unwrap(), r.values()))
+        .collect();
+    assert_eq!(values, [("ec2", &[10.0][..]), ("own", &[90.0][..])]);
+    moto.stop().await;
+}
+
 #[tokio::test]
 async fn two_servers_are_isolated() {
     let (a, b) = tokio::join!(MotoServer::start(), MotoServer::start());
