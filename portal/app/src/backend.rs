@@ -10,6 +10,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use leptos::prelude::*;
 
+use crate::live::{
+    CostSummary, CostView, InstanceDetail, LiveView, MetricsRange, MetricsView, UptimeSummary,
+    UptimeView,
+};
 use crate::model::{
     ChaosAccepted, ChaosAction, CloudStatus, DeploymentDetail, DeploymentStatus, DeploymentSummary,
     HealthSnapshot, JobView, OrphanCleanup, OrphanScan, Page, Source,
@@ -117,6 +121,40 @@ pub trait Backend: Send + Sync + 'static {
         action: ChaosAction,
         source: Source,
     ) -> Result<ChaosAccepted, BackendError>;
+
+    /// The charts' series of a deployment over `range`.
+    async fn metrics(
+        &self,
+        deployment_id: &str,
+        range: MetricsRange,
+    ) -> Result<MetricsView, BackendError>;
+
+    /// Availability and incidents of a deployment, from the portal's probes.
+    async fn uptime(&self, deployment_id: &str) -> Result<UptimeView, BackendError>;
+
+    /// Availability of every deployment ever probed.
+    async fn uptime_all(&self) -> Result<UptimeSummary, BackendError>;
+
+    /// What a deployment has cost and costs per hour.
+    async fn cost(&self, deployment_id: &str) -> Result<CostView, BackendError>;
+
+    /// The cost of every deployment, torn-down ones included.
+    async fn cost_all(&self) -> Result<CostSummary, BackendError>;
+
+    /// Everything the live part of a deployment's page shows.
+    async fn live_view(
+        &self,
+        deployment_id: &str,
+        range: MetricsRange,
+    ) -> Result<LiveView, BackendError>;
+
+    /// One instance of a deployment's group, as the portal has seen it.
+    async fn instance(
+        &self,
+        deployment_id: &str,
+        instance_id: &str,
+        range: MetricsRange,
+    ) -> Result<InstanceDetail, BackendError>;
 
     /// Starts a teardown job for every orphaned deployment in `region`.
     async fn clean_orphans(

@@ -7,6 +7,8 @@
 //! plain types in [`model`] and, on the server, the [`backend::Backend`] trait
 //! that the server crate implements.
 
+pub mod charts;
+pub mod live;
 pub mod model;
 pub mod pages;
 pub mod params;

@@ -400,6 +400,8 @@ pub struct InstanceHealth {
     pub availability_zone: String,
     pub instance_type: Option<String>,
     pub launched_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub private_ip: Option<String>,
     /// The load balancer's verdict: `initial`, `healthy`, `unhealthy`,
     /// `draining`...; `None` when it is not a target.
     pub target_state: Option<String>,
@@ -419,6 +421,9 @@ pub struct AlarmView {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActivityView {
+    /// Auto Scaling's activity id.
+    #[serde(default)]
+    pub id: String,
     pub description: String,
     pub cause: String,
     pub status: String,

@@ -43,20 +43,18 @@ fn date(value: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
 impl Engine {
     /// The clients and names of a deployment that must be live.
     async fn live(&self, deployment_id: &str) -> Result<(Aws, Names), EngineError> {
-        let detail = self.store().deployment(deployment_id).await?;
-        if detail.status != DeploymentStatus::Live {
+        let (name, region, status) = self.store().deployment_brief(deployment_id).await?;
+        if status != DeploymentStatus::Live {
             return Err(EngineError::Conflict(format!(
                 "deployment {deployment_id} is {}; health and chaos actions need a live deployment",
-                detail.status.as_str()
+                status.as_str()
             )));
         }
-        Ok((
-            self.aws(&detail.region),
-            Names::new(deployment_id, &detail.name),
-        ))
+        Ok((self.aws(&region), Names::new(deployment_id, &name)))
     }
 
-    /// The deployment's group, targets, alarms and activities, now.
+    /// The deployment's group, targets, alarms and activities, now: six
+    /// calls (Auto Scaling twice, EC2 once, ELB twice, CloudWatch once).
     pub async fn health(&self, deployment_id: &str) -> Result<HealthSnapshot, EngineError> {
         let (aws, names) = self.live(deployment_id).await?;
         let group = describe_group(&aws, &names).await?;
@@ -72,7 +70,7 @@ impl Engine {
             .iter()
             .map(|i| {
                 let id = i.instance_id().unwrap_or_default().to_string();
-                let (launched_at, ec2_type) = launched.get(&id).cloned().unwrap_or_default();
+                let facts = launched.get(&id).cloned().unwrap_or_default();
                 let target = targets.get(&id);
                 InstanceHealth {
                     lifecycle: i
@@ -81,8 +79,12 @@ impl Engine {
                         .unwrap_or_default(),
                     health: i.health_status().unwrap_or_default().to_string(),
                     availability_zone: i.availability_zone().unwrap_or_default().to_string(),
-                    instance_type: i.instance_type().map(str::to_string).or(ec2_type),
-                    launched_at,
+                    instance_type: i
+                        .instance_type()
+                        .map(str::to_string)
+                        .or(facts.instance_type),
+                    launched_at: facts.launched_at,
+                    private_ip: facts.private_ip,
                     target_state: target.map(|t| t.0.clone()),
                     target_reason: target.and_then(|t| t.1.clone()),
                     id,
@@ -125,6 +127,7 @@ impl Engine {
             .activities()
             .iter()
             .map(|a| ActivityView {
+                id: a.activity_id().unwrap_or_default().to_string(),
                 description: a.description().unwrap_or_default().to_string(),
                 cause: a.cause().unwrap_or_default().to_string(),
                 status: a
@@ -291,13 +294,14 @@ impl Engine {
         began: Instant,
     ) {
         let poll = self.timings().recovery_poll;
-        let message = loop {
+        let (message, seconds) = loop {
             if began.elapsed() > RECOVERY_LIMIT {
-                break format!(
+                let message = format!(
                     "not recovered {} min after losing {}: still short of healthy targets",
                     RECOVERY_LIMIT.as_secs() / 60,
                     victims.join(", ")
                 );
+                break (message, None);
             }
             tokio::time::sleep(poll).await;
             // A deployment being torn down has nothing left to recover.
@@ -320,19 +324,26 @@ impl Engine {
             if healthy.len() >= desired {
                 let mut healthy: Vec<String> = healthy.into_iter().cloned().collect();
                 healthy.sort();
-                break format!(
-                    "recovered in {:.1} s after losing {}: {} of {desired} healthy targets ({})",
-                    began.elapsed().as_secs_f64(),
+                let seconds = began.elapsed().as_secs_f64();
+                let message = format!(
+                    "recovered in {seconds:.1} s after losing {}: {} of {desired} healthy targets ({})",
                     victims.join(", "),
                     healthy.len(),
                     healthy.join(", ")
                 );
+                break (message, Some(seconds));
             }
         };
         tracing::info!(%deployment_id, %message, "recovery");
         if let Err(error) = self
             .store()
-            .add_event(deployment_id, "recovery", Some("system"), &message)
+            .add_event_data(
+                deployment_id,
+                "recovery",
+                Some("system"),
+                &message,
+                &serde_json::json!({ "seconds": seconds, "instances": victims }),
+            )
             .await
         {
             tracing::warn!(%deployment_id, %error, "cannot record the recovery");
@@ -359,11 +370,18 @@ async fn describe_group(aws: &Aws, names: &Names) -> Result<AutoScalingGroup, En
         })
 }
 
-/// Each instance's launch time and type, from EC2.
+/// What EC2 knows of an instance that Auto Scaling does not say.
+#[derive(Clone, Debug, Default)]
+struct LaunchFacts {
+    launched_at: Option<DateTime<Utc>>,
+    instance_type: Option<String>,
+    private_ip: Option<String>,
+}
+
 async fn launch_facts(
     aws: &Aws,
     ids: &[String],
-) -> Result<HashMap<String, (Option<DateTime<Utc>>, Option<String>)>, EngineError> {
+) -> Result<HashMap<String, LaunchFacts>, EngineError> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -387,10 +405,11 @@ async fn launch_facts(
         .filter_map(|i| {
             Some((
                 i.instance_id()?.to_string(),
-                (
-                    date(i.launch_time()),
-                    i.instance_type().map(|t| t.as_str().to_string()),
-                ),
+                LaunchFacts {
+                    launched_at: date(i.launch_time()),
+                    instance_type: i.instance_type().map(|t| t.as_str().to_string()),
+                    private_ip: i.private_ip_address().map(str::to_string),
+                },
             ))
         })
         .collect())

@@ -608,6 +608,26 @@ impl Store {
         .transpose()
     }
 
+    /// Name, region and status of a deployment: what a poll of a live
+    /// deployment needs, without its history.
+    pub async fn deployment_brief(
+        &self,
+        id: &str,
+    ) -> Result<(String, String, DeploymentStatus), StoreError> {
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT name, region, status FROM deployments WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (name, region, status) = row.ok_or_else(|| StoreError::NotFound {
+            what: "deployment",
+            id: id.to_string(),
+        })?;
+        let status = DeploymentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Invalid(format!("bad status {status:?}")))?;
+        Ok((name, region, status))
+    }
+
     /// Gives resources that outlived their record a deployment to belong to
     /// again: inserts one under their deployment id, or reopens a torn-down
     /// one, as `failed` and named `name`, so a teardown job can take them.
@@ -744,6 +764,30 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         insert_event(&mut conn, deployment_id, kind, source, message).await
+    }
+
+    /// An event with facts a program reads back (`data`, JSON).
+    pub async fn add_event_data(
+        &self,
+        deployment_id: &str,
+        kind: &str,
+        source: Option<&str>,
+        message: &str,
+        data: &Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO events (deployment_id, at, kind, source, message, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(deployment_id)
+        .bind(now())
+        .bind(kind)
+        .bind(source)
+        .bind(message)
+        .bind(data.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn deployment(&self, id: &str) -> Result<DeploymentDetail, StoreError> {

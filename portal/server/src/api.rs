@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloudpulse_app::backend::{BackendError, DeploymentFilter, SharedBackend};
+use cloudpulse_app::live::MetricsRange;
 use cloudpulse_app::model::{ChaosAction, DeploymentStatus, Source};
 use cloudpulse_app::params::{DeploymentParams, FieldErrors};
 use cloudpulse_engine::Engine;
@@ -43,6 +44,13 @@ pub fn routes() -> Router<ApiState> {
         .route("/deployments/{id}/teardown", post(teardown))
         .route("/deployments/{id}/health", get(health))
         .route("/deployments/{id}/events", get(events))
+        .route("/deployments/{id}/metrics", get(metrics))
+        .route("/deployments/{id}/uptime", get(uptime))
+        .route("/deployments/{id}/cost", get(cost))
+        .route("/deployments/{id}/live", get(live))
+        .route("/deployments/{id}/instances/{instance_id}", get(instance))
+        .route("/cost", get(cost_all))
+        .route("/uptime", get(uptime_all))
         .route("/deployments/{id}/stress", post(stress_group))
         .route(
             "/deployments/{id}/instances/{instance_id}/{action}",
@@ -161,6 +169,71 @@ async fn events(
 ) -> Result<Response, ApiError> {
     let detail = state.backend.deployment(&id).await?;
     Ok(Json(json!({ "events": detail.events })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    range: Option<String>,
+}
+
+/// `?range=` as a [`MetricsRange`], 1 h when absent.
+fn range(
+    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<MetricsRange, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    match query.range {
+        None => Ok(MetricsRange::default()),
+        Some(text) => text.parse().map_err(ApiError::bad_request),
+    }
+}
+
+/// The charts' series over `?range=` (15m, 1h, 6h, 24h, all).
+async fn metrics(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let range = range(query)?;
+    Ok(Json(state.backend.metrics(&id, range).await?).into_response())
+}
+
+async fn uptime(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.backend.uptime(&id).await?).into_response())
+}
+
+async fn uptime_all(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(Json(state.backend.uptime_all().await?).into_response())
+}
+
+async fn cost(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.backend.cost(&id).await?).into_response())
+}
+
+async fn cost_all(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(Json(state.backend.cost_all().await?).into_response())
+}
+
+/// Everything the deployment page's live part shows, in one answer.
+async fn live(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let range = range(query)?;
+    Ok(Json(state.backend.live_view(&id, range).await?).into_response())
+}
+
+async fn instance(
+    State(state): State<ApiState>,
+    Path((id, instance_id)): Path<(String, String)>,
+    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let range = range(query)?;
+    Ok(Json(state.backend.instance(&id, &instance_id, range).await?).into_response())
 }
 
 /// `{"seconds": N}`, the body of a stress or fail-health.

@@ -1,7 +1,14 @@
 //! The portal's implementation of the pages' [`Backend`]; the REST API uses it too.
 
 use async_trait::async_trait;
+use std::sync::Arc;
+
+use chrono::Utc;
 use cloudpulse_app::backend::{Accepted, Backend, BackendError, DeploymentFilter};
+use cloudpulse_app::live::{
+    CostSummary, CostView, InstanceDetail, LiveView, MetricsRange, MetricsView, UptimeSummary,
+    UptimeView,
+};
 use cloudpulse_app::model::{
     ChaosAccepted, ChaosAction, CloudStatus, DeploymentDetail, DeploymentSummary, HealthSnapshot,
     JobView, OrphanCleanup, OrphanScan, Page, Source,
@@ -9,17 +16,27 @@ use cloudpulse_app::model::{
 use cloudpulse_app::params::{is_region, DeploymentParams};
 use cloudpulse_engine::store::Created;
 use cloudpulse_engine::{Engine, EngineError, StoreError};
+use cloudpulse_telemetry::{cost, views, Telemetry};
 
 use crate::cloud::CloudProbe;
 
 pub struct PortalBackend {
     engine: Engine,
     cloud: CloudProbe,
+    telemetry: Arc<Telemetry>,
 }
 
 impl PortalBackend {
-    pub fn new(engine: Engine, cloud: CloudProbe) -> Self {
-        PortalBackend { engine, cloud }
+    pub fn new(engine: Engine, cloud: CloudProbe, telemetry: Arc<Telemetry>) -> Self {
+        PortalBackend {
+            engine,
+            cloud,
+            telemetry,
+        }
+    }
+
+    fn pool(&self) -> &sqlx::SqlitePool {
+        self.engine.store().pool()
     }
 
     /// The region asked for, or the portal's own; a malformed name is refused.
@@ -73,6 +90,89 @@ impl Backend for PortalBackend {
             .chaos(deployment_id, instance_id, action, source)
             .await
             .map_err(engine_error)
+    }
+
+    async fn metrics(
+        &self,
+        deployment_id: &str,
+        range: MetricsRange,
+    ) -> Result<MetricsView, BackendError> {
+        let view = views::metrics(
+            self.pool(),
+            self.telemetry.config(),
+            deployment_id,
+            range,
+            Utc::now(),
+        )
+        .await
+        .map_err(db_error)?;
+        view.ok_or_else(|| no_deployment(deployment_id))
+    }
+
+    async fn uptime(&self, deployment_id: &str) -> Result<UptimeView, BackendError> {
+        let view = views::uptime(self.pool(), deployment_id, Utc::now())
+            .await
+            .map_err(db_error)?;
+        view.ok_or_else(|| no_deployment(deployment_id))
+    }
+
+    async fn uptime_all(&self) -> Result<UptimeSummary, BackendError> {
+        views::uptime_all(self.pool(), Utc::now())
+            .await
+            .map_err(db_error)
+    }
+
+    async fn cost(&self, deployment_id: &str) -> Result<CostView, BackendError> {
+        let view = cost::cost(self.pool(), deployment_id, Utc::now())
+            .await
+            .map_err(db_error)?;
+        view.ok_or_else(|| no_deployment(deployment_id))
+    }
+
+    async fn cost_all(&self) -> Result<CostSummary, BackendError> {
+        cost::cost_all(self.pool(), Utc::now())
+            .await
+            .map_err(db_error)
+    }
+
+    async fn live_view(
+        &self,
+        deployment_id: &str,
+        range: MetricsRange,
+    ) -> Result<LiveView, BackendError> {
+        let view = views::live(
+            self.pool(),
+            self.telemetry.config(),
+            deployment_id,
+            range,
+            Utc::now(),
+        )
+        .await
+        .map_err(db_error)?;
+        view.ok_or_else(|| no_deployment(deployment_id))
+    }
+
+    async fn instance(
+        &self,
+        deployment_id: &str,
+        instance_id: &str,
+        range: MetricsRange,
+    ) -> Result<InstanceDetail, BackendError> {
+        let view = views::instance(
+            self.pool(),
+            self.telemetry.config(),
+            deployment_id,
+            instance_id,
+            range,
+            Utc::now(),
+        )
+        .await
+        .map_err(db_error)?;
+        view.ok_or_else(|| {
+            BackendError::NotFound(format!(
+                "no instance {instance_id} was ever seen in deployment {deployment_id}"
+            ))
+        })
     }
 
     fn cloud_status(&self) -> CloudStatus {
@@ -173,6 +273,14 @@ impl Backend for PortalBackend {
             .await
             .map_err(engine_error)
     }
+}
+
+fn db_error(error: sqlx::Error) -> BackendError {
+    BackendError::Database(error.to_string())
+}
+
+fn no_deployment(id: &str) -> BackendError {
+    BackendError::NotFound(format!("no deployment with id {id:?}"))
 }
 
 fn store_error(error: StoreError) -> BackendError {

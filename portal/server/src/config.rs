@@ -83,6 +83,36 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDPULSE_RESUME_SETTLE_SECS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(0..=600))]
     pub resume_settle_secs: u64,
+
+    /// Seconds between two telemetry polls of a live deployment (seven AWS
+    /// calls each); in the sandbox multiplied by the time scale.
+    #[arg(long, env = "CLOUDPULSE_POLL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll_secs: u64,
+
+    /// Seconds between two probes of a live deployment's app URL; in the
+    /// sandbox multiplied by the time scale.
+    #[arg(long, env = "CLOUDPULSE_PROBE_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub probe_secs: u64,
+}
+
+impl ServeArgs {
+    /// The telemetry's cadence on a clock `time_scale` times AWS's (1 on
+    /// AWS), never faster than twice a second.
+    pub fn telemetry(&self, time_scale: f64) -> cloudpulse_telemetry::TelemetryConfig {
+        let scaled = |secs: u64| {
+            std::time::Duration::from_secs(secs)
+                .mul_f64(time_scale)
+                .max(std::time::Duration::from_millis(500))
+        };
+        cloudpulse_telemetry::TelemetryConfig {
+            poll: scaled(self.poll_secs),
+            probe: scaled(self.probe_secs),
+            metric_period: cloudpulse_telemetry::metrics::period_for(time_scale),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -246,7 +276,21 @@ mod tests {
             instance_binary: None,
             concurrency: 8,
             resume_settle_secs: 5,
+            poll_secs: 10,
+            probe_secs: 10,
         }
+    }
+
+    #[test]
+    fn telemetry_follows_the_sandbox_clock_but_not_below_half_a_second() {
+        let aws = args("127.0.0.1:0").telemetry(1.0);
+        assert_eq!(aws.poll, std::time::Duration::from_secs(10));
+        assert_eq!(aws.metric_period, 60);
+        let fast = args("127.0.0.1:0").telemetry(0.1);
+        assert_eq!(fast.poll, std::time::Duration::from_secs(1));
+        assert_eq!(fast.metric_period, 5);
+        let fastest = args("127.0.0.1:0").telemetry(0.01);
+        assert_eq!(fastest.probe, std::time::Duration::from_millis(500));
     }
 
     const GOOD: &str = "q3Zb0x9Vt7yR2mKcW5pLhN8sJfD4aE1uGoXiT6vYzQk=";

@@ -28,6 +28,7 @@ use cloudpulse_engine::{Engine, EngineConfig, Store};
 use cloudpulse_sandbox::dataplane::{DataPlane, DataPlaneConfig};
 use cloudpulse_sandbox::moto::{MotoOptions, MotoServer};
 use cloudpulse_sandbox::{Gateway, Latency};
+use cloudpulse_telemetry::{Telemetry, TelemetryConfig};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::compression::CompressionLayer;
@@ -54,7 +55,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .load()
                 .await;
             let db = args.database_or("cloudpulse.db");
-            let app = Application::build(&args, &db, CloudMode::Aws, sdk).await?;
+            let app =
+                Application::build(&args, &db, CloudMode::Aws, sdk, args.telemetry(1.0)).await?;
             app.run_until_stopped(stop).await
         }
         Command::Sandbox(args) => run_sandbox(args).await,
@@ -111,9 +113,14 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             .context("the sandbox data plane did not start")?;
         gateway.attach(dataplane.view());
         let served = async {
-            let app =
-                Application::build(&args.serve, &db, CloudMode::Sandbox, gateway.sdk_config())
-                    .await?;
+            let app = Application::build(
+                &args.serve,
+                &db,
+                CloudMode::Sandbox,
+                gateway.sdk_config(),
+                args.serve.telemetry(args.time_scale),
+            )
+            .await?;
             app.run_until_stopped(stop).await
         }
         .await;
@@ -141,6 +148,7 @@ impl Application {
         database: &Path,
         mode: CloudMode,
         sdk: aws_config::SdkConfig,
+        telemetry: TelemetryConfig,
     ) -> anyhow::Result<Self> {
         let listen = args.listen()?;
         let addr = listen.addr;
@@ -183,7 +191,9 @@ impl Application {
                 "resumed jobs a previous run left unfinished"
             );
         }
-        let backend: SharedBackend = Arc::new(PortalBackend::new(engine.clone(), cloud));
+        let telemetry = Telemetry::new(engine.clone(), telemetry);
+        telemetry.spawn();
+        let backend: SharedBackend = Arc::new(PortalBackend::new(engine.clone(), cloud, telemetry));
         if listen.token.is_some() {
             tracing::info!("an access token is required: CLOUDPULSE_TOKEN, bearer or /login");
         }

@@ -143,7 +143,23 @@ async fn deploy_follow_and_tear_down_over_the_api() {
     );
     assert!(detail["resources"].as_array().unwrap().len() > 20);
 
+    // The poller has seen both instances and their targets.
+    let before = eventually(
+        &format!("{url}/api/v1/deployments/{deployment}/metrics?range=15m"),
+        |m| {
+            m["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["name"].as_str().unwrap().starts_with("target:"))
+                .count()
+                == 2
+        },
+    )
+    .await;
+    assert_eq!(points(&before, "healthy_targets").last().unwrap()[1], 2.0);
     chaos_and_recovery(&client, url, &deployment, &app).await;
+    telemetry_while_live(url, &deployment).await;
 
     // Concurrent teardown requests make one job.
     let (a, b) = tokio::join!(
@@ -181,6 +197,7 @@ async fn deploy_follow_and_tear_down_over_the_api() {
         children_named("cloudpulse-instance", portal.child.id()),
         Vec::<String>::new()
     );
+    telemetry_after_teardown(url, &deployment).await;
 
     // Unknown ids are a JSON 404.
     let (status, body) = get_json(&format!("{url}/api/v1/deployments/nope")).await;
@@ -188,6 +205,218 @@ async fn deploy_follow_and_tear_down_over_the_api() {
     assert_eq!(body["error"]["code"], "not_found");
     let (status, _) = get_json(&format!("{url}/api/v1/jobs/nope")).await;
     assert_eq!(status, 404);
+}
+
+/// Waits until `url` answers JSON for which `ready` holds (a minute at most).
+async fn eventually(url: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = get_json(url).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        if ready(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{url} never got there: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn points<'a>(metrics: &'a Value, series: &str) -> &'a [Value] {
+    metrics["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == series)
+        .and_then(|s| s["points"].as_array())
+        .map_or(&[], Vec::as_slice)
+}
+
+/// What the poller and the probe recorded while the chaos ran: the series,
+/// the changes on the timeline, the instances' records, uptime and cost.
+async fn telemetry_while_live(url: &str, deployment: &str) {
+    let base = format!("{url}/api/v1/deployments/{deployment}");
+    let victim = events_of(url, deployment, "chaos")
+        .await
+        .iter()
+        .find_map(|m| {
+            m.strip_prefix("terminated ")
+                .map(|r| r[..r.find(' ').unwrap()].to_string())
+        })
+        .unwrap();
+    let metrics = eventually(&format!("{base}/metrics?range=15m"), |m| {
+        ["desired", "in_service", "healthy_targets", "probe", "cpu"]
+            .iter()
+            .all(|s| !points(m, s).is_empty())
+    })
+    .await;
+    assert_eq!(metrics["range"], "15m");
+    assert_eq!(metrics["api_calls_per_poll"], 7);
+    assert!(
+        !points(&metrics, &format!("target:{victim}")).is_empty(),
+        "{metrics}"
+    );
+    for point in points(&metrics, "cpu") {
+        let cpu = point[1].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&cpu), "{point}");
+    }
+    let desired: Vec<f64> = points(&metrics, "desired")
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .collect();
+    assert!(desired.iter().all(|d| *d == 2.0), "{desired:?}");
+    let markers: Vec<&str> = metrics["markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        markers.contains(&"chaos") && markers.contains(&"recovery"),
+        "{markers:?}"
+    );
+    let (status, all) = get_json(&format!("{base}/metrics?range=all")).await;
+    assert_eq!(status, 200);
+    assert_eq!(all["range"], "all");
+    let (status, body) = get_json(&format!("{base}/metrics?range=2h")).await;
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("15m, 1h, 6h, 24h or all"));
+
+    // Every change became an event: the victim leaving, the failing
+    // target, the group's activities.
+    let instances = events_of(url, deployment, "instance").await;
+    assert!(
+        instances
+            .iter()
+            .any(|m| m.starts_with(&format!("{victim} left the group"))),
+        "{instances:?}"
+    );
+    assert!(
+        instances.iter().any(|m| m.contains("joined the group")),
+        "{instances:?}"
+    );
+    // The instance whose health checks failed was replaced: it left too.
+    let failed = events_of(url, deployment, "chaos")
+        .await
+        .iter()
+        .find_map(|m| {
+            m.strip_prefix("health checks failing for 600 s on ")
+                .map(|r| r[..r.find(' ').unwrap()].to_string())
+        })
+        .unwrap();
+    assert!(
+        instances
+            .iter()
+            .any(|m| m.starts_with(&format!("{failed} left the group"))),
+        "{instances:?}"
+    );
+    let targets = events_of(url, deployment, "target").await;
+    assert!(
+        targets
+            .iter()
+            .any(|m| m.contains(" is healthy (was initial)")),
+        "{targets:?}"
+    );
+    let scaling = events_of(url, deployment, "scaling").await;
+    assert!(
+        scaling
+            .iter()
+            .any(|m| m.starts_with("Launching a new EC2 instance")),
+        "{scaling:?}"
+    );
+
+    // The victim keeps its page after it is gone.
+    let (status, page) = get_json(&format!("{base}/instances/{victim}?range=15m")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page["instance"]["gone_at"].is_string(), "{page}");
+    assert!(page["instance"]["private_ip"].is_string(), "{page}");
+    assert!(
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "chaos"),
+        "{page}"
+    );
+    let (status, _) = get_json(&format!("{base}/instances/i-0000000000000000")).await;
+    assert_eq!(status, 404);
+
+    let uptime = eventually(&format!("{base}/uptime"), |u| {
+        u["probes"].as_u64() > Some(0)
+    })
+    .await;
+    assert!(
+        uptime["availability_pct"].as_f64().unwrap() > 0.0,
+        "{uptime}"
+    );
+    assert!(
+        uptime["last_recovery_seconds"].as_f64().unwrap() > 0.0,
+        "{uptime}"
+    );
+
+    let (status, cost) = get_json(&format!("{base}/cost")).await;
+    assert_eq!(status, 200);
+    assert_eq!(cost["priced"], true, "{cost}");
+    // What runs now: two NAT gateways, their addresses and the ALB's, the
+    // ALB, two t3.micro and their storage, alarms and metrics (~$0.169/h).
+    let hourly = cost["hourly_usd"].as_f64().unwrap();
+    assert!((0.16..0.18).contains(&hourly), "{cost}");
+    assert!((cost["monthly_usd"].as_f64().unwrap() - hourly * 730.0).abs() < 1e-6);
+    let accrued = cost["accrued_usd"].as_f64().unwrap();
+    let parts: f64 = cost["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["accrued_usd"].as_f64().unwrap())
+        .sum();
+    assert!(accrued > 0.0 && (parts - accrued).abs() < 1e-9, "{cost}");
+    // Three instances have lived: the two first and the replacements.
+    assert!(cost["instance_hours"].as_f64().unwrap() > 0.0, "{cost}");
+    let (status, everything) = get_json(&format!("{url}/api/v1/cost")).await;
+    assert_eq!(status, 200);
+    assert!(everything["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["deployment_id"] == deployment));
+    assert!(everything["accrued_usd"].as_f64().unwrap() >= accrued);
+    let (status, uptimes) = get_json(&format!("{url}/api/v1/uptime")).await;
+    assert_eq!(status, 200);
+    assert!(uptimes["probes"].as_u64().unwrap() >= uptime["probes"].as_u64().unwrap());
+}
+
+/// A torn-down deployment costs nothing more, and nothing polls it.
+async fn telemetry_after_teardown(url: &str, deployment: &str) {
+    let base = format!("{url}/api/v1/deployments/{deployment}");
+    let (_, first) = get_json(&format!("{base}/cost")).await;
+    assert_eq!(first["hourly_usd"], 0.0, "{first}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, second) = get_json(&format!("{base}/cost")).await;
+    assert_eq!(first["accrued_usd"], second["accrued_usd"]);
+    // The poller stopped when the teardown began: no sample is newer.
+    let (_, detail) = get_json(&base).await;
+    let torn_down = chrono::DateTime::parse_from_rfc3339(detail["torn_down_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    let (_, metrics) = get_json(&format!("{base}/metrics?range=all")).await;
+    let last = points(&metrics, "desired").last().unwrap()[0]
+        .as_i64()
+        .unwrap();
+    assert!(
+        last <= torn_down,
+        "a sample at {last}, torn down at {torn_down}"
+    );
+    let (_, uptime) = get_json(&format!("{base}/uptime")).await;
+    assert!(
+        uptime["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["ended_at"].is_string()),
+        "{uptime}"
+    );
 }
 
 /// The deployment's timeline events of `kind`, newest first.

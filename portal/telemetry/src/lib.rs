@@ -1,11 +1,321 @@
 //! Telemetry: what a live deployment is doing, what it costs, how well it stays up.
 //!
 //! A poller per live deployment reads the Auto Scaling group, target health,
-//! alarm states, scaling activities and CloudWatch metrics on a fixed cadence
-//! (one batched `GetMetricData` per cycle), stores samples in SQLite with
-//! retention, and turns every change into an event on the deployment's
-//! timeline. Cost accrues with `cloudpulse_app::pricing`, the module the
-//! estimate uses too.
+//! alarm states, scaling activities ([`Engine::health`], six calls) and
+//! CloudWatch metrics (one batched `GetMetricData`) on a fixed cadence,
+//! stores samples in SQLite, and turns every change into an event on the
+//! deployment's timeline ([`observe`]). Beside it, a probe asks the app URL
+//! for its page and keeps incidents. Raw samples are kept for a day, then
+//! replaced by minutely averages. Cost accrues with
+//! `cloudpulse_app::pricing`, the module the estimate uses too ([`cost`]).
 //!
 //! It reads AWS and writes the database; it never creates or deletes AWS
 //! resources (that is the engine's job) and never renders anything.
+
+pub mod cost;
+pub mod db;
+pub mod metrics;
+pub mod observe;
+pub mod views;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use cloudpulse_app::model::HealthSnapshot;
+use cloudpulse_engine::{Engine, EngineError};
+use tokio::task::JoinHandle;
+
+use crate::db::{Sample, Watched};
+use crate::observe::Known;
+
+/// AWS calls one poll makes: [`Engine::health`]'s six and `GetMetricData`.
+pub const CALLS_PER_POLL: u32 = 7;
+
+/// How often, and how, the telemetry looks.
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    /// Between two polls of a live deployment.
+    pub poll: Duration,
+    /// Between two probes of its app URL.
+    pub probe: Duration,
+    /// How long a probe waits for an answer.
+    pub probe_timeout: Duration,
+    /// The CloudWatch period metrics are read at (seconds).
+    pub metric_period: i32,
+    /// Raw samples older than this become minutely averages.
+    pub raw_retention: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            poll: Duration::from_secs(10),
+            probe: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(5),
+            metric_period: 60,
+            raw_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The pollers of every live deployment.
+pub struct Telemetry {
+    engine: Engine,
+    config: TelemetryConfig,
+    http: reqwest::Client,
+}
+
+impl Telemetry {
+    pub fn new(engine: Engine, config: TelemetryConfig) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(config.probe_timeout)
+            .user_agent("cloudpulse-uptime-probe")
+            .build()
+            .unwrap_or_default();
+        Arc::new(Telemetry {
+            engine,
+            config,
+            http,
+        })
+    }
+
+    pub fn config(&self) -> &TelemetryConfig {
+        &self.config
+    }
+
+    /// Starts watching: a task that starts a poller for every deployment
+    /// that goes live, stops it when the deployment no longer is, and thins
+    /// old samples once an hour.
+    pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
+        let telemetry = self.clone();
+        tokio::spawn(async move { telemetry.supervise().await })
+    }
+
+    async fn supervise(self: Arc<Self>) {
+        let pool = self.engine.store().pool().clone();
+        let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
+        let mut thinned: Option<Instant> = None;
+        // A job's progress (a deploy going live, a teardown starting) wakes
+        // the supervisor at once; otherwise it looks every few seconds.
+        let look = self.config.poll.min(Duration::from_secs(2));
+        let mut jobs = self.engine.subscribe();
+        loop {
+            match db::live_deployments(&pool).await {
+                Ok(live) => {
+                    let ids: Vec<&str> = live.iter().map(|d| d.id.as_str()).collect();
+                    let ended: Vec<String> = watchers
+                        .keys()
+                        .filter(|id| !ids.contains(&id.as_str()))
+                        .cloned()
+                        .collect();
+                    for id in ended {
+                        if let Some(task) = watchers.remove(&id) {
+                            task.abort();
+                        }
+                        if let Err(error) = db::stop_watching(&pool, &id).await {
+                            tracing::warn!(deployment = %id, %error, "cannot close the uptime record");
+                        }
+                        tracing::info!(deployment = %id, "telemetry stopped: no longer live");
+                    }
+                    for deployment in live {
+                        if !watchers.contains_key(&deployment.id) {
+                            tracing::info!(deployment = %deployment.id, "telemetry started");
+                            let id = deployment.id.clone();
+                            let telemetry = self.clone();
+                            watchers.insert(id, tokio::spawn(telemetry.watch(deployment)));
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "telemetry cannot list live deployments"),
+            }
+            if thinned.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
+                thinned = Some(Instant::now());
+                let keep = Utc::now()
+                    - TimeDelta::from_std(self.config.raw_retention).unwrap_or(TimeDelta::days(1));
+                match db::downsample(&pool, keep.timestamp()).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(samples = n, "raw samples thinned to minutely averages")
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot thin old samples"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(look) => {}
+                event = jobs.recv() => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = event {
+                        tokio::time::sleep(look).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polls and probes one deployment until the task is stopped.
+    async fn watch(self: Arc<Self>, deployment: Watched) {
+        let pool = self.engine.store().pool().clone();
+        let mut known = match db::load_known(&pool, &deployment.id).await {
+            Ok(known) => known,
+            Err(error) => {
+                tracing::warn!(deployment = %deployment.id, %error, "telemetry starts without its record");
+                Known::default()
+            }
+        };
+        let mut poll = tokio::time::interval(self.config.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(self.config.probe);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut healthy: Option<u32> = None;
+        loop {
+            tokio::select! {
+                _ = poll.tick() => {
+                    if let Some(snapshot) = self.poll_once(&deployment, &mut known).await {
+                        healthy = Some(snapshot.healthy_targets);
+                    }
+                }
+                _ = probe.tick() => {
+                    if let Some(url) = &deployment.app_url {
+                        self.probe_once(&deployment.id, url, healthy).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One poll: read, compare, store. `None` when AWS did not answer.
+    pub async fn poll_once(
+        &self,
+        deployment: &Watched,
+        known: &mut Known,
+    ) -> Option<HealthSnapshot> {
+        let id = &deployment.id;
+        let snapshot = match self.engine.health(id).await {
+            Ok(snapshot) => snapshot,
+            Err(EngineError::Conflict(reason)) => {
+                tracing::debug!(deployment = %id, %reason, "nothing to poll");
+                return None;
+            }
+            Err(error) => {
+                tracing::warn!(deployment = %id, %error, "telemetry poll failed");
+                return None;
+            }
+        };
+        let mut samples = group_samples(&snapshot);
+        samples.extend(self.read_metrics(deployment, &snapshot).await);
+        let pool = self.engine.store().pool();
+        let mut events = observe::observe(known, &snapshot);
+        let mut kept = Vec::with_capacity(events.len());
+        for event in events.drain(..) {
+            if event.kind == "recovery" {
+                let seconds = event.data["seconds"].as_f64().unwrap_or_default();
+                let since = snapshot.taken_at - TimeDelta::milliseconds((seconds * 1000.0) as i64);
+                // The engine times recoveries after chaos more finely.
+                if db::recovery_recorded_since(pool, id, since)
+                    .await
+                    .unwrap_or(false)
+                {
+                    continue;
+                }
+            }
+            kept.push(event);
+        }
+        if let Err(error) = db::record_poll(pool, &snapshot, &samples, &kept).await {
+            tracing::warn!(deployment = %id, %error, "cannot store a telemetry poll");
+        }
+        Some(snapshot)
+    }
+
+    async fn read_metrics(&self, deployment: &Watched, snapshot: &HealthSnapshot) -> Vec<Sample> {
+        let ids: Vec<String> = snapshot
+            .group
+            .instances
+            .iter()
+            .map(|i| i.id.clone())
+            .collect();
+        let period = self.config.metric_period;
+        let (queries, series) = metrics::queries(&snapshot.group.name, &ids, period);
+        let (from, to) = metrics::window(snapshot.taken_at, period);
+        let aws = self.engine.aws(&deployment.region);
+        let answer = aws
+            .cloudwatch
+            .get_metric_data()
+            .set_metric_data_queries(Some(queries))
+            .start_time(aws_smithy_types::DateTime::from_secs(from.timestamp()))
+            .end_time(aws_smithy_types::DateTime::from_secs(to.timestamp()))
+            .send()
+            .await;
+        match answer {
+            Ok(out) => metrics::samples(out.metric_data_results(), &series),
+            Err(error) => {
+                tracing::warn!(deployment = %deployment.id, error = %aws_sdk_cloudwatch::error::DisplayErrorContext(&error), "GetMetricData failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Asks the app URL for its page once and records the answer.
+    pub async fn probe_once(&self, deployment_id: &str, url: &str, healthy: Option<u32>) {
+        let at = Utc::now();
+        let started = Instant::now();
+        let failure = match self.http.get(url).send().await {
+            Ok(answer) if answer.status().is_success() => None,
+            Ok(answer) => Some(format!("HTTP {}", answer.status())),
+            Err(error) if error.is_timeout() => Some(format!(
+                "no answer within {} s",
+                self.config.probe_timeout.as_secs_f64()
+            )),
+            Err(error) if error.is_connect() => Some("the connection was refused".to_string()),
+            Err(error) => Some(format!("the request failed: {error}")),
+        };
+        let millis = failure
+            .is_none()
+            .then(|| started.elapsed().as_secs_f64() * 1000.0);
+        let cause = failure.map(|f| match healthy {
+            Some(0) => format!("{f}; no healthy targets behind the load balancer"),
+            _ => f,
+        });
+        let pool = self.engine.store().pool();
+        if let Err(error) =
+            db::record_probe(pool, deployment_id, at, cause.as_deref(), millis).await
+        {
+            tracing::warn!(deployment = %deployment_id, %error, "cannot store a probe");
+        }
+    }
+}
+
+/// The group's figures at the moment of a snapshot.
+fn group_samples(snapshot: &HealthSnapshot) -> Vec<Sample> {
+    let at = snapshot.taken_at.timestamp();
+    let group = &snapshot.group;
+    let in_service = group
+        .instances
+        .iter()
+        .filter(|i| i.lifecycle == "InService")
+        .count();
+    let mut samples = vec![
+        Sample::new("desired", at, f64::from(group.desired)),
+        Sample::new("min", at, f64::from(group.min)),
+        Sample::new("max", at, f64::from(group.max)),
+        Sample::new("in_service", at, in_service as f64),
+        Sample::new("healthy_targets", at, f64::from(snapshot.healthy_targets)),
+    ];
+    for alarm in &snapshot.alarms {
+        samples.push(Sample::new(
+            format!("alarm:{}", alarm.name),
+            at,
+            db::alarm_value(&alarm.state),
+        ));
+    }
+    for instance in &group.instances {
+        if let Some(state) = &instance.target_state {
+            samples.push(Sample::new(
+                format!("target:{}", instance.id),
+                at,
+                db::target_value(state),
+            ));
+        }
+    }
+    samples
+}

@@ -1,0 +1,217 @@
+//! What deployments have cost: every priced resource from when it was made
+//! until it was deleted, every instance from its launch until it left the
+//! group, priced by `cloudpulse_app::pricing`, the module behind the
+//! estimate.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use cloudpulse_app::live::{CostShare, CostSummary, CostView};
+use cloudpulse_app::params::DeploymentParams;
+use cloudpulse_app::pricing::{
+    self, Lifetime, ResourceKind, HOURS_PER_MONTH, METRICS_PER_INSTANCE, PRICES_AS_OF,
+    ROOT_VOLUME_GB,
+};
+use sqlx::SqlitePool;
+
+use crate::db::DbResult;
+
+struct DeploymentRow {
+    id: String,
+    name: String,
+    status: String,
+    region: String,
+    params: DeploymentParams,
+    created_at: DateTime<Utc>,
+    torn_down_at: Option<DateTime<Utc>>,
+}
+
+/// `(kind, instance type, from, to)` of one thing that was billed.
+type Span = (String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
+
+async fn deployments(pool: &SqlitePool, id: Option<&str>) -> DbResult<Vec<DeploymentRow>> {
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, name, status, region, params, created_at, torn_down_at FROM deployments
+         WHERE ?1 IS NULL OR id = ?1 ORDER BY created_at DESC, id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, name, status, region, params, created_at, torn_down_at)| DeploymentRow {
+                id,
+                name,
+                status,
+                region,
+                params: serde_json::from_str(&params).unwrap_or_default(),
+                created_at,
+                torn_down_at,
+            },
+        )
+        .collect())
+}
+
+/// Resources and instances of one deployment (or all), by deployment.
+async fn spans(pool: &SqlitePool, id: Option<&str>) -> DbResult<HashMap<String, Vec<Span>>> {
+    let rows: Vec<(
+        String,
+        String,
+        Option<String>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT deployment_id, kind, NULL, created_at, deleted_at FROM resources
+             WHERE (?1 IS NULL OR deployment_id = ?1)
+               AND kind IN ('nat_gateway', 'elastic_ip', 'load_balancer', 'alarm', 's3_bucket')
+             UNION ALL
+             SELECT deployment_id, 'instance', instance_type, launched_at, gone_at FROM instances
+             WHERE ?1 IS NULL OR deployment_id = ?1",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let mut by_deployment: HashMap<String, Vec<Span>> = HashMap::new();
+    for (deployment, kind, instance_type, from, to) in rows {
+        by_deployment
+            .entry(deployment)
+            .or_default()
+            .push((kind, instance_type, from, to));
+    }
+    Ok(by_deployment)
+}
+
+/// The billed lifetimes behind a deployment's spans. Nothing outlives the
+/// deployment's teardown; an instance brings its EBS volume and its custom
+/// metrics; the load balancer holds a public address in each AZ.
+fn lifetimes(deployment: &DeploymentRow, spans: &[Span]) -> Vec<Lifetime> {
+    let end = |to: Option<DateTime<Utc>>| match (to, deployment.torn_down_at) {
+        (Some(to), Some(down)) => Some(to.min(down)),
+        (to, down) => to.or(down),
+    };
+    let mut all = Vec::new();
+    for (kind, instance_type, from, to) in spans {
+        let Ok(kind) = kind.parse::<ResourceKind>() else {
+            continue;
+        };
+        let life = |kind, quantity| Lifetime {
+            kind,
+            instance_type: instance_type.clone(),
+            quantity,
+            from: *from,
+            to: end(*to),
+        };
+        all.push(life(kind, 1.0));
+        match kind {
+            ResourceKind::Instance => {
+                all.push(life(ResourceKind::EbsVolume, ROOT_VOLUME_GB));
+                all.push(life(
+                    ResourceKind::CustomMetric,
+                    f64::from(METRICS_PER_INSTANCE),
+                ));
+            }
+            ResourceKind::LoadBalancer => {
+                for _ in 0..deployment.params.azs {
+                    all.push(life(ResourceKind::ElasticIp, 1.0));
+                }
+            }
+            _ => {}
+        }
+    }
+    all
+}
+
+fn view(deployment: &DeploymentRow, spans: &[Span], now: DateTime<Utc>) -> CostView {
+    let lifetimes = lifetimes(deployment, spans);
+    let until = deployment.torn_down_at.unwrap_or(now).min(now);
+    let instance_hours: f64 = lifetimes
+        .iter()
+        .filter(|l| l.kind == ResourceKind::Instance)
+        .map(|l| pricing::accrued(1.0, l.from, l.to.unwrap_or(until).min(until)))
+        .sum();
+    let mut view = CostView {
+        deployment_id: deployment.id.clone(),
+        name: deployment.name.clone(),
+        status: deployment.status.clone(),
+        region: deployment.region.clone(),
+        prices_as_of: PRICES_AS_OF.to_string(),
+        priced: false,
+        hourly_usd: 0.0,
+        monthly_usd: 0.0,
+        accrued_usd: 0.0,
+        since: deployment.created_at,
+        until,
+        breakdown: Vec::new(),
+        instance_hours,
+        notes: Vec::new(),
+    };
+    match pricing::accrue(&deployment.region, &lifetimes, now) {
+        Ok(accrual) => {
+            view.priced = true;
+            view.hourly_usd = accrual.per_hour;
+            view.monthly_usd = accrual.per_hour * HOURS_PER_MONTH;
+            view.accrued_usd = accrual.accrued;
+            view.breakdown = accrual
+                .lines
+                .iter()
+                .map(|line| CostShare {
+                    category: line.category,
+                    label: line.category.label().to_string(),
+                    accrued_usd: line.accrued,
+                    hourly_usd: line.per_hour,
+                })
+                .collect();
+        }
+        Err(error) => view.notes.push(error.to_string()),
+    }
+    if spans.iter().all(|(kind, ..)| kind != "instance") && deployment.status == "live" {
+        view.notes.push(
+            "no instance has been seen yet; instance-hours count from the first poll".to_string(),
+        );
+    }
+    view
+}
+
+/// One deployment's cost, or `None` if there is no such deployment.
+pub async fn cost(
+    pool: &SqlitePool,
+    deployment_id: &str,
+    now: DateTime<Utc>,
+) -> DbResult<Option<CostView>> {
+    let Some(deployment) = deployments(pool, Some(deployment_id)).await?.pop() else {
+        return Ok(None);
+    };
+    let spans = spans(pool, Some(deployment_id)).await?;
+    Ok(Some(view(
+        &deployment,
+        spans.get(deployment_id).map_or(&[][..], Vec::as_slice),
+        now,
+    )))
+}
+
+/// Every deployment's cost, newest first, and the totals.
+pub async fn cost_all(pool: &SqlitePool, now: DateTime<Utc>) -> DbResult<CostSummary> {
+    let all = deployments(pool, None).await?;
+    let spans = spans(pool, None).await?;
+    let views: Vec<CostView> = all
+        .iter()
+        .map(|d| view(d, spans.get(&d.id).map_or(&[][..], Vec::as_slice), now))
+        .collect();
+    let hourly: f64 = views.iter().map(|v| v.hourly_usd).sum();
+    Ok(CostSummary {
+        accrued_usd: views.iter().map(|v| v.accrued_usd).sum(),
+        hourly_usd: hourly,
+        monthly_usd: hourly * HOURS_PER_MONTH,
+        deployments: views,
+    })
+}

@@ -1,0 +1,382 @@
+//! What the pages and the REST API read: the stored telemetry in the shapes
+//! of `cloudpulse_app::live`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use cloudpulse_app::live::{
+    InstanceDetail, LiveView, Marker, MetricsRange, MetricsView, Series, Threshold, Topology,
+    UptimeSummary, UptimeView, Zone,
+};
+use cloudpulse_app::model::EventView;
+use cloudpulse_app::params::DeploymentParams;
+use serde_json::Value;
+use sqlx::SqlitePool;
+
+use crate::db::{self, DbResult};
+use crate::{cost, TelemetryConfig, CALLS_PER_POLL};
+
+/// Points a chart is drawn from, at most, per series.
+const MAX_POINTS: i64 = 360;
+/// Steps (seconds) points are averaged over, smallest first.
+const STEPS: [i64; 14] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
+];
+/// Kinds of event drawn as markers on the charts.
+const MARKED: [&str; 4] = ["scaling", "chaos", "recovery", "alarm"];
+/// Timeline events a live view carries.
+const RECENT_EVENTS: i64 = 30;
+
+struct Basics {
+    name: String,
+    status: String,
+    params: DeploymentParams,
+    created_at: DateTime<Utc>,
+}
+
+async fn basics(pool: &SqlitePool, deployment_id: &str) -> DbResult<Option<Basics>> {
+    let row: Option<(String, String, String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT name, status, params, created_at FROM deployments WHERE id = ?1")
+            .bind(deployment_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(name, status, params, created_at)| Basics {
+        name,
+        status,
+        params: serde_json::from_str(&params).unwrap_or_default(),
+        created_at,
+    }))
+}
+
+/// The smallest step that keeps a span within [`MAX_POINTS`].
+pub fn step_for(span_seconds: i64) -> i64 {
+    let wanted = (span_seconds + MAX_POINTS - 1) / MAX_POINTS;
+    STEPS
+        .into_iter()
+        .find(|s| *s >= wanted)
+        .unwrap_or(STEPS[STEPS.len() - 1])
+}
+
+async fn metrics_of(
+    pool: &SqlitePool,
+    config: &TelemetryConfig,
+    deployment_id: &str,
+    basics: &Basics,
+    range: MetricsRange,
+    now: DateTime<Utc>,
+    instance: Option<&str>,
+) -> DbResult<MetricsView> {
+    let from = match range.span() {
+        Some(span) => (now - span).max(basics.created_at.min(now - TimeDelta::minutes(1))),
+        None => basics.created_at,
+    };
+    let step = step_for((now - from).num_seconds().max(1));
+    let rows = db::series(
+        pool,
+        deployment_id,
+        from.timestamp(),
+        now.timestamp(),
+        step,
+        instance,
+    )
+    .await?;
+    let mut by_name: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for (name, at, value) in rows {
+        by_name.entry(name).or_default().push((at, value));
+    }
+    let series = by_name
+        .into_iter()
+        .map(|(name, points)| Series { name, points })
+        .collect();
+    let markers = db::events_between(pool, deployment_id, from, now, &MARKED)
+        .await?
+        .into_iter()
+        .filter(|(_, _, text)| instance.is_none_or(|i| text.contains(i)))
+        .map(|(at, kind, text)| Marker { at, kind, text })
+        .collect();
+    let poll_seconds = config.poll.as_secs_f64();
+    Ok(MetricsView {
+        deployment_id: deployment_id.to_string(),
+        range,
+        from,
+        to: now,
+        step_seconds: step,
+        series,
+        thresholds: vec![
+            Threshold {
+                alarm: "high CPU".into(),
+                value: basics.params.scale_out_cpu,
+                comparison: "GreaterThanThreshold".into(),
+            },
+            Threshold {
+                alarm: "low CPU".into(),
+                value: basics.params.scale_in_cpu,
+                comparison: "LessThanThreshold".into(),
+            },
+        ],
+        markers,
+        poll_seconds,
+        api_calls_per_poll: CALLS_PER_POLL,
+        api_calls_per_minute: f64::from(CALLS_PER_POLL) * 60.0 / poll_seconds.max(0.001),
+    })
+}
+
+/// The charts' data of a deployment, `None` if there is no such deployment.
+pub async fn metrics(
+    pool: &SqlitePool,
+    config: &TelemetryConfig,
+    deployment_id: &str,
+    range: MetricsRange,
+    now: DateTime<Utc>,
+) -> DbResult<Option<MetricsView>> {
+    let Some(basics) = basics(pool, deployment_id).await? else {
+        return Ok(None);
+    };
+    metrics_of(pool, config, deployment_id, &basics, range, now, None)
+        .await
+        .map(Some)
+}
+
+fn percent(good: u64, all: u64) -> Option<f64> {
+    (all > 0).then(|| good as f64 * 100.0 / all as f64)
+}
+
+async fn uptime_of(
+    pool: &SqlitePool,
+    deployment_id: &str,
+    basics: &Basics,
+    now: DateTime<Utc>,
+) -> DbResult<UptimeView> {
+    let (good, all) = db::probe_counts(pool, deployment_id, basics.created_at.timestamp()).await?;
+    let (good_24h, all_24h) = db::probe_counts(
+        pool,
+        deployment_id,
+        (now - TimeDelta::hours(24)).timestamp(),
+    )
+    .await?;
+    let last = db::last_recovery(pool, deployment_id).await?;
+    Ok(UptimeView {
+        deployment_id: deployment_id.to_string(),
+        name: basics.name.clone(),
+        availability_pct: percent(good, all),
+        availability_24h_pct: percent(good_24h, all_24h),
+        probes: all,
+        failed_probes: all - good.min(all),
+        incidents: db::incidents(pool, deployment_id, now).await?,
+        last_recovery_seconds: last.map(|(s, _)| s),
+        last_recovery_at: last.map(|(_, at)| at),
+    })
+}
+
+/// Availability and incidents of a deployment.
+pub async fn uptime(
+    pool: &SqlitePool,
+    deployment_id: &str,
+    now: DateTime<Utc>,
+) -> DbResult<Option<UptimeView>> {
+    let Some(basics) = basics(pool, deployment_id).await? else {
+        return Ok(None);
+    };
+    uptime_of(pool, deployment_id, &basics, now).await.map(Some)
+}
+
+/// Availability of every deployment that was ever probed, newest first.
+pub async fn uptime_all(pool: &SqlitePool, now: DateTime<Utc>) -> DbResult<UptimeSummary> {
+    let ids: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM deployments d
+         WHERE EXISTS (SELECT 1 FROM samples s WHERE s.deployment_id = d.id AND s.series = 'probe')
+         ORDER BY created_at DESC, id LIMIT 500",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut deployments = Vec::with_capacity(ids.len());
+    for (id,) in ids {
+        if let Some(view) = uptime(pool, &id, now).await? {
+            deployments.push(view);
+        }
+    }
+    let probes: u64 = deployments.iter().map(|d| d.probes).sum();
+    let failed: u64 = deployments.iter().map(|d| d.failed_probes).sum();
+    Ok(UptimeSummary {
+        availability_pct: percent(probes - failed, probes),
+        probes,
+        failed_probes: failed,
+        deployments,
+    })
+}
+
+/// The VPC as built: from the deployment's resources and its subnets' AZs.
+pub async fn topology(pool: &SqlitePool, deployment_id: &str, cidr: &str) -> DbResult<Topology> {
+    let resources: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT kind, aws_id, step_key FROM resources
+         WHERE deployment_id = ?1 AND deleted_at IS NULL
+           AND kind IN ('vpc', 'subnet', 'nat_gateway', 'load_balancer')
+         ORDER BY created_at",
+    )
+    .bind(deployment_id)
+    .fetch_all(pool)
+    .await?;
+    let outputs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT s.key, s.outputs FROM steps s JOIN jobs j ON j.id = s.job_id
+         WHERE j.deployment_id = ?1 AND j.kind = 'deploy' AND s.status = 'done'
+           AND s.key LIKE '%subnet:%'
+         ORDER BY j.created_at",
+    )
+    .bind(deployment_id)
+    .fetch_all(pool)
+    .await?;
+    let zone_of: BTreeMap<String, String> = outputs
+        .into_iter()
+        .filter_map(|(key, outputs)| {
+            let outputs: Value = serde_json::from_str(&outputs).ok()?;
+            let zone = outputs["availability_zone"].as_str()?.to_string();
+            Some((key.rsplit(':').next()?.to_string(), zone))
+        })
+        .collect();
+    let mut topology = Topology {
+        vpc_cidr: cidr.to_string(),
+        ..Topology::default()
+    };
+    let mut zones: BTreeMap<String, Zone> = BTreeMap::new();
+    for (kind, aws_id, step) in resources {
+        let index = step.rsplit_once(':').map(|(_, i)| i.to_string());
+        let zone = |index: &Option<String>| {
+            let index = index.clone().unwrap_or_default();
+            let name = zone_of
+                .get(&index)
+                .cloned()
+                .unwrap_or_else(|| format!("AZ {index}"));
+            (index, name)
+        };
+        match kind.as_str() {
+            "vpc" => topology.vpc_id = Some(aws_id),
+            "load_balancer" => topology.load_balancer = Some(aws_id),
+            "subnet" | "nat_gateway" => {
+                let (index, name) = zone(&index);
+                let entry = zones.entry(index).or_insert_with(|| Zone {
+                    name,
+                    ..Zone::default()
+                });
+                if kind == "nat_gateway" {
+                    entry.nat_gateway = Some(aws_id);
+                } else if step.starts_with("public") {
+                    entry.public_subnet = Some(aws_id);
+                } else {
+                    entry.private_subnet = Some(aws_id);
+                }
+            }
+            _ => {}
+        }
+    }
+    topology.zones = zones.into_values().collect();
+    Ok(topology)
+}
+
+async fn recent_events(
+    pool: &SqlitePool,
+    deployment_id: &str,
+    limit: i64,
+) -> DbResult<Vec<EventView>> {
+    let rows: Vec<(DateTime<Utc>, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT at, kind, source, message FROM events WHERE deployment_id = ?1
+         ORDER BY at DESC, id DESC LIMIT ?2",
+    )
+    .bind(deployment_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(at, kind, source, message)| EventView {
+            at,
+            kind,
+            source,
+            message,
+        })
+        .collect())
+}
+
+/// Everything the live part of a deployment's page shows.
+pub async fn live(
+    pool: &SqlitePool,
+    config: &TelemetryConfig,
+    deployment_id: &str,
+    range: MetricsRange,
+    now: DateTime<Utc>,
+) -> DbResult<Option<LiveView>> {
+    let Some(basics) = basics(pool, deployment_id).await? else {
+        return Ok(None);
+    };
+    let Some(cost) = cost::cost(pool, deployment_id, now).await? else {
+        return Ok(None);
+    };
+    Ok(Some(LiveView {
+        metrics: metrics_of(pool, config, deployment_id, &basics, range, now, None).await?,
+        instances: db::instances(pool, deployment_id).await?,
+        uptime: uptime_of(pool, deployment_id, &basics, now).await?,
+        cost,
+        events: recent_events(pool, deployment_id, RECENT_EVENTS).await?,
+        topology: topology(pool, deployment_id, &basics.params.vpc_cidr).await?,
+    }))
+}
+
+/// One instance's page, `None` if the deployment never had it.
+pub async fn instance(
+    pool: &SqlitePool,
+    config: &TelemetryConfig,
+    deployment_id: &str,
+    instance_id: &str,
+    range: MetricsRange,
+    now: DateTime<Utc>,
+) -> DbResult<Option<InstanceDetail>> {
+    let Some(basics) = basics(pool, deployment_id).await? else {
+        return Ok(None);
+    };
+    let Some(record) = db::instance(pool, deployment_id, instance_id).await? else {
+        return Ok(None);
+    };
+    let events = db::instance_events(pool, deployment_id, instance_id)
+        .await?
+        .into_iter()
+        .map(|(at, kind, source, message)| EventView {
+            at,
+            kind,
+            source,
+            message,
+        })
+        .collect();
+    Ok(Some(InstanceDetail {
+        deployment_id: deployment_id.to_string(),
+        deployment_name: basics.name.clone(),
+        deployment_live: basics.status == "live",
+        metrics: metrics_of(
+            pool,
+            config,
+            deployment_id,
+            &basics,
+            range,
+            now,
+            Some(instance_id),
+        )
+        .await?,
+        instance: record,
+        events,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_keep_charts_within_their_points() {
+        assert_eq!(step_for(900), 5);
+        assert_eq!(step_for(360), 1);
+        assert_eq!(step_for(3600), 10);
+        assert_eq!(step_for(24 * 3600), 300);
+        for span in [1, 59, 900, 3600, 6 * 3600, 86_400, 30 * 86_400] {
+            let step = step_for(span);
+            assert!(span / step <= MAX_POINTS || step == 7200, "{span}: {step}");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The telemetry's records in a real SQLite file, migrated as the portal
+//! migrates it.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use cloudpulse_app::live::MetricsRange;
+use cloudpulse_app::model::{GroupHealth, HealthSnapshot, InstanceHealth};
+use cloudpulse_engine::Store;
+use cloudpulse_telemetry::db::{self, Sample};
+use cloudpulse_telemetry::observe::{observe, Known};
+use cloudpulse_telemetry::{cost, views, TelemetryConfig};
+
+const ID: &str = "0b6c7e2e-0000-4000-8000-000000000001";
+
+async fn store(dir: &tempfile::TempDir, created: DateTime<Utc>) -> Store {
+    let store = Store::open(&dir.path().join("telemetry.db")).await.unwrap();
+    sqlx::query(
+        "INSERT INTO deployments (id, name, region, status, params, created_at, updated_at)
+         VALUES (?1, 'demo', 'us-east-1', 'live', '{}', ?2, ?2)",
+    )
+    .bind(ID)
+    .bind(created)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store
+}
+
+fn instance(id: &str, target: &str) -> InstanceHealth {
+    InstanceHealth {
+        id: id.into(),
+        lifecycle: "InService".into(),
+        health: "Healthy".into(),
+        availability_zone: "us-east-1a".into(),
+        instance_type: Some("t3.micro".into()),
+        launched_at: None,
+        private_ip: Some("10.0.3.4".into()),
+        target_state: Some(target.into()),
+        target_reason: None,
+    }
+}
+
+fn snapshot(at: DateTime<Utc>, instances: Vec<InstanceHealth>) -> HealthSnapshot {
+    HealthSnapshot {
+        deployment_id: ID.into(),
+        taken_at: at,
+        healthy_targets: instances.len() as u32,
+        group: GroupHealth {
+            name: "g".into(),
+            min: 2,
+            desired: 2,
+            max: 4,
+            instances,
+        },
+        alarms: vec![],
+        activities: vec![],
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_poller_reports_only_what_changed_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = Utc::now() - TimeDelta::hours(1);
+    let store = store(&dir, start).await;
+    let pool = store.pool();
+
+    let mut known = Known::default();
+    let first = snapshot(
+        start,
+        vec![instance("i-a", "healthy"), instance("i-b", "healthy")],
+    );
+    let events = observe(&mut known, &first);
+    db::record_poll(
+        pool,
+        &first,
+        &[Sample::new("desired", start.timestamp(), 2.0)],
+        &events,
+    )
+    .await
+    .unwrap();
+
+    // A new poller, as after a restart, starts from the database.
+    let mut known = db::load_known(pool, ID).await.unwrap();
+    assert_eq!(known.instances.len(), 2);
+    assert_eq!(known.desired, Some(2));
+    let later = start + TimeDelta::minutes(10);
+    let second = snapshot(later, vec![instance("i-b", "healthy")]);
+    let events = observe(&mut known, &second);
+    let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["i-a left the group (last InService and Healthy)"]
+    );
+    db::record_poll(pool, &second, &[], &events).await.unwrap();
+
+    let records = db::instances(pool, ID).await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].id, "i-b", "those in the group come first");
+    assert_eq!(records[1].gone_at, Some(later));
+    // i-a lived 10 minutes, i-b 1 hour so far: 70 instance-minutes.
+    let now = start + TimeDelta::hours(1);
+    let cost = cost::cost(pool, ID, now).await.unwrap().unwrap();
+    assert!(
+        (cost.instance_hours - 70.0 / 60.0).abs() < 1e-6,
+        "{}",
+        cost.instance_hours
+    );
+    let instances = cost
+        .breakdown
+        .iter()
+        .find(|s| s.label == "Instances")
+        .unwrap();
+    assert!((instances.accrued_usd - 0.0104 * 70.0 / 60.0).abs() < 1e-9);
+    assert!(
+        (instances.hourly_usd - 0.0104).abs() < 1e-12,
+        "one instance runs now"
+    );
+}
+
+#[tokio::test]
+async fn old_samples_become_minutely_averages() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let store = store(&dir, now - TimeDelta::days(3)).await;
+    let pool = store.pool();
+    // On a quarter hour, so both minutes fall in one 15-minute point below.
+    let old = (now - TimeDelta::days(2)).timestamp() / 900 * 900;
+    let mut samples: Vec<Sample> = (0..120)
+        .map(|s| Sample::new("cpu", old + s, s as f64))
+        .collect();
+    samples.push(Sample::new("cpu", now.timestamp(), 42.0));
+    let snap = snapshot(now, vec![]);
+    db::record_poll(pool, &snap, &samples, &[]).await.unwrap();
+
+    let thinned = db::downsample(pool, (now - TimeDelta::hours(24)).timestamp())
+        .await
+        .unwrap();
+    assert_eq!(thinned, 120);
+    let rows: Vec<(i64, i64, f64)> = sqlx::query_as(
+        "SELECT at, resolution, value FROM samples WHERE series = 'cpu' ORDER BY at",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (old, 60, 29.5),
+            (old + 60, 60, 89.5),
+            (now.timestamp(), 0, 42.0)
+        ]
+    );
+    // Running it again changes nothing.
+    assert_eq!(
+        db::downsample(pool, (now - TimeDelta::hours(24)).timestamp())
+            .await
+            .unwrap(),
+        0
+    );
+    let metrics = views::metrics(
+        pool,
+        &TelemetryConfig::default(),
+        ID,
+        MetricsRange::All,
+        now,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // Three days at 360 points or fewer: 15-minute points, so the two
+    // old minutes share one.
+    assert_eq!(metrics.step_seconds, 900);
+    let cpu = metrics.series("cpu").unwrap();
+    assert_eq!(
+        cpu.points,
+        vec![(old / 900 * 900, 59.5), (now.timestamp() / 900 * 900, 42.0)]
+    );
+}
+
+#[tokio::test]
+async fn failed_probes_open_an_incident_and_the_next_good_one_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = Utc::now() - TimeDelta::minutes(5);
+    let store = store(&dir, start).await;
+    let pool = store.pool();
+    let at = |s: i64| start + TimeDelta::seconds(s);
+    db::record_probe(pool, ID, at(10), None, Some(3.0))
+        .await
+        .unwrap();
+    db::record_probe(pool, ID, at(20), Some("HTTP 502 Bad Gateway"), None)
+        .await
+        .unwrap();
+    db::record_probe(pool, ID, at(30), Some("HTTP 503 Service Unavailable"), None)
+        .await
+        .unwrap();
+    db::record_probe(pool, ID, at(40), None, Some(4.0))
+        .await
+        .unwrap();
+
+    let uptime = views::uptime(pool, ID, at(60)).await.unwrap().unwrap();
+    assert_eq!((uptime.probes, uptime.failed_probes), (4, 2));
+    assert_eq!(uptime.availability_pct, Some(50.0));
+    assert_eq!(uptime.incidents.len(), 1);
+    let incident = &uptime.incidents[0];
+    assert_eq!(
+        incident.cause, "HTTP 502 Bad Gateway",
+        "the first failure names it"
+    );
+    assert_eq!(incident.ended_at, Some(at(40)));
+    assert_eq!(incident.duration_seconds, 20.0);
+
+    // One left open is closed when the deployment is no longer watched.
+    db::record_probe(pool, ID, at(50), Some("the connection was refused"), None)
+        .await
+        .unwrap();
+    db::stop_watching(pool, ID).await.unwrap();
+    let uptime = views::uptime(pool, ID, Utc::now()).await.unwrap().unwrap();
+    assert!(uptime.incidents.iter().all(|i| i.ended_at.is_some()));
+}
