@@ -10,7 +10,9 @@ use leptos_router::{
 use crate::model::{CloudMode, CloudStatus, Reachability};
 use crate::pages::deployment::DeploymentPage;
 use crate::pages::deployments::DeploymentsPage;
+use crate::pages::instance::InstancePage;
 use crate::pages::new::NewDeploymentPage;
+use crate::pages::reports::{CostPage, UptimePage};
 
 /// Where the server serves the portal's own stylesheet.
 pub const STYLESHEET_PATH: &str = "/assets/cloudpulse.css";
@@ -53,6 +55,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=DeploymentsPage ssr=SsrMode::Async/>
                     <Route path=path!("/new") view=NewDeploymentPage ssr=SsrMode::Async/>
                     <Route path=path!("/deployments/:id") view=DeploymentPage ssr=SsrMode::Async/>
+                    <Route path=path!("/deployments/:id/instances/:instance") view=InstancePage ssr=SsrMode::Async/>
+                    <Route path=path!("/cost") view=CostPage ssr=SsrMode::Async/>
+                    <Route path=path!("/uptime") view=UptimePage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
@@ -88,6 +93,8 @@ fn TopBar() -> impl IntoView {
             <nav class="primary-nav" aria-label="Portal">
                 <a href="/">"Deployments"</a>
                 <a href="/new" data-testid="new-deployment">"New deployment"</a>
+                <a href="/cost" data-testid="nav-cost">"Cost"</a>
+                <a href="/uptime" data-testid="nav-uptime">"Uptime"</a>
             </nav>
             <Suspense fallback=|| view! { <span class="cloud">"Checking the cloud…"</span> }>
                 {move || Suspend::new(async move {

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::live::LiveView;
+use crate::pages::live::LiveTelemetry;
 use crate::text::{fixed, iso, utc};
 use leptos_router::hooks::use_params_map;
 
@@ -18,11 +20,17 @@ pub fn DeploymentPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let detail = Resource::new(id, get_deployment);
+    let live = Resource::new(id, |id| {
+        crate::pages::live::get_live(id, crate::live::MetricsRange::Hour1.as_str().to_string())
+    });
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading the deployment…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(detail) => view! { <DeploymentView detail/> }.into_any(),
+                    Ok(detail) => {
+                        let telemetry = live.await.ok();
+                        view! { <DeploymentView detail telemetry/> }.into_any()
+                    }
                     Err(error) => view! {
                         <Title text="Deployment · CloudPulse"/>
                         <h1>"Deployment"</h1>
@@ -40,7 +48,9 @@ pub fn DeploymentPage() -> impl IntoView {
 /// the running job) is an island; the history below is rendered once by the
 /// server, and the island reloads the page when a job ends so both agree.
 #[component]
-fn DeploymentView(detail: DeploymentDetail) -> impl IntoView {
+fn DeploymentView(detail: DeploymentDetail, telemetry: Option<LiveView>) -> impl IntoView {
+    let is_live = detail.status == DeploymentStatus::Live;
+    let id = detail.id.clone();
     let params = serde_json::to_string_pretty(&detail.params).unwrap_or_default();
     let live_resources = detail
         .resources
@@ -58,6 +68,7 @@ fn DeploymentView(detail: DeploymentDetail) -> impl IntoView {
             params: serde_json::Value::Null,
             ..detail.clone()
         }/>
+        {telemetry.map(|view| view! { <LiveTelemetry id=id.clone() view live=is_live/> })}
         <section aria-labelledby="resources-title">
             <h2 id="resources-title">{format!("Resources ({live_resources} present)")}</h2>
             <ResourceTable resources=detail.resources.clone()/>

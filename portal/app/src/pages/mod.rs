@@ -1,3 +1,6 @@
 pub mod deployment;
 pub mod deployments;
+pub mod instance;
+pub mod live;
 pub mod new;
+pub mod reports;
