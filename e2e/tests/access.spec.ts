@@ -41,6 +41,22 @@ async function someDeployment(request: APIRequestContext): Promise<string> {
   return deployment.id;
 }
 
+/** An instance the portal's poller has seen in the deployment's group. */
+async function someInstance(request: APIRequestContext, id: string): Promise<string> {
+  let instance = '';
+  await expect
+    .poll(
+      async () => {
+        const live = await (await request.get(`/api/v1/deployments/${id}/live`)).json();
+        instance = live.instances?.[0]?.id ?? '';
+        return instance;
+      },
+      { timeout: 30_000 },
+    )
+    .toMatch(/^i-/);
+  return instance;
+}
+
 async function tearDown(request: APIRequestContext, id: string) {
   expect((await request.post(`/api/v1/deployments/${id}/teardown`)).status()).toBe(202);
   await expect
@@ -58,6 +74,9 @@ test('every page passes axe-core and fits a phone without sideways scrolling', a
     ['new-deployment', '/new'],
     ['deployment', `/deployments/${id}`],
     ['unknown-deployment', '/deployments/no-such-deployment'],
+    ['instance', `/deployments/${id}/instances/${await someInstance(request, id)}`],
+    ['cost', '/cost'],
+    ['uptime', '/uptime'],
   ];
   const widths = [
     ['desktop', 1280, 900],

@@ -143,7 +143,17 @@ fn LiveDeployment(detail: DeploymentDetail) -> impl IntoView {
                     .unwrap_or_else(|| "No job yet".into()))}
                 {move || connected.get().then(|| view! { <span class="live-dot" title="updating live">" ● live"</span> })}
             </h2>
-            {move || job.get().map(|j| view! { <JobTimeline job=j/> })}
+            // A finished deploy folds its steps away, so the live health
+            // comes first; they stay one click away.
+            {move || job.get().map(|j| {
+                let open = j.status != JobStatus::Done;
+                view! {
+                    <details class="job-steps" open=open>
+                        <summary>"Steps"</summary>
+                        <JobTimeline job=j/>
+                    </details>
+                }
+            })}
         </section>
     }
 }

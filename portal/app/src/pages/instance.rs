@@ -85,8 +85,8 @@ fn LiveInstance(detail: InstanceDetail) -> impl IntoView {
                     <dt>"Type"</dt><dd>{i.instance_type.clone().unwrap_or_else(|| "unknown".into())}</dd>
                     <dt>"Private IP"</dt><dd>{i.private_ip.clone().unwrap_or_else(|| "unknown".into())}</dd>
                     <dt>"Launched"</dt><dd><time datetime=iso(i.launched_at)>{utc(i.launched_at, true)}</time></dd>
-                    <dt>"Lifecycle"</dt><dd data-testid="lifecycle">{i.lifecycle.clone().unwrap_or_default()}{" · "}{i.health.clone().unwrap_or_default()}</dd>
-                    <dt>"Target"</dt><dd data-testid="target">{i.target_state.clone().unwrap_or_else(|| "not registered".into())}
+                    <dt>{if i.gone_at.is_some() { "Last lifecycle" } else { "Lifecycle" }}</dt><dd data-testid="lifecycle">{i.lifecycle.clone().unwrap_or_default()}{" · "}{i.health.clone().unwrap_or_default()}</dd>
+                    <dt>{if i.gone_at.is_some() { "Last target state" } else { "Target" }}</dt><dd data-testid="target">{i.target_state.clone().unwrap_or_else(|| "not registered".into())}
                         {i.target_reason.clone().map(|r| format!(" ({r})"))}</dd>
                     {i.gone_at.map(|gone| view! {
                         <dt>"Left the group"</dt>
