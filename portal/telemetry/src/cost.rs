@@ -64,13 +64,15 @@ async fn deployments(pool: &SqlitePool, id: Option<&str>) -> DbResult<Vec<Deploy
 
 /// Resources and instances of one deployment (or all), by deployment.
 async fn spans(pool: &SqlitePool, id: Option<&str>) -> DbResult<HashMap<String, Vec<Span>>> {
-    let rows: Vec<(
+    // (deployment, kind, instance type, from, to)
+    type Row = (
         String,
         String,
         Option<String>,
         DateTime<Utc>,
         Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    );
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT deployment_id, kind, NULL, created_at, deleted_at FROM resources
              WHERE (?1 IS NULL OR deployment_id = ?1)
                AND kind IN ('nat_gateway', 'elastic_ip', 'load_balancer', 'alarm', 's3_bucket')

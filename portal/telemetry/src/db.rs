@@ -61,13 +61,15 @@ pub async fn live_deployments(pool: &SqlitePool) -> DbResult<Vec<Watched>> {
 /// what changed since.
 pub async fn load_known(pool: &SqlitePool, deployment_id: &str) -> DbResult<Known> {
     let mut known = Known::default();
-    let instances: Vec<(
+    // (id, lifecycle, health, target state, target reason)
+    type Row = (
         String,
         Option<String>,
         Option<String>,
         Option<String>,
         Option<String>,
-    )> = sqlx::query_as(
+    );
+    let instances: Vec<Row> = sqlx::query_as(
         "SELECT instance_id, lifecycle, health, target_state, target_reason FROM instances
              WHERE deployment_id = ?1 AND gone_at IS NULL",
     )
