@@ -104,6 +104,12 @@ pub struct DeploymentSummary {
     pub torn_down_at: Option<DateTime<Utc>>,
     /// "2 × t3.micro (2-4)": desired instances, type, and the scaling range.
     pub size: Option<String>,
+    /// Accrued cost so far, when its region is priced.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// Good probes of the app URL out of all, once probed.
+    #[serde(default)]
+    pub availability_pct: Option<f64>,
 }
 
 /// A page of results, newest first.

@@ -1077,6 +1077,9 @@ impl DeploymentRow {
                 }
                 _ => None,
             },
+            // The telemetry fills these in.
+            cost_usd: None,
+            availability_pct: None,
         })
     }
 }

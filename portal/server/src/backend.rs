@@ -191,11 +191,23 @@ impl Backend for PortalBackend {
         &self,
         filter: DeploymentFilter,
     ) -> Result<Page<DeploymentSummary>, BackendError> {
-        self.engine
+        let mut page = self
+            .engine
             .store()
             .list_deployments(filter.status, filter.page, filter.per_page)
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        let ids: Vec<String> = page.items.iter().map(|d| d.id.clone()).collect();
+        let figures = cost::summaries(self.pool(), &ids, Utc::now())
+            .await
+            .map_err(db_error)?;
+        for item in &mut page.items {
+            if let Some((cost, availability)) = figures.get(&item.id) {
+                item.cost_usd = *cost;
+                item.availability_pct = *availability;
+            }
+        }
+        Ok(page)
     }
 
     async fn deploy(

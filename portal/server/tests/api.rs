@@ -382,6 +382,16 @@ async fn telemetry_while_live(url: &str, deployment: &str) {
         .iter()
         .any(|d| d["deployment_id"] == deployment));
     assert!(everything["accrued_usd"].as_f64().unwrap() >= accrued);
+    // The deployments list carries the same figures.
+    let (_, list) = get_json(&format!("{url}/api/v1/deployments")).await;
+    let item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == deployment)
+        .unwrap();
+    assert!(item["cost_usd"].as_f64().unwrap() >= accrued, "{item}");
+    assert!(item["availability_pct"].as_f64().unwrap() > 0.0, "{item}");
     let (status, uptimes) = get_json(&format!("{url}/api/v1/uptime")).await;
     assert_eq!(status, 200);
     assert!(uptimes["probes"].as_u64().unwrap() >= uptime["probes"].as_u64().unwrap());

@@ -29,7 +29,15 @@ struct DeploymentRow {
 /// `(kind, instance type, from, to)` of one thing that was billed.
 type Span = (String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
 
-async fn deployments(pool: &SqlitePool, id: Option<&str>) -> DbResult<Vec<DeploymentRow>> {
+/// `WHERE` text choosing the deployments `ids` (a JSON array, `?1`), or all.
+fn chosen(column: &str, ids: Option<&str>) -> String {
+    match ids {
+        Some(_) => format!("{column} IN (SELECT value FROM json_each(?1))"),
+        None => "?1 IS NULL".to_string(),
+    }
+}
+
+async fn deployments(pool: &SqlitePool, ids: Option<&str>) -> DbResult<Vec<DeploymentRow>> {
     type Row = (
         String,
         String,
@@ -39,11 +47,12 @@ async fn deployments(pool: &SqlitePool, id: Option<&str>) -> DbResult<Vec<Deploy
         DateTime<Utc>,
         Option<DateTime<Utc>>,
     );
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT id, name, status, region, params, created_at, torn_down_at FROM deployments
-         WHERE ?1 IS NULL OR id = ?1 ORDER BY created_at DESC, id",
-    )
-    .bind(id)
+         WHERE {} ORDER BY created_at DESC, id",
+        chosen("id", ids)
+    ))
+    .bind(ids)
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -62,8 +71,8 @@ async fn deployments(pool: &SqlitePool, id: Option<&str>) -> DbResult<Vec<Deploy
         .collect())
 }
 
-/// Resources and instances of one deployment (or all), by deployment.
-async fn spans(pool: &SqlitePool, id: Option<&str>) -> DbResult<HashMap<String, Vec<Span>>> {
+/// Resources and instances of some deployments (or all), by deployment.
+async fn spans(pool: &SqlitePool, ids: Option<&str>) -> DbResult<HashMap<String, Vec<Span>>> {
     // (deployment, kind, instance type, from, to)
     type Row = (
         String,
@@ -72,15 +81,16 @@ async fn spans(pool: &SqlitePool, id: Option<&str>) -> DbResult<HashMap<String, 
         DateTime<Utc>,
         Option<DateTime<Utc>>,
     );
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT deployment_id, kind, NULL, created_at, deleted_at FROM resources
-             WHERE (?1 IS NULL OR deployment_id = ?1)
-               AND kind IN ('nat_gateway', 'elastic_ip', 'load_balancer', 'alarm', 's3_bucket')
-             UNION ALL
-             SELECT deployment_id, 'instance', instance_type, launched_at, gone_at FROM instances
-             WHERE ?1 IS NULL OR deployment_id = ?1",
-    )
-    .bind(id)
+         WHERE {0}
+           AND kind IN ('nat_gateway', 'elastic_ip', 'load_balancer', 'alarm', 's3_bucket')
+         UNION ALL
+         SELECT deployment_id, 'instance', instance_type, launched_at, gone_at FROM instances
+         WHERE {0}",
+        chosen("deployment_id", ids)
+    ))
+    .bind(ids)
     .fetch_all(pool)
     .await?;
     let mut by_deployment: HashMap<String, Vec<Span>> = HashMap::new();
@@ -190,10 +200,11 @@ pub async fn cost(
     deployment_id: &str,
     now: DateTime<Utc>,
 ) -> DbResult<Option<CostView>> {
-    let Some(deployment) = deployments(pool, Some(deployment_id)).await?.pop() else {
+    let ids = serde_json::json!([deployment_id]).to_string();
+    let Some(deployment) = deployments(pool, Some(&ids)).await?.pop() else {
         return Ok(None);
     };
-    let spans = spans(pool, Some(deployment_id)).await?;
+    let spans = spans(pool, Some(&ids)).await?;
     Ok(Some(view(
         &deployment,
         spans.get(deployment_id).map_or(&[][..], Vec::as_slice),
@@ -216,4 +227,40 @@ pub async fn cost_all(pool: &SqlitePool, now: DateTime<Utc>) -> DbResult<CostSum
         monthly_usd: hourly * HOURS_PER_MONTH,
         deployments: views,
     })
+}
+
+/// Accrued cost and availability of the deployments `ids`, for the
+/// deployments list: `id → (accrued USD if priced, availability % if probed)`.
+pub async fn summaries(
+    pool: &SqlitePool,
+    ids: &[String],
+    now: DateTime<Utc>,
+) -> DbResult<HashMap<String, (Option<f64>, Option<f64>)>> {
+    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    let spans = spans(pool, Some(&ids)).await?;
+    let mut out: HashMap<String, (Option<f64>, Option<f64>)> = deployments(pool, Some(&ids))
+        .await?
+        .iter()
+        .map(|d| {
+            let view = view(d, spans.get(&d.id).map_or(&[][..], Vec::as_slice), now);
+            (
+                d.id.clone(),
+                (view.priced.then_some(view.accrued_usd), None),
+            )
+        })
+        .collect();
+    let probes: Vec<(String, f64, i64)> = sqlx::query_as(
+        "SELECT deployment_id, SUM(value), COUNT(*) FROM samples
+         WHERE deployment_id IN (SELECT value FROM json_each(?1)) AND series = 'probe'
+         GROUP BY deployment_id",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    for (id, good, all) in probes {
+        if let Some(entry) = out.get_mut(&id) {
+            entry.1 = (all > 0).then(|| good * 100.0 / all as f64);
+        }
+    }
+    Ok(out)
 }

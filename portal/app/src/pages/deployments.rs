@@ -122,8 +122,11 @@ fn DeploymentTable(page: Page<DeploymentSummary>, status: Option<String>) -> imp
                                     </time>
                                 </td>
                                 <td>{lifetime(d.created_at, d.torn_down_at, now)}</td>
-                                <td>"—"</td>
-                                <td>"—"</td>
+                                <td data-testid="list-cost">{d.cost_usd.map_or_else(|| "—".to_string(), crate::pricing::usd)}</td>
+                                <td data-testid="list-uptime">{d.availability_pct.map_or_else(
+                                    || "—".to_string(),
+                                    |p| format!("{} %", crate::text::fixed(p, 2)),
+                                )}</td>
                             </tr>
                         }
                     })
