@@ -104,16 +104,13 @@ impl Backend for PortalBackend {
             range,
             Utc::now(),
         )
-        .await
-        .map_err(db_error)?;
-        view.ok_or_else(|| no_deployment(deployment_id))
+        .await;
+        found(view, deployment_id)
     }
 
     async fn uptime(&self, deployment_id: &str) -> Result<UptimeView, BackendError> {
-        let view = views::uptime(self.pool(), deployment_id, Utc::now())
-            .await
-            .map_err(db_error)?;
-        view.ok_or_else(|| no_deployment(deployment_id))
+        let view = views::uptime(self.pool(), deployment_id, Utc::now()).await;
+        found(view, deployment_id)
     }
 
     async fn uptime_all(&self) -> Result<UptimeSummary, BackendError> {
@@ -123,10 +120,8 @@ impl Backend for PortalBackend {
     }
 
     async fn cost(&self, deployment_id: &str) -> Result<CostView, BackendError> {
-        let view = cost::cost(self.pool(), deployment_id, Utc::now())
-            .await
-            .map_err(db_error)?;
-        view.ok_or_else(|| no_deployment(deployment_id))
+        let view = cost::cost(self.pool(), deployment_id, Utc::now()).await;
+        found(view, deployment_id)
     }
 
     async fn cost_all(&self) -> Result<CostSummary, BackendError> {
@@ -147,9 +142,8 @@ impl Backend for PortalBackend {
             range,
             Utc::now(),
         )
-        .await
-        .map_err(db_error)?;
-        view.ok_or_else(|| no_deployment(deployment_id))
+        .await;
+        found(view, deployment_id)
     }
 
     async fn instance(
@@ -291,8 +285,10 @@ fn db_error(error: sqlx::Error) -> BackendError {
     BackendError::Database(error.to_string())
 }
 
-fn no_deployment(id: &str) -> BackendError {
-    BackendError::NotFound(format!("no deployment with id {id:?}"))
+/// A deployment's view, or why there is none.
+fn found<T>(view: Result<Option<T>, sqlx::Error>, id: &str) -> Result<T, BackendError> {
+    view.map_err(db_error)?
+        .ok_or_else(|| BackendError::NotFound(format!("no deployment with id {id:?}")))
 }
 
 fn store_error(error: StoreError) -> BackendError {

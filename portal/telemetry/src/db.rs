@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use cloudpulse_app::live::{Incident, InstanceRecord};
-use cloudpulse_app::model::HealthSnapshot;
+use cloudpulse_app::model::{EventView, HealthSnapshot};
 use serde_json::Value;
 use sqlx::SqlitePool;
 
@@ -560,19 +560,31 @@ pub async fn last_recovery(
     Ok(row.and_then(|(seconds, at)| seconds.map(|s| (s, at))))
 }
 
-/// Events that name an instance, newest first.
-pub async fn instance_events(
+/// The latest `limit` events of a deployment, newest first; with
+/// `naming`, only those whose message names it (an instance id).
+pub async fn events(
     pool: &SqlitePool,
     deployment_id: &str,
-    instance_id: &str,
-) -> DbResult<Vec<(DateTime<Utc>, String, Option<String>, String)>> {
-    sqlx::query_as(
+    naming: Option<&str>,
+    limit: i64,
+) -> DbResult<Vec<EventView>> {
+    let rows: Vec<(DateTime<Utc>, String, Option<String>, String)> = sqlx::query_as(
         "SELECT at, kind, source, message FROM events
-         WHERE deployment_id = ?1 AND instr(message, ?2) > 0
-         ORDER BY at DESC, id DESC LIMIT 200",
+         WHERE deployment_id = ?1 AND (?2 IS NULL OR instr(message, ?2) > 0)
+         ORDER BY at DESC, id DESC LIMIT ?3",
     )
     .bind(deployment_id)
-    .bind(instance_id)
+    .bind(naming)
+    .bind(limit)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(at, kind, source, message)| EventView {
+            at,
+            kind,
+            source,
+            message,
+        })
+        .collect())
 }

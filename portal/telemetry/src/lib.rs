@@ -163,9 +163,13 @@ impl Telemetry {
                 Known::default()
             }
         };
-        let mut poll = tokio::time::interval(self.config.poll);
+        // A portal starting with many live deployments spreads their first
+        // polls and probes over one cadence instead of sending them at once.
+        let start = tokio::time::Instant::now();
+        let spread = |every: Duration| start + every.mul_f64(spread_of(&deployment.id));
+        let mut poll = tokio::time::interval_at(spread(self.config.poll), self.config.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut probe = tokio::time::interval(self.config.probe);
+        let mut probe = tokio::time::interval_at(spread(self.config.probe), self.config.probe);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy: Option<u32> = None;
         loop {
@@ -285,6 +289,15 @@ impl Telemetry {
     }
 }
 
+/// Where in a cadence a deployment's first poll falls, from 0 to 1: the
+/// same for the same id, spread evenly across ids.
+fn spread_of(id: &str) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    (hasher.finish() % 1000) as f64 / 1000.0
+}
+
 /// The group's figures at the moment of a snapshot.
 fn group_samples(snapshot: &HealthSnapshot) -> Vec<Sample> {
     let at = snapshot.taken_at.timestamp();
@@ -318,4 +331,23 @@ fn group_samples(snapshot: &HealthSnapshot) -> Vec<Sample> {
         }
     }
     samples
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_of;
+
+    #[test]
+    fn first_polls_spread_over_the_cadence() {
+        let spreads: Vec<f64> = (0..1000)
+            .map(|i| spread_of(&format!("deployment-{i}")))
+            .collect();
+        assert!(spreads.iter().all(|s| (0.0..1.0).contains(s)));
+        let early = spreads.iter().filter(|s| **s < 0.5).count();
+        assert!(
+            (400..600).contains(&early),
+            "{early} of 1000 in the first half"
+        );
+        assert_eq!(spread_of("a"), spread_of("a"));
+    }
 }

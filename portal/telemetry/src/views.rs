@@ -8,7 +8,6 @@ use cloudpulse_app::live::{
     InstanceDetail, LiveView, Marker, MetricsRange, MetricsView, Series, Threshold, Topology,
     UptimeSummary, UptimeView, Zone,
 };
-use cloudpulse_app::model::EventView;
 use cloudpulse_app::params::DeploymentParams;
 use serde_json::Value;
 use sqlx::SqlitePool;
@@ -272,30 +271,6 @@ pub async fn topology(pool: &SqlitePool, deployment_id: &str, cidr: &str) -> DbR
     Ok(topology)
 }
 
-async fn recent_events(
-    pool: &SqlitePool,
-    deployment_id: &str,
-    limit: i64,
-) -> DbResult<Vec<EventView>> {
-    let rows: Vec<(DateTime<Utc>, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT at, kind, source, message FROM events WHERE deployment_id = ?1
-         ORDER BY at DESC, id DESC LIMIT ?2",
-    )
-    .bind(deployment_id)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(at, kind, source, message)| EventView {
-            at,
-            kind,
-            source,
-            message,
-        })
-        .collect())
-}
-
 /// Everything the live part of a deployment's page shows.
 pub async fn live(
     pool: &SqlitePool,
@@ -315,7 +290,7 @@ pub async fn live(
         instances: db::instances(pool, deployment_id).await?,
         uptime: uptime_of(pool, deployment_id, &basics, now).await?,
         cost,
-        events: recent_events(pool, deployment_id, RECENT_EVENTS).await?,
+        events: db::events(pool, deployment_id, None, RECENT_EVENTS).await?,
         topology: topology(pool, deployment_id, &basics.params.vpc_cidr).await?,
     }))
 }
@@ -335,16 +310,7 @@ pub async fn instance(
     let Some(record) = db::instance(pool, deployment_id, instance_id).await? else {
         return Ok(None);
     };
-    let events = db::instance_events(pool, deployment_id, instance_id)
-        .await?
-        .into_iter()
-        .map(|(at, kind, source, message)| EventView {
-            at,
-            kind,
-            source,
-            message,
-        })
-        .collect();
+    let events = db::events(pool, deployment_id, Some(instance_id), 200).await?;
     Ok(Some(InstanceDetail {
         deployment_id: deployment_id.to_string(),
         deployment_name: basics.name.clone(),
