@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::live::LiveView;
-use crate::pages::live::LiveTelemetry;
-use crate::text::{fixed, iso, utc};
+use crate::pages::live::{stamp, LiveTelemetry};
+use crate::text::fixed;
 use leptos_router::hooks::use_params_map;
 
 use crate::model::{
@@ -172,10 +172,6 @@ fn title_case(word: &str) -> String {
         .next()
         .map(|c| c.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
-}
-
-fn stamp(at: DateTime<Utc>) -> impl IntoView {
-    view! { <time datetime=iso(at)>{utc(at, true)}</time> }
 }
 
 /// Teardown (confirmed by typing the name), Retry and Cancel, where they apply.

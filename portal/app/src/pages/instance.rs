@@ -7,8 +7,7 @@ use leptos_router::hooks::use_params_map;
 
 use crate::charts::{Line, Mark, TargetTimeline, TimeChart};
 use crate::live::{InstanceDetail, MetricsRange};
-use crate::pages::live::{health_of, refresh_every, span_words};
-use crate::text::{iso, utc};
+use crate::pages::live::{health_of, refresh_every, span_words, stamp, RecentEvents};
 
 #[component]
 pub fn InstancePage() -> impl IntoView {
@@ -84,13 +83,13 @@ fn LiveInstance(detail: InstanceDetail) -> impl IntoView {
                     <dt>"Availability zone"</dt><dd>{i.availability_zone.clone().unwrap_or_else(|| "unknown".into())}</dd>
                     <dt>"Type"</dt><dd>{i.instance_type.clone().unwrap_or_else(|| "unknown".into())}</dd>
                     <dt>"Private IP"</dt><dd>{i.private_ip.clone().unwrap_or_else(|| "unknown".into())}</dd>
-                    <dt>"Launched"</dt><dd><time datetime=iso(i.launched_at)>{utc(i.launched_at, true)}</time></dd>
+                    <dt>"Launched"</dt><dd>{stamp(i.launched_at)}</dd>
                     <dt>{if i.gone_at.is_some() { "Last lifecycle" } else { "Lifecycle" }}</dt><dd data-testid="lifecycle">{i.lifecycle.clone().unwrap_or_default()}{" · "}{i.health.clone().unwrap_or_default()}</dd>
                     <dt>{if i.gone_at.is_some() { "Last target state" } else { "Target" }}</dt><dd data-testid="target">{i.target_state.clone().unwrap_or_else(|| "not registered".into())}
                         {i.target_reason.clone().map(|r| format!(" ({r})"))}</dd>
                     {i.gone_at.map(|gone| view! {
                         <dt>"Left the group"</dt>
-                        <dd data-testid="gone"><time datetime=iso(gone)>{utc(gone, true)}</time>
+                        <dd data-testid="gone">{stamp(gone)}
                             {format!(" after {}", span_words((gone - i.launched_at).num_milliseconds() as f64 / 1000.0))}</dd>
                     })}
                 </dl>
@@ -111,16 +110,7 @@ fn LiveInstance(detail: InstanceDetail) -> impl IntoView {
         {(live).then(|| view! { <InstanceActions id=id.clone() instance=instance.clone() data/> })}
         <section aria-labelledby="instance-events-title">
             <h2 id="instance-events-title">"Events"</h2>
-            {move || data.with(|d| view! {
-                <ol class="timeline" data-testid="instance-events">
-                    {d.events.iter().map(|e| view! {
-                        <li>
-                            <time datetime=iso(e.at)>{utc(e.at, true)}</time>" · "
-                            <span class="muted">{e.kind.clone()}</span>" · "{e.message.clone()}
-                        </li>
-                    }).collect_view()}
-                </ol>
-            })}
+            {move || data.with(|d| view! { <RecentEvents events=d.events.clone() testid="instance-events"/> })}
         </section>
     }
 }

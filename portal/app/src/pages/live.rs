@@ -29,7 +29,8 @@ pub fn span_words(seconds: f64) -> String {
     }
 }
 
-fn stamp(at: DateTime<Utc>) -> impl IntoView {
+/// A moment as the pages print it, machine-readable in `datetime`.
+pub fn stamp(at: DateTime<Utc>) -> impl IntoView {
     view! { <time datetime=iso(at)>{utc(at, true)}</time> }
 }
 
@@ -346,10 +347,11 @@ pub fn CostPanel(cost: CostView) -> impl IntoView {
     }
 }
 
+/// Events, newest first, each with its kind.
 #[component]
-fn RecentEvents(events: Vec<EventView>) -> impl IntoView {
+pub fn RecentEvents(events: Vec<EventView>, testid: &'static str) -> impl IntoView {
     view! {
-        <ol class="timeline" data-testid="live-events">
+        <ol class="timeline" data-testid=testid>
             {events.into_iter().map(|e| view! {
                 <li data-kind=e.kind.clone()>
                     {stamp(e.at)}" · "<span class="muted">{e.kind.clone()}</span>" · "{e.message.clone()}
@@ -456,7 +458,7 @@ pub fn LiveTelemetry(id: String, view: LiveView, live: bool) -> impl IntoView {
             </div>
             <section aria-labelledby="recent-title">
                 <h2 id="recent-title">"Latest events"</h2>
-                <RecentEvents events=v.events.clone()/>
+                <RecentEvents events=v.events.clone() testid="live-events"/>
             </section>
         })}
     }
