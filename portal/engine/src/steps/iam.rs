@@ -23,9 +23,12 @@ fn iam_tags(ctx: &StepCtx, step: StepKey) -> Vec<aws_sdk_iam::types::Tag> {
         .collect()
 }
 
-/// What an instance may do, scoped to this deployment: publish metrics in the
-/// CloudPulse and AWS/EC2 namespaces only, read its group and instances, and
-/// read its own artifact.
+/// What an instance may do, scoped to this deployment: publish metrics in
+/// the CloudPulse namespace only, read its Auto Scaling group (the instance
+/// service's one source for instances, capacity and activities), and fetch
+/// its own binary from this deployment's bucket (the user data's single
+/// `aws s3 cp` of `instance/<sha256>/cloudpulse-instance`). It makes no EC2
+/// call and lists nothing in S3.
 pub fn instance_policy(bucket: &str) -> Value {
     json!({
         "Version": "2012-10-17",
@@ -41,8 +44,6 @@ pub fn instance_policy(bucket: &str) -> Value {
                 "Sid": "ReadGroup",
                 "Effect": "Allow",
                 "Action": [
-                    "ec2:DescribeInstances",
-                    "ec2:DescribeTags",
                     "autoscaling:DescribeAutoScalingGroups",
                     "autoscaling:DescribeScalingActivities"
                 ],
@@ -53,13 +54,6 @@ pub fn instance_policy(bucket: &str) -> Value {
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
                 "Resource": format!("arn:aws:s3:::{bucket}/instance/*")
-            },
-            {
-                "Sid": "ListArtifacts",
-                "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": format!("arn:aws:s3:::{bucket}"),
-                "Condition": { "StringLike": { "s3:prefix": "instance/*" } }
             }
         ]
     })
@@ -268,4 +262,77 @@ pub async fn undo_role(ctx: &StepCtx) -> StepResult<Value> {
     )?;
     ctx.forget("iam_role", &name).await?;
     Ok(json!({ "deleted": name }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actions(statement: &Value) -> Vec<String> {
+        match &statement["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(list) => list
+                .iter()
+                .map(|a| a.as_str().expect("action").to_string())
+                .collect(),
+            other => panic!("Action {other}"),
+        }
+    }
+
+    /// Read-only by their names: Describe, Get, List.
+    fn reads_only(action: &str) -> bool {
+        let (_, name) = action.split_once(':').expect("service:Action");
+        ["Describe", "Get", "List"]
+            .iter()
+            .any(|verb| name.starts_with(verb))
+    }
+
+    #[test]
+    fn instance_policy_is_scoped_to_its_deployment() {
+        let bucket = "cloudpulse-0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+        let policy = instance_policy(bucket);
+        assert_eq!(policy["Version"], "2012-10-17");
+        let statements = policy["Statement"].as_array().expect("statements");
+
+        for statement in statements {
+            assert_eq!(statement["Effect"], "Allow");
+            assert!(statement.get("NotAction").is_none());
+            assert!(statement.get("NotResource").is_none());
+            for action in actions(statement) {
+                assert!(!action.contains('*'), "wildcard action {action}");
+                if action == "cloudwatch:PutMetricData" {
+                    // Only into our own namespace.
+                    assert_eq!(
+                        statement["Condition"],
+                        json!({ "StringEquals": { "cloudwatch:namespace": "CloudPulse" } }),
+                    );
+                    assert_eq!(actions(statement), ["cloudwatch:PutMetricData"]);
+                } else {
+                    assert!(reads_only(&action), "{action} writes");
+                }
+                if action.starts_with("s3:") {
+                    assert_eq!(action, "s3:GetObject");
+                    assert_eq!(
+                        statement["Resource"],
+                        format!("arn:aws:s3:::{bucket}/instance/*")
+                    );
+                }
+            }
+        }
+
+        let all: Vec<String> = statements.iter().flat_map(actions).collect();
+        assert!(all.contains(&"cloudwatch:PutMetricData".to_string()));
+        // Exactly what the instance service and its user data call.
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            [
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeScalingActivities",
+                "cloudwatch:PutMetricData",
+                "s3:GetObject",
+            ]
+        );
+    }
 }
