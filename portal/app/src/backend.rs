@@ -15,8 +15,8 @@ use crate::live::{
     UptimeView,
 };
 use crate::model::{
-    ChaosAccepted, ChaosAction, CloudStatus, DeploymentDetail, DeploymentStatus, DeploymentSummary,
-    HealthSnapshot, JobView, OrphanCleanup, OrphanScan, Page, Source,
+    BudgetChange, ChaosAccepted, ChaosAction, CloudStatus, DeploymentDetail, DeploymentStatus,
+    DeploymentSummary, HealthSnapshot, JobView, Link, OrphanCleanup, OrphanScan, Page, Source,
 };
 use crate::params::{DeploymentParams, FieldErrors};
 
@@ -93,6 +93,33 @@ pub trait Backend: Send + Sync + 'static {
         source: Source,
         idempotency_key: Option<String>,
     ) -> Result<Accepted, BackendError>;
+
+    /// Deploys a torn-down deployment again: with its parameters, or with
+    /// `params` (edited from them); the new one links back to it.
+    async fn redeploy(
+        &self,
+        deployment_id: &str,
+        params: Option<DeploymentParams>,
+        source: Source,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, BackendError>;
+
+    /// Changes a standing deployment's TTL or cost cap; an invalid change
+    /// changes nothing.
+    async fn set_budget(
+        &self,
+        deployment_id: &str,
+        change: BudgetChange,
+        source: Source,
+    ) -> Result<DeploymentDetail, BackendError>;
+
+    /// What the new-deployment form starts from: the defaults (with the
+    /// TTL this portal's cloud suggests), or a torn-down deployment's
+    /// parameters to deploy again.
+    async fn form_params(
+        &self,
+        from: Option<&str>,
+    ) -> Result<(DeploymentParams, Option<Link>), BackendError>;
 
     async fn deployment(&self, id: &str) -> Result<DeploymentDetail, BackendError>;
 

@@ -110,6 +110,83 @@ pub struct DeploymentSummary {
     /// Good probes of the app URL out of all, once probed.
     #[serde(default)]
     pub availability_pct: Option<f64>,
+    #[serde(default)]
+    pub budget: Budget,
+    /// The torn-down deployment this one was deployed again from.
+    #[serde(default)]
+    pub redeployed_from: Option<Link>,
+    /// Set while a live deployment's load balancer sees no requests.
+    #[serde(default)]
+    pub idle: Option<Idle>,
+}
+
+/// What keeps a deployment from billing forever: its time-to-live and its
+/// cost cap, both optional, both acted on by the portal's budget guard.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Minutes from creation until teardown; `None` when there is no TTL.
+    pub ttl_minutes: Option<u32>,
+    /// When the TTL runs out (on the sandbox's clock, its time scale applies).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// From when pages show the countdown and the extend control.
+    pub warn_from: Option<DateTime<Utc>>,
+    /// The accrued cost that tears the deployment down.
+    pub cost_cap_usd: Option<f64>,
+}
+
+impl Budget {
+    /// True once the countdown should show: from the start of the warning
+    /// window until the deployment is gone.
+    pub fn warning(&self, now: DateTime<Utc>) -> bool {
+        self.warn_from.is_some_and(|from| now >= from)
+    }
+}
+
+/// Another deployment, by id and name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub id: String,
+    pub name: String,
+}
+
+/// A live deployment nobody uses: no requests beyond the portal's own
+/// probes for at least `seconds` (the portal's idle window).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Idle {
+    pub seconds: u64,
+    /// What it costs per day while it stands, when its region is priced.
+    pub daily_usd: Option<f64>,
+}
+
+/// A change to a deployment's budget (`PATCH /deployments/{id}`). A field
+/// left out is kept; `null` turns it off.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetChange {
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttl_minutes: Option<Option<u32>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cost_cap_usd: Option<Option<f64>>,
+    /// Adds minutes to the current TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extend_minutes: Option<u32>,
+}
+
+/// A field that is present, even as `null`, becomes `Some`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A page of results, newest first.
@@ -294,6 +371,13 @@ pub struct DeploymentDetail {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub torn_down_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub budget: Budget,
+    #[serde(default)]
+    pub redeployed_from: Option<Link>,
+    /// Deployments made again from this one, newest first.
+    #[serde(default)]
+    pub redeployed_as: Vec<Link>,
     pub resources: Vec<ResourceView>,
     pub current_job: Option<JobView>,
     pub jobs: Vec<JobSummary>,

@@ -79,6 +79,34 @@ pub struct DeploymentParams {
     pub cooldown: u32,
     /// Seconds a new instance has before health checks count.
     pub grace_period: u32,
+    /// Minutes from creation until CloudPulse tears the deployment down;
+    /// `Some(0)` turns the TTL off, and `None` (not given) takes the
+    /// portal's default: [`SANDBOX_TTL_MINUTES`] in the sandbox, off on AWS.
+    pub ttl_minutes: Option<u32>,
+    /// The accrued cost in US dollars at which CloudPulse tears the
+    /// deployment down; `None` for no cap.
+    pub cost_cap_usd: Option<f64>,
+}
+
+/// The TTL a sandbox deployment gets unless it asks otherwise, and the one
+/// the form suggests against AWS.
+pub const SANDBOX_TTL_MINUTES: u32 = 240;
+/// The longest TTL: a week.
+pub const MAX_TTL_MINUTES: u32 = 7 * 24 * 60;
+/// The highest cost cap CloudPulse accepts, in US dollars.
+pub const MAX_COST_CAP_USD: f64 = 100_000.0;
+
+/// Why a TTL is refused, or `None` when it is fine (0 means off).
+pub fn check_ttl_minutes(minutes: u32) -> Option<String> {
+    (minutes > MAX_TTL_MINUTES)
+        .then(|| format!("at most {MAX_TTL_MINUTES} minutes (a week); 0 turns the TTL off"))
+}
+
+/// Why a cost cap is refused, or `None` when it is fine.
+pub fn check_cost_cap(usd: f64) -> Option<String> {
+    (!(usd.is_finite() && usd > 0.0 && usd <= MAX_COST_CAP_USD)).then(|| {
+        format!("a positive amount in US dollars, at most {MAX_COST_CAP_USD:.0}; leave it out for no cap")
+    })
 }
 
 impl Default for DeploymentParams {
@@ -98,6 +126,8 @@ impl Default for DeploymentParams {
             scale_in_cpu: 30.0,
             cooldown: 300,
             grace_period: 300,
+            ttl_minutes: None,
+            cost_cap_usd: None,
         }
     }
 }
@@ -226,6 +256,12 @@ impl DeploymentParams {
         if !(0..=7200).contains(&self.grace_period) {
             errors.insert("grace_period".into(), "between 0 and 7200 seconds".into());
         }
+        if let Some(message) = self.ttl_minutes.and_then(check_ttl_minutes) {
+            errors.insert("ttl_minutes".into(), message);
+        }
+        if let Some(message) = self.cost_cap_usd.and_then(check_cost_cap) {
+            errors.insert("cost_cap_usd".into(), message);
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -323,6 +359,25 @@ mod tests {
             name: name.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn budgets_are_checked_with_the_other_fields() {
+        let mut params = named("demo");
+        params.ttl_minutes = Some(0);
+        params.cost_cap_usd = Some(2.5);
+        assert_eq!(params.validate(), Ok(()));
+        params.ttl_minutes = Some(MAX_TTL_MINUTES + 1);
+        params.cost_cap_usd = Some(-1.0);
+        let errors = params.validate().unwrap_err();
+        assert!(errors["ttl_minutes"].contains("a week"), "{errors:?}");
+        assert!(errors["cost_cap_usd"].contains("positive"), "{errors:?}");
+        for bad in [0.0, f64::NAN, f64::INFINITY, MAX_COST_CAP_USD * 2.0] {
+            assert!(check_cost_cap(bad).is_some(), "{bad} passed");
+        }
+        // Old stored parameters have no budget fields and still read.
+        let old: DeploymentParams = serde_json::from_str(r#"{"name":"old"}"#).unwrap();
+        assert_eq!((old.ttl_minutes, old.cost_cap_usd), (None, None));
     }
 
     #[test]

@@ -66,6 +66,15 @@ pub fn iso(at: DateTime<Utc>) -> String {
     )
 }
 
+/// A span of minutes as people write it: "4 h", "90 min" → "1 h 30 min".
+pub fn minutes(minutes: u32) -> String {
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

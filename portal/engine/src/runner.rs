@@ -24,7 +24,7 @@ use crate::error::{StepError, StepResult};
 use crate::params::{DeploymentParams, FieldErrors};
 use crate::plan::{self, StepKey};
 use crate::steps::{self, ArtifactSource, StepCtx, Timings};
-use crate::store::{Created, NewJob, Store, StoreError};
+use crate::store::{Created, NewDeployment, NewJob, Store, StoreError};
 use crate::{inventory, orphans};
 
 /// The progress line of a step an injected fault holds after its action.
@@ -134,6 +134,18 @@ impl Engine {
         source: Source,
         idempotency_key: Option<&str>,
     ) -> Result<Created, EngineError> {
+        self.deploy_with(params, source, idempotency_key, NewDeployment::default())
+            .await
+    }
+
+    /// [`Self::deploy`] with a TTL and an origin.
+    pub async fn deploy_with(
+        &self,
+        params: DeploymentParams,
+        source: Source,
+        idempotency_key: Option<&str>,
+        extra: NewDeployment<'_>,
+    ) -> Result<Created, EngineError> {
         params.validate().map_err(EngineError::Validation)?;
         let plan = plan::deploy_plan(&params);
         let json =
@@ -141,7 +153,7 @@ impl Engine {
         let created = self
             .inner
             .store
-            .create_deployment(
+            .create_deployment_with(
                 &params.name,
                 &params.region,
                 &json,
@@ -151,6 +163,7 @@ impl Engine {
                     idempotency_key,
                     steps: &plan,
                 },
+                extra,
             )
             .await?;
         if created.fresh {

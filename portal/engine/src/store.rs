@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cloudpulse_app::model::{
-    DeploymentDetail, DeploymentStatus, DeploymentSummary, EventView, JobKind, JobStatus,
-    JobSummary, JobView, Page, ResourceView, Source, StepFailure, StepStatus, StepView,
+    Budget, DeploymentDetail, DeploymentStatus, DeploymentSummary, EventView, JobKind, JobStatus,
+    JobSummary, JobView, Link, Page, ResourceView, Source, StepFailure, StepStatus, StepView,
 };
 use serde_json::Value;
 
@@ -154,7 +154,10 @@ impl Store {
                     json_extract(params, '$.instance_type') AS instance_type,
                     json_extract(params, '$.min') AS min,
                     json_extract(params, '$.desired') AS desired,
-                    json_extract(params, '$.max') AS max
+                    json_extract(params, '$.max') AS max,
+                    json_extract(params, '$.ttl_minutes') AS ttl_minutes,
+                    json_extract(params, '$.cost_cap_usd') AS cost_cap_usd,
+                    expires_at, redeployed_from
              FROM deployments
              WHERE (?1 IS NULL OR status = ?1)
              ORDER BY created_at DESC, id
@@ -170,10 +173,23 @@ impl Store {
                 .bind(status_text)
                 .fetch_one(&self.pool)
                 .await?;
-        let items = rows
+        let mut items: Vec<DeploymentSummary> = rows
             .into_iter()
             .map(DeploymentRow::into_summary)
             .collect::<Result<_, _>>()?;
+        // The origins' names, for the page's rows only.
+        let origins: Vec<&str> = items
+            .iter()
+            .filter_map(|d| d.redeployed_from.as_ref().map(|l| l.id.as_str()))
+            .collect();
+        if !origins.is_empty() {
+            let names = self.names(&origins).await?;
+            for item in &mut items {
+                if let Some(link) = &mut item.redeployed_from {
+                    link.name = names.get(&link.id).cloned().unwrap_or_default();
+                }
+            }
+        }
         Ok(Page {
             items,
             total: u64::try_from(total).unwrap_or(0),
@@ -181,6 +197,26 @@ impl Store {
             per_page,
         })
     }
+}
+
+/// What a new deployment carries besides its parameters.
+#[derive(Clone, Debug, Default)]
+pub struct NewDeployment<'a> {
+    /// Time until its TTL runs out, on the cloud's clock; `None` for no TTL.
+    pub ttl: Option<Duration>,
+    /// The torn-down deployment it is deployed again from.
+    pub redeployed_from: Option<&'a str>,
+}
+
+/// A deployment's budget as the guard and the budget editor need it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetRow {
+    pub name: String,
+    pub status: DeploymentStatus,
+    pub created_at: DateTime<Utc>,
+    pub ttl_minutes: Option<u32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub cost_cap_usd: Option<f64>,
 }
 
 /// A new job as the engine wants it stored.
@@ -223,21 +259,41 @@ impl Store {
         params: &Value,
         job: NewJob<'_>,
     ) -> Result<Created, StoreError> {
+        self.create_deployment_with(name, region, params, job, NewDeployment::default())
+            .await
+    }
+
+    /// [`Self::create_deployment`] with a TTL and an origin.
+    pub async fn create_deployment_with(
+        &self,
+        name: &str,
+        region: &str,
+        params: &Value,
+        job: NewJob<'_>,
+        extra: NewDeployment<'_>,
+    ) -> Result<Created, StoreError> {
         if let Some(existing) = self.job_by_idempotency_key(job.idempotency_key).await? {
             return Ok(existing);
         }
         let deployment_id = uuid::Uuid::new_v4().to_string();
         let at = now();
+        let expires_at = extra
+            .ttl
+            .and_then(|ttl| chrono::TimeDelta::from_std(ttl).ok())
+            .map(|ttl| at + ttl);
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO deployments (id, name, region, status, params, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'deploying', ?4, ?5, ?5)",
+            "INSERT INTO deployments
+                 (id, name, region, status, params, created_at, updated_at, expires_at, redeployed_from)
+             VALUES (?1, ?2, ?3, 'deploying', ?4, ?5, ?5, ?6, ?7)",
         )
         .bind(&deployment_id)
         .bind(name)
         .bind(region)
         .bind(params.to_string())
         .bind(at)
+        .bind(expires_at)
+        .bind(extra.redeployed_from)
         .execute(&mut *tx)
         .await;
         if let Err(error) = inserted {
@@ -790,9 +846,99 @@ impl Store {
         Ok(())
     }
 
+    /// Names of deployments by id.
+    async fn names(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, name FROM deployments WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// A deployment's TTL, deadline and cost cap.
+    pub async fn budget(&self, id: &str) -> Result<BudgetRow, StoreError> {
+        let row: Option<BudgetQueryRow> = sqlx::query_as(
+            "SELECT id, name, status, created_at, expires_at,
+                    json_extract(params, '$.ttl_minutes') AS ttl_minutes,
+                    json_extract(params, '$.cost_cap_usd') AS cost_cap_usd
+             FROM deployments WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| StoreError::NotFound {
+            what: "deployment",
+            id: id.to_string(),
+        })?
+        .into_budget()
+    }
+
+    /// Deployments that still stand and have a TTL or a cost cap: what the
+    /// budget guard watches.
+    pub async fn guarded(&self) -> Result<Vec<(String, BudgetRow)>, StoreError> {
+        let rows: Vec<BudgetQueryRow> = sqlx::query_as(
+            "SELECT id, name, status, created_at, expires_at,
+                    json_extract(params, '$.ttl_minutes') AS ttl_minutes,
+                    json_extract(params, '$.cost_cap_usd') AS cost_cap_usd
+             FROM deployments
+             WHERE status <> 'torn_down'
+               AND (expires_at IS NOT NULL OR json_extract(params, '$.cost_cap_usd') IS NOT NULL)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let id = row.id.clone();
+                row.into_budget().map(|budget| (id, budget))
+            })
+            .collect()
+    }
+
+    /// Sets a standing deployment's TTL (0 = none), deadline and cost cap,
+    /// and says so on its timeline, in one transaction.
+    pub async fn set_budget(
+        &self,
+        id: &str,
+        ttl_minutes: u32,
+        expires_at: Option<DateTime<Utc>>,
+        cost_cap_usd: Option<f64>,
+        source: Source,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE deployments
+             SET params = json_set(params, '$.ttl_minutes', ?2, '$.cost_cap_usd', ?3),
+                 expires_at = ?4, updated_at = ?5
+             WHERE id = ?1 AND status <> 'torn_down'",
+        )
+        .bind(id)
+        .bind(i64::from(ttl_minutes))
+        .bind(cost_cap_usd)
+        .bind(expires_at)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "deployment {id} is torn down (or unknown); a budget guards only a deployment that stands"
+            )));
+        }
+        insert_event(&mut tx, id, "budget", Some(source.as_str()), message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn deployment(&self, id: &str) -> Result<DeploymentDetail, StoreError> {
         let row: Option<DetailRow> = sqlx::query_as(
-            "SELECT id, name, region, status, params, outputs, created_at, updated_at, torn_down_at
+            "SELECT id, name, region, status, params, outputs, created_at, updated_at, torn_down_at,
+                    expires_at, redeployed_from
              FROM deployments WHERE id = ?1",
         )
         .bind(id)
@@ -819,13 +965,46 @@ impl Store {
         };
         let status = DeploymentStatus::parse(&row.status)
             .ok_or_else(|| StoreError::Invalid(format!("bad status {:?}", row.status)))?;
+        let params = json_or_null(&row.params);
+        let budget = Budget {
+            ttl_minutes: params["ttl_minutes"]
+                .as_u64()
+                .and_then(|m| u32::try_from(m).ok())
+                .filter(|m| *m > 0),
+            expires_at: row.expires_at,
+            warn_from: None,
+            cost_cap_usd: params["cost_cap_usd"].as_f64(),
+        };
+        let redeployed_from = match &row.redeployed_from {
+            Some(origin) => self
+                .names(&[origin])
+                .await?
+                .remove(origin)
+                .map(|name| Link {
+                    id: origin.clone(),
+                    name,
+                }),
+            None => None,
+        };
+        let redeployed_as: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, name FROM deployments WHERE redeployed_from = ?1 ORDER BY created_at DESC",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(DeploymentDetail {
+            budget,
+            redeployed_from,
+            redeployed_as: redeployed_as
+                .into_iter()
+                .map(|(id, name)| Link { id, name })
+                .collect(),
             resources: self.resources(id, None).await?,
             id: row.id,
             name: row.name,
             region: row.region,
             status,
-            params: json_or_null(&row.params),
+            params,
             outputs: json_or_null(&row.outputs),
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -1017,6 +1196,36 @@ struct DetailRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     torn_down_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    redeployed_from: Option<String>,
+}
+
+#[derive(FromRow)]
+struct BudgetQueryRow {
+    id: String,
+    name: String,
+    status: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    ttl_minutes: Option<i64>,
+    cost_cap_usd: Option<f64>,
+}
+
+impl BudgetQueryRow {
+    fn into_budget(self) -> Result<BudgetRow, StoreError> {
+        Ok(BudgetRow {
+            status: DeploymentStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Invalid(format!("bad status {:?}", self.status)))?,
+            name: self.name,
+            created_at: self.created_at,
+            ttl_minutes: self
+                .ttl_minutes
+                .and_then(|m| u32::try_from(m).ok())
+                .filter(|m| *m > 0),
+            expires_at: self.expires_at,
+            cost_cap_usd: self.cost_cap_usd,
+        })
+    }
 }
 
 #[derive(FromRow)]
@@ -1054,6 +1263,10 @@ struct DeploymentRow {
     min: Option<i64>,
     desired: Option<i64>,
     max: Option<i64>,
+    ttl_minutes: Option<i64>,
+    cost_cap_usd: Option<f64>,
+    expires_at: Option<DateTime<Utc>>,
+    redeployed_from: Option<String>,
 }
 
 impl DeploymentRow {
@@ -1077,9 +1290,24 @@ impl DeploymentRow {
                 }
                 _ => None,
             },
+            budget: Budget {
+                ttl_minutes: self
+                    .ttl_minutes
+                    .and_then(|m| u32::try_from(m).ok())
+                    .filter(|m| *m > 0),
+                expires_at: self.expires_at,
+                warn_from: None,
+                cost_cap_usd: self.cost_cap_usd,
+            },
+            // Named by the list query.
+            redeployed_from: self.redeployed_from.map(|id| Link {
+                id,
+                name: String::new(),
+            }),
             // The telemetry fills these in.
             cost_usd: None,
             availability_pct: None,
+            idle: None,
         })
     }
 }

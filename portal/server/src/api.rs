@@ -11,11 +11,11 @@ use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use cloudpulse_app::backend::{BackendError, DeploymentFilter, SharedBackend};
 use cloudpulse_app::live::MetricsRange;
-use cloudpulse_app::model::{ChaosAction, DeploymentStatus, Source};
+use cloudpulse_app::model::{BudgetChange, ChaosAction, DeploymentStatus, Source};
 use cloudpulse_app::params::{DeploymentParams, FieldErrors};
 use cloudpulse_engine::Engine;
 use serde::Deserialize;
@@ -40,8 +40,12 @@ pub fn routes() -> Router<ApiState> {
             "/deployments",
             get(list_deployments).post(create_deployment),
         )
-        .route("/deployments/{id}", get(get_deployment))
+        .route(
+            "/deployments/{id}",
+            get(get_deployment).merge(patch(change_budget)),
+        )
         .route("/deployments/{id}/teardown", post(teardown))
+        .route("/deployments/{id}/redeploy", post(redeploy))
         .route("/deployments/{id}/health", get(health))
         .route("/deployments/{id}/events", get(events))
         .route("/deployments/{id}/metrics", get(metrics))
@@ -139,6 +143,74 @@ async fn get_deployment(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.backend.deployment(&id).await?).into_response())
+}
+
+/// `PATCH`: the TTL (`ttl_minutes`, `null` or 0 for none), the cost cap
+/// (`cost_cap_usd`, `null` for none) or `extend_minutes`; 200 with the
+/// deployment, 400 with every field's problem and nothing changed.
+async fn change_budget(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<BudgetChange>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(change) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let detail = state
+        .backend
+        .set_budget(&id, change, source(&headers))
+        .await?;
+    Ok(Json(detail).into_response())
+}
+
+/// Deploys a torn-down deployment again. The body is optional: a partial
+/// parameters object merged over the old ones (`{"desired": 3}`).
+async fn redeploy(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let params = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let changes: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+        if !changes.is_object() {
+            return Err(ApiError::bad_request(
+                "the body must be a JSON object of the parameters to change, like {\"desired\": 3}",
+            ));
+        }
+        let mut params = state.backend.deployment(&id).await?.params;
+        merge(&mut params, changes);
+        Some(
+            serde_json::from_value::<DeploymentParams>(params).map_err(|e| {
+                ApiError::bad_request(format!("the parameters cannot be read: {e}"))
+            })?,
+        )
+    };
+    let accepted = state
+        .backend
+        .redeploy(&id, params, source(&headers), key)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// JSON merge patch (RFC 7386): objects merge key by key, `null` removes,
+/// anything else replaces.
+fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(target), serde_json::Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(&key);
+                } else {
+                    merge(target.entry(key).or_insert(serde_json::Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch,
+    }
 }
 
 async fn teardown(
@@ -502,5 +574,31 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "error": error });
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+    use serde_json::json;
+
+    #[test]
+    fn a_redeploy_body_merges_over_the_old_parameters() {
+        let mut params = json!({
+            "name": "demo", "desired": 2,
+            "health_check": { "path": "/health", "interval": 30 },
+            "cost_cap_usd": 2.0
+        });
+        merge(
+            &mut params,
+            json!({ "desired": 3, "health_check": { "interval": 10 }, "cost_cap_usd": null }),
+        );
+        assert_eq!(
+            params,
+            json!({
+                "name": "demo", "desired": 3,
+                "health_check": { "path": "/health", "interval": 10 }
+            })
+        );
     }
 }

@@ -10,13 +10,14 @@ use cloudpulse_app::live::{
     UptimeView,
 };
 use cloudpulse_app::model::{
-    ChaosAccepted, ChaosAction, CloudStatus, DeploymentDetail, DeploymentSummary, HealthSnapshot,
-    JobView, OrphanCleanup, OrphanScan, Page, Source,
+    Budget, BudgetChange, ChaosAccepted, ChaosAction, CloudMode, CloudStatus, DeploymentDetail,
+    DeploymentStatus, DeploymentSummary, HealthSnapshot, JobView, Link, OrphanCleanup, OrphanScan,
+    Page, Source,
 };
-use cloudpulse_app::params::{is_region, DeploymentParams};
-use cloudpulse_engine::store::Created;
+use cloudpulse_app::params::{is_region, DeploymentParams, FieldErrors, SANDBOX_TTL_MINUTES};
+use cloudpulse_engine::store::{Created, NewDeployment};
 use cloudpulse_engine::{Engine, EngineError, StoreError};
-use cloudpulse_telemetry::{cost, views, Telemetry};
+use cloudpulse_telemetry::{budget, cost, views, Telemetry};
 
 use crate::cloud::CloudProbe;
 
@@ -57,13 +58,81 @@ impl PortalBackend {
         }
     }
 
+    /// The countdown's start, from the TTL's deadline.
+    fn with_warning(&self, mut budget: Budget) -> Budget {
+        let before = chrono::TimeDelta::from_std(self.telemetry.config().warn_before)
+            .unwrap_or(chrono::TimeDelta::minutes(15));
+        budget.warn_from = budget.expires_at.map(|at| at - before);
+        budget
+    }
+
+    async fn detail(&self, id: &str) -> Result<DeploymentDetail, BackendError> {
+        let mut detail = self
+            .engine
+            .store()
+            .deployment(id)
+            .await
+            .map_err(store_error)?;
+        detail.budget = self.with_warning(detail.budget);
+        Ok(detail)
+    }
+
+    /// Validates the budget part of `params` (the TTL's default filled in
+    /// for this portal's cloud) and starts the deploy.
+    async fn start_deploy(
+        &self,
+        mut params: DeploymentParams,
+        source: Source,
+        idempotency_key: Option<String>,
+        redeployed_from: Option<&str>,
+    ) -> Result<Accepted, BackendError> {
+        if params.ttl_minutes.is_none() {
+            params.ttl_minutes = Some(self.default_ttl());
+        }
+        if params.cost_cap_usd.is_some()
+            && cloudpulse_app::pricing::prices(&params.region).is_none()
+            && is_region(&params.region)
+        {
+            return Err(BackendError::Validation(FieldErrors::from([(
+                "cost_cap_usd".to_string(),
+                format!(
+                    "{} has no prices, so a cap could not be checked; use a TTL",
+                    params.region
+                ),
+            )])));
+        }
+        let ttl = params
+            .ttl_minutes
+            .filter(|m| *m > 0)
+            .map(|m| self.telemetry.config().minutes(m));
+        let created = self
+            .engine
+            .deploy_with(
+                params,
+                source,
+                idempotency_key.as_deref(),
+                NewDeployment {
+                    ttl,
+                    redeployed_from,
+                },
+            )
+            .await
+            .map_err(engine_error)?;
+        self.accepted(created).await
+    }
+
+    /// 4 h in the sandbox; off against AWS (the form suggests one).
+    fn default_ttl(&self) -> u32 {
+        match self.cloud.current().mode {
+            CloudMode::Sandbox => SANDBOX_TTL_MINUTES,
+            CloudMode::Aws => 0,
+        }
+    }
+
     async fn accepted(&self, created: Created) -> Result<Accepted, BackendError> {
         let store = self.engine.store();
         Ok(Accepted {
-            deployment: store
-                .deployment(&created.deployment_id)
-                .await
-                .map_err(store_error)?,
+            deployment: self.detail(&created.deployment_id).await?,
             job: store.job(&created.job_id).await.map_err(store_error)?,
             fresh: created.fresh,
         })
@@ -192,14 +261,30 @@ impl Backend for PortalBackend {
             .await
             .map_err(store_error)?;
         let ids: Vec<String> = page.items.iter().map(|d| d.id.clone()).collect();
-        let figures = cost::summaries(self.pool(), &ids, Utc::now())
+        let now = Utc::now();
+        let figures = cost::summaries(self.pool(), &ids, now)
+            .await
+            .map_err(db_error)?;
+        let live: Vec<String> = page
+            .items
+            .iter()
+            .filter(|d| d.status == DeploymentStatus::Live)
+            .map(|d| d.id.clone())
+            .collect();
+        let hourly = figures
+            .iter()
+            .filter_map(|(id, f)| f.hourly_usd.map(|h| (id.clone(), h)))
+            .collect();
+        let mut idle = budget::idle(self.pool(), self.telemetry.config(), &live, &hourly, now)
             .await
             .map_err(db_error)?;
         for item in &mut page.items {
-            if let Some((cost, availability)) = figures.get(&item.id) {
-                item.cost_usd = *cost;
-                item.availability_pct = *availability;
+            if let Some(f) = figures.get(&item.id) {
+                item.cost_usd = f.accrued_usd;
+                item.availability_pct = f.availability_pct;
             }
+            item.idle = idle.remove(&item.id);
+            item.budget = self.with_warning(std::mem::take(&mut item.budget));
         }
         Ok(page)
     }
@@ -210,12 +295,93 @@ impl Backend for PortalBackend {
         source: Source,
         idempotency_key: Option<String>,
     ) -> Result<Accepted, BackendError> {
-        let created = self
-            .engine
-            .deploy(params, source, idempotency_key.as_deref())
+        self.start_deploy(params, source, idempotency_key, None)
             .await
-            .map_err(engine_error)?;
-        self.accepted(created).await
+    }
+
+    async fn redeploy(
+        &self,
+        deployment_id: &str,
+        params: Option<DeploymentParams>,
+        source: Source,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, BackendError> {
+        let old = self.detail(deployment_id).await?;
+        if old.status != DeploymentStatus::TornDown {
+            return Err(BackendError::Conflict(format!(
+                "only a torn-down deployment can be deployed again; {} is {}",
+                old.name,
+                old.status.label().to_lowercase()
+            )));
+        }
+        let params = match params {
+            Some(params) => params,
+            None => serde_json::from_value(old.params).map_err(|e| {
+                BackendError::Invalid(format!("the stored parameters cannot be read: {e}"))
+            })?,
+        };
+        self.start_deploy(params, source, idempotency_key, Some(deployment_id))
+            .await
+    }
+
+    async fn set_budget(
+        &self,
+        deployment_id: &str,
+        change: BudgetChange,
+        source: Source,
+    ) -> Result<DeploymentDetail, BackendError> {
+        let store = self.engine.store();
+        let row = store.budget(deployment_id).await.map_err(store_error)?;
+        if row.status == DeploymentStatus::TornDown {
+            return Err(BackendError::Conflict(format!(
+                "{} is torn down; nothing bills, so there is no budget to change",
+                row.name
+            )));
+        }
+        let now = Utc::now();
+        let accrued = cost::cost(self.pool(), deployment_id, now)
+            .await
+            .map_err(db_error)?
+            .filter(|view| view.priced)
+            .map(|view| view.accrued_usd);
+        let new = budget::apply(&row, &change, self.telemetry.config(), accrued, now)
+            .map_err(BackendError::Validation)?;
+        store
+            .set_budget(
+                deployment_id,
+                new.ttl_minutes,
+                new.expires_at,
+                new.cost_cap_usd,
+                source,
+                &new.message,
+            )
+            .await
+            .map_err(store_error)?;
+        self.detail(deployment_id).await
+    }
+
+    async fn form_params(
+        &self,
+        from: Option<&str>,
+    ) -> Result<(DeploymentParams, Option<Link>), BackendError> {
+        let Some(from) = from else {
+            let params = DeploymentParams {
+                ttl_minutes: Some(self.default_ttl()),
+                ..Default::default()
+            };
+            return Ok((params, None));
+        };
+        let old = self.detail(from).await?;
+        let params = serde_json::from_value(old.params).map_err(|e| {
+            BackendError::Invalid(format!("the stored parameters cannot be read: {e}"))
+        })?;
+        Ok((
+            params,
+            Some(Link {
+                id: old.id,
+                name: old.name,
+            }),
+        ))
     }
 
     async fn teardown(
@@ -233,11 +399,7 @@ impl Backend for PortalBackend {
     }
 
     async fn deployment(&self, id: &str) -> Result<DeploymentDetail, BackendError> {
-        self.engine
-            .store()
-            .deployment(id)
-            .await
-            .map_err(store_error)
+        self.detail(id).await
     }
 
     async fn job(&self, id: &str) -> Result<JobView, BackendError> {

@@ -70,6 +70,47 @@ pub struct DeployArgs {
     /// Seconds a new instance has before health checks count [default: 300].
     #[arg(long)]
     pub grace_period: Option<u32>,
+    /// Minutes until the portal tears it down; 0 for never [default: 240 in
+    /// the sandbox, none against AWS].
+    #[arg(long)]
+    pub ttl_minutes: Option<u32>,
+    /// Accrued US dollars at which the portal tears it down [default: no cap].
+    #[arg(long)]
+    pub cost_cap_usd: Option<f64>,
+    /// Follow the job until it ends, showing each step.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BudgetArgs {
+    #[command(flatten)]
+    pub portal: PortalArg,
+    /// The deployment's id.
+    pub id: String,
+    /// Minutes from its creation until teardown; 0 turns the TTL off.
+    #[arg(long)]
+    pub ttl_minutes: Option<u32>,
+    /// Adds minutes to the TTL.
+    #[arg(long, value_name = "MINUTES")]
+    pub extend: Option<u32>,
+    /// Accrued US dollars at which it is torn down.
+    #[arg(long, conflicts_with = "no_cost_cap")]
+    pub cost_cap_usd: Option<f64>,
+    /// Removes the cost cap.
+    #[arg(long)]
+    pub no_cost_cap: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RedeployArgs {
+    #[command(flatten)]
+    pub portal: PortalArg,
+    /// The torn-down deployment's id.
+    pub id: String,
+    /// A new name (by default it keeps the old one).
+    #[arg(long)]
+    pub name: Option<String>,
     /// Follow the job until it ends, showing each step.
     #[arg(long)]
     pub wait: bool,
@@ -138,6 +179,8 @@ impl DeployArgs {
             cooldown,
             grace_period
         );
+        p.ttl_minutes = self.ttl_minutes;
+        p.cost_cap_usd = self.cost_cap_usd;
         if let Some(path) = self.health_path.clone() {
             p.health_check.path = path;
         }
@@ -253,28 +296,97 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.portal)?;
     let params = serde_json::to_value(args.params()).context("cannot encode the parameters")?;
     let accepted = client.post("/api/v1/deployments", Some(&params)).await?;
-    let deployment = accepted["deployment"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    started(&client, &accepted, args.wait).await
+}
+
+/// Prints what a deploy or a redeploy started and, with `wait`, follows it.
+async fn started(client: &Client, accepted: &Value, wait: bool) -> anyhow::Result<()> {
+    let deployment: DeploymentDetail = serde_json::from_value(accepted["deployment"].clone())
+        .context("unexpected answer from the portal")?;
     let job = accepted["job"]["id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     println!(
-        "deployment {deployment} ({}) accepted; job {job}",
-        args.name
+        "deployment {} ({}) accepted; job {job}",
+        deployment.id, deployment.name
     );
-    if args.wait {
-        follow(&client, &job).await?;
+    if let Some(line) = budget_line(&deployment.budget) {
+        println!("{line}");
+    }
+    if wait {
+        follow(client, &job).await?;
         let detail: DeploymentDetail = client
-            .get(&format!("/api/v1/deployments/{deployment}"))
+            .get(&format!("/api/v1/deployments/{}", deployment.id))
             .await?;
         if let Some(url) = detail.outputs["app_url"].as_str() {
             println!("live at {url}");
         }
     }
     Ok(())
+}
+
+/// "ttl 4 h, tears down at 2026-12-01 14:00 UTC; cost cap $2.00".
+fn budget_line(budget: &cloudpulse_app::model::Budget) -> Option<String> {
+    let mut parts = Vec::new();
+    if let (Some(minutes), Some(at)) = (budget.ttl_minutes, budget.expires_at) {
+        parts.push(format!(
+            "ttl {minutes} min, tears down at {}",
+            at.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+    if let Some(cap) = budget.cost_cap_usd {
+        parts.push(format!("cost cap {}", pricing::usd(cap)));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+pub async fn budget(args: BudgetArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.portal)?;
+    let mut change = serde_json::Map::new();
+    if let Some(minutes) = args.ttl_minutes {
+        change.insert("ttl_minutes".into(), minutes.into());
+    }
+    if let Some(minutes) = args.extend {
+        change.insert("extend_minutes".into(), minutes.into());
+    }
+    if let Some(cap) = args.cost_cap_usd {
+        change.insert("cost_cap_usd".into(), cap.into());
+    }
+    if args.no_cost_cap {
+        change.insert("cost_cap_usd".into(), Value::Null);
+    }
+    if change.is_empty() {
+        bail!("nothing to change: pass --ttl-minutes, --extend, --cost-cap-usd or --no-cost-cap");
+    }
+    let request = client
+        .http
+        .patch(format!("{}/api/v1/deployments/{}", client.base, args.id))
+        .json(&Value::Object(change));
+    let detail: DeploymentDetail = serde_json::from_value(client.send(request).await?)
+        .context("unexpected answer from the portal")?;
+    println!(
+        "{} ({}): {}",
+        detail.name,
+        detail.id,
+        budget_line(&detail.budget).unwrap_or_else(|| "no ttl, no cost cap".into())
+    );
+    Ok(())
+}
+
+pub async fn redeploy(args: RedeployArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.portal)?;
+    let changes = args
+        .name
+        .as_ref()
+        .map(|name| serde_json::json!({ "name": name }));
+    let accepted = client
+        .post(
+            &format!("/api/v1/deployments/{}/redeploy", args.id),
+            changes.as_ref(),
+        )
+        .await?;
+    started(&client, &accepted, args.wait).await
 }
 
 pub async fn teardown(args: TeardownArgs) -> anyhow::Result<()> {
@@ -324,6 +436,12 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             );
             if let Some(url) = d.outputs["app_url"].as_str() {
                 println!("app: {url}");
+            }
+            if let Some(line) = budget_line(&d.budget) {
+                println!("budget: {line}");
+            }
+            if let Some(origin) = &d.redeployed_from {
+                println!("deployed again from {} ({})", origin.name, origin.id);
             }
             println!(
                 "resources: {}",

@@ -31,6 +31,10 @@ pub enum Command {
     Deploy(crate::cli::DeployArgs),
     /// Ask a running portal to tear a deployment down.
     Teardown(crate::cli::TeardownArgs),
+    /// Change a deployment's time-to-live or cost cap, or extend its TTL.
+    Budget(crate::cli::BudgetArgs),
+    /// Deploy a torn-down deployment again with the same parameters.
+    Redeploy(crate::cli::RedeployArgs),
     /// Show deployments, or one deployment and its current job.
     Status(crate::cli::StatusArgs),
     /// List resources tagged by CloudPulse that no tracked deployment owns
@@ -95,6 +99,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDPULSE_PROBE_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub probe_secs: u64,
+
+    /// Minutes without requests (beyond the portal's own probes) after which
+    /// a live deployment is flagged idle on the list; in the sandbox
+    /// multiplied by the time scale.
+    #[arg(long, env = "CLOUDPULSE_IDLE_MINUTES", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=10080))]
+    pub idle_minutes: u64,
 }
 
 impl ServeArgs {
@@ -110,6 +121,11 @@ impl ServeArgs {
             poll: scaled(self.poll_secs),
             probe: scaled(self.probe_secs),
             metric_period: cloudpulse_telemetry::metrics::period_for(time_scale),
+            time_scale,
+            // The guard looks at least once a (sandbox) minute's twelfth.
+            budget_tick: scaled(5).min(std::time::Duration::from_secs(5)),
+            warn_before: std::time::Duration::from_secs(15 * 60).mul_f64(time_scale),
+            idle_after: scaled(self.idle_minutes * 60),
             ..Default::default()
         }
     }
@@ -278,6 +294,7 @@ mod tests {
             resume_settle_secs: 5,
             poll_secs: 10,
             probe_secs: 10,
+            idle_minutes: 60,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod cli;
 pub mod cloud;
 pub mod config;
+pub mod forms;
 pub mod security;
 
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox(args) => run_sandbox(args).await,
         Command::Deploy(args) => cli::deploy(args).await,
         Command::Teardown(args) => cli::teardown(args).await,
+        Command::Budget(args) => cli::budget(args).await,
+        Command::Redeploy(args) => cli::redeploy(args).await,
         Command::Status(args) => cli::status(args).await,
         Command::Orphans(args) => cli::orphans(args).await,
     }
@@ -303,6 +306,10 @@ pub fn router(state: ApiState, site_root: &Path, token: Option<access::AccessTok
     let app = Router::new()
         .route("/healthz", get(api::healthz))
         .nest("/api/v1", api::routes())
+        .route(
+            "/deployments/{id}/budget",
+            axum::routing::post(forms::budget),
+        )
         .with_state(state)
         .route(
             cloudpulse_app::shell::STYLESHEET_PATH,

@@ -229,23 +229,38 @@ pub async fn cost_all(pool: &SqlitePool, now: DateTime<Utc>) -> DbResult<CostSum
     })
 }
 
-/// Accrued cost and availability of the deployments `ids`, for the
-/// deployments list: `id → (accrued USD if priced, availability % if probed)`.
+/// What the deployments list shows of one deployment's cost and uptime.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Figures {
+    /// Accrued, when its region is priced.
+    pub accrued_usd: Option<f64>,
+    /// Per hour of what exists now, when priced.
+    pub hourly_usd: Option<f64>,
+    /// Good probes out of all, once probed.
+    pub availability_pct: Option<f64>,
+}
+
+/// Cost and availability of the deployments `ids`, for the deployments list.
 pub async fn summaries(
     pool: &SqlitePool,
     ids: &[String],
     now: DateTime<Utc>,
-) -> DbResult<HashMap<String, (Option<f64>, Option<f64>)>> {
+) -> DbResult<HashMap<String, Figures>> {
     let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
     let spans = spans(pool, Some(&ids)).await?;
-    let mut out: HashMap<String, (Option<f64>, Option<f64>)> = deployments(pool, Some(&ids))
+    let mut out: HashMap<String, Figures> = deployments(pool, Some(&ids))
         .await?
         .iter()
         .map(|d| {
             let view = view(d, spans.get(&d.id).map_or(&[][..], Vec::as_slice), now);
+            let priced = |usd: f64| view.priced.then_some(usd);
             (
                 d.id.clone(),
-                (view.priced.then_some(view.accrued_usd), None),
+                Figures {
+                    accrued_usd: priced(view.accrued_usd),
+                    hourly_usd: priced(view.hourly_usd),
+                    availability_pct: None,
+                },
             )
         })
         .collect();
@@ -259,7 +274,7 @@ pub async fn summaries(
     .await?;
     for (id, good, all) in probes {
         if let Some(entry) = out.get_mut(&id) {
-            entry.1 = (all > 0).then(|| good * 100.0 / all as f64);
+            entry.availability_pct = (all > 0).then(|| good * 100.0 / all as f64);
         }
     }
     Ok(out)

@@ -37,6 +37,7 @@ pub struct Watched {
     pub id: String,
     pub region: String,
     pub app_url: Option<String>,
+    pub load_balancer_arn: Option<String>,
 }
 
 pub async fn live_deployments(pool: &SqlitePool) -> DbResult<Vec<Watched>> {
@@ -47,12 +48,15 @@ pub async fn live_deployments(pool: &SqlitePool) -> DbResult<Vec<Watched>> {
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, region, outputs)| Watched {
-            id,
-            region,
-            app_url: serde_json::from_str::<Value>(&outputs)
-                .ok()
-                .and_then(|o| o["app_url"].as_str().map(str::to_string)),
+        .map(|(id, region, outputs)| {
+            let outputs = serde_json::from_str::<Value>(&outputs).unwrap_or_default();
+            let text = |key: &str| outputs[key].as_str().map(str::to_string);
+            Watched {
+                id,
+                region,
+                app_url: text("app_url"),
+                load_balancer_arn: text("load_balancer_arn"),
+            }
         })
         .collect())
 }

@@ -12,6 +12,7 @@
 //! It reads AWS and writes the database; it never creates or deletes AWS
 //! resources (that is the engine's job) and never renders anything.
 
+pub mod budget;
 pub mod cost;
 pub mod db;
 pub mod metrics;
@@ -46,6 +47,23 @@ pub struct TelemetryConfig {
     pub metric_period: i32,
     /// Raw samples older than this become minutely averages.
     pub raw_retention: Duration,
+    /// The cloud's clock against AWS's: a sandbox minute lasts `60 ×
+    /// time_scale` seconds, and so do the minutes of a TTL.
+    pub time_scale: f64,
+    /// Between two looks of the budget guard.
+    pub budget_tick: Duration,
+    /// How long before a TTL runs out the pages show the countdown.
+    pub warn_before: Duration,
+    /// A live deployment whose load balancer saw no requests but the
+    /// portal's probes for this long is flagged idle.
+    pub idle_after: Duration,
+}
+
+impl TelemetryConfig {
+    /// `minutes` on the cloud's clock, as a real duration.
+    pub fn minutes(&self, minutes: u32) -> Duration {
+        Duration::from_secs(u64::from(minutes) * 60).mul_f64(self.time_scale)
+    }
 }
 
 impl Default for TelemetryConfig {
@@ -56,6 +74,10 @@ impl Default for TelemetryConfig {
             probe_timeout: Duration::from_secs(5),
             metric_period: 60,
             raw_retention: Duration::from_secs(24 * 3600),
+            time_scale: 1.0,
+            budget_tick: Duration::from_secs(5),
+            warn_before: Duration::from_secs(15 * 60),
+            idle_after: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -87,8 +109,9 @@ impl Telemetry {
 
     /// Starts watching: a task that starts a poller for every deployment
     /// that goes live, stops it when the deployment no longer is, and thins
-    /// old samples once an hour.
+    /// old samples once an hour; and the budget guard ([`budget`]).
     pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
+        tokio::spawn(budget::guard(self.engine.clone(), self.config.budget_tick));
         let telemetry = self.clone();
         tokio::spawn(async move { telemetry.supervise().await })
     }
@@ -239,7 +262,11 @@ impl Telemetry {
             .map(|i| i.id.clone())
             .collect();
         let period = self.config.metric_period;
-        let (queries, series) = metrics::queries(&snapshot.group.name, &ids, period);
+        let load_balancer = deployment
+            .load_balancer_arn
+            .as_deref()
+            .and_then(metrics::load_balancer_dimension);
+        let (queries, series) = metrics::queries(&snapshot.group.name, load_balancer, &ids, period);
         let (from, to) = metrics::window(snapshot.taken_at, period);
         let aws = self.engine.aws(&deployment.region);
         let answer = aws

@@ -71,9 +71,19 @@ fn query(
         .build()
 }
 
+/// The load balancer's requests, health checks excluded (what tells an idle
+/// deployment from a used one).
+pub const LB_REQUESTS: &str = "lb_requests";
+
+/// The `LoadBalancer` dimension of an ALB: its ARN after `loadbalancer/`.
+pub fn load_balancer_dimension(arn: &str) -> Option<&str> {
+    arn.split_once(":loadbalancer/").map(|(_, rest)| rest)
+}
+
 /// The queries of one poll and, by query id, the series each one fills.
 pub fn queries(
     group: &str,
+    load_balancer: Option<&str>,
     instances: &[String],
     period: i32,
 ) -> (Vec<MetricDataQuery>, Vec<(String, String)>) {
@@ -86,6 +96,17 @@ pub fn queries(
         period,
     )];
     let mut series = vec![("group_cpu".to_string(), "cpu".to_string())];
+    if let Some(name) = load_balancer {
+        queries.push(query(
+            "lb_requests".into(),
+            "AWS/ApplicationELB",
+            "RequestCount",
+            "Sum",
+            ("LoadBalancer", name),
+            period,
+        ));
+        series.push(("lb_requests".into(), LB_REQUESTS.into()));
+    }
     for (n, instance) in instances.iter().enumerate() {
         for (prefix, namespace, name, stat) in PER_INSTANCE {
             // Ids must start with a lower-case letter and hold only
@@ -165,7 +186,7 @@ mod tests {
 
     #[test]
     fn one_query_for_the_group_and_four_per_instance() {
-        let (queries, series) = queries("g", &["i-a".into(), "i-b".into()], 60);
+        let (queries, series) = queries("g", None, &["i-a".into(), "i-b".into()], 60);
         assert_eq!(queries.len(), 9);
         assert_eq!(series.len(), 9);
         assert!(series.contains(&("memory_1".into(), "memory:i-b".into())));
@@ -173,5 +194,11 @@ mod tests {
             let id = q.id().unwrap();
             assert!(id.starts_with(|c: char| c.is_ascii_lowercase()), "{id}");
         }
+        let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/demo-alb/50dc6c495c0c9188";
+        let name = load_balancer_dimension(arn);
+        assert_eq!(name, Some("app/demo-alb/50dc6c495c0c9188"));
+        let (with_lb, series) = super::queries("g", name, &["i-a".into()], 60);
+        assert_eq!(with_lb.len(), 6);
+        assert!(series.contains(&("lb_requests".into(), LB_REQUESTS.into())));
     }
 }

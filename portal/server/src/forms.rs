@@ -1,0 +1,150 @@
+//! Plain HTML forms the pages post to, so the budget controls work before
+//! (and without) the browser bundle: the answer is a redirect back to the
+//! page, with `budget_error` in its query when nothing was changed.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use cloudpulse_app::backend::{BackendError, SharedBackend};
+use cloudpulse_app::model::{BudgetChange, Source};
+use serde::Deserialize;
+
+/// The budget form's fields, as typed. A field that is absent is kept; an
+/// empty one turns its limit off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetForm {
+    ttl_minutes: Option<String>,
+    cost_cap_usd: Option<String>,
+    extend_minutes: Option<String>,
+    /// The page to go back to (a path on this portal).
+    back: Option<String>,
+}
+
+impl BudgetForm {
+    fn change(&self) -> Result<BudgetChange, String> {
+        fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<Option<T>, String> {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse()
+                .map(Some)
+                .map_err(|_| format!("{field}: {text:?} is not a number"))
+        }
+        Ok(BudgetChange {
+            ttl_minutes: self
+                .ttl_minutes
+                .as_deref()
+                .map(|t| number("time to live", t))
+                .transpose()?,
+            cost_cap_usd: self
+                .cost_cap_usd
+                .as_deref()
+                .map(|t| number("cost cap", t))
+                .transpose()?,
+            extend_minutes: match self.extend_minutes.as_deref() {
+                Some(text) => number("extend by", text)?,
+                None => None,
+            },
+        })
+    }
+
+    /// Where to go afterwards: the page's own path, never another site.
+    fn back(&self, id: &str) -> String {
+        self.back
+            .as_deref()
+            .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+            .map_or_else(|| format!("/deployments/{id}"), str::to_string)
+    }
+}
+
+pub async fn budget(
+    State(backend): State<SharedBackend>,
+    Path(id): Path<String>,
+    form: Result<Form<BudgetForm>, FormRejection>,
+) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            return (StatusCode::BAD_REQUEST, rejection.body_text()).into_response();
+        }
+    };
+    let back = form.back(&id);
+    let outcome = match form.change() {
+        Ok(change) => backend
+            .set_budget(&id, change, Source::Browser)
+            .await
+            .map_err(|e| match e {
+                BackendError::Validation(fields) => {
+                    fields.values().cloned().collect::<Vec<_>>().join("; ")
+                }
+                other => other.to_string(),
+            }),
+        Err(message) => Err(message),
+    };
+    let location = match outcome {
+        Ok(_) => back,
+        Err(message) => {
+            let joiner = if back.contains('?') { '&' } else { '?' };
+            format!("{back}{joiner}budget_error={}", percent_encode(&message))
+        }
+    };
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_read_as_typed_and_empty_turns_off() {
+        let form = BudgetForm {
+            ttl_minutes: Some(" 90 ".into()),
+            cost_cap_usd: Some(String::new()),
+            ..Default::default()
+        };
+        let change = form.change().unwrap();
+        assert_eq!(change.ttl_minutes, Some(Some(90)));
+        assert_eq!(change.cost_cap_usd, Some(None));
+        assert_eq!(change.extend_minutes, None);
+        let bad = BudgetForm {
+            cost_cap_usd: Some("two".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.change().unwrap_err(),
+            "cost cap: \"two\" is not a number"
+        );
+    }
+
+    #[test]
+    fn back_stays_on_this_portal() {
+        let to = |back: &str| {
+            BudgetForm {
+                back: Some(back.into()),
+                ..Default::default()
+            }
+            .back("d1")
+        };
+        assert_eq!(to("/?status=live"), "/?status=live");
+        assert_eq!(to("//evil.example/"), "/deployments/d1");
+        assert_eq!(to("https://evil.example/"), "/deployments/d1");
+        assert_eq!(percent_encode("a b/é"), "a%20b%2F%C3%A9");
+    }
+}
