@@ -65,9 +65,16 @@ fn DeploymentView(detail: DeploymentDetail, telemetry: Option<LiveView>) -> impl
             resources: Vec::new(),
             jobs: Vec::new(),
             events: Vec::new(),
+            redeployed_as: Vec::new(),
             params: serde_json::Value::Null,
             ..detail.clone()
         }/>
+        <crate::pages::budget::BudgetSection
+            id=id.clone()
+            status=detail.status
+            budget=detail.budget.clone()
+            redeployed_from=detail.redeployed_from.clone()
+            redeployed_as=detail.redeployed_as.clone()/>
         {telemetry.map(|view| view! { <LiveTelemetry id=id.clone() view live=is_live/> })}
         <section aria-labelledby="resources-title">
             <h2 id="resources-title">{format!("Resources ({live_resources} present)")}</h2>

@@ -28,11 +28,19 @@ pub fn DeploymentsPage() -> impl IntoView {
     view! {
         <Title text="Deployments · CloudPulse"/>
         <h1>"Deployments"</h1>
+        <crate::pages::budget::BudgetError/>
         <StatusFilter current=Signal::derive(status)/>
         <Suspense fallback=|| view! { <p class="muted">"Loading deployments…"</p> }>
             {move || Suspend::new(async move {
                 match deployments.await {
-                    Ok(page) => view! { <DeploymentTable page status=status()/> }.into_any(),
+                    Ok(page) => {
+                        let back = if page.page > 1 {
+                            page_link(status().as_deref(), page.page)
+                        } else {
+                            status().map_or_else(|| "/".to_string(), |s| format!("/?status={s}"))
+                        };
+                        view! { <DeploymentTable page status=status() back/> }.into_any()
+                    }
                     Err(error) => view! {
                         <p class="error" role="alert">{error.to_string()}</p>
                     }
@@ -70,7 +78,11 @@ fn StatusFilter(current: Signal<Option<String>>) -> impl IntoView {
 }
 
 #[component]
-fn DeploymentTable(page: Page<DeploymentSummary>, status: Option<String>) -> impl IntoView {
+fn DeploymentTable(
+    page: Page<DeploymentSummary>,
+    status: Option<String>,
+    back: String,
+) -> impl IntoView {
     if page.items.is_empty() {
         return view! {
             <section class="empty" data-testid="deployments-empty">
@@ -99,6 +111,7 @@ fn DeploymentTable(page: Page<DeploymentSummary>, status: Option<String>) -> imp
                     <th scope="col">"Age / lifetime"</th>
                     <th scope="col">"Cost so far"</th>
                     <th scope="col">"Uptime"</th>
+                    <th scope="col">"Time to live"</th>
                 </tr>
             </thead>
             <tbody>
@@ -106,13 +119,31 @@ fn DeploymentTable(page: Page<DeploymentSummary>, status: Option<String>) -> imp
                     .items
                     .into_iter()
                     .map(|d| {
+                        let standing = d.status != DeploymentStatus::TornDown;
+                        let warning = standing && d.budget.warning(now);
+                        let row = format!("row-{}", d.name);
                         view! {
-                            <tr>
-                                <td><a href=format!("/deployments/{}", d.id)>{d.name}</a></td>
+                            <tr data-testid=row>
+                                <td>
+                                    <a href=format!("/deployments/{}", d.id)>{d.name}</a>
+                                    {d.redeployed_from.map(|o| view! {
+                                        <br/><span class="muted">"again from "
+                                        <a href=format!("/deployments/{}", o.id)>{o.name}</a></span>
+                                    })}
+                                </td>
                                 <td>
                                     <span class=format!("badge {}", d.status.as_str())>
                                         {d.status.label()}
                                     </span>
+                                    {d.idle.map(|idle| view! {
+                                        " "<span class="badge idle" data-testid="idle"
+                                            title=format!("No requests but the portal's probes for {} min", idle.seconds / 60)>
+                                            {match idle.daily_usd {
+                                                Some(usd) => format!("idle · {}/day", crate::pricing::usd(usd)),
+                                                None => "idle".to_string(),
+                                            }}
+                                        </span>
+                                    })}
                                 </td>
                                 <td>{d.region}</td>
                                 <td>{d.size.unwrap_or_else(|| "—".into())}</td>
@@ -127,6 +158,18 @@ fn DeploymentTable(page: Page<DeploymentSummary>, status: Option<String>) -> imp
                                     || "—".to_string(),
                                     |p| format!("{} %", crate::text::fixed(p, 2)),
                                 )}</td>
+                                <td data-testid="list-ttl">
+                                    {match d.budget.expires_at.filter(|_| standing) {
+                                        Some(at) if warning => view! {
+                                            <crate::pages::budget::Countdown expires_at=at/>
+                                            " "<crate::pages::budget::ExtendForm id=d.id.clone() back=back.clone()/>
+                                        }.into_any(),
+                                        Some(at) => view! {
+                                            "until "<time datetime=crate::text::iso(at)>{crate::text::utc(at, false)}</time>
+                                        }.into_any(),
+                                        None => "—".into_any(),
+                                    }}
+                                </td>
                             </tr>
                         }
                     })

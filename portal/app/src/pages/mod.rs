@@ -1,3 +1,4 @@
+pub mod budget;
 pub mod deployment;
 pub mod deployments;
 pub mod instance;

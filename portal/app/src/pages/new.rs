@@ -43,6 +43,8 @@ struct Form {
     scale_in_cpu: RwSignal<String>,
     cooldown: RwSignal<String>,
     grace_period: RwSignal<String>,
+    ttl_minutes: RwSignal<String>,
+    cost_cap_usd: RwSignal<String>,
 }
 
 impl Form {
@@ -67,6 +69,13 @@ impl Form {
             scale_in_cpu: RwSignal::new(crate::text::plain(p.scale_in_cpu)),
             cooldown: text(&p.cooldown),
             grace_period: text(&p.grace_period),
+            ttl_minutes: RwSignal::new(
+                p.ttl_minutes
+                    .filter(|m| *m > 0)
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            ),
+            cost_cap_usd: RwSignal::new(p.cost_cap_usd.map(crate::text::plain).unwrap_or_default()),
         }
     }
 
@@ -148,27 +157,71 @@ impl Form {
             self.grace_period.get(),
             &mut p.grace_period,
         );
+        // Empty means none: no TTL (0, not the portal's default), no cap.
+        let mut ttl = 0u32;
+        if !self.ttl_minutes.get().trim().is_empty() {
+            number(&mut errors, "ttl_minutes", self.ttl_minutes.get(), &mut ttl);
+        }
+        p.ttl_minutes = Some(ttl);
+        if !self.cost_cap_usd.get().trim().is_empty() {
+            let mut cap = 0.0f64;
+            number(
+                &mut errors,
+                "cost_cap_usd",
+                self.cost_cap_usd.get(),
+                &mut cap,
+            );
+            p.cost_cap_usd = Some(cap);
+        }
         (p, errors)
     }
 }
 
 #[component]
 pub fn NewDeploymentPage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let start = Resource::new(
+        move || query.read().get("from"),
+        |from| form_params(from.unwrap_or_default()),
+    );
     view! {
         <Title text="New deployment · CloudPulse"/>
         <h1>"New deployment"</h1>
-        <p class="muted">
-            "The article's stack, with its defaults. Every value is checked by the portal "
-            "before anything is created."
-        </p>
-        <DeploymentForm/>
+        <Suspense fallback=|| view! { <p class="muted">"Loading the form…"</p> }>
+            {move || Suspend::new(async move {
+                match start.await {
+                    Ok((params, from)) => view! {
+                        {match &from {
+                            Some(origin) => view! {
+                                <p class="muted" data-testid="redeploy-from">
+                                    "Deploying again with the parameters of "
+                                    <a href=format!("/deployments/{}", origin.id)>{origin.name.clone()}</a>
+                                    ", torn down; change any of them first."
+                                </p>
+                            }.into_any(),
+                            None => view! {
+                                <p class="muted">
+                                    "The article's stack, with its defaults. Every value is checked by the portal "
+                                    "before anything is created."
+                                </p>
+                            }.into_any(),
+                        }}
+                        <DeploymentForm initial=params from=from.map(|o| o.id)/>
+                    }.into_any(),
+                    Err(error) => view! {
+                        <p class="error" role="alert">{error.to_string()}</p>
+                    }.into_any(),
+                }
+            })}
+        </Suspense>
     }
 }
 
 /// The form and its estimate: an island, the page around it is static.
+/// `from` is the torn-down deployment it deploys again, if any.
 #[island]
-fn DeploymentForm() -> impl IntoView {
-    let form = Form::new(&DeploymentParams::default());
+fn DeploymentForm(initial: DeploymentParams, from: Option<String>) -> impl IntoView {
+    let form = Form::new(&initial);
     let errors = RwSignal::new(FieldErrors::new());
     let submit = ServerAction::<CreateDeployment>::new();
     let hydrated = RwSignal::new(false);
@@ -205,6 +258,7 @@ fn DeploymentForm() -> impl IntoView {
         submit.dispatch(CreateDeployment {
             params,
             key: key.get_untracked(),
+            from: from.clone().unwrap_or_default(),
         });
     };
 
@@ -279,6 +333,13 @@ fn DeploymentForm() -> impl IntoView {
                         help="Average CPU that removes one; below the scale-out threshold."/>
                     <TextField numeric=true form_field=form.cooldown field="cooldown" label="Cooldown (s)" errors
                         help="Seconds between scaling actions."/>
+                </fieldset>
+                <fieldset>
+                    <legend>"Budget"</legend>
+                    <TextField numeric=true form_field=form.ttl_minutes field="ttl_minutes" label="Time to live (min)" errors
+                        help="Torn down this many minutes after it is created; can be extended while it runs. Empty: never (240, four hours, is a good habit)."/>
+                    <TextField numeric=true form_field=form.cost_cap_usd field="cost_cap_usd" label="Cost cap (USD)" errors
+                        help="Torn down once its accrued cost reaches this. Empty: no cap."/>
                 </fieldset>
                 <button type="submit" class="primary" data-testid="deploy"
                     disabled=move || !hydrated.get() || submit.pending().get()>
@@ -439,18 +500,49 @@ fn SelectField(
 pub async fn create_deployment(
     params: DeploymentParams,
     key: String,
+    from: String,
 ) -> Result<Submitted, ServerFnError> {
     use crate::backend::{use_backend, BackendError};
     use crate::model::Source;
     let key = (!key.is_empty()).then_some(key);
-    match use_backend()?.deploy(params, Source::Browser, key).await {
+    let backend = use_backend()?;
+    let accepted = if from.is_empty() {
+        backend.deploy(params, Source::Browser, key).await
+    } else {
+        backend
+            .redeploy(&from, Some(params), Source::Browser, key)
+            .await
+    };
+    match accepted {
         Ok(accepted) => Ok(Submitted::Created {
             deployment_id: accepted.deployment.id,
         }),
         Err(BackendError::Validation(fields)) => Ok(Submitted::Invalid { fields }),
-        Err(BackendError::Conflict(message)) => Ok(Submitted::Invalid {
-            fields: FieldErrors::from([("name".to_string(), message)]),
-        }),
+        // A name in use belongs to the name field; a redeploy refused
+        // (the old one stands again) to the whole form.
+        Err(BackendError::Conflict(message)) => {
+            let field = if message.contains("named") {
+                "name"
+            } else {
+                "form"
+            };
+            Ok(Submitted::Invalid {
+                fields: FieldErrors::from([(field.to_string(), message)]),
+            })
+        }
         Err(error) => Err(ServerFnError::new(error.to_string())),
     }
+}
+
+/// The form's starting values: the defaults with this portal's TTL, or the
+/// parameters of the torn-down deployment `from`.
+#[server]
+pub async fn form_params(
+    from: String,
+) -> Result<(DeploymentParams, Option<crate::model::Link>), ServerFnError> {
+    let from = (!from.is_empty()).then_some(from);
+    crate::backend::use_backend()?
+        .form_params(from.as_deref())
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
 }
