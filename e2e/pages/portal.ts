@@ -1,5 +1,18 @@
 // Page objects: what a person sees and does, named as they would name it.
-import { expect, type Locator, type Page } from '@playwright/test';
+import { expect, type APIRequestContext, type Locator, type Page } from '@playwright/test';
+
+/** Deploys through the API, waits until live, and returns the deployment. */
+export async function deployLive(request: APIRequestContext, data: object): Promise<any> {
+  const created = await request.post('/api/v1/deployments', { data });
+  expect(created.status()).toBe(202);
+  const id: string = (await created.json()).deployment.id;
+  await expect
+    .poll(async () => (await (await request.get(`/api/v1/deployments/${id}`)).json()).status, {
+      timeout: 90_000,
+    })
+    .toBe('live');
+  return (await request.get(`/api/v1/deployments/${id}`)).json();
+}
 
 export class TopBar {
   readonly cloudStatus: Locator;

@@ -1,20 +1,8 @@
 // A live deployment as the portal shows it: charts that fill with samples,
 // the topology, an instance terminated from its own page and replaced, and
 // the cost and uptime pages agreeing with the REST API.
-import { APIRequestContext, expect, test } from '@playwright/test';
-import { watchForErrors } from '../pages/portal';
-
-async function deployAndWait(request: APIRequestContext, name: string): Promise<string> {
-  const created = await request.post('/api/v1/deployments', { data: { name } });
-  expect(created.status()).toBe(202);
-  const id: string = (await created.json()).deployment.id;
-  await expect
-    .poll(async () => (await (await request.get(`/api/v1/deployments/${id}`)).json()).status, {
-      timeout: 90_000,
-    })
-    .toBe('live');
-  return id;
-}
+import { expect, test } from '@playwright/test';
+import { deployLive, watchForErrors } from '../pages/portal';
 
 /** `$1,234.56` or `$0.0123` as a number. */
 function dollars(text: string): number {
@@ -27,7 +15,7 @@ test('charts fill live, a terminate from the instance page is healed, cost and u
 }, testInfo) => {
   test.setTimeout(240_000);
   const errors = watchForErrors(page);
-  const id = await deployAndWait(request, 'e2e-live');
+  const id: string = (await deployLive(request, { name: 'e2e-live' })).id;
 
   await page.goto(`/deployments/${id}`);
   // Samples arrive without a reload: the charts gain points.

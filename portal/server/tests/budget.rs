@@ -18,35 +18,24 @@ use serde_json::{json, Value};
 const MINUTE_SECS: f64 = 12.0;
 
 fn sandbox(dir: &Path, database: &str) -> Portal {
-    let db = dir.join(database);
-    start(
-        &[
-            "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-            "--time-scale",
-            "0.2",
-        ],
-        dir,
-        &[("CLOUDPULSE_IDLE_MINUTES", "1".to_string())],
-    )
+    sandbox_at_a_fifth_with(dir, database, &[("CLOUDPULSE_IDLE_MINUTES", "1".to_string())])
 }
 
 async fn deploy(client: &reqwest::Client, url: &str, body: Value) -> (String, String) {
-    let response = client
-        .post(format!("{url}/api/v1/deployments"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let accepted: Value = response.json().await.unwrap();
+    let (status, accepted) = post_json(client, &format!("{url}/api/v1/deployments"), body).await;
+    assert_eq!(status, 202, "{accepted}");
     (
         accepted["deployment"]["id"].as_str().unwrap().to_string(),
         accepted["job"]["id"].as_str().unwrap().to_string(),
     )
+}
+
+/// Tears `id` down and waits for the job; returns it.
+async fn tear_down(client: &reqwest::Client, url: &str, id: &str) -> Value {
+    let (status, teardown) =
+        post_json(client, &format!("{url}/api/v1/deployments/{id}/teardown"), Value::Null).await;
+    assert_eq!(status, 202, "{teardown}");
+    wait_job(client, url, teardown["job"]["id"].as_str().unwrap()).await
 }
 
 async fn patch(client: &reqwest::Client, url: &str, id: &str, body: Value) -> (u16, Value) {
@@ -136,14 +125,13 @@ async fn ttl_cost_cap_extend_redeploy_and_idle() {
     let client = reqwest::Client::new();
 
     // Invalid budgets create nothing.
-    let response = client
-        .post(format!("{url}/api/v1/deployments"))
-        .json(&json!({ "name": "bad-budget", "ttl_minutes": 999_999, "cost_cap_usd": -1 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = post_json(
+        &client,
+        &format!("{url}/api/v1/deployments"),
+        json!({ "name": "bad-budget", "ttl_minutes": 999_999, "cost_cap_usd": -1 }),
+    )
+    .await;
+    assert_eq!(status, 400);
     let fields = &body["error"]["fields"];
     assert!(fields["ttl_minutes"].is_string(), "{body}");
     assert!(fields["cost_cap_usd"].is_string(), "{body}");
@@ -277,29 +265,12 @@ async fn ttl_cost_cap_extend_redeploy_and_idle() {
     assert_eq!(status, 409);
 
     // Redeploy: refused while it stands, then equal parameters and a link.
-    let response = client
-        .post(format!("{url}/api/v1/deployments/{keep_id}/redeploy"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 409);
-    let teardown: Value = client
-        .post(format!("{url}/api/v1/deployments/{keep_id}/teardown"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    wait_job(&client, &url, teardown["job"]["id"].as_str().unwrap()).await;
-    let accepted: Value = client
-        .post(format!("{url}/api/v1/deployments/{keep_id}/redeploy"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let redeploy = format!("{url}/api/v1/deployments/{keep_id}/redeploy");
+    let (status, _) = post_json(&client, &redeploy, Value::Null).await;
+    assert_eq!(status, 409);
+    tear_down(&client, &url, &keep_id).await;
+    let (status, accepted) = post_json(&client, &redeploy, Value::Null).await;
+    assert_eq!(status, 202, "{accepted}");
     let again = accepted["deployment"]["id"].as_str().unwrap().to_string();
     assert_ne!(again, keep_id);
     let done = wait_job(&client, &url, accepted["job"]["id"].as_str().unwrap()).await;
@@ -310,21 +281,10 @@ async fn ttl_cost_cap_extend_redeploy_and_idle() {
     assert_eq!(new["params"], old["params"]);
     assert_eq!(new["redeployed_from"]["id"], keep_id);
     assert_eq!(old["redeployed_as"][0]["id"], again.as_str());
-    assert_eq!(
-        list_row(&url, &again).await["redeployed_from"]["name"],
-        "keep-demo"
-    );
+    assert_eq!(list_row(&url, &again).await["redeployed_from"]["name"], "keep-demo");
 
     // Its own teardown leaves nothing either.
-    let teardown: Value = client
-        .post(format!("{url}/api/v1/deployments/{again}/teardown"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let done = wait_job(&client, &url, teardown["job"]["id"].as_str().unwrap()).await;
+    let done = tear_down(&client, &url, &again).await;
     assert_eq!(done["status"], "done", "{done}");
 }
 

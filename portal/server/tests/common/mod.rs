@@ -77,6 +77,11 @@ pub fn start(args: &[&str], dir: &Path, extra_env: &[(&str, String)]) -> Portal 
 /// `cloudpulse-instance` built beside the portal binary, with every sandbox
 /// interval at a fifth of AWS's.
 pub fn sandbox_at_a_fifth(dir: &Path, database: &str) -> Portal {
+    sandbox_at_a_fifth_with(dir, database, &[])
+}
+
+/// [`sandbox_at_a_fifth`] with more of the portal's environment.
+pub fn sandbox_at_a_fifth_with(dir: &Path, database: &str, env: &[(&str, String)]) -> Portal {
     let db = dir.join(database);
     start(
         &[
@@ -89,8 +94,19 @@ pub fn sandbox_at_a_fifth(dir: &Path, database: &str) -> Portal {
             "0.2",
         ],
         dir,
-        &[],
+        env,
     )
+}
+
+/// POSTs `body` (none when `Value::Null`) and returns the status and JSON answer.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
+    let mut request = client.post(url);
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
 }
 
 pub fn run_to_end(args: &[&str], dir: &Path) -> Output {
