@@ -589,3 +589,57 @@ mod tests {
         assert_eq!(json["reason"], "connection refused");
     }
 }
+
+/// What a preflight found before a deploy: one line per check. A deploy
+/// whose preflight has a failed check is refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preflight {
+    pub checks: Vec<Check>,
+    /// No check failed (warnings allowed).
+    pub ok: bool,
+    pub checked_at: DateTime<Utc>,
+}
+
+impl Preflight {
+    pub fn new(checks: Vec<Check>, checked_at: DateTime<Utc>) -> Self {
+        Preflight {
+            ok: !checks.iter().any(|c| c.status == CheckStatus::Fail),
+            checks,
+            checked_at,
+        }
+    }
+
+    pub fn failed(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == CheckStatus::Fail)
+    }
+}
+
+/// One line of a preflight.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub status: CheckStatus,
+    /// What was found, e.g. "2 of 5 in use; this deployment needs 1".
+    pub detail: String,
+    /// What to do about a failure (or a warning).
+    pub hint: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    /// Could not be checked, or close to a limit; does not block a deploy.
+    Warn,
+    Fail,
+}
+
+impl CheckStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckStatus::Pass => "pass",
+            CheckStatus::Warn => "warn",
+            CheckStatus::Fail => "fail",
+        }
+    }
+}

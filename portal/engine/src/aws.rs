@@ -23,6 +23,8 @@ pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub s3: aws_sdk_s3::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub quotas: aws_sdk_servicequotas::Client,
 }
 
 impl Aws {
@@ -49,6 +51,8 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(&sdk),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             ssm: aws_sdk_ssm::Client::new(&sdk),
+            sts: aws_sdk_sts::Client::new(&sdk),
+            quotas: aws_sdk_servicequotas::Client::new(&sdk),
         }
     }
 }

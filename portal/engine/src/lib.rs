@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod live;
 pub mod orphans;
 pub mod plan;
+pub mod preflight;
 pub mod runner;
 pub mod steps;
 pub mod store;

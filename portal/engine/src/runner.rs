@@ -106,6 +106,11 @@ impl Engine {
         &self.inner.faults
     }
 
+    /// The configuration every client is built from.
+    pub(crate) fn sdk(&self) -> &SdkConfig {
+        &self.inner.sdk
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }

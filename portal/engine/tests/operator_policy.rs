@@ -75,6 +75,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("aws_sdk_elasticloadbalancingv2", "elasticloadbalancing"),
     ("aws_sdk_iam", "iam"),
     ("aws_sdk_s3", "s3"),
+    ("aws_sdk_servicequotas", "servicequotas"),
     ("aws_sdk_ssm", "ssm"),
     ("aws_sdk_sts", "sts"),
 ];

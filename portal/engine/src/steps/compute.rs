@@ -15,6 +15,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::{gone_ok, StepCtx};
+use crate::aws::Aws;
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
 use cloudpulse_instance::user_data::UserData;
@@ -22,6 +23,26 @@ use cloudpulse_instance::user_data::UserData;
 /// The latest Amazon Linux 2023 AMI for x86_64, from AWS's public parameter.
 pub const AMI_PARAMETER: &str =
     "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+/// The AMI id [`AMI_PARAMETER`] names in the clients' region; the launch
+/// template and the preflight both resolve it here.
+pub async fn latest_ami(aws: &Aws) -> StepResult<String> {
+    aws.ssm
+        .get_parameter()
+        .name(AMI_PARAMETER)
+        .send()
+        .await
+        .step()?
+        .parameter()
+        .and_then(|p| p.value())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            StepError::fatal(
+                "AmiNotFound",
+                format!("{AMI_PARAMETER} has no value in {}", aws.region),
+            )
+        })
+}
 
 fn size(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
@@ -42,23 +63,7 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
             .await?;
         return Ok(json!({ "launch_template_id": id, "name": name, "adopted": true }));
     }
-    let ami = ctx
-        .aws
-        .ssm
-        .get_parameter()
-        .name(AMI_PARAMETER)
-        .send()
-        .await
-        .step()?
-        .parameter()
-        .and_then(|p| p.value())
-        .map(str::to_string)
-        .ok_or_else(|| {
-            StepError::fatal(
-                "AmiNotFound",
-                format!("{AMI_PARAMETER} has no value in {}", ctx.aws.region),
-            )
-        })?;
+    let ami = latest_ami(&ctx.aws).await?;
     let profile_arn = ctx
         .arn("instance_profile", StepKey::InstanceProfile)
         .await?;

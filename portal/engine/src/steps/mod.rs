@@ -24,6 +24,8 @@ use crate::plan::StepKey;
 use crate::store::{NewResource, Store};
 
 pub use artifacts::{Artifact, ArtifactSource};
+pub(crate) use compute::{latest_ami, AMI_PARAMETER};
+pub(crate) use network::zones;
 
 /// Timings the engine waits with; shortened by tests and the sandbox.
 #[derive(Clone, Debug)]

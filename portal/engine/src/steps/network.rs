@@ -4,6 +4,7 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, DomainType, NatGatewayState, Res
 use serde_json::{json, Value};
 
 use super::{filter, gone_ok, StepCtx};
+use crate::aws::Aws;
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::{nat_for, StepKey};
 
@@ -169,10 +170,10 @@ pub async fn undo_internet_gateway(ctx: &StepCtx) -> StepResult<Value> {
     Ok(json!({ "deleted": deleted }))
 }
 
-/// The `az`-th availability zone of the region, in name order.
-async fn zone(ctx: &StepCtx, az: u8) -> StepResult<String> {
-    let out = ctx
-        .aws
+/// The region's available zones (not local or wavelength zones), in name
+/// order: a deployment with `azs = n` uses the first `n`.
+pub async fn zones(aws: &Aws) -> StepResult<Vec<String>> {
+    let out = aws
         .ec2
         .describe_availability_zones()
         .filters(filter("state", "available"))
@@ -186,6 +187,12 @@ async fn zone(ctx: &StepCtx, az: u8) -> StepResult<String> {
         .filter_map(|z| z.zone_name().map(str::to_string))
         .collect();
     zones.sort();
+    Ok(zones)
+}
+
+/// The `az`-th availability zone of the region, in name order.
+async fn zone(ctx: &StepCtx, az: u8) -> StepResult<String> {
+    let zones = zones(&ctx.aws).await?;
     zones.get(usize::from(az)).cloned().ok_or_else(|| {
         StepError::fatal(
             "NotEnoughZones",
