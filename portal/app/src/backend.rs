@@ -16,7 +16,8 @@ use crate::live::{
 };
 use crate::model::{
     BudgetChange, ChaosAccepted, ChaosAction, CloudStatus, DeploymentDetail, DeploymentStatus,
-    DeploymentSummary, HealthSnapshot, JobView, Link, OrphanCleanup, OrphanScan, Page, Source,
+    DeploymentSummary, HealthSnapshot, JobView, Link, OrphanCleanup, OrphanScan, Page, Preflight,
+    Source,
 };
 use crate::params::{DeploymentParams, FieldErrors};
 
@@ -35,6 +36,21 @@ pub enum BackendError {
     Database(String),
     #[error("the cloud refused or did not answer: {0}")]
     Cloud(String),
+    /// The preflight before a deploy failed; nothing was created.
+    #[error("the preflight failed, nothing was created: {}", failed_checks(.0))]
+    Preflight(Preflight),
+}
+
+/// "Region: xx-nowhere-1 is not a region EC2 knows (choose one of: ...)".
+fn failed_checks(preflight: &Preflight) -> String {
+    preflight
+        .failed()
+        .map(|c| match &c.hint {
+            Some(hint) => format!("{}: {} ({hint})", c.name, c.detail),
+            None => format!("{}: {}", c.name, c.detail),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn summarize(fields: &FieldErrors) -> String {
@@ -79,7 +95,13 @@ pub trait Backend: Send + Sync + 'static {
         filter: DeploymentFilter,
     ) -> Result<Page<DeploymentSummary>, BackendError>;
 
-    /// Validates and starts a deploy; nothing is created if it is invalid.
+    /// Checks, without changing anything, what a deploy of `params` needs:
+    /// credentials, region, image, zones and quotas. Invalid parameters are
+    /// refused first.
+    async fn preflight(&self, params: DeploymentParams) -> Result<Preflight, BackendError>;
+
+    /// Validates, runs the preflight and starts a deploy; nothing is created
+    /// if the parameters are invalid or a preflight check fails.
     async fn deploy(
         &self,
         params: DeploymentParams,

@@ -390,7 +390,8 @@ impl Store {
         })
     }
 
-    async fn job_by_idempotency_key(
+    /// The job a request with this idempotency key started, if any.
+    pub async fn job_by_idempotency_key(
         &self,
         key: Option<&str>,
     ) -> Result<Option<Created>, StoreError> {

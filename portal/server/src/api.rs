@@ -15,7 +15,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use cloudpulse_app::backend::{BackendError, DeploymentFilter, SharedBackend};
 use cloudpulse_app::live::MetricsRange;
-use cloudpulse_app::model::{BudgetChange, ChaosAction, DeploymentStatus, Source};
+use cloudpulse_app::model::{BudgetChange, ChaosAction, DeploymentStatus, Preflight, Source};
 use cloudpulse_app::params::{DeploymentParams, FieldErrors};
 use cloudpulse_engine::Engine;
 use serde::Deserialize;
@@ -66,6 +66,18 @@ pub fn routes() -> Router<ApiState> {
         .route("/jobs/{id}/events", get(job_events))
         .route("/orphans", get(list_orphans))
         .route("/orphans/cleanup", post(clean_orphans))
+        .route("/preflight", post(preflight))
+}
+
+/// The checklist for a (partial) set of parameters; the defaults fill the
+/// rest. 200 whatever the checks found; a deploy is what a failure blocks.
+async fn preflight(
+    State(state): State<ApiState>,
+    body: Result<Json<DeploymentParams>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(params) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let checklist = state.backend.preflight(params).await?;
+    Ok(Json(checklist).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -522,6 +534,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     fields: Option<FieldErrors>,
+    /// A failed preflight's checklist.
+    preflight: Option<Preflight>,
 }
 
 impl ApiError {
@@ -531,6 +545,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: None,
+            preflight: None,
         }
     }
 
@@ -548,6 +563,14 @@ impl From<BackendError> for ApiError {
                 code: "validation",
                 message: "the parameters are invalid; see fields".into(),
                 fields: Some(fields),
+                preflight: None,
+            },
+            BackendError::Preflight(preflight) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "preflight_failed",
+                message: BackendError::Preflight(preflight.clone()).to_string(),
+                fields: None,
+                preflight: Some(preflight),
             },
             BackendError::NotFound(message) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
@@ -571,6 +594,9 @@ impl IntoResponse for ApiError {
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(fields) = self.fields {
             error["fields"] = json!(fields);
+        }
+        if let Some(preflight) = self.preflight {
+            error["preflight"] = json!(preflight);
         }
         let body = json!({ "error": error });
         (self.status, Json(body)).into_response()

@@ -12,7 +12,7 @@ use cloudpulse_app::live::{
 use cloudpulse_app::model::{
     Budget, BudgetChange, ChaosAccepted, ChaosAction, CloudMode, CloudStatus, DeploymentDetail,
     DeploymentStatus, DeploymentSummary, HealthSnapshot, JobView, Link, OrphanCleanup, OrphanScan,
-    Page, Source,
+    Page, Preflight, Source,
 };
 use cloudpulse_app::params::{is_region, DeploymentParams, FieldErrors, SANDBOX_TTL_MINUTES};
 use cloudpulse_engine::store::{Created, NewDeployment};
@@ -88,6 +88,26 @@ impl PortalBackend {
     ) -> Result<Accepted, BackendError> {
         if params.ttl_minutes.is_none() {
             params.ttl_minutes = Some(self.default_ttl());
+        }
+        // A request seen before answers with what it started, unchecked:
+        // its own resources would count against the quotas now.
+        let seen = self
+            .engine
+            .store()
+            .job_by_idempotency_key(idempotency_key.as_deref())
+            .await
+            .map_err(store_error)?;
+        if seen.is_none() {
+            params.validate().map_err(BackendError::Validation)?;
+            let preflight = self.engine.preflight(&params).await;
+            if !preflight.ok {
+                tracing::info!(
+                    failed = preflight.failed().count(),
+                    name = %params.name,
+                    "deploy refused by its preflight"
+                );
+                return Err(BackendError::Preflight(preflight));
+            }
         }
         if params.cost_cap_usd.is_some()
             && cloudpulse_app::pricing::prices(&params.region).is_none()
@@ -287,6 +307,15 @@ impl Backend for PortalBackend {
             item.budget = self.with_warning(std::mem::take(&mut item.budget));
         }
         Ok(page)
+    }
+
+    async fn preflight(&self, mut params: DeploymentParams) -> Result<Preflight, BackendError> {
+        // The name plays no part in the checks; a checklist needs none.
+        if params.name.is_empty() {
+            params.name = "preflight".into();
+        }
+        params.validate().map_err(BackendError::Validation)?;
+        Ok(self.engine.preflight(&params).await)
     }
 
     async fn deploy(

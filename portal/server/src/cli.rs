@@ -1,4 +1,4 @@
-//! `cloudpulse deploy | teardown | status | orphans`: a client of a running portal's
+//! `cloudpulse deploy | teardown | status | preflight | orphans`: a client of a running portal's
 //! REST API, so the command line and the browser drive the same code.
 
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use cloudpulse_app::model::{
     DeploymentDetail, DeploymentSummary, JobView, OrphanCleanup, OrphanReason, OrphanScan, Page,
-    StepStatus,
+    Preflight, StepStatus,
 };
 use cloudpulse_app::params::{DeploymentParams, NatMode};
 use cloudpulse_app::pricing;
@@ -133,6 +133,27 @@ pub struct StatusArgs {
     pub portal: PortalArg,
     /// A deployment's id; without it, the list.
     pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PreflightArgs {
+    #[command(flatten)]
+    pub portal: PortalArg,
+    /// AWS region [default: us-east-1].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Availability zones: 2 or 3.
+    #[arg(long)]
+    pub azs: Option<u8>,
+    /// EC2 instance type [default: t3.micro].
+    #[arg(long)]
+    pub instance_type: Option<String>,
+    /// Most instances, at most 10 [default: 4].
+    #[arg(long)]
+    pub max: Option<u32>,
+    /// `per-az` or `single`.
+    #[arg(long, value_parser = parse_nat)]
+    pub nat: Option<NatMode>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -455,6 +476,57 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Prints the checklist; an error (exit status 1) when a check failed.
+pub async fn preflight(args: PreflightArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.portal)?;
+    // Only what was given: the portal fills in its defaults.
+    let mut body = serde_json::Map::new();
+    if let Some(region) = args.region {
+        body.insert("region".into(), region.into());
+    }
+    if let Some(azs) = args.azs {
+        body.insert("azs".into(), azs.into());
+    }
+    if let Some(instance_type) = args.instance_type {
+        body.insert("instance_type".into(), instance_type.into());
+    }
+    if let Some(max) = args.max {
+        body.insert("max".into(), max.into());
+        // A smaller max than the defaults' min and desired lowers them too.
+        let below = max.min(DeploymentParams::default().min);
+        body.insert("min".into(), below.into());
+        body.insert("desired".into(), below.into());
+    }
+    if let Some(nat) = args.nat {
+        body.insert("nat".into(), serde_json::to_value(nat)?);
+    }
+    let answer = client
+        .post("/api/v1/preflight", Some(&Value::Object(body)))
+        .await?;
+    let preflight: Preflight =
+        serde_json::from_value(answer).context("unexpected answer from the portal")?;
+    for check in &preflight.checks {
+        println!(
+            "{:<4}  {}: {}",
+            check.status.label().to_uppercase(),
+            check.name,
+            check.detail
+        );
+        if let Some(hint) = &check.hint {
+            println!("      -> {hint}");
+        }
+    }
+    let failed = preflight.failed().count();
+    if failed > 0 {
+        bail!(
+            "{failed} check{} failed; a deploy with these parameters would be refused",
+            if failed == 1 { "" } else { "s" }
+        );
+    }
+    println!("ready: nothing blocks a deploy with these parameters");
     Ok(())
 }
 

@@ -37,6 +37,9 @@ pub enum Command {
     Redeploy(crate::cli::RedeployArgs),
     /// Show deployments, or one deployment and its current job.
     Status(crate::cli::StatusArgs),
+    /// Check credentials, region, image, zones and quotas for a deploy,
+    /// changing nothing; exits with 1 when a check fails.
+    Preflight(crate::cli::PreflightArgs),
     /// List resources tagged by CloudPulse that no tracked deployment owns
     /// (a lost database, a torn-down deployment's leftovers); --delete removes them.
     Orphans(crate::cli::OrphansArgs),

@@ -66,6 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Budget(args) => cli::budget(args).await,
         Command::Redeploy(args) => cli::redeploy(args).await,
         Command::Status(args) => cli::status(args).await,
+        Command::Preflight(args) => cli::preflight(args).await,
         Command::Orphans(args) => cli::orphans(args).await,
     }
 }

@@ -207,6 +207,7 @@ pub fn NewDeploymentPage() -> impl IntoView {
                             }.into_any(),
                         }}
                         <DeploymentForm initial=params from=from.map(|o| o.id)/>
+                        <PreflightSection/>
                     }.into_any(),
                     Err(error) => view! {
                         <p class="error" role="alert">{error.to_string()}</p>
@@ -214,6 +215,46 @@ pub fn NewDeploymentPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// The preflight of the portal's defaults, rendered by the server: no
+/// island code, and a deploy checks its own parameters again anyway.
+#[component]
+fn PreflightSection() -> impl IntoView {
+    let checklist = Resource::new(|| (), |_| preflight_defaults());
+    view! {
+        <section class="preflight" data-testid="preflight" aria-labelledby="preflight-title">
+            <h2 id="preflight-title">"Preflight"</h2>
+            <Suspense fallback=|| view! { <p class="muted">"Checking the account…"</p> }>
+                {move || Suspend::new(async move {
+                    match checklist.await {
+                        Ok(preflight) => view! {
+                            <p class="muted" data-testid="preflight-summary">
+                                {if preflight.ok {
+                                    "For the default parameters, nothing blocks a deploy."
+                                } else {
+                                    "For the default parameters, a deploy would be refused: fix the failed checks first."
+                                }}
+                                " Checked at " {preflight.checked_at.format("%H:%M:%S UTC").to_string()} "."
+                            </p>
+                            <ul class="checklist">
+                                {preflight.checks.into_iter().map(|check| view! {
+                                    <li data-testid="preflight-check" data-status=check.status.label()>
+                                        <span class=format!("badge {}", check.status.label())>{check.status.label()}</span>
+                                        " " <strong>{check.name}</strong> ": " {check.detail}
+                                        {check.hint.map(|hint| view! { <br/><span class="muted">{hint}</span> })}
+                                    </li>
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                        Err(error) => view! {
+                            <p class="error" role="alert">{error.to_string()}</p>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
     }
 }
 
@@ -530,8 +571,27 @@ pub async fn create_deployment(
                 fields: FieldErrors::from([(field.to_string(), message)]),
             })
         }
+        // A failed preflight belongs to the whole form: its message names
+        // each failed check and what to do about it.
+        Err(error @ BackendError::Preflight(_)) => Ok(Submitted::Invalid {
+            fields: FieldErrors::from([("form".to_string(), error.to_string())]),
+        }),
         Err(error) => Err(ServerFnError::new(error.to_string())),
     }
+}
+
+/// The preflight of the default parameters, for the page.
+#[server]
+pub async fn preflight_defaults() -> Result<crate::model::Preflight, ServerFnError> {
+    let backend = crate::backend::use_backend()?;
+    let (params, _) = backend
+        .form_params(None)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    backend
+        .preflight(params)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
 }
 
 /// The form's starting values: the defaults with this portal's TTL, or the
