@@ -371,12 +371,18 @@ pub struct DeploymentDetail {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub torn_down_at: Option<DateTime<Utc>>,
+    // The page's island never reads these three (the server renders the
+    // budget), so the browser skips them: every struct serde reads there
+    // costs kilobytes of wasm.
     #[serde(default)]
+    #[cfg_attr(feature = "hydrate", serde(skip_deserializing))]
     pub budget: Budget,
     #[serde(default)]
+    #[cfg_attr(feature = "hydrate", serde(skip_deserializing))]
     pub redeployed_from: Option<Link>,
     /// Deployments made again from this one, newest first.
     #[serde(default)]
+    #[cfg_attr(feature = "hydrate", serde(skip_deserializing))]
     pub redeployed_as: Vec<Link>,
     pub resources: Vec<ResourceView>,
     pub current_job: Option<JobView>,

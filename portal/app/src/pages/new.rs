@@ -47,35 +47,89 @@ struct Form {
     cost_cap_usd: RwSignal<String>,
 }
 
+/// Every input's starting text, by field name: what the server hands the
+/// form island (a map of strings costs the browser no new deserializer,
+/// where the parameters' own structs would).
+fn texts(p: &DeploymentParams) -> FieldErrors {
+    let plain = |v: &dyn ToString| v.to_string();
+    let hc = &p.health_check;
+    [
+        ("name", p.name.clone()),
+        ("region", p.region.clone()),
+        ("azs", plain(&p.azs)),
+        ("vpc_cidr", p.vpc_cidr.clone()),
+        ("instance_type", p.instance_type.clone()),
+        ("min", plain(&p.min)),
+        ("desired", plain(&p.desired)),
+        ("max", plain(&p.max)),
+        (
+            "nat",
+            match p.nat {
+                NatMode::PerAz => "per-az",
+                NatMode::Single => "single",
+            }
+            .to_string(),
+        ),
+        ("health_check.path", hc.path.clone()),
+        ("health_check.interval", plain(&hc.interval)),
+        ("health_check.timeout", plain(&hc.timeout)),
+        (
+            "health_check.healthy_threshold",
+            plain(&hc.healthy_threshold),
+        ),
+        (
+            "health_check.unhealthy_threshold",
+            plain(&hc.unhealthy_threshold),
+        ),
+        ("scale_out_cpu", crate::text::plain(p.scale_out_cpu)),
+        ("scale_in_cpu", crate::text::plain(p.scale_in_cpu)),
+        ("cooldown", plain(&p.cooldown)),
+        ("grace_period", plain(&p.grace_period)),
+        (
+            "ttl_minutes",
+            p.ttl_minutes
+                .filter(|m| *m > 0)
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "cost_cap_usd",
+            p.cost_cap_usd.map(crate::text::plain).unwrap_or_default(),
+        ),
+    ]
+    .into_iter()
+    .map(|(field, text)| (field.to_string(), text))
+    .collect()
+}
+
 impl Form {
-    fn new(p: &DeploymentParams) -> Self {
-        let text = |v: &dyn ToString| RwSignal::new(v.to_string());
+    fn new(texts: &FieldErrors) -> Self {
+        let text = |field: &str| RwSignal::new(texts.get(field).cloned().unwrap_or_default());
         Form {
-            name: text(&p.name),
-            region: text(&p.region),
-            azs: text(&p.azs),
-            vpc_cidr: text(&p.vpc_cidr),
-            instance_type: text(&p.instance_type),
-            min: text(&p.min),
-            desired: text(&p.desired),
-            max: text(&p.max),
-            nat: RwSignal::new(p.nat),
-            health_path: text(&p.health_check.path),
-            health_interval: text(&p.health_check.interval),
-            health_timeout: text(&p.health_check.timeout),
-            healthy_threshold: text(&p.health_check.healthy_threshold),
-            unhealthy_threshold: text(&p.health_check.unhealthy_threshold),
-            scale_out_cpu: RwSignal::new(crate::text::plain(p.scale_out_cpu)),
-            scale_in_cpu: RwSignal::new(crate::text::plain(p.scale_in_cpu)),
-            cooldown: text(&p.cooldown),
-            grace_period: text(&p.grace_period),
-            ttl_minutes: RwSignal::new(
-                p.ttl_minutes
-                    .filter(|m| *m > 0)
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-            ),
-            cost_cap_usd: RwSignal::new(p.cost_cap_usd.map(crate::text::plain).unwrap_or_default()),
+            name: text("name"),
+            region: text("region"),
+            azs: text("azs"),
+            vpc_cidr: text("vpc_cidr"),
+            instance_type: text("instance_type"),
+            min: text("min"),
+            desired: text("desired"),
+            max: text("max"),
+            nat: RwSignal::new(if texts.get("nat").is_some_and(|n| n == "single") {
+                NatMode::Single
+            } else {
+                NatMode::PerAz
+            }),
+            health_path: text("health_check.path"),
+            health_interval: text("health_check.interval"),
+            health_timeout: text("health_check.timeout"),
+            healthy_threshold: text("health_check.healthy_threshold"),
+            unhealthy_threshold: text("health_check.unhealthy_threshold"),
+            scale_out_cpu: text("scale_out_cpu"),
+            scale_in_cpu: text("scale_in_cpu"),
+            cooldown: text("cooldown"),
+            grace_period: text("grace_period"),
+            ttl_minutes: text("ttl_minutes"),
+            cost_cap_usd: text("cost_cap_usd"),
         }
     }
 
@@ -206,7 +260,7 @@ pub fn NewDeploymentPage() -> impl IntoView {
                                 </p>
                             }.into_any(),
                         }}
-                        <DeploymentForm initial=params from=from.map(|o| o.id)/>
+                        <DeploymentForm initial=texts(&params) from=from.map(|o| o.id)/>
                         <PreflightSection/>
                     }.into_any(),
                     Err(error) => view! {
@@ -261,7 +315,7 @@ fn PreflightSection() -> impl IntoView {
 /// The form and its estimate: an island, the page around it is static.
 /// `from` is the torn-down deployment it deploys again, if any.
 #[island]
-fn DeploymentForm(initial: DeploymentParams, from: Option<String>) -> impl IntoView {
+fn DeploymentForm(initial: FieldErrors, from: Option<String>) -> impl IntoView {
     let form = Form::new(&initial);
     let errors = RwSignal::new(FieldErrors::new());
     let submit = ServerAction::<CreateDeployment>::new();
@@ -605,4 +659,33 @@ pub async fn form_params(
         .form_params(from.as_deref())
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_gives_back_the_parameters_it_started_from() {
+        let old = DeploymentParams {
+            name: "demo".into(),
+            nat: NatMode::Single,
+            desired: 3,
+            scale_out_cpu: 72.5,
+            ttl_minutes: Some(90),
+            cost_cap_usd: Some(2.5),
+            ..Default::default()
+        };
+        let (params, unreadable) = Form::new(&texts(&old)).params();
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert_eq!(params, old);
+        // An empty TTL field means none (0), not the portal's default.
+        let none = DeploymentParams {
+            name: "demo".into(),
+            ..Default::default()
+        };
+        let (params, _) = Form::new(&texts(&none)).params();
+        assert_eq!(params.ttl_minutes, Some(0));
+        assert_eq!(params.cost_cap_usd, None);
+    }
 }
