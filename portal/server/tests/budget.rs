@@ -18,7 +18,11 @@ use serde_json::{json, Value};
 const MINUTE_SECS: f64 = 12.0;
 
 fn sandbox(dir: &Path, database: &str) -> Portal {
-    sandbox_at_a_fifth_with(dir, database, &[("CLOUDPULSE_IDLE_MINUTES", "1".to_string())])
+    sandbox_at_a_fifth_with(
+        dir,
+        database,
+        &[("CLOUDPULSE_IDLE_MINUTES", "1".to_string())],
+    )
 }
 
 async fn deploy(client: &reqwest::Client, url: &str, body: Value) -> (String, String) {
@@ -32,8 +36,12 @@ async fn deploy(client: &reqwest::Client, url: &str, body: Value) -> (String, St
 
 /// Tears `id` down and waits for the job; returns it.
 async fn tear_down(client: &reqwest::Client, url: &str, id: &str) -> Value {
-    let (status, teardown) =
-        post_json(client, &format!("{url}/api/v1/deployments/{id}/teardown"), Value::Null).await;
+    let (status, teardown) = post_json(
+        client,
+        &format!("{url}/api/v1/deployments/{id}/teardown"),
+        Value::Null,
+    )
+    .await;
     assert_eq!(status, 202, "{teardown}");
     wait_job(client, url, teardown["job"]["id"].as_str().unwrap()).await
 }
@@ -206,6 +214,25 @@ async fn ttl_cost_cap_extend_redeploy_and_idle() {
     let moved = time(&extended["budget"]["expires_at"]) - expires;
     assert_eq!(moved.num_seconds(), (60.0 * MINUTE_SECS) as i64);
     assert!(budget_events(&url, &keep_id).await[0].contains("TTL extended to 5 h"));
+    // The command line does the same through the API, and says what it set.
+    let out = run_to_end(
+        &["budget", &keep_id, "--extend", "30", "--portal", &url],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("ttl 330 min, tears down at"), "{said}");
+    let out = run_to_end(&["budget", &keep_id, "--portal", &url], dir.path());
+    assert!(one_line_error(&out).contains("nothing to change"));
+    let out = run_to_end(
+        &["budget", &keep_id, "--ttl-minutes", "1", "--portal", &url],
+        dir.path(),
+    );
+    assert!(
+        one_line_error(&out).contains("--ttl-minutes: a TTL of 1 min"),
+        "{out:?}"
+    );
+    assert_eq!(detail(&url, &keep_id).await["budget"]["ttl_minutes"], 330);
 
     // The list flags a deployment nobody uses, with what it costs a day,
     // and stops once something asks its load balancer.
@@ -269,19 +296,30 @@ async fn ttl_cost_cap_extend_redeploy_and_idle() {
     let (status, _) = post_json(&client, &redeploy, Value::Null).await;
     assert_eq!(status, 409);
     tear_down(&client, &url, &keep_id).await;
-    let (status, accepted) = post_json(&client, &redeploy, Value::Null).await;
-    assert_eq!(status, 202, "{accepted}");
-    let again = accepted["deployment"]["id"].as_str().unwrap().to_string();
+    // Through the command line, which follows the job to the end.
+    let out = run_to_end(
+        &["redeploy", &keep_id, "--wait", "--portal", &url],
+        dir.path(),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(said.contains("live at http://"), "{said}");
+    let again = said
+        .split_whitespace()
+        .nth(1)
+        .expect("the new deployment's id")
+        .to_string();
     assert_ne!(again, keep_id);
-    let done = wait_job(&client, &url, accepted["job"]["id"].as_str().unwrap()).await;
-    assert_eq!(done["status"], "done", "{done}");
     let new = detail(&url, &again).await;
     let old = detail(&url, &keep_id).await;
     assert_eq!(new["status"], "live");
     assert_eq!(new["params"], old["params"]);
     assert_eq!(new["redeployed_from"]["id"], keep_id);
     assert_eq!(old["redeployed_as"][0]["id"], again.as_str());
-    assert_eq!(list_row(&url, &again).await["redeployed_from"]["name"], "keep-demo");
+    assert_eq!(
+        list_row(&url, &again).await["redeployed_from"]["name"],
+        "keep-demo"
+    );
 
     // Its own teardown leaves nothing either.
     let done = tear_down(&client, &url, &again).await;
