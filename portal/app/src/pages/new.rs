@@ -667,6 +667,11 @@ mod tests {
 
     #[test]
     fn the_form_gives_back_the_parameters_it_started_from() {
+        // Signals live in a reactive owner, as on a page.
+        Owner::new().with(the_form_round_trips);
+    }
+
+    fn the_form_round_trips() {
         let old = DeploymentParams {
             name: "demo".into(),
             nat: NatMode::Single,
