@@ -91,6 +91,15 @@ impl DeploymentStatus {
             DeploymentStatus::TornDown => "Torn down",
         }
     }
+
+    /// Whether its budget still matters: it stands and no teardown has
+    /// begun, so the guard watches it and its TTL or cap can change.
+    pub fn guarded(self) -> bool {
+        matches!(
+            self,
+            DeploymentStatus::Deploying | DeploymentStatus::Live | DeploymentStatus::Failed
+        )
+    }
 }
 
 /// One row of the deployments list.

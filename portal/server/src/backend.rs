@@ -361,10 +361,11 @@ impl Backend for PortalBackend {
     ) -> Result<DeploymentDetail, BackendError> {
         let store = self.engine.store();
         let row = store.budget(deployment_id).await.map_err(store_error)?;
-        if row.status == DeploymentStatus::TornDown {
+        if !row.status.guarded() {
             return Err(BackendError::Conflict(format!(
-                "{} is torn down; nothing bills, so there is no budget to change",
-                row.name
+                "{} is {}; its budget no longer matters",
+                row.name,
+                row.status.label().to_lowercase()
             )));
         }
         let now = Utc::now();

@@ -104,8 +104,8 @@ pub fn BudgetSection(
     redeployed_as: Vec<Link>,
 ) -> impl IntoView {
     let back = format!("/deployments/{id}");
-    let standing = status != DeploymentStatus::TornDown;
-    let warning = standing && budget.warning(Utc::now());
+    let guarded = status.guarded();
+    let warning = guarded && budget.warning(Utc::now());
     let lineage = (redeployed_from.is_some() || !redeployed_as.is_empty()).then(|| {
         view! {
             <p data-testid="lineage">
@@ -150,7 +150,7 @@ pub fn BudgetSection(
                     <ExtendForm id=id.clone() back=back.clone()/>
                 </div>
             })}
-            {standing.then(|| view! {
+            {guarded.then(|| view! {
                 <details class="budget-edit">
                     <summary>"Change the time to live or the cost cap"</summary>
                     <form method="post" action=format!("/deployments/{id}/budget") data-testid="budget-form">
@@ -171,7 +171,7 @@ pub fn BudgetSection(
                     </form>
                 </details>
             })}
-            {(!standing).then(|| view! {
+            {(status == DeploymentStatus::TornDown).then(|| view! {
                 <p>
                     <a class="button primary" href=format!("/new?from={id}") data-testid="redeploy">
                         "Deploy again"

@@ -119,8 +119,8 @@ fn DeploymentTable(
                     .items
                     .into_iter()
                     .map(|d| {
-                        let standing = d.status != DeploymentStatus::TornDown;
-                        let warning = standing && d.budget.warning(now);
+                        let guarded = d.status.guarded();
+                        let warning = guarded && d.budget.warning(now);
                         let row = format!("row-{}", d.name);
                         view! {
                             <tr data-testid=row>
@@ -159,7 +159,7 @@ fn DeploymentTable(
                                     |p| format!("{} %", crate::text::fixed(p, 2)),
                                 )}</td>
                                 <td data-testid="list-ttl">
-                                    {match d.budget.expires_at.filter(|_| standing) {
+                                    {match d.budget.expires_at.filter(|_| guarded) {
                                         Some(at) if warning => view! {
                                             <crate::pages::budget::Countdown expires_at=at/>
                                             " "<crate::pages::budget::ExtendForm id=d.id.clone() back=back.clone()/>
