@@ -339,6 +339,12 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
         Some("required"),
         "IMDSv2 required"
     );
+    assert_eq!(
+        data.metadata_options()
+            .and_then(|m| m.http_put_response_hop_limit()),
+        Some(1),
+        "IMDSv2 tokens stop at the instance (hop limit 1)"
+    );
     let ebs = data.block_device_mappings()[0].ebs().unwrap();
     assert_eq!(ebs.encrypted(), Some(true));
     assert_eq!(ebs.volume_size(), Some(8));
@@ -397,6 +403,26 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     assert!(
         doc.contains("cloudwatch:PutMetricData") && doc.contains(&names.bucket()),
         "{doc}"
+    );
+    // The scoped document (see steps/iam.rs): metrics in our namespace only,
+    // reads of this deployment's artifacts only.
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let statements = doc["Statement"].as_array().unwrap();
+    let metrics = statements
+        .iter()
+        .find(|s| s["Action"] == "cloudwatch:PutMetricData")
+        .unwrap();
+    assert_eq!(
+        metrics["Condition"]["StringEquals"]["cloudwatch:namespace"],
+        "CloudPulse"
+    );
+    let artifact_read = statements
+        .iter()
+        .find(|s| s["Action"] == "s3:GetObject")
+        .unwrap();
+    assert_eq!(
+        artifact_read["Resource"],
+        format!("arn:aws:s3:::{}/instance/*", names.bucket())
     );
     let attached = aws
         .iam
