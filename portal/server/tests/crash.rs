@@ -209,11 +209,11 @@ async fn a_kill_during_heavy_writes_loses_no_job_and_leaves_the_database_whole()
     }
 }
 
-/// Starts a deploy of `name` and returns (deployment id, job id).
-async fn deploy(url: &str, name: &str) -> (String, String) {
+/// Starts a deploy of `name` with `nat` and returns (deployment id, job id).
+async fn deploy(url: &str, name: &str, nat: &str) -> (String, String) {
     let accepted: Value = reqwest::Client::new()
         .post(format!("{url}/api/v1/deployments"))
-        .json(&json!({ "name": name }))
+        .json(&json!({ "name": name, "nat": nat }))
         .send()
         .await
         .unwrap()
@@ -221,7 +221,10 @@ async fn deploy(url: &str, name: &str) -> (String, String) {
         .await
         .unwrap();
     (
-        accepted["deployment"]["id"].as_str().unwrap().to_string(),
+        accepted["deployment"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not accepted: {accepted}"))
+            .to_string(),
         accepted["job"]["id"].as_str().unwrap().to_string(),
     )
 }
@@ -238,6 +241,12 @@ async fn wait_done(url: &str, job_id: &str, within: Duration) -> Value {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
+
+/// The crash points' deployments share one moto, and each deploy's preflight
+/// counts what stands there against AWS's default quotas (5 VPCs, 5 Elastic
+/// IPs): one NAT gateway each, and each torn down once counted, keeps three
+/// at a time within them.
+const CRASH_NAT: &str = "single";
 
 /// Every resource of a deployment that moto holds, counted by kind.
 async fn census(
@@ -274,7 +283,7 @@ async fn crash_at(
         &moto.endpoint(),
         &[("CLOUDPULSE_TEST_FAULTS", faults)],
     );
-    let (deployment, job_id) = deploy(&portal.url, &name).await;
+    let (deployment, job_id) = deploy(&portal.url, &name, CRASH_NAT).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let job = job(&portal.url, &job_id).await;
@@ -316,7 +325,22 @@ async fn crash_at(
             tables.route_tables()
         );
     }
+    tear_down(&portal.url, &deployment).await;
     recovery
+}
+
+/// Tears a counted deployment down, making room for the next ones.
+async fn tear_down(url: &str, deployment: &str) {
+    let accepted: Value = reqwest::Client::new()
+        .post(format!("{url}/api/v1/deployments/{deployment}/teardown"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job = accepted["job"]["id"].as_str().unwrap().to_string();
+    wait_done(url, &job, Duration::from_secs(120)).await;
 }
 
 #[tokio::test]
@@ -326,18 +350,21 @@ async fn a_kill_at_every_step_of_the_deploy_resumes_and_duplicates_nothing() {
     // The census of a deploy nobody interrupted is what every crash must reach.
     let dir = tempfile::tempdir().unwrap();
     let portal = serve(dir.path(), &moto.endpoint());
-    let (deployment, job_id) = deploy(&portal.url, "undisturbed").await;
+    let (deployment, job_id) = deploy(&portal.url, "undisturbed", CRASH_NAT).await;
     wait_done(&portal.url, &job_id, Duration::from_secs(120)).await;
-    drop(portal);
     let expected = census(&moto.sdk_config(), &deployment, "undisturbed").await;
     assert!(expected.len() >= 15, "a whole stack: {expected:?}");
+    tear_down(&portal.url, &deployment).await;
+    drop(portal);
 
-    let steps: Vec<String> = cloudpulse_engine::plan::deploy_dag(
-        &cloudpulse_engine::params::DeploymentParams::default(),
-    )
-    .into_iter()
-    .map(|(key, _)| key.to_string())
-    .collect();
+    let steps: Vec<String> =
+        cloudpulse_engine::plan::deploy_dag(&cloudpulse_engine::params::DeploymentParams {
+            nat: cloudpulse_engine::params::NatMode::Single,
+            ..Default::default()
+        })
+        .into_iter()
+        .map(|(key, _)| key.to_string())
+        .collect();
     // Three crash points at a time keep the run short on two cores.
     let mut slowest = (Duration::ZERO, String::new());
     for (batch, chunk) in steps.chunks(3).enumerate() {
@@ -364,7 +391,7 @@ async fn after_a_lost_database_the_orphan_scan_finds_the_stack_and_deletes_it() 
     let moto = MotoServer::start().await.unwrap();
     let first = tempfile::tempdir().unwrap();
     let portal = serve(first.path(), &moto.endpoint());
-    let (deployment, job_id) = deploy(&portal.url, "forgotten").await;
+    let (deployment, job_id) = deploy(&portal.url, "forgotten", "per-az").await;
     wait_done(&portal.url, &job_id, Duration::from_secs(120)).await;
     drop(portal);
     drop(first); // The database is gone, the stack is not.
