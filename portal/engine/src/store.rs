@@ -968,10 +968,7 @@ impl Store {
             .ok_or_else(|| StoreError::Invalid(format!("bad status {:?}", row.status)))?;
         let params = json_or_null(&row.params);
         let budget = Budget {
-            ttl_minutes: params["ttl_minutes"]
-                .as_u64()
-                .and_then(|m| u32::try_from(m).ok())
-                .filter(|m| *m > 0),
+            ttl_minutes: ttl_minutes(params["ttl_minutes"].as_i64()),
             expires_at: row.expires_at,
             warn_from: None,
             cost_cap_usd: params["cost_cap_usd"].as_f64(),
@@ -1201,6 +1198,13 @@ struct DetailRow {
     redeployed_from: Option<String>,
 }
 
+/// A stored TTL as the budget shows it: `None` for none (stored as 0).
+fn ttl_minutes(stored: Option<i64>) -> Option<u32> {
+    stored
+        .and_then(|m| u32::try_from(m).ok())
+        .filter(|m| *m > 0)
+}
+
 #[derive(FromRow)]
 struct BudgetQueryRow {
     id: String,
@@ -1219,10 +1223,7 @@ impl BudgetQueryRow {
                 .ok_or_else(|| StoreError::Invalid(format!("bad status {:?}", self.status)))?,
             name: self.name,
             created_at: self.created_at,
-            ttl_minutes: self
-                .ttl_minutes
-                .and_then(|m| u32::try_from(m).ok())
-                .filter(|m| *m > 0),
+            ttl_minutes: ttl_minutes(self.ttl_minutes),
             expires_at: self.expires_at,
             cost_cap_usd: self.cost_cap_usd,
         })
@@ -1292,10 +1293,7 @@ impl DeploymentRow {
                 _ => None,
             },
             budget: Budget {
-                ttl_minutes: self
-                    .ttl_minutes
-                    .and_then(|m| u32::try_from(m).ok())
-                    .filter(|m| *m > 0),
+                ttl_minutes: ttl_minutes(self.ttl_minutes),
                 expires_at: self.expires_at,
                 warn_from: None,
                 cost_cap_usd: self.cost_cap_usd,
