@@ -17,7 +17,7 @@
 #   docker build --build-arg ARTIFACTS=local -t cloudpulse .
 #
 # The image holds no credentials or token: pass them to `docker run` (see
-# README, "Running against AWS").
+# docs/aws.md, "In a container").
 
 ARG RUST_VERSION=1.95
 ARG ARTIFACTS=builder
