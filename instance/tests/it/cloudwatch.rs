@@ -2,7 +2,7 @@
 //! changes the wire protocol to one moto cannot parse (1.100.0 and later
 //! speak Smithy RPC v2 CBOR; the workspace pins `=1.99.0`, AWS query).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,6 @@
 //! Test harness: the real binary on a free port, an IMDSv2 emulator, moto
 //! with an Auto Scaling group, and endpoints that refuse or hang.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -66,10 +64,6 @@ impl Service {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     pub fn sigterm(&self) {

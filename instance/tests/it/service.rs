@@ -1,6 +1,6 @@
 //! The real binary against moto and an IMDSv2 emulator.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

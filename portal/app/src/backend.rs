@@ -34,6 +34,9 @@ pub enum BackendError {
     Conflict(String),
     #[error("the database failed: {0}")]
     Database(String),
+    /// A bug or an unreadable record in the portal itself.
+    #[error("{0}")]
+    Internal(String),
     #[error("the cloud refused or did not answer: {0}")]
     Cloud(String),
     /// The preflight before a deploy failed; nothing was created.

@@ -4,17 +4,22 @@
 //! HTML and server functions run, and with `hydrate` into the browser's wasm
 //! bundle, where the same components take over the server's HTML. It must never
 //! depend on the AWS SDK, sqlx or tokio: it sees the portal only through the
-//! plain types in [`model`] and, on the server, the [`backend::Backend`] trait
-//! that the server crate implements.
+//! plain types of `cloudpulse-core` (re-exported here as [`model`],
+//! [`params`], [`pricing`], [`live`] and [`text`]) and, on the server, the
+//! [`backend::Backend`] trait that the server crate implements.
+
+#[cfg(all(feature = "ssr", feature = "hydrate"))]
+compile_error!(
+    "cloudpulse-app was built with both `ssr` and `hydrate`: the server's pages would \
+     run browser code and panic. Build the bundle on its own \
+     (`cargo build -p cloudpulse-frontend --target wasm32-unknown-unknown`)."
+);
 
 pub mod charts;
-pub mod live;
-pub mod model;
 pub mod pages;
-pub mod params;
-pub mod pricing;
 pub mod shell;
-pub mod text;
+
+pub use cloudpulse_core::{live, model, params, pricing, text};
 
 #[cfg(feature = "ssr")]
 pub mod backend;

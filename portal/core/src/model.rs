@@ -384,14 +384,14 @@ pub struct DeploymentDetail {
     // budget), so the browser skips them: every struct serde reads there
     // costs kilobytes of wasm.
     #[serde(default)]
-    #[cfg_attr(feature = "hydrate", serde(skip_deserializing))]
+    #[cfg_attr(feature = "browser", serde(skip_deserializing))]
     pub budget: Budget,
     #[serde(default)]
-    #[cfg_attr(feature = "hydrate", serde(skip_deserializing))]
+    #[cfg_attr(feature = "browser", serde(skip_deserializing))]
     pub redeployed_from: Option<Link>,
     /// Deployments made again from this one, newest first.
     #[serde(default)]
-    #[cfg_attr(feature = "hydrate", serde(skip_deserializing))]
+    #[cfg_attr(feature = "browser", serde(skip_deserializing))]
     pub redeployed_as: Vec<Link>,
     pub resources: Vec<ResourceView>,
     pub current_job: Option<JobView>,

@@ -3,8 +3,8 @@
 //! never costs more than one per AZ, and accrual is linear in time.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use cloudpulse_app::params::{DeploymentParams, NatMode, INSTANCE_TYPES};
-use cloudpulse_app::pricing::{
+use cloudpulse_core::params::{DeploymentParams, NatMode, INSTANCE_TYPES};
+use cloudpulse_core::pricing::{
     accrued, estimate, hourly, prices, CostCategory, CostEstimate, PriceError, ResourceKind,
     HOURS_PER_MONTH, PRICE_TABLE,
 };

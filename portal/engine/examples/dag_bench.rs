@@ -21,7 +21,7 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudpulse_app::model::{JobStatus, JobView, Source};
+use cloudpulse_core::model::{JobStatus, JobView, Source};
 use cloudpulse_engine::params::DeploymentParams;
 use cloudpulse_engine::steps::{Artifact, ArtifactSource, Timings};
 use cloudpulse_engine::{Engine, EngineConfig, Store};
@@ -86,9 +86,7 @@ async fn deploy(mode: &'static str, concurrency: usize) -> Result<Run, BoxError>
         store,
         gateway.sdk_config(),
         EngineConfig {
-            artifact: ArtifactSource::Ready(Arc::new(Artifact::new(
-                b"#!/bin/sh\necho bench\n".to_vec(),
-            ))),
+            // Longer waits than the tests': the gateway adds AWS-like latency.
             timings: Timings {
                 nat: Duration::from_secs(120),
                 load_balancer: Duration::from_secs(120),
@@ -99,8 +97,10 @@ async fn deploy(mode: &'static str, concurrency: usize) -> Result<Run, BoxError>
                 recovery_poll: Duration::from_secs(1),
             },
             concurrency,
-            resume_settle: Duration::ZERO,
             retry_base: Duration::from_millis(200),
+            ..EngineConfig::for_tests(ArtifactSource::Ready(Arc::new(Artifact::new(
+                b"#!/bin/sh\necho bench\n".to_vec(),
+            ))))
         },
     );
     let params = DeploymentParams {

@@ -185,7 +185,7 @@ const FAILURES: &[(&str, &str, &str)] = &[
     (
         "UnauthorizedOperation",
         "You are not authorized to perform this operation.",
-        "give the portal's credentials the permissions listed in the README, then retry",
+        "give the portal's credentials the operator policy (policy/operator-policy.json), then retry",
     ),
     (
         "RequestLimitExceeded",
@@ -393,6 +393,7 @@ async fn insert_job(
     let mut finished = started;
     let mut error = None;
     for (index, step) in steps.iter().enumerate() {
+        let key = step.key.to_string();
         let (status, attempts, start, end) = match fail_at {
             Some((k, _)) if index > k => ("skipped", 0, None, None),
             Some((k, _)) if index == k => {
@@ -400,10 +401,10 @@ async fn insert_job(
                 ("failed", 1 + rng.below(3) as i64, Some(at), Some(end))
             }
             _ => {
-                let slow = step.key.starts_with("nat_gateway")
-                    || step.key.starts_with("load_balancer")
-                    || step.key == "wait_healthy"
-                    || step.key.starts_with("undo:nat_gateway");
+                let slow = key.starts_with("nat_gateway")
+                    || key.starts_with("load_balancer")
+                    || key == "wait_healthy"
+                    || key.starts_with("undo:nat_gateway");
                 let took = if slow {
                     60 + rng.below(120)
                 } else {
@@ -426,7 +427,7 @@ async fn insert_job(
         };
         if plan.keeps_steps {
             let outputs = if status == "done" {
-                step_outputs(&step.key, &plan.name, &plan.params.region, rng).to_string()
+                step_outputs(&key, &plan.name, &plan.params.region, rng).to_string()
             } else {
                 "{}".to_string()
             };
@@ -436,7 +437,7 @@ async fn insert_job(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .bind(&job_id)
-            .bind(&step.key)
+            .bind(step.key.to_string())
             .bind(serde_json::to_string(&step.depends_on)?)
             .bind(status)
             .bind(attempts)

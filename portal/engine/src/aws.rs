@@ -5,10 +5,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::{Region, SdkConfig};
 
-/// Tag on every resource: which deployment made it.
-pub const TAG_DEPLOYMENT: &str = "cloudpulse:deployment";
-/// Tag on every resource: which step made it.
-pub const TAG_STEP: &str = "cloudpulse:step";
+pub use cloudpulse_core::tags::{DEPLOYMENT as TAG_DEPLOYMENT, STEP as TAG_STEP};
 
 /// Clients for one region, built once from one `SdkConfig` and cloned.
 #[derive(Clone, Debug)]

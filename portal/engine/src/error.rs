@@ -148,7 +148,7 @@ pub fn is_retryable(code: &str, message: &str) -> bool {
 pub fn hint_for(code: &str, message: &str) -> Option<String> {
     let hint = match code {
         "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
-            "the credentials lack a permission; attach the operator policy from the README to this identity"
+            "the credentials lack a permission; attach the operator policy (policy/operator-policy.json, see docs/aws.md) to this identity"
         }
         "AddressLimitExceeded" => {
             "the region's Elastic IP quota is used up; release unused addresses or raise the quota in Service Quotas (EC2, EC2-VPC Elastic IPs)"

@@ -9,7 +9,7 @@
 //! results into pages, JSON and events.
 
 /// A deployment's parameters and their rules, shared with the pages.
-pub use cloudpulse_app::params;
+pub use cloudpulse_core::params;
 
 pub mod aws;
 pub mod error;

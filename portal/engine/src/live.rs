@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_ec2::types::Filter;
 use chrono::{DateTime, Utc};
-use cloudpulse_app::model::{
+use cloudpulse_core::model::{
     ActivityView, AlarmView, ChaosAccepted, ChaosAction, DeploymentStatus, GroupHealth,
     HealthSnapshot, InstanceHealth, Source,
 };
@@ -45,10 +45,11 @@ impl Engine {
     async fn live(&self, deployment_id: &str) -> Result<(Aws, Names), EngineError> {
         let (name, region, status) = self.store().deployment_brief(deployment_id).await?;
         if status != DeploymentStatus::Live {
-            return Err(EngineError::Conflict(format!(
-                "deployment {deployment_id} is {}; health and chaos actions need a live deployment",
-                status.as_str()
-            )));
+            return Err(EngineError::NotLive {
+                deployment_id: deployment_id.to_string(),
+                status,
+                needs: "health and chaos actions need a live deployment",
+            });
         }
         Ok((self.aws(&region), Names::new(deployment_id, &name)))
     }
@@ -202,12 +203,12 @@ impl Engine {
                 }))
             }
             None if action == ChaosAction::Terminate => {
-                return Err(EngineError::Conflict(
+                return Err(EngineError::WrongState(
                     "terminate takes one instance at a time; name it in the path".into(),
                 ))
             }
             None if in_service.is_empty() => {
-                return Err(EngineError::Conflict(
+                return Err(EngineError::WrongState(
                     "the group has no instance in service to act on".into(),
                 ))
             }
@@ -364,7 +365,7 @@ async fn describe_group(aws: &Aws, names: &Names) -> Result<AutoScalingGroup, En
         .first()
         .cloned()
         .ok_or_else(|| {
-            EngineError::Conflict(format!(
+            EngineError::WrongState(format!(
                 "the deployment's Auto Scaling group {name} is gone; run the orphan scan or tear the deployment down"
             ))
         })

@@ -11,8 +11,8 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
-use cloudpulse_app::model::{DeploymentStatus, Orphan, OrphanReason, OrphanResource, OrphanScan};
-use cloudpulse_app::pricing::{self, ResourceKind};
+use cloudpulse_core::model::{DeploymentStatus, Orphan, OrphanReason, OrphanResource, OrphanScan};
+use cloudpulse_core::pricing::{self, ResourceKind};
 
 use crate::aws::{Aws, Names, TAG_DEPLOYMENT};
 use crate::error::{SdkResultExt, StepResult};

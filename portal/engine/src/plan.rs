@@ -1,128 +1,57 @@
 //! The DAG of a deploy, and the reverse DAG of its teardown.
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::params::{DeploymentParams, NatMode};
 
-/// One node of a deploy. Indexed variants are per availability zone.
+pub use crate::steps::StepKey;
+
+/// A step of a job, as the `steps` table names it: a deploy step, the undo
+/// of one, or the teardown's closing sweep and verification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StepKey {
-    IamRole,
-    InstanceProfile,
-    Bucket,
-    Artifact,
-    Vpc,
-    InternetGateway,
-    PublicSubnet(u8),
-    PrivateSubnet(u8),
-    PublicRoutes,
-    PrivateRoutes(u8),
-    ElasticIp(u8),
-    NatGateway(u8),
-    NatRoute(u8),
-    NetworkAcl,
-    SecurityGroups,
-    TargetGroup,
-    LoadBalancer,
-    Listener,
-    LaunchTemplate,
-    AutoScalingGroup,
-    ScalingPolicies,
-    Alarms,
-    WaitHealthy,
+pub enum StepId {
+    Do(StepKey),
+    Undo(StepKey),
+    Sweep,
+    Verify,
 }
 
-impl StepKey {
-    fn base(self) -> (&'static str, Option<u8>) {
-        use StepKey::*;
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            IamRole => ("iam_role", None),
-            InstanceProfile => ("instance_profile", None),
-            Bucket => ("bucket", None),
-            Artifact => ("artifact", None),
-            Vpc => ("vpc", None),
-            InternetGateway => ("internet_gateway", None),
-            PublicSubnet(i) => ("public_subnet", Some(i)),
-            PrivateSubnet(i) => ("private_subnet", Some(i)),
-            PublicRoutes => ("public_routes", None),
-            PrivateRoutes(i) => ("private_routes", Some(i)),
-            ElasticIp(i) => ("elastic_ip", Some(i)),
-            NatGateway(i) => ("nat_gateway", Some(i)),
-            NatRoute(i) => ("nat_route", Some(i)),
-            NetworkAcl => ("network_acl", None),
-            SecurityGroups => ("security_groups", None),
-            TargetGroup => ("target_group", None),
-            LoadBalancer => ("load_balancer", None),
-            Listener => ("listener", None),
-            LaunchTemplate => ("launch_template", None),
-            AutoScalingGroup => ("auto_scaling_group", None),
-            ScalingPolicies => ("scaling_policies", None),
-            Alarms => ("alarms", None),
-            WaitHealthy => ("wait_healthy", None),
+            StepId::Do(key) => key.fmt(f),
+            StepId::Undo(key) => write!(f, "undo:{key}"),
+            StepId::Sweep => f.write_str("sweep"),
+            StepId::Verify => f.write_str("verify"),
         }
     }
 }
 
-impl fmt::Display for StepKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.base() {
-            (name, Some(i)) => write!(f, "{name}:{i}"),
-            (name, None) => f.write_str(name),
-        }
-    }
-}
-
-impl FromStr for StepKey {
+impl std::str::FromStr for StepId {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        use StepKey::*;
-        let (name, index) = match text.split_once(':') {
-            Some((name, i)) => (
-                name,
-                Some(
-                    i.parse::<u8>()
-                        .map_err(|_| format!("bad step key {text:?}"))?,
-                ),
-            ),
-            None => (text, None),
-        };
-        let key = match (name, index) {
-            ("iam_role", None) => IamRole,
-            ("instance_profile", None) => InstanceProfile,
-            ("bucket", None) => Bucket,
-            ("artifact", None) => Artifact,
-            ("vpc", None) => Vpc,
-            ("internet_gateway", None) => InternetGateway,
-            ("public_subnet", Some(i)) => PublicSubnet(i),
-            ("private_subnet", Some(i)) => PrivateSubnet(i),
-            ("public_routes", None) => PublicRoutes,
-            ("private_routes", Some(i)) => PrivateRoutes(i),
-            ("elastic_ip", Some(i)) => ElasticIp(i),
-            ("nat_gateway", Some(i)) => NatGateway(i),
-            ("nat_route", Some(i)) => NatRoute(i),
-            ("network_acl", None) => NetworkAcl,
-            ("security_groups", None) => SecurityGroups,
-            ("target_group", None) => TargetGroup,
-            ("load_balancer", None) => LoadBalancer,
-            ("listener", None) => Listener,
-            ("launch_template", None) => LaunchTemplate,
-            ("auto_scaling_group", None) => AutoScalingGroup,
-            ("scaling_policies", None) => ScalingPolicies,
-            ("alarms", None) => Alarms,
-            ("wait_healthy", None) => WaitHealthy,
-            _ => return Err(format!("unknown step key {text:?}")),
-        };
-        Ok(key)
+        Ok(match text {
+            "sweep" => StepId::Sweep,
+            "verify" => StepId::Verify,
+            _ => match text.strip_prefix("undo:") {
+                Some(key) => StepId::Undo(key.parse()?),
+                None => StepId::Do(text.parse()?),
+            },
+        })
+    }
+}
+
+/// Stored and sent as its text, e.g. `"undo:nat_gateway:1"`.
+impl serde::Serialize for StepId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
 /// A node and the nodes it waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedStep {
-    pub key: String,
-    pub depends_on: Vec<String>,
+    pub key: StepId,
+    pub depends_on: Vec<StepId>,
 }
 
 /// The NAT gateway that serves the private subnet of AZ `az`.
@@ -207,14 +136,11 @@ pub fn deploy_plan(params: &DeploymentParams) -> Vec<PlannedStep> {
     deploy_dag(params)
         .into_iter()
         .map(|(key, deps)| PlannedStep {
-            key: key.to_string(),
-            depends_on: deps.iter().map(ToString::to_string).collect(),
+            key: StepId::Do(key),
+            depends_on: deps.into_iter().map(StepId::Do).collect(),
         })
         .collect()
 }
-
-pub const SWEEP: &str = "sweep";
-pub const VERIFY: &str = "verify";
 
 /// The teardown DAG: `undo:K` for every deploy step K, each waiting for the
 /// undo of every step that depended on K; then a sweep of anything still
@@ -228,28 +154,47 @@ pub fn teardown_plan(params: &DeploymentParams) -> Vec<PlannedStep> {
             let dependents = dag
                 .iter()
                 .filter(|(other, deps)| *other != StepKey::WaitHealthy && deps.contains(key))
-                .map(|(other, _)| undo_key(*other))
+                .map(|(other, _)| StepId::Undo(*other))
                 .collect();
             PlannedStep {
-                key: undo_key(*key),
+                key: StepId::Undo(*key),
                 depends_on: dependents,
             }
         })
         .collect();
-    let all_undos = steps.iter().map(|s| s.key.clone()).collect();
+    let all_undos = steps.iter().map(|s| s.key).collect();
     steps.push(PlannedStep {
-        key: SWEEP.into(),
+        key: StepId::Sweep,
         depends_on: all_undos,
     });
     steps.push(PlannedStep {
-        key: VERIFY.into(),
-        depends_on: vec![SWEEP.into()],
+        key: StepId::Verify,
+        depends_on: vec![StepId::Sweep],
     });
     steps
 }
 
-pub fn undo_key(key: StepKey) -> String {
-    format!("undo:{key}")
+/// The deploy DAG as a Mermaid flowchart: an arrow from each step to every
+/// step that waits for it, in the plan's order.
+pub fn mermaid(params: &DeploymentParams) -> String {
+    let id = |key: StepKey| key.to_string().replace(':', "_");
+    let mut drawn = std::collections::HashSet::new();
+    let mut node = |key: StepKey| {
+        if drawn.insert(key) {
+            format!("{}[\"{key}\"]", id(key))
+        } else {
+            id(key)
+        }
+    };
+    let mut out = String::from("flowchart LR\n");
+    for (key, deps) in deploy_dag(params) {
+        for dep in deps {
+            let from = node(dep);
+            let to = node(key);
+            out.push_str(&format!("  {from} --> {to}\n"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -257,7 +202,34 @@ mod tests {
     use super::*;
     use std::collections::{HashMap, HashSet};
 
+    struct Named<'a> {
+        key: &'a String,
+        depends_on: &'a Vec<String>,
+    }
+
+    fn find(plan: &[PlannedStep], key: &str) -> PlannedStep {
+        plan.iter()
+            .find(|s| s.key.to_string() == key)
+            .unwrap()
+            .clone()
+    }
+
+    fn names(ids: &[StepId]) -> Vec<String> {
+        ids.iter().map(ToString::to_string).collect()
+    }
+
     fn assert_acyclic(plan: &[PlannedStep]) {
+        let plan: Vec<(String, Vec<String>)> = plan
+            .iter()
+            .map(|s| {
+                let deps = s.depends_on.iter().map(ToString::to_string).collect();
+                (s.key.to_string(), deps)
+            })
+            .collect();
+        let plan: Vec<Named> = plan
+            .iter()
+            .map(|(key, depends_on)| Named { key, depends_on })
+            .collect();
         let keys: HashSet<_> = plan.iter().map(|s| s.key.as_str()).collect();
         assert_eq!(keys.len(), plan.len(), "duplicate keys");
         let deps: HashMap<_, _> = plan
@@ -267,7 +239,7 @@ mod tests {
         let mut done = HashSet::new();
         while done.len() < plan.len() {
             let before = done.len();
-            for step in plan {
+            for step in &plan {
                 if !done.contains(step.key.as_str())
                     && step.depends_on.iter().all(|d| {
                         assert!(
@@ -347,26 +319,64 @@ mod tests {
         let plan = deploy_plan(&params);
         assert_eq!(
             plan.iter()
-                .filter(|s| s.key.starts_with("nat_gateway"))
+                .filter(|s| matches!(s.key, StepId::Do(StepKey::NatGateway(_))))
                 .count(),
             1
         );
-        let route2 = plan.iter().find(|s| s.key == "nat_route:2").unwrap();
-        assert!(route2.depends_on.contains(&"nat_gateway:0".to_string()));
+        let route2 = find(&plan, "nat_route:2");
+        assert!(names(&route2.depends_on).contains(&"nat_gateway:0".to_string()));
     }
 
     #[test]
     fn teardown_removes_dependents_first() {
         let plan = teardown_plan(&DeploymentParams::default());
-        let vpc = plan.iter().find(|s| s.key == "undo:vpc").unwrap();
-        assert!(vpc.depends_on.contains(&"undo:security_groups".to_string()));
-        assert!(vpc.depends_on.contains(&"undo:public_subnet:0".to_string()));
-        let sgs = plan
-            .iter()
-            .find(|s| s.key == "undo:security_groups")
-            .unwrap();
-        assert!(sgs.depends_on.contains(&"undo:load_balancer".to_string()));
-        assert!(sgs.depends_on.contains(&"undo:launch_template".to_string()));
-        assert_eq!(plan.last().unwrap().key, VERIFY);
+        let vpc = names(&find(&plan, "undo:vpc").depends_on);
+        assert!(vpc.contains(&"undo:security_groups".to_string()));
+        assert!(vpc.contains(&"undo:public_subnet:0".to_string()));
+        let sgs = names(&find(&plan, "undo:security_groups").depends_on);
+        assert!(sgs.contains(&"undo:load_balancer".to_string()));
+        assert!(sgs.contains(&"undo:launch_template".to_string()));
+        assert_eq!(plan.last().unwrap().key, StepId::Verify);
+    }
+
+    /// docs/architecture.md draws the default deploy DAG; it must be this one.
+    #[test]
+    fn the_drawn_dag_is_the_planned_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/architecture.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let marker = doc.find("<!-- deploy-dag:").expect("the marker in the doc");
+        let open = marker + doc[marker..].find("```mermaid\n").unwrap() + "```mermaid\n".len();
+        let close = open + doc[open..].find("```").unwrap();
+        let expected = mermaid(&DeploymentParams::default());
+        if doc[open..close] != expected {
+            if std::env::var_os("CLOUDPULSE_WRITE_DOCS").is_some() {
+                let written = format!("{}{expected}{}", &doc[..open], &doc[close..]);
+                std::fs::write(path, written).unwrap();
+                return;
+            }
+            panic!(
+                "docs/architecture.md draws another DAG than deploy_dag(); \
+                 run this test with CLOUDPULSE_WRITE_DOCS=1, or draw:\n{expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn step_ids_round_trip() {
+        for params in [
+            DeploymentParams::default(),
+            DeploymentParams {
+                azs: 3,
+                ..Default::default()
+            },
+        ] {
+            for step in deploy_plan(&params)
+                .into_iter()
+                .chain(teardown_plan(&params))
+            {
+                assert_eq!(step.key.to_string().parse::<StepId>(), Ok(step.key));
+            }
+        }
+        assert!("undo:sweep".parse::<StepId>().is_err());
     }
 }

@@ -15,7 +15,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_ec2::types::{Filter, InstanceLifecycleType, InstanceType, LocationType};
 use aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum;
 use chrono::Utc;
-use cloudpulse_app::model::{Check, CheckStatus, Preflight};
+use cloudpulse_core::model::{Check, CheckStatus, Preflight};
 
 use crate::aws::Aws;
 use crate::error::{SdkResultExt, StepError, StepResult};

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use cloudpulse_app::model::{
+use cloudpulse_core::model::{
     DeploymentStatus, JobKind, JobStatus, JobView, OrphanCleanup, OrphanReason, OrphanScan, Source,
     StepFailure, StepStatus,
 };
@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use crate::aws::{Aws, Names};
 use crate::error::{StepError, StepResult};
 use crate::params::{DeploymentParams, FieldErrors};
-use crate::plan::{self, StepKey};
+use crate::plan::{self, StepId, StepKey};
 use crate::steps::{self, ArtifactSource, StepCtx, Timings};
 use crate::store::{Created, NewDeployment, NewJob, Store, StoreError};
 use crate::{inventory, orphans};
@@ -46,6 +46,21 @@ pub struct EngineConfig {
     pub resume_settle: Duration,
 }
 
+impl EngineConfig {
+    /// Short waits, fast retries and no settle time, for tests and
+    /// benchmarks against moto: every wait keeps a deadline, sized for a
+    /// local fake rather than for AWS.
+    pub fn for_tests(artifact: ArtifactSource) -> Self {
+        EngineConfig {
+            artifact,
+            timings: Timings::for_tests(),
+            concurrency: 8,
+            retry_base: Duration::from_millis(50),
+            resume_settle: Duration::ZERO,
+        }
+    }
+}
+
 /// A change worth telling subscribers about.
 #[derive(Clone, Debug, Serialize)]
 pub struct JobEvent {
@@ -62,8 +77,25 @@ pub enum EngineError {
     Validation(FieldErrors),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The deployment is not live, and the request needs one that is.
+    #[error("deployment {deployment_id} is {}; {needs}", .status.as_str())]
+    NotLive {
+        deployment_id: String,
+        status: DeploymentStatus,
+        /// What needed it: "health and chaos actions need a live deployment".
+        needs: &'static str,
+    },
+    /// The request does not fit the deployment's or the job's state now (a
+    /// teardown of a torn-down deployment, a retry of a running job).
     #[error("{0}")]
-    Conflict(String),
+    WrongState(String),
+    /// A stored record cannot be read back: the database holds what this
+    /// build does not understand.
+    #[error("a stored record is unreadable: {0}")]
+    Corrupt(String),
+    /// A bug in the engine, not a problem of the request or of AWS.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("AWS refused: {0}")]
     Aws(StepError),
 }
@@ -154,7 +186,7 @@ impl Engine {
         params.validate().map_err(EngineError::Validation)?;
         let plan = plan::deploy_plan(&params);
         let json =
-            serde_json::to_value(&params).map_err(|e| EngineError::Conflict(e.to_string()))?;
+            serde_json::to_value(&params).map_err(|e| EngineError::Internal(e.to_string()))?;
         let created = self
             .inner
             .store
@@ -187,13 +219,13 @@ impl Engine {
     ) -> Result<Created, EngineError> {
         let detail = self.inner.store.deployment(deployment_id).await?;
         if detail.status == DeploymentStatus::TornDown {
-            return Err(EngineError::Conflict(format!(
+            return Err(EngineError::WrongState(format!(
                 "deployment {} is already torn down",
                 detail.name
             )));
         }
         let params: DeploymentParams = serde_json::from_value(detail.params)
-            .map_err(|e| EngineError::Conflict(format!("unreadable parameters: {e}")))?;
+            .map_err(|e| EngineError::Corrupt(format!("parameters: {e}")))?;
         let plan = plan::teardown_plan(&params);
         let created = self
             .inner
@@ -258,7 +290,7 @@ impl Engine {
                 OrphanReason::TornDown => {
                     let detail = self.inner.store.deployment(&orphan.deployment_id).await?;
                     let params = serde_json::from_value(detail.params).map_err(|e| {
-                        EngineError::Conflict(format!("unreadable parameters: {e}"))
+                        EngineError::Corrupt(format!("parameters: {e}"))
                     })?;
                     (
                         params,
@@ -271,7 +303,7 @@ impl Engine {
                 }
             };
             let json =
-                serde_json::to_value(&params).map_err(|e| EngineError::Conflict(e.to_string()))?;
+                serde_json::to_value(&params).map_err(|e| EngineError::Internal(e.to_string()))?;
             self.inner
                 .store
                 .reopen_for_cleanup(&orphan.deployment_id, &recovered, region, &json, &why)
@@ -289,7 +321,7 @@ impl Engine {
     pub async fn retry(&self, job_id: &str, source: Source) -> Result<JobView, EngineError> {
         let job = self.inner.store.job(job_id).await?;
         if job.status != JobStatus::Failed && job.status != JobStatus::Cancelled {
-            return Err(EngineError::Conflict(format!(
+            return Err(EngineError::WrongState(format!(
                 "job {job_id} is {}; only a failed or cancelled job can be retried",
                 job.status.as_str()
             )));
@@ -420,7 +452,7 @@ impl Engine {
         let store = &self.inner.store;
         let (deployment_id, params) = store.job_deployment(job_id).await?;
         let params: DeploymentParams = serde_json::from_value(params)
-            .map_err(|e| EngineError::Conflict(format!("unreadable parameters: {e}")))?;
+            .map_err(|e| EngineError::Corrupt(format!("parameters: {e}")))?;
         let names = Names::new(&deployment_id, &params.name);
         let aws = self.aws(&params.region);
         store
@@ -482,7 +514,7 @@ impl Engine {
                     failed |= result.is_err();
                 }
                 Some(Err(join_error)) => {
-                    return Err(EngineError::Conflict(format!(
+                    return Err(EngineError::Internal(format!(
                         "a step task crashed: {join_error}"
                     )));
                 }
@@ -549,14 +581,15 @@ impl Engine {
     }
 
     async fn dispatch(&self, ctx: &StepCtx) -> StepResult<Value> {
-        let bad_key = |e: String| StepError::fatal("UnknownStep", e);
-        match ctx.step.as_str() {
-            plan::SWEEP => self.sweep(ctx).await,
-            plan::VERIFY => verify(ctx).await,
-            key => match key.strip_prefix("undo:") {
-                Some(key) => steps::run_undo(ctx, key.parse::<StepKey>().map_err(bad_key)?).await,
-                None => steps::run_action(ctx, key.parse::<StepKey>().map_err(bad_key)?).await,
-            },
+        let id = ctx
+            .step
+            .parse::<StepId>()
+            .map_err(|e| StepError::fatal("UnknownStep", e))?;
+        match id {
+            StepId::Do(key) => steps::run_action(ctx, key).await,
+            StepId::Undo(key) => steps::run_undo(ctx, key).await,
+            StepId::Sweep => self.sweep(ctx).await,
+            StepId::Verify => verify(ctx).await,
         }
     }
 

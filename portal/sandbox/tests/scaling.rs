@@ -5,14 +5,49 @@
 //! measures the processes' real CPU, publishes it and evaluates the alarms.
 //!
 //! This binary holds this one test, so that no other test competes for the
-//! machine's CPU while the stress runs: the alarm is about real load.
+//! machine's CPU while the stress runs: the alarm is about real load. (The
+//! rest of the sandbox's tests share the binary `tests/it`.)
 
+// The harness of `tests/it`; this binary uses a part of it.
+#[allow(dead_code)]
+#[path = "it/common.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use common::*;
+
+/// What only this test reads, through the gateway as the portal does.
+impl Sandbox {
+    /// The group's desired capacity, through the gateway.
+    pub async fn desired(&self, group: &str) -> i32 {
+        self.asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .expect("DescribeAutoScalingGroups")
+            .auto_scaling_groups()[0]
+            .desired_capacity()
+            .unwrap_or_default()
+    }
+
+    /// An alarm's state, through the gateway.
+    pub async fn alarm_state(&self, alarm: &str) -> String {
+        self.cloudwatch
+            .describe_alarms()
+            .alarm_names(alarm)
+            .send()
+            .await
+            .expect("DescribeAlarms")
+            .metric_alarms()
+            .first()
+            .and_then(|a| a.state_value())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default()
+    }
+}
 
 /// Twenty times AWS's pace: a minute is 3 s, the 300 s cooldown 15 s.
 const SCALE: f64 = 0.05;

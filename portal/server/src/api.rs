@@ -6,8 +6,8 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,7 @@ use cloudpulse_app::live::MetricsRange;
 use cloudpulse_app::model::{BudgetChange, ChaosAction, DeploymentStatus, Preflight, Source};
 use cloudpulse_app::params::{DeploymentParams, FieldErrors};
 use cloudpulse_engine::Engine;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -73,9 +74,8 @@ pub fn routes() -> Router<ApiState> {
 /// rest. 200 whatever the checks found; a deploy is what a failure blocks.
 async fn preflight(
     State(state): State<ApiState>,
-    body: Result<Json<DeploymentParams>, JsonRejection>,
+    ApiJson(params): ApiJson<DeploymentParams>,
 ) -> Result<Response, ApiError> {
-    let Json(params) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let checklist = state.backend.preflight(params).await?;
     Ok(Json(checklist).into_response())
 }
@@ -88,9 +88,8 @@ pub struct RegionQuery {
 
 async fn list_orphans(
     State(state): State<ApiState>,
-    query: Result<Query<RegionQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<RegionQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let scan = state.backend.orphans(query.region.as_deref()).await?;
     Ok(Json(scan).into_response())
 }
@@ -99,9 +98,8 @@ async fn list_orphans(
 async fn clean_orphans(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    query: Result<Query<RegionQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<RegionQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let started = state
         .backend
         .clean_orphans(query.region.as_deref(), source(&headers))
@@ -142,9 +140,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 async fn create_deployment(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    body: Result<Json<DeploymentParams>, JsonRejection>,
+    ApiJson(params): ApiJson<DeploymentParams>,
 ) -> Result<Response, ApiError> {
-    let Json(params) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let key = idempotency_key(&headers)?;
     let accepted = state.backend.deploy(params, source(&headers), key).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
@@ -164,9 +161,8 @@ async fn change_budget(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Json<BudgetChange>, JsonRejection>,
+    ApiJson(change): ApiJson<BudgetChange>,
 ) -> Result<Response, ApiError> {
-    let Json(change) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let detail = state
         .backend
         .set_budget(&id, change, source(&headers))
@@ -262,10 +258,7 @@ pub struct RangeQuery {
 }
 
 /// `?range=` as a [`MetricsRange`], 1 h when absent.
-fn range(
-    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<MetricsRange, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+fn range(query: RangeQuery) -> Result<MetricsRange, ApiError> {
     match query.range {
         None => Ok(MetricsRange::default()),
         Some(text) => text.parse().map_err(ApiError::bad_request),
@@ -276,7 +269,7 @@ fn range(
 async fn metrics(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let range = range(query)?;
     Ok(Json(state.backend.metrics(&id, range).await?).into_response())
@@ -305,7 +298,7 @@ async fn cost_all(State(state): State<ApiState>) -> Result<Response, ApiError> {
 async fn live(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let range = range(query)?;
     Ok(Json(state.backend.live_view(&id, range).await?).into_response())
@@ -314,7 +307,7 @@ async fn live(
 async fn instance(
     State(state): State<ApiState>,
     Path((id, instance_id)): Path<(String, String)>,
-    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let range = range(query)?;
     Ok(Json(state.backend.instance(&id, &instance_id, range).await?).into_response())
@@ -499,9 +492,8 @@ pub struct ListQuery {
 
 async fn list_deployments(
     State(state): State<ApiState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(DeploymentStatus::parse(text).ok_or_else(|| {
@@ -529,6 +521,34 @@ pub async fn not_found() -> ApiError {
 
 /// The one error shape of the API.
 #[derive(Debug)]
+/// A JSON body whose rejection is the API's own 400 with the reason.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// A query string whose rejection is the API's own 400 with the reason.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -584,6 +604,10 @@ impl From<BackendError> for ApiError {
             BackendError::Database(message) => {
                 tracing::error!(%message, "database error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "database", message)
+            }
+            BackendError::Internal(message) => {
+                tracing::error!(%message, "internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
         }
     }

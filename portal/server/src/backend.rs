@@ -487,7 +487,7 @@ fn store_error(error: StoreError) -> BackendError {
     match error {
         StoreError::Invalid(message) => BackendError::Invalid(message),
         StoreError::NotFound { .. } => BackendError::NotFound(error.to_string()),
-        StoreError::NameInUse(_) | StoreError::Conflict(_) => {
+        StoreError::NameInUse(_) | StoreError::Busy { .. } | StoreError::NotStanding { .. } => {
             BackendError::Conflict(error.to_string())
         }
         other => BackendError::Database(other.to_string()),
@@ -498,7 +498,12 @@ fn engine_error(error: EngineError) -> BackendError {
     match error {
         EngineError::Validation(fields) => BackendError::Validation(fields),
         EngineError::Store(e) => store_error(e),
-        EngineError::Conflict(message) => BackendError::Conflict(message),
+        EngineError::NotLive { .. } | EngineError::WrongState(_) => {
+            BackendError::Conflict(error.to_string())
+        }
+        EngineError::Corrupt(_) | EngineError::Internal(_) => {
+            BackendError::Internal(error.to_string())
+        }
         EngineError::Aws(e) => BackendError::Cloud(e.to_string()),
     }
 }

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use cloudpulse_app::model::{BudgetChange, DeploymentStatus, Idle, Source};
-use cloudpulse_app::params::{check_cost_cap, check_ttl_minutes, FieldErrors, MAX_TTL_MINUTES};
-use cloudpulse_engine::store::BudgetRow;
+use cloudpulse_core::model::{BudgetChange, DeploymentStatus, Idle, Source};
+use cloudpulse_core::params::{check_cost_cap, check_ttl_minutes, FieldErrors, MAX_TTL_MINUTES};
+use cloudpulse_engine::store::{BudgetRow, StoreError};
 use cloudpulse_engine::{Engine, EngineError};
 use serde_json::json;
 use sqlx::SqlitePool;
@@ -76,8 +76,10 @@ pub async fn check(engine: &Engine, now: DateTime<Utc>, tick: Duration) -> Vec<D
             // The same deadline's job exists already (it may have failed:
             // its page offers the retry; the guard does not loop on it).
             Ok(_) => {}
-            Err(EngineError::Conflict(reason)) => {
-                tracing::debug!(deployment = %id, %reason, "budget guard waits");
+            Err(
+                error @ (EngineError::WrongState(_) | EngineError::Store(StoreError::Busy { .. })),
+            ) => {
+                tracing::debug!(deployment = %id, %error, "budget guard waits");
             }
             Err(error) => {
                 tracing::warn!(deployment = %id, %error, "budget guard cannot start a teardown")
@@ -100,7 +102,7 @@ async fn reason(
         let late = now - expires_at;
         let ttl = budget.ttl_minutes.map_or_else(
             || "its time-to-live".to_string(),
-            |m| format!("its time-to-live of {}", cloudpulse_app::text::minutes(m)),
+            |m| format!("its time-to-live of {}", cloudpulse_core::text::minutes(m)),
         );
         let mut message = format!(
             "{ttl} ran out at {} UTC; tearing down",
@@ -143,8 +145,8 @@ async fn reason(
     }
     let message = format!(
         "accrued cost {} reached the cap of {}; tearing down",
-        cloudpulse_app::pricing::usd(view.accrued_usd),
-        cloudpulse_app::pricing::usd(cap)
+        cloudpulse_core::pricing::usd(view.accrued_usd),
+        cloudpulse_core::pricing::usd(cap)
     );
     let data = json!({ "accrued_usd": view.accrued_usd, "cost_cap_usd": cap });
     Some((
@@ -299,7 +301,7 @@ pub fn apply(
         let needed = (lived.as_secs_f64() / config.time_scale.max(1e-9) / 60.0).ceil() as u32 + 1;
         errors.entry("ttl_minutes".into()).or_insert(format!(
             "a TTL of {} from its creation ended at {} UTC; to keep it, give at least {needed} minutes",
-            cloudpulse_app::text::minutes(ttl),
+            cloudpulse_core::text::minutes(ttl),
             at.format("%H:%M:%S")
         ));
     }
@@ -316,7 +318,7 @@ pub fn apply(
                     "cost_cap_usd".into(),
                     format!(
                         "it has accrued {} already; set a cap above that, or none",
-                        cloudpulse_app::pricing::usd(accrued)
+                        cloudpulse_core::pricing::usd(accrued)
                     ),
                 );
             }
@@ -331,9 +333,9 @@ pub fn apply(
         parts.push(match expires_at {
             Some(at) => {
                 let verb = if change.extend_minutes.is_some() {
-                    format!("TTL extended to {}", cloudpulse_app::text::minutes(ttl))
+                    format!("TTL extended to {}", cloudpulse_core::text::minutes(ttl))
                 } else {
-                    format!("TTL set to {}", cloudpulse_app::text::minutes(ttl))
+                    format!("TTL set to {}", cloudpulse_core::text::minutes(ttl))
                 };
                 format!(
                     "{verb}; tears down at {} UTC",
@@ -345,7 +347,7 @@ pub fn apply(
     }
     if change.cost_cap_usd.is_some() {
         parts.push(match cap {
-            Some(cap) => format!("cost cap set to {}", cloudpulse_app::pricing::usd(cap)),
+            Some(cap) => format!("cost cap set to {}", cloudpulse_core::pricing::usd(cap)),
             None => "cost cap turned off".to_string(),
         });
     }

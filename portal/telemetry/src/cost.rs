@@ -1,14 +1,14 @@
 //! What deployments have cost: every priced resource from when it was made
 //! until it was deleted, every instance from its launch until it left the
-//! group, priced by `cloudpulse_app::pricing`, the module behind the
+//! group, priced by `cloudpulse_core::pricing`, the module behind the
 //! estimate.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use cloudpulse_app::live::{CostShare, CostSummary, CostView};
-use cloudpulse_app::params::DeploymentParams;
-use cloudpulse_app::pricing::{
+use cloudpulse_core::live::{CostShare, CostSummary, CostView};
+use cloudpulse_core::params::DeploymentParams;
+use cloudpulse_core::pricing::{
     self, Lifetime, ResourceKind, HOURS_PER_MONTH, METRICS_PER_INSTANCE, PRICES_AS_OF,
     ROOT_VOLUME_GB,
 };

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use cloudpulse_app::live::{Incident, InstanceRecord};
-use cloudpulse_app::model::{EventView, HealthSnapshot};
+use cloudpulse_core::live::{Incident, InstanceRecord};
+use cloudpulse_core::model::HealthSnapshot;
 use serde_json::Value;
 use sqlx::SqlitePool;
 
@@ -562,33 +562,4 @@ pub async fn last_recovery(
     .fetch_optional(pool)
     .await?;
     Ok(row.and_then(|(seconds, at)| seconds.map(|s| (s, at))))
-}
-
-/// The latest `limit` events of a deployment, newest first; with
-/// `naming`, only those whose message names it (an instance id).
-pub async fn events(
-    pool: &SqlitePool,
-    deployment_id: &str,
-    naming: Option<&str>,
-    limit: i64,
-) -> DbResult<Vec<EventView>> {
-    let rows: Vec<(DateTime<Utc>, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT at, kind, source, message FROM events
-         WHERE deployment_id = ?1 AND (?2 IS NULL OR instr(message, ?2) > 0)
-         ORDER BY at DESC, id DESC LIMIT ?3",
-    )
-    .bind(deployment_id)
-    .bind(naming)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(at, kind, source, message)| EventView {
-            at,
-            kind,
-            source,
-            message,
-        })
-        .collect())
 }

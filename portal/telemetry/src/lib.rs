@@ -7,7 +7,7 @@
 //! deployment's timeline ([`observe`]). Beside it, a probe asks the app URL
 //! for its page and keeps incidents. Raw samples are kept for a day, then
 //! replaced by minutely averages. Cost accrues with
-//! `cloudpulse_app::pricing`, the module the estimate uses too ([`cost`]).
+//! `cloudpulse_core::pricing`, the module the estimate uses too ([`cost`]).
 //!
 //! It reads AWS and writes the database; it never creates or deletes AWS
 //! resources (that is the engine's job) and never renders anything.
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use cloudpulse_app::model::HealthSnapshot;
+use cloudpulse_core::model::HealthSnapshot;
 use cloudpulse_engine::{Engine, EngineError};
 use tokio::task::JoinHandle;
 
@@ -220,8 +220,8 @@ impl Telemetry {
         let id = &deployment.id;
         let snapshot = match self.engine.health(id).await {
             Ok(snapshot) => snapshot,
-            Err(EngineError::Conflict(reason)) => {
-                tracing::debug!(deployment = %id, %reason, "nothing to poll");
+            Err(EngineError::NotLive { status, .. }) => {
+                tracing::debug!(deployment = %id, status = status.as_str(), "nothing to poll");
                 return None;
             }
             Err(error) => {

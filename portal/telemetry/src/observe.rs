@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use cloudpulse_app::model::{HealthSnapshot, InstanceHealth};
+use cloudpulse_core::model::{HealthSnapshot, InstanceHealth};
 use serde_json::{json, Value};
 
 /// What was last seen of one instance.
@@ -227,7 +227,7 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
 mod tests {
     use super::*;
     use chrono::TimeDelta;
-    use cloudpulse_app::model::{ActivityView, AlarmView, GroupHealth};
+    use cloudpulse_core::model::{ActivityView, AlarmView, GroupHealth};
 
     fn instance(id: &str, lifecycle: &str, target: Option<&str>) -> InstanceHealth {
         InstanceHealth {

@@ -1,16 +1,18 @@
 //! What the pages and the REST API read: the stored telemetry in the shapes
-//! of `cloudpulse_app::live`.
+//! of `cloudpulse_core::live`.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use cloudpulse_app::live::{
+use cloudpulse_core::live::{
     InstanceDetail, LiveView, Marker, MetricsRange, MetricsView, Series, Threshold, Topology,
     UptimeSummary, UptimeView, Zone,
 };
-use cloudpulse_app::params::DeploymentParams;
+use cloudpulse_core::params::DeploymentParams;
 use serde_json::Value;
 use sqlx::SqlitePool;
+
+use cloudpulse_engine::store::recent_events;
 
 use crate::db::{self, DbResult};
 use crate::{cost, TelemetryConfig, CALLS_PER_POLL};
@@ -24,7 +26,7 @@ const STEPS: [i64; 14] = [
 /// Kinds of event drawn as markers on the charts.
 const MARKED: [&str; 4] = ["scaling", "chaos", "recovery", "alarm"];
 /// Timeline events a live view carries.
-const RECENT_EVENTS: i64 = 30;
+const RECENT_EVENTS: u32 = 30;
 
 struct Basics {
     name: String,
@@ -290,7 +292,7 @@ pub async fn live(
         instances: db::instances(pool, deployment_id).await?,
         uptime: uptime_of(pool, deployment_id, &basics, now).await?,
         cost,
-        events: db::events(pool, deployment_id, None, RECENT_EVENTS).await?,
+        events: recent_events(pool, deployment_id, None, RECENT_EVENTS).await?,
         topology: topology(pool, deployment_id, &basics.params.vpc_cidr).await?,
     }))
 }
@@ -310,7 +312,7 @@ pub async fn instance(
     let Some(record) = db::instance(pool, deployment_id, instance_id).await? else {
         return Ok(None);
     };
-    let events = db::events(pool, deployment_id, Some(instance_id), 200).await?;
+    let events = recent_events(pool, deployment_id, Some(instance_id), 200).await?;
     Ok(Some(InstanceDetail {
         deployment_id: deployment_id.to_string(),
         deployment_name: basics.name.clone(),

@@ -2,8 +2,8 @@
 //! migrates it.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use cloudpulse_app::live::MetricsRange;
-use cloudpulse_app::model::{GroupHealth, HealthSnapshot, InstanceHealth};
+use cloudpulse_core::live::MetricsRange;
+use cloudpulse_core::model::{GroupHealth, HealthSnapshot, InstanceHealth};
 use cloudpulse_engine::Store;
 use cloudpulse_telemetry::db::{self, Sample};
 use cloudpulse_telemetry::observe::{observe, Known};

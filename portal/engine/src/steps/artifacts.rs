@@ -9,6 +9,8 @@ use aws_sdk_s3::types::{
 use serde_json::{json, Value};
 use sha2::Digest;
 
+use cloudpulse_core::resource::ResourceKind;
+
 use super::{gone_ok, StepCtx};
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
@@ -61,6 +63,24 @@ fn built<T, E: std::fmt::Display>(result: Result<T, E>) -> StepResult<T> {
 }
 
 /// Denies any request that does not use TLS.
+/// Right after `CreateBucket`, S3 may still answer `NoSuchBucket` to calls
+/// on the new bucket (and an answer lost on the way can make a create look
+/// done when it never ran). Either way the step should run again: it looks
+/// the bucket up first and creates it if it is really missing.
+fn on_new_bucket<T>(result: StepResult<T>) -> StepResult<T> {
+    result.map_err(|e| {
+        if e.code == "NoSuchBucket" {
+            StepError {
+                retryable: true,
+                hint: Some("the new bucket is not visible yet; the step runs again".into()),
+                ..e
+            }
+        } else {
+            e
+        }
+    })
+}
+
 pub fn tls_only_policy(bucket: &str) -> Value {
     json!({
         "Version": "2012-10-17",
@@ -95,25 +115,27 @@ pub async fn bucket(ctx: &StepCtx) -> StepResult<Value> {
         }
     }
     ctx.record(
-        "s3_bucket",
+        ResourceKind::S3Bucket,
         &name,
         Some(&format!("arn:aws:s3:::{name}")),
         StepKey::Bucket,
     )
     .await?;
-    s3.put_public_access_block()
-        .bucket(&name)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .step()?;
+    on_new_bucket(
+        s3.put_public_access_block()
+            .bucket(&name)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .step(),
+    )?;
     let rule = ServerSideEncryptionRule::builder()
         .apply_server_side_encryption_by_default(built(
             ServerSideEncryptionByDefault::builder()
@@ -121,25 +143,29 @@ pub async fn bucket(ctx: &StepCtx) -> StepResult<Value> {
                 .build(),
         )?)
         .build();
-    s3.put_bucket_encryption()
-        .bucket(&name)
-        .server_side_encryption_configuration(built(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(rule)
-                .build(),
-        )?)
-        .send()
-        .await
-        .step()?;
+    on_new_bucket(
+        s3.put_bucket_encryption()
+            .bucket(&name)
+            .server_side_encryption_configuration(built(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build(),
+            )?)
+            .send()
+            .await
+            .step(),
+    )?;
     // Over a plain-HTTP endpoint (the sandbox) a TLS-only policy would lock
     // the portal out of its own bucket; AWS endpoints are always TLS.
     if ctx.aws.tls {
-        s3.put_bucket_policy()
-            .bucket(&name)
-            .policy(tls_only_policy(&name).to_string())
-            .send()
-            .await
-            .step()?;
+        on_new_bucket(
+            s3.put_bucket_policy()
+                .bucket(&name)
+                .policy(tls_only_policy(&name).to_string())
+                .send()
+                .await
+                .step(),
+        )?;
     }
     let tags = ctx
         .names
@@ -147,12 +173,14 @@ pub async fn bucket(ctx: &StepCtx) -> StepResult<Value> {
         .into_iter()
         .map(|(k, v)| built(Tag::builder().key(k).value(v).build()))
         .collect::<StepResult<Vec<_>>>()?;
-    s3.put_bucket_tagging()
-        .bucket(&name)
-        .tagging(built(Tagging::builder().set_tag_set(Some(tags)).build())?)
-        .send()
-        .await
-        .step()?;
+    on_new_bucket(
+        s3.put_bucket_tagging()
+            .bucket(&name)
+            .tagging(built(Tagging::builder().set_tag_set(Some(tags)).build())?)
+            .send()
+            .await
+            .step(),
+    )?;
     Ok(json!({ "bucket": name, "tls_only_policy": ctx.aws.tls }))
 }
 
@@ -165,31 +193,60 @@ pub async fn upload(ctx: &StepCtx) -> StepResult<Value> {
         artifact.bytes.len()
     ))
     .await;
-    ctx.aws
-        .s3
-        .put_object()
-        .bucket(&bucket)
-        .key(&key)
-        .body(ByteStream::from(artifact.bytes.clone()))
-        .content_type("application/octet-stream")
-        .server_side_encryption(ServerSideEncryption::Aes256)
-        .metadata("sha256", &artifact.sha256)
-        .send()
-        .await
-        .step()?;
-    ctx.aws
-        .s3
-        .put_object()
-        .bucket(&bucket)
-        .key(format!("{key}.sha256"))
-        .body(ByteStream::from(
-            format!("{}  cloudpulse-instance\n", artifact.sha256).into_bytes(),
-        ))
-        .content_type("text/plain")
-        .server_side_encryption(ServerSideEncryption::Aes256)
-        .send()
-        .await
-        .step()?;
+    let s3 = &ctx.aws.s3;
+    on_new_bucket(
+        s3.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(ByteStream::from(artifact.bytes.clone()))
+            .content_type("application/octet-stream")
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .metadata("sha256", &artifact.sha256)
+            .send()
+            .await
+            .step(),
+    )?;
+    on_new_bucket(
+        s3.put_object()
+            .bucket(&bucket)
+            .key(format!("{key}.sha256"))
+            .body(ByteStream::from(
+                format!("{}  cloudpulse-instance\n", artifact.sha256).into_bytes(),
+            ))
+            .content_type("text/plain")
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+            .await
+            .step(),
+    )?;
+    // Instances refuse an artifact whose digest differs, and then never turn
+    // healthy; a write that did not land is cheaper to find here.
+    let stored = gone_ok(
+        s3.head_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .step(),
+    )?;
+    let stored_sha = stored
+        .as_ref()
+        .and_then(|head| head.metadata())
+        .and_then(|meta| meta.get("sha256"))
+        .map(String::as_str);
+    if stored_sha != Some(artifact.sha256.as_str()) {
+        return Err(StepError::retryable(
+            "ArtifactNotStored",
+            format!(
+                "s3://{bucket}/{key} {} after the upload",
+                match stored_sha {
+                    None if stored.is_none() => "is missing".to_string(),
+                    None => "has no sha256 metadata".to_string(),
+                    Some(other) => format!("has sha256 {other}, not {}", artifact.sha256),
+                }
+            ),
+        ));
+    }
     Ok(
         json!({ "bucket": bucket, "key": key, "sha256": artifact.sha256, "bytes": artifact.bytes.len() }),
     )
@@ -224,6 +281,6 @@ pub async fn undo_bucket(ctx: &StepCtx) -> StepResult<Value> {
         }
     }
     gone_ok(s3.delete_bucket().bucket(&name).send().await.step())?;
-    ctx.forget("s3_bucket", &name).await?;
+    ctx.forget(ResourceKind::S3Bucket, &name).await?;
     Ok(json!({ "deleted": name, "objects": deleted }))
 }

@@ -18,6 +18,7 @@ use super::{gone_ok, StepCtx};
 use crate::aws::Aws;
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
+use cloudpulse_core::resource::ResourceKind;
 use cloudpulse_instance::user_data::UserData;
 
 /// The latest Amazon Linux 2023 AMI for x86_64, from AWS's public parameter.
@@ -59,16 +60,21 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
         .step()?;
     if let Some(lt) = found.launch_templates().first() {
         let id = lt.launch_template_id().unwrap_or_default().to_string();
-        ctx.record("launch_template", &id, None, StepKey::LaunchTemplate)
-            .await?;
+        ctx.record(
+            ResourceKind::LaunchTemplate,
+            &id,
+            None,
+            StepKey::LaunchTemplate,
+        )
+        .await?;
         return Ok(json!({ "launch_template_id": id, "name": name, "adopted": true }));
     }
     let ami = latest_ami(&ctx.aws).await?;
     let profile_arn = ctx
-        .arn("instance_profile", StepKey::InstanceProfile)
+        .arn(ResourceKind::InstanceProfile, StepKey::InstanceProfile)
         .await?;
     let app_sg = ctx
-        .ids("security_group", StepKey::SecurityGroups)
+        .ids(ResourceKind::SecurityGroup, StepKey::SecurityGroups)
         .await?
         .into_iter()
         .map(|(id, _)| id)
@@ -156,8 +162,13 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
         .and_then(|lt| lt.launch_template_id())
         .map(str::to_string)
         .ok_or_else(|| StepError::fatal("EmptyResponse", "no id for the new launch template"))?;
-    ctx.record("launch_template", &id, None, StepKey::LaunchTemplate)
-        .await?;
+    ctx.record(
+        ResourceKind::LaunchTemplate,
+        &id,
+        None,
+        StepKey::LaunchTemplate,
+    )
+    .await?;
     Ok(json!({ "launch_template_id": id, "name": name, "ami": ami }))
 }
 
@@ -208,7 +219,7 @@ pub async fn undo_launch_template(ctx: &StepCtx) -> StepResult<Value> {
                 .await
                 .step(),
         )?;
-        ctx.forget("launch_template", id).await?;
+        ctx.forget(ResourceKind::LaunchTemplate, id).await?;
         deleted.push(id.to_string());
     }
     Ok(json!({ "deleted": deleted }))
@@ -232,11 +243,18 @@ pub async fn auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {
     let name = ctx.names.auto_scaling_group();
     let p = &ctx.params;
     if describe_group(ctx).await?.is_none() {
-        let template = ctx.id("launch_template", StepKey::LaunchTemplate).await?;
-        let target_group = ctx.arn("target_group", StepKey::TargetGroup).await?;
+        let template = ctx
+            .id(ResourceKind::LaunchTemplate, StepKey::LaunchTemplate)
+            .await?;
+        let target_group = ctx
+            .arn(ResourceKind::TargetGroup, StepKey::TargetGroup)
+            .await?;
         let mut subnets = Vec::new();
         for az in 0..p.azs {
-            subnets.push(ctx.id("subnet", StepKey::PrivateSubnet(az)).await?);
+            subnets.push(
+                ctx.id(ResourceKind::Subnet, StepKey::PrivateSubnet(az))
+                    .await?,
+            );
         }
         let tags = ctx
             .names
@@ -282,8 +300,13 @@ pub async fn auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {
             }
         }
     }
-    ctx.record("auto_scaling_group", &name, None, StepKey::AutoScalingGroup)
-        .await?;
+    ctx.record(
+        ResourceKind::AutoScalingGroup,
+        &name,
+        None,
+        StepKey::AutoScalingGroup,
+    )
+    .await?;
     Ok(json!({ "auto_scaling_group": name, "min": p.min, "desired": p.desired, "max": p.max }))
 }
 
@@ -316,7 +339,7 @@ pub async fn undo_auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {
         )
         .await?;
     }
-    ctx.forget("auto_scaling_group", &name).await?;
+    ctx.forget(ResourceKind::AutoScalingGroup, &name).await?;
     Ok(json!({ "deleted": name }))
 }
 
@@ -364,7 +387,7 @@ pub async fn scaling_policies(ctx: &StepCtx) -> StepResult<Value> {
     let in_name = ctx.names.scale_in_policy();
     let out_arn = policy(ctx, &out_name, 1).await?;
     ctx.record(
-        "scaling_policy",
+        ResourceKind::ScalingPolicy,
         &out_name,
         Some(&out_arn),
         StepKey::ScalingPolicies,
@@ -372,7 +395,7 @@ pub async fn scaling_policies(ctx: &StepCtx) -> StepResult<Value> {
     .await?;
     let in_arn = policy(ctx, &in_name, -1).await?;
     ctx.record(
-        "scaling_policy",
+        ResourceKind::ScalingPolicy,
         &in_name,
         Some(&in_arn),
         StepKey::ScalingPolicies,
@@ -401,14 +424,16 @@ pub async fn undo_scaling_policies(ctx: &StepCtx) -> StepResult<Value> {
                 gone_ok(other)?;
             }
         }
-        ctx.forget("scaling_policy", name).await?;
+        ctx.forget(ResourceKind::ScalingPolicy, name).await?;
     }
     Ok(json!({ "deleted": names }))
 }
 
 pub async fn alarms(ctx: &StepCtx) -> StepResult<Value> {
     let asg = ctx.names.auto_scaling_group();
-    let policies = ctx.ids("scaling_policy", StepKey::ScalingPolicies).await?;
+    let policies = ctx
+        .ids(ResourceKind::ScalingPolicy, StepKey::ScalingPolicies)
+        .await?;
     let arn_of = |name: String| {
         policies
             .iter()
@@ -468,7 +493,8 @@ pub async fn alarms(ctx: &StepCtx) -> StepResult<Value> {
             .send()
             .await
             .step()?;
-        ctx.record("alarm", name, None, StepKey::Alarms).await?;
+        ctx.record(ResourceKind::Alarm, name, None, StepKey::Alarms)
+            .await?;
     }
     Ok(json!({ "alarms": alarms.iter().map(|a| a.0.clone()).collect::<Vec<_>>() }))
 }
@@ -483,7 +509,7 @@ pub async fn undo_alarms(ctx: &StepCtx) -> StepResult<Value> {
         .await
         .step()?;
     for name in &names {
-        ctx.forget("alarm", name).await?;
+        ctx.forget(ResourceKind::Alarm, name).await?;
     }
     Ok(json!({ "deleted": names }))
 }
@@ -491,7 +517,9 @@ pub async fn undo_alarms(ctx: &StepCtx) -> StepResult<Value> {
 /// Live when the group has `desired` instances in service and as many
 /// healthy targets; otherwise says which instances never turned healthy.
 pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
-    let target_group = ctx.arn("target_group", StepKey::TargetGroup).await?;
+    let target_group = ctx
+        .arn(ResourceKind::TargetGroup, StepKey::TargetGroup)
+        .await?;
     let desired = usize::try_from(ctx.params.desired).unwrap_or(usize::MAX);
     let last = std::sync::Mutex::new((Vec::<String>::new(), Vec::<String>::new()));
     let waited = ctx
@@ -545,7 +573,9 @@ pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
             // The address the app answers at, read now that it serves: on
             // AWS the load balancer's DNS name, in the sandbox its local
             // listener, which exists once the targets are being checked.
-            let load_balancer = ctx.arn("load_balancer", StepKey::LoadBalancer).await?;
+            let load_balancer = ctx
+                .arn(ResourceKind::LoadBalancer, StepKey::LoadBalancer)
+                .await?;
             let described = ctx
                 .aws
                 .elb

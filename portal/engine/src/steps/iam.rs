@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use super::{gone_ok, StepCtx};
 use crate::error::{SdkResultExt, StepResult};
 use crate::plan::StepKey;
+use cloudpulse_core::resource::ResourceKind;
 
 const SSM_MANAGED_POLICY: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
 const INLINE_POLICY: &str = "cloudpulse-instance";
@@ -90,7 +91,7 @@ pub async fn role(ctx: &StepCtx) -> StepResult<Value> {
             out.role().map(|r| r.arn().to_string()).unwrap_or_default()
         }
     };
-    ctx.record("iam_role", &name, Some(&arn), StepKey::IamRole)
+    ctx.record(ResourceKind::IamRole, &name, Some(&arn), StepKey::IamRole)
         .await?;
     ctx.aws
         .iam
@@ -155,7 +156,7 @@ pub async fn instance_profile(ctx: &StepCtx) -> StepResult<Value> {
         }
     };
     ctx.record(
-        "instance_profile",
+        ResourceKind::InstanceProfile,
         &name,
         Some(&arn),
         StepKey::InstanceProfile,
@@ -199,7 +200,7 @@ pub async fn undo_instance_profile(ctx: &StepCtx) -> StepResult<Value> {
                 .step(),
         )?;
     }
-    ctx.forget("instance_profile", &name).await?;
+    ctx.forget(ResourceKind::InstanceProfile, &name).await?;
     Ok(json!({ "deleted": name }))
 }
 
@@ -260,7 +261,7 @@ pub async fn undo_role(ctx: &StepCtx) -> StepResult<Value> {
             .await
             .step(),
     )?;
-    ctx.forget("iam_role", &name).await?;
+    ctx.forget(ResourceKind::IamRole, &name).await?;
     Ok(json!({ "deleted": name }))
 }
 

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::{gone_ok, StepCtx};
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
+use cloudpulse_core::resource::ResourceKind;
 
 fn elb_tags(ctx: &StepCtx, step: StepKey, what: &str) -> Vec<Tag> {
     ctx.names
@@ -58,7 +59,7 @@ async fn find_load_balancer(ctx: &StepCtx) -> StepResult<Option<LoadBalancer>> {
 pub async fn target_group(ctx: &StepCtx) -> StepResult<Value> {
     let elb = &ctx.aws.elb;
     let name = ctx.names.target_group();
-    let vpc = ctx.id("vpc", StepKey::Vpc).await?;
+    let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
     let hc = &ctx.params.health_check;
     let arn = match find_target_group(ctx).await? {
         Some(arn) => arn,
@@ -90,8 +91,13 @@ pub async fn target_group(ctx: &StepCtx) -> StepResult<Value> {
                 })?
         }
     };
-    ctx.record("target_group", &name, Some(&arn), StepKey::TargetGroup)
-        .await?;
+    ctx.record(
+        ResourceKind::TargetGroup,
+        &name,
+        Some(&arn),
+        StepKey::TargetGroup,
+    )
+    .await?;
     Ok(json!({ "target_group": name, "arn": arn }))
 }
 
@@ -108,7 +114,7 @@ pub async fn undo_target_group(ctx: &StepCtx) -> StepResult<Value> {
                 .step(),
         )?;
     }
-    ctx.forget("target_group", &name).await?;
+    ctx.forget(ResourceKind::TargetGroup, &name).await?;
     Ok(json!({ "deleted": name }))
 }
 
@@ -117,7 +123,10 @@ pub async fn load_balancer(ctx: &StepCtx) -> StepResult<Value> {
     let name = ctx.names.load_balancer();
     let mut subnets = Vec::new();
     for az in 0..ctx.params.azs {
-        subnets.push(ctx.id("subnet", StepKey::PublicSubnet(az)).await?);
+        subnets.push(
+            ctx.id(ResourceKind::Subnet, StepKey::PublicSubnet(az))
+                .await?,
+        );
     }
     let security_group = alb_security_group(ctx).await?;
     let (arn, dns) = match find_load_balancer(ctx).await? {
@@ -147,8 +156,13 @@ pub async fn load_balancer(ctx: &StepCtx) -> StepResult<Value> {
             )
         }
     };
-    ctx.record("load_balancer", &name, Some(&arn), StepKey::LoadBalancer)
-        .await?;
+    ctx.record(
+        ResourceKind::LoadBalancer,
+        &name,
+        Some(&arn),
+        StepKey::LoadBalancer,
+    )
+    .await?;
     ctx.wait_for(
         &format!("load balancer {name} active"),
         ctx.timings.load_balancer,
@@ -186,7 +200,9 @@ pub async fn load_balancer(ctx: &StepCtx) -> StepResult<Value> {
 }
 
 async fn alb_security_group(ctx: &StepCtx) -> StepResult<String> {
-    let groups = ctx.ids("security_group", StepKey::SecurityGroups).await?;
+    let groups = ctx
+        .ids(ResourceKind::SecurityGroup, StepKey::SecurityGroups)
+        .await?;
     let found = ctx
         .aws
         .ec2
@@ -241,14 +257,18 @@ pub async fn undo_load_balancer(ctx: &StepCtx) -> StepResult<Value> {
         )
         .await?;
     }
-    ctx.forget("load_balancer", &name).await?;
+    ctx.forget(ResourceKind::LoadBalancer, &name).await?;
     Ok(json!({ "deleted": name }))
 }
 
 pub async fn listener(ctx: &StepCtx) -> StepResult<Value> {
     let elb = &ctx.aws.elb;
-    let lb = ctx.arn("load_balancer", StepKey::LoadBalancer).await?;
-    let tg = ctx.arn("target_group", StepKey::TargetGroup).await?;
+    let lb = ctx
+        .arn(ResourceKind::LoadBalancer, StepKey::LoadBalancer)
+        .await?;
+    let tg = ctx
+        .arn(ResourceKind::TargetGroup, StepKey::TargetGroup)
+        .await?;
     let found = elb
         .describe_listeners()
         .load_balancer_arn(&lb)
@@ -285,14 +305,14 @@ pub async fn listener(ctx: &StepCtx) -> StepResult<Value> {
                 .ok_or_else(|| StepError::fatal("EmptyResponse", "no ARN for the new listener"))?
         }
     };
-    ctx.record("listener", &arn, Some(&arn), StepKey::Listener)
+    ctx.record(ResourceKind::Listener, &arn, Some(&arn), StepKey::Listener)
         .await?;
     Ok(json!({ "listener_arn": arn, "port": 80 }))
 }
 
 pub async fn undo_listener(ctx: &StepCtx) -> StepResult<Value> {
     let mut deleted = Vec::new();
-    for (arn, _) in ctx.ids("listener", StepKey::Listener).await? {
+    for (arn, _) in ctx.ids(ResourceKind::Listener, StepKey::Listener).await? {
         gone_ok(
             ctx.aws
                 .elb
@@ -302,7 +322,7 @@ pub async fn undo_listener(ctx: &StepCtx) -> StepResult<Value> {
                 .await
                 .step(),
         )?;
-        ctx.forget("listener", &arn).await?;
+        ctx.forget(ResourceKind::Listener, &arn).await?;
         deleted.push(arn);
     }
     Ok(json!({ "deleted": deleted }))

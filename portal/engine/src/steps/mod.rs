@@ -7,23 +7,23 @@
 //! Running either twice is harmless.
 
 mod artifacts;
+mod catalogue;
 mod compute;
 mod iam;
 mod load_balancer;
 mod network;
 mod security;
 
+use cloudpulse_core::resource::ResourceKind;
 use std::time::Duration;
-
-use serde_json::{json, Value};
 
 use crate::aws::{Aws, Names, TAG_DEPLOYMENT, TAG_STEP};
 use crate::error::{StepError, StepResult};
 use crate::params::DeploymentParams;
-use crate::plan::StepKey;
 use crate::store::{NewResource, Store};
 
 pub use artifacts::{Artifact, ArtifactSource};
+pub use catalogue::{run_action, run_undo, StepKey, Undo};
 pub(crate) use compute::{latest_ami, AMI_PARAMETER};
 pub(crate) use network::zones;
 
@@ -61,6 +61,22 @@ impl Default for Timings {
     }
 }
 
+impl Timings {
+    /// A minute for anything to happen, looking every 50 ms: moto answers at
+    /// once, so a test that waits longer has found a bug.
+    pub fn for_tests() -> Self {
+        Timings {
+            nat: Duration::from_secs(60),
+            load_balancer: Duration::from_secs(60),
+            healthy: Duration::from_secs(60),
+            asg_delete: Duration::from_secs(60),
+            poll: Duration::from_millis(50),
+            step_deadline: Duration::from_secs(60),
+            recovery_poll: Duration::from_millis(50),
+        }
+    }
+}
+
 /// Everything a step needs.
 pub struct StepCtx {
     pub store: Store,
@@ -82,7 +98,7 @@ impl StepCtx {
     /// unrecorded resource is one we could forget.
     pub async fn record(
         &self,
-        kind: &str,
+        kind: ResourceKind,
         aws_id: &str,
         arn: Option<&str>,
         step: StepKey,
@@ -91,7 +107,7 @@ impl StepCtx {
             .record_resource(
                 &self.deployment_id,
                 &NewResource {
-                    kind,
+                    kind: kind.as_str(),
                     aws_id,
                     arn,
                     step_key: &step.to_string(),
@@ -102,9 +118,9 @@ impl StepCtx {
             .map_err(|e| StepError::fatal("Database", e.to_string()))
     }
 
-    pub async fn forget(&self, kind: &str, aws_id: &str) -> StepResult<()> {
+    pub async fn forget(&self, kind: ResourceKind, aws_id: &str) -> StepResult<()> {
         self.store
-            .resource_deleted(&self.deployment_id, kind, aws_id)
+            .resource_deleted(&self.deployment_id, kind.as_str(), aws_id)
             .await
             .map_err(|e| StepError::fatal("Database", e.to_string()))
     }
@@ -122,13 +138,13 @@ impl StepCtx {
     /// The ids this deployment recorded for `kind` made by `step`.
     pub async fn ids(
         &self,
-        kind: &str,
+        kind: ResourceKind,
         step: StepKey,
     ) -> StepResult<Vec<(String, Option<String>)>> {
         let step = step.to_string();
         let rows = self
             .store
-            .resources(&self.deployment_id, Some(kind))
+            .resources(&self.deployment_id, Some(kind.as_str()))
             .await
             .map_err(|e| StepError::fatal("Database", e.to_string()))?;
         Ok(rows
@@ -140,7 +156,7 @@ impl StepCtx {
 
     /// The one id a dependency recorded; its absence means the plan ran out
     /// of order, which is a bug, not an AWS problem.
-    pub async fn id(&self, kind: &str, step: StepKey) -> StepResult<String> {
+    pub async fn id(&self, kind: ResourceKind, step: StepKey) -> StepResult<String> {
         self.ids(kind, step)
             .await?
             .into_iter()
@@ -154,7 +170,7 @@ impl StepCtx {
             })
     }
 
-    pub async fn arn(&self, kind: &str, step: StepKey) -> StepResult<String> {
+    pub async fn arn(&self, kind: ResourceKind, step: StepKey) -> StepResult<String> {
         self.ids(kind, step)
             .await?
             .into_iter()
@@ -244,64 +260,6 @@ pub fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
         .name(name)
         .values(value)
         .build()
-}
-
-/// Runs the action of a deploy step; returns its outputs.
-pub async fn run_action(ctx: &StepCtx, key: StepKey) -> StepResult<Value> {
-    use StepKey::*;
-    match key {
-        IamRole => iam::role(ctx).await,
-        InstanceProfile => iam::instance_profile(ctx).await,
-        Bucket => artifacts::bucket(ctx).await,
-        Artifact => artifacts::upload(ctx).await,
-        Vpc => network::vpc(ctx).await,
-        InternetGateway => network::internet_gateway(ctx).await,
-        PublicSubnet(az) => network::subnet(ctx, az, true).await,
-        PrivateSubnet(az) => network::subnet(ctx, az, false).await,
-        PublicRoutes => network::public_routes(ctx).await,
-        PrivateRoutes(az) => network::private_routes(ctx, az).await,
-        ElasticIp(n) => network::elastic_ip(ctx, n).await,
-        NatGateway(n) => network::nat_gateway(ctx, n).await,
-        NatRoute(az) => network::nat_route(ctx, az).await,
-        NetworkAcl => security::network_acl(ctx).await,
-        SecurityGroups => security::security_groups(ctx).await,
-        TargetGroup => load_balancer::target_group(ctx).await,
-        LoadBalancer => load_balancer::load_balancer(ctx).await,
-        Listener => load_balancer::listener(ctx).await,
-        LaunchTemplate => compute::launch_template(ctx).await,
-        AutoScalingGroup => compute::auto_scaling_group(ctx).await,
-        ScalingPolicies => compute::scaling_policies(ctx).await,
-        Alarms => compute::alarms(ctx).await,
-        WaitHealthy => compute::wait_healthy(ctx).await,
-    }
-}
-
-/// Runs the undo of a deploy step.
-pub async fn run_undo(ctx: &StepCtx, key: StepKey) -> StepResult<Value> {
-    use StepKey::*;
-    match key {
-        IamRole => iam::undo_role(ctx).await,
-        InstanceProfile => iam::undo_instance_profile(ctx).await,
-        Bucket => artifacts::undo_bucket(ctx).await,
-        Artifact => Ok(json!({ "note": "removed with the bucket" })),
-        Vpc => network::undo_vpc(ctx).await,
-        InternetGateway => network::undo_internet_gateway(ctx).await,
-        PublicSubnet(_) | PrivateSubnet(_) => network::undo_subnet(ctx, key).await,
-        PublicRoutes | PrivateRoutes(_) => network::undo_route_table(ctx, key).await,
-        ElasticIp(_) => network::undo_elastic_ip(ctx, key).await,
-        NatGateway(_) => network::undo_nat_gateway(ctx, key).await,
-        NatRoute(_) => Ok(json!({ "note": "removed with its route table" })),
-        NetworkAcl => security::undo_network_acl(ctx).await,
-        SecurityGroups => security::undo_security_groups(ctx).await,
-        TargetGroup => load_balancer::undo_target_group(ctx).await,
-        LoadBalancer => load_balancer::undo_load_balancer(ctx).await,
-        Listener => load_balancer::undo_listener(ctx).await,
-        LaunchTemplate => compute::undo_launch_template(ctx).await,
-        AutoScalingGroup => compute::undo_auto_scaling_group(ctx).await,
-        ScalingPolicies => compute::undo_scaling_policies(ctx).await,
-        Alarms => compute::undo_alarms(ctx).await,
-        WaitHealthy => Ok(Value::Null),
-    }
 }
 
 /// True when an error only says the thing is already gone.

@@ -7,6 +7,7 @@ use super::{filter, gone_ok, StepCtx};
 use crate::aws::Aws;
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::{nat_for, StepKey};
+use cloudpulse_core::resource::ResourceKind;
 
 fn created<T>(id: Option<T>, what: &str) -> StepResult<T> {
     id.ok_or_else(|| {
@@ -41,7 +42,8 @@ pub async fn vpc(ctx: &StepCtx) -> StepResult<Value> {
             )?
         }
     };
-    ctx.record("vpc", &id, None, StepKey::Vpc).await?;
+    ctx.record(ResourceKind::Vpc, &id, None, StepKey::Vpc)
+        .await?;
     let on = || AttributeBooleanValue::builder().value(true).build();
     ec2.modify_vpc_attribute()
         .vpc_id(&id)
@@ -62,7 +64,7 @@ pub async fn undo_vpc(ctx: &StepCtx) -> StepResult<Value> {
     let ids = tagged_vpcs(ctx).await?;
     for id in &ids {
         gone_ok(ctx.aws.ec2.delete_vpc().vpc_id(id).send().await.step())?;
-        ctx.forget("vpc", id).await?;
+        ctx.forget(ResourceKind::Vpc, id).await?;
     }
     Ok(json!({ "deleted": ids }))
 }
@@ -85,7 +87,7 @@ async fn tagged_vpcs(ctx: &StepCtx) -> StepResult<Vec<String>> {
 
 pub async fn internet_gateway(ctx: &StepCtx) -> StepResult<Value> {
     let ec2 = &ctx.aws.ec2;
-    let vpc = ctx.id("vpc", StepKey::Vpc).await?;
+    let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
     let found = ec2
         .describe_internet_gateways()
         .set_filters(Some(ctx.ec2_filters(StepKey::InternetGateway)))
@@ -119,8 +121,13 @@ pub async fn internet_gateway(ctx: &StepCtx) -> StepResult<Value> {
             (id, false)
         }
     };
-    ctx.record("internet_gateway", &id, None, StepKey::InternetGateway)
-        .await?;
+    ctx.record(
+        ResourceKind::InternetGateway,
+        &id,
+        None,
+        StepKey::InternetGateway,
+    )
+    .await?;
     if !attached {
         ec2.attach_internet_gateway()
             .internet_gateway_id(&id)
@@ -164,7 +171,7 @@ pub async fn undo_internet_gateway(ctx: &StepCtx) -> StepResult<Value> {
                 .await
                 .step(),
         )?;
-        ctx.forget("internet_gateway", id).await?;
+        ctx.forget(ResourceKind::InternetGateway, id).await?;
         deleted.push(id.to_string());
     }
     Ok(json!({ "deleted": deleted }))
@@ -227,7 +234,7 @@ pub async fn subnet(ctx: &StepCtx, az: u8, public: bool) -> StepResult<Value> {
             )
         })?;
     let zone = zone(ctx, az).await?;
-    let vpc = ctx.id("vpc", StepKey::Vpc).await?;
+    let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
     let found = ec2
         .describe_subnets()
         .set_filters(Some(ctx.ec2_filters(key)))
@@ -253,7 +260,7 @@ pub async fn subnet(ctx: &StepCtx, az: u8, public: bool) -> StepResult<Value> {
             )?
         }
     };
-    ctx.record("subnet", &id, None, key).await?;
+    ctx.record(ResourceKind::Subnet, &id, None, key).await?;
     if public {
         ec2.modify_subnet_attribute()
             .subnet_id(&id)
@@ -285,7 +292,7 @@ pub async fn undo_subnet(ctx: &StepCtx, key: StepKey) -> StepResult<Value> {
                 .await
                 .step(),
         )?;
-        ctx.forget("subnet", id).await?;
+        ctx.forget(ResourceKind::Subnet, id).await?;
         deleted.push(id.to_string());
     }
     Ok(json!({ "deleted": deleted }))
@@ -299,7 +306,7 @@ async fn route_table(
     subnets: &[String],
 ) -> StepResult<String> {
     let ec2 = &ctx.aws.ec2;
-    let vpc = ctx.id("vpc", StepKey::Vpc).await?;
+    let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
     let found = ec2
         .describe_route_tables()
         .set_filters(Some(ctx.ec2_filters(key)))
@@ -333,7 +340,7 @@ async fn route_table(
             (id, Vec::new())
         }
     };
-    ctx.record("route_table", &id, None, key).await?;
+    ctx.record(ResourceKind::RouteTable, &id, None, key).await?;
     for subnet in subnets {
         if !associated.contains(subnet) {
             ec2.associate_route_table()
@@ -401,16 +408,23 @@ enum Gateway<'a> {
 pub async fn public_routes(ctx: &StepCtx) -> StepResult<Value> {
     let mut subnets = Vec::new();
     for az in 0..ctx.params.azs {
-        subnets.push(ctx.id("subnet", StepKey::PublicSubnet(az)).await?);
+        subnets.push(
+            ctx.id(ResourceKind::Subnet, StepKey::PublicSubnet(az))
+                .await?,
+        );
     }
-    let igw = ctx.id("internet_gateway", StepKey::InternetGateway).await?;
+    let igw = ctx
+        .id(ResourceKind::InternetGateway, StepKey::InternetGateway)
+        .await?;
     let table = route_table(ctx, StepKey::PublicRoutes, "public-rt", &subnets).await?;
     default_route(ctx, &table, Gateway::Internet(&igw)).await?;
     Ok(json!({ "route_table_id": table, "subnets": subnets }))
 }
 
 pub async fn private_routes(ctx: &StepCtx, az: u8) -> StepResult<Value> {
-    let subnet = ctx.id("subnet", StepKey::PrivateSubnet(az)).await?;
+    let subnet = ctx
+        .id(ResourceKind::Subnet, StepKey::PrivateSubnet(az))
+        .await?;
     let table = route_table(
         ctx,
         StepKey::PrivateRoutes(az),
@@ -422,9 +436,14 @@ pub async fn private_routes(ctx: &StepCtx, az: u8) -> StepResult<Value> {
 }
 
 pub async fn nat_route(ctx: &StepCtx, az: u8) -> StepResult<Value> {
-    let table = ctx.id("route_table", StepKey::PrivateRoutes(az)).await?;
+    let table = ctx
+        .id(ResourceKind::RouteTable, StepKey::PrivateRoutes(az))
+        .await?;
     let nat = ctx
-        .id("nat_gateway", StepKey::NatGateway(nat_for(&ctx.params, az)))
+        .id(
+            ResourceKind::NatGateway,
+            StepKey::NatGateway(nat_for(&ctx.params, az)),
+        )
         .await?;
     default_route(ctx, &table, Gateway::Nat(&nat)).await?;
     Ok(json!({ "route_table_id": table, "nat_gateway_id": nat }))
@@ -464,7 +483,7 @@ pub async fn undo_route_table(ctx: &StepCtx, key: StepKey) -> StepResult<Value> 
                 .await
                 .step(),
         )?;
-        ctx.forget("route_table", id).await?;
+        ctx.forget(ResourceKind::RouteTable, id).await?;
         deleted.push(id.to_string());
     }
     Ok(json!({ "deleted": deleted }))
@@ -502,7 +521,7 @@ pub async fn elastic_ip(ctx: &StepCtx, n: u8) -> StepResult<Value> {
             )
         }
     };
-    ctx.record("elastic_ip", &id, None, key).await?;
+    ctx.record(ResourceKind::ElasticIp, &id, None, key).await?;
     Ok(json!({ "allocation_id": id, "public_ip": ip }))
 }
 
@@ -517,7 +536,7 @@ pub async fn undo_elastic_ip(ctx: &StepCtx, key: StepKey) -> StepResult<Value> {
     let mut released = Vec::new();
     for id in found.addresses().iter().filter_map(|a| a.allocation_id()) {
         gone_ok(ec2.release_address().allocation_id(id).send().await.step())?;
-        ctx.forget("elastic_ip", id).await?;
+        ctx.forget(ResourceKind::ElasticIp, id).await?;
         released.push(id.to_string());
     }
     Ok(json!({ "released": released }))
@@ -554,8 +573,12 @@ async fn live_nat_gateways(
 pub async fn nat_gateway(ctx: &StepCtx, n: u8) -> StepResult<Value> {
     let key = StepKey::NatGateway(n);
     let ec2 = &ctx.aws.ec2;
-    let subnet = ctx.id("subnet", StepKey::PublicSubnet(n)).await?;
-    let allocation = ctx.id("elastic_ip", StepKey::ElasticIp(n)).await?;
+    let subnet = ctx
+        .id(ResourceKind::Subnet, StepKey::PublicSubnet(n))
+        .await?;
+    let allocation = ctx
+        .id(ResourceKind::ElasticIp, StepKey::ElasticIp(n))
+        .await?;
     let id = match live_nat_gateways(ctx, key).await?.into_iter().next() {
         Some((id, _)) => id,
         None => {
@@ -581,7 +604,7 @@ pub async fn nat_gateway(ctx: &StepCtx, n: u8) -> StepResult<Value> {
             )?
         }
     };
-    ctx.record("nat_gateway", &id, None, key).await?;
+    ctx.record(ResourceKind::NatGateway, &id, None, key).await?;
     wait_nat(ctx, &id, true).await?;
     Ok(json!({ "nat_gateway_id": id, "subnet_id": subnet, "allocation_id": allocation }))
 }
@@ -643,7 +666,7 @@ pub async fn undo_nat_gateway(ctx: &StepCtx, key: StepKey) -> StepResult<Value> 
                 .step(),
         )?;
         wait_nat(ctx, &id, false).await?;
-        ctx.forget("nat_gateway", &id).await?;
+        ctx.forget(ResourceKind::NatGateway, &id).await?;
         deleted.push(id);
     }
     Ok(json!({ "deleted": deleted }))

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::{filter, gone_ok, StepCtx};
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
+use cloudpulse_core::resource::ResourceKind;
 
 fn tcp(port_from: i32, port_to: i32) -> aws_sdk_ec2::types::builders::IpPermissionBuilder {
     IpPermission::builder()
@@ -94,14 +95,19 @@ async fn ensure_group(
             })?
         }
     };
-    ctx.record("security_group", &id, None, StepKey::SecurityGroups)
-        .await?;
+    ctx.record(
+        ResourceKind::SecurityGroup,
+        &id,
+        None,
+        StepKey::SecurityGroups,
+    )
+    .await?;
     Ok(id)
 }
 
 pub async fn security_groups(ctx: &StepCtx) -> StepResult<Value> {
     let ec2 = &ctx.aws.ec2;
-    let vpc = ctx.id("vpc", StepKey::Vpc).await?;
+    let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
     let alb = ensure_group(
         ctx,
         &vpc,
@@ -219,7 +225,7 @@ pub async fn undo_security_groups(ctx: &StepCtx) -> StepResult<Value> {
     let mut deleted = Vec::new();
     for id in groups.iter().filter_map(|g| g.group_id()) {
         gone_ok(ec2.delete_security_group().group_id(id).send().await.step())?;
-        ctx.forget("security_group", id).await?;
+        ctx.forget(ResourceKind::SecurityGroup, id).await?;
         deleted.push(id.to_string());
     }
     Ok(json!({ "deleted": deleted }))
@@ -229,7 +235,7 @@ pub async fn undo_security_groups(ctx: &StepCtx) -> StepResult<Value> {
 /// traffic in; HTTPS and return traffic out.
 pub async fn network_acl(ctx: &StepCtx) -> StepResult<Value> {
     let ec2 = &ctx.aws.ec2;
-    let vpc = ctx.id("vpc", StepKey::Vpc).await?;
+    let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
     let found = ec2
         .describe_network_acls()
         .set_filters(Some(ctx.ec2_filters(StepKey::NetworkAcl)))
@@ -256,7 +262,7 @@ pub async fn network_acl(ctx: &StepCtx) -> StepResult<Value> {
                 .ok_or_else(|| StepError::fatal("EmptyResponse", "no id for the new network ACL"))?
         }
     };
-    ctx.record("network_acl", &id, None, StepKey::NetworkAcl)
+    ctx.record(ResourceKind::NetworkAcl, &id, None, StepKey::NetworkAcl)
         .await?;
     let rules = [
         (100, false, &ctx.params.vpc_cidr[..], 3000, 3000),
@@ -286,7 +292,9 @@ pub async fn network_acl(ctx: &StepCtx) -> StepResult<Value> {
     }
     let mut subnets = Vec::new();
     for az in 0..ctx.params.azs {
-        let subnet = ctx.id("subnet", StepKey::PrivateSubnet(az)).await?;
+        let subnet = ctx
+            .id(ResourceKind::Subnet, StepKey::PrivateSubnet(az))
+            .await?;
         associate_acl(ctx, &subnet, &id).await?;
         subnets.push(subnet);
     }
@@ -382,7 +390,7 @@ pub async fn undo_network_acl(ctx: &StepCtx) -> StepResult<Value> {
                 .await
                 .step(),
         )?;
-        ctx.forget("network_acl", id).await?;
+        ctx.forget(ResourceKind::NetworkAcl, id).await?;
         deleted.push(id.to_string());
     }
     Ok(json!({ "deleted": deleted }))

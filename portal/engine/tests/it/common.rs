@@ -1,14 +1,11 @@
 //! Shared set-up for the engine's tests: a real moto, a real SQLite file.
 
-#![allow(dead_code)]
-
 use std::sync::Arc;
-use std::time::Duration;
 
-use cloudpulse_app::model::{JobStatus, JobView, Source};
+use cloudpulse_core::model::{JobStatus, JobView, Source};
 use cloudpulse_engine::aws::{Aws, Names};
 use cloudpulse_engine::params::DeploymentParams;
-use cloudpulse_engine::steps::{Artifact, ArtifactSource, Timings};
+use cloudpulse_engine::steps::{Artifact, ArtifactSource};
 use cloudpulse_engine::{Engine, EngineConfig, Store};
 use cloudpulse_sandbox::MotoServer;
 
@@ -16,18 +13,6 @@ pub struct Harness {
     pub moto: MotoServer,
     pub engine: Engine,
     pub _dir: tempfile::TempDir,
-}
-
-pub fn fast_timings() -> Timings {
-    Timings {
-        nat: Duration::from_secs(60),
-        load_balancer: Duration::from_secs(60),
-        healthy: Duration::from_secs(60),
-        asg_delete: Duration::from_secs(60),
-        poll: Duration::from_millis(50),
-        step_deadline: Duration::from_secs(60),
-        recovery_poll: Duration::from_millis(50),
-    }
 }
 
 pub fn artifact() -> Arc<Artifact> {
@@ -59,13 +44,7 @@ pub async fn engine_on(sdk: aws_config::SdkConfig) -> (Engine, tempfile::TempDir
     let engine = Engine::new(
         store,
         sdk,
-        EngineConfig {
-            artifact: ArtifactSource::Ready(artifact()),
-            timings: fast_timings(),
-            concurrency: 8,
-            retry_base: Duration::from_millis(50),
-            resume_settle: Duration::ZERO,
-        },
+        EngineConfig::for_tests(ArtifactSource::Ready(artifact())),
     );
     (engine, dir)
 }
@@ -115,7 +94,7 @@ pub fn assert_done(job: &JobView) {
     let problems: Vec<String> = job
         .steps
         .iter()
-        .filter(|s| s.error.is_some() && s.status != cloudpulse_app::model::StepStatus::Done)
+        .filter(|s| s.error.is_some() && s.status != cloudpulse_core::model::StepStatus::Done)
         .map(|s| format!("{} {:?}: {:?}", s.key, s.status, s.error))
         .collect();
     assert_eq!(

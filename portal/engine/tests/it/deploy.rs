@@ -1,10 +1,10 @@
 //! A full deploy and teardown against moto through the real AWS SDK, checking
 //! every resource and setting of the reference stack.
 
-mod common;
+use crate::common;
 
 use aws_sdk_ec2::types::Filter;
-use cloudpulse_app::model::DeploymentStatus;
+use cloudpulse_core::model::DeploymentStatus;
 use cloudpulse_engine::aws::TAG_DEPLOYMENT;
 use cloudpulse_engine::inventory;
 use common::{harness, params};

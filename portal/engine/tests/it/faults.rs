@@ -3,9 +3,9 @@
 //! AWS code, message and a hint, after which both a retry (to live) and a
 //! teardown (to nothing left) work.
 
-mod common;
+use crate::common;
 
-use cloudpulse_app::model::{DeploymentStatus, JobStatus, Source, StepStatus};
+use cloudpulse_core::model::{DeploymentStatus, JobStatus, Source, StepStatus};
 use cloudpulse_engine::faults::Fault;
 use cloudpulse_engine::inventory;
 use cloudpulse_engine::plan::deploy_plan;
@@ -19,7 +19,7 @@ where
 {
     let keys: Vec<String> = deploy_plan(&params("x"))
         .into_iter()
-        .map(|s| s.key)
+        .map(|s| s.key.to_string())
         .collect();
     assert!(keys.len() >= 25, "{keys:?}");
     for (chunk_index, chunk) in keys.chunks(6).enumerate() {

@@ -1,13 +1,13 @@
 //! Every action and every undo, run twice: no duplicates, no errors. And two
 //! deployments side by side stay apart.
 
-mod common;
+use crate::common;
 
 use cloudpulse_engine::aws::Names;
 use cloudpulse_engine::inventory;
 use cloudpulse_engine::plan::deploy_dag;
-use cloudpulse_engine::steps::{run_action, run_undo, ArtifactSource, StepCtx};
-use common::{artifact, fast_timings, harness, params, Harness};
+use cloudpulse_engine::steps::{run_action, run_undo, ArtifactSource, StepCtx, Timings};
+use common::{artifact, harness, params, Harness};
 
 fn ctx(h: &Harness, deployment_id: &str, names: &Names, step: &str) -> StepCtx {
     StepCtx {
@@ -18,7 +18,7 @@ fn ctx(h: &Harness, deployment_id: &str, names: &Names, step: &str) -> StepCtx {
         deployment_id: deployment_id.to_string(),
         job_id: "idempotence-check".into(),
         step: step.to_string(),
-        timings: fast_timings(),
+        timings: Timings::for_tests(),
         artifact: ArtifactSource::Ready(artifact()),
         app_url_override: None,
     }

@@ -88,6 +88,7 @@ const RENAMED: &[(&str, &str, Option<&str>)] = &[
     ("s3", "delete_bucket", Some("s3:DeleteBucket")),
     ("s3", "delete_object", Some("s3:DeleteObject")),
     ("s3", "head_bucket", Some("s3:ListBucket")),
+    ("s3", "head_object", Some("s3:GetObject")),
     ("s3", "list_buckets", Some("s3:ListAllMyBuckets")),
     ("s3", "list_objects_v2", Some("s3:ListBucket")),
     (

@@ -2,11 +2,11 @@
 //! database was lost, leftovers of a torn-down one — prices it, and removes
 //! it with ordinary teardown jobs, touching nothing that is tracked.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
-use cloudpulse_app::model::{DeploymentStatus, OrphanReason, Source};
+use cloudpulse_core::model::{DeploymentStatus, OrphanReason, Source};
 use cloudpulse_engine::aws::{Names, TAG_DEPLOYMENT, TAG_STEP};
 use cloudpulse_engine::{inventory, Engine};
 use common::{assert_done, engine_on, harness, params};

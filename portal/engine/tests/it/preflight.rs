@@ -2,16 +2,16 @@
 //! pass, an unknown region, an instance type no zone offers and a quota
 //! already used up fail, each with a hint, and nothing is created.
 
-mod common;
+use crate::common;
 
-use cloudpulse_app::model::{CheckStatus, Preflight};
+use cloudpulse_core::model::{CheckStatus, Preflight};
 use cloudpulse_engine::preflight::{
     CREDENTIALS, IMAGE, QUOTA_ALBS, QUOTA_EIPS, QUOTA_NAT, QUOTA_VCPUS, QUOTA_VPCS, REGION, ZONES,
 };
 use cloudpulse_sandbox::{Gateway, Latency, MotoServer};
 use common::{harness_on, params};
 
-fn check<'a>(preflight: &'a Preflight, name: &str) -> &'a cloudpulse_app::model::Check {
+fn check<'a>(preflight: &'a Preflight, name: &str) -> &'a cloudpulse_core::model::Check {
     preflight
         .checks
         .iter()

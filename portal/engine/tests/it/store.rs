@@ -1,6 +1,6 @@
 //! The database against real SQLite files in a temporary folder.
 
-use cloudpulse_app::model::DeploymentStatus;
+use cloudpulse_core::model::DeploymentStatus;
 use cloudpulse_engine::{Store, StoreError};
 
 async fn insert(store: &Store, id: &str, name: &str, status: &str, created_at: &str) {

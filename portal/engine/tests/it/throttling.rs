@@ -3,7 +3,7 @@
 //! deploy or a teardown: the SDK's retries absorb most of it, step retries
 //! the rest, and the result is the same stack an undisturbed deploy makes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -57,9 +57,8 @@ pub use process::{InstanceProcess, LaunchSpec, ProcessError};
 use balancer::PortBook;
 use health::{HealthChecker, TargetTable};
 
-/// The tag that marks an Auto Scaling group as a CloudPulse deployment's
-/// (the engine's `TAG_DEPLOYMENT`).
-pub const DEPLOYMENT_TAG: &str = "cloudpulse:deployment";
+/// The tag that marks an Auto Scaling group as a CloudPulse deployment's.
+pub use cloudpulse_core::tags::DEPLOYMENT as DEPLOYMENT_TAG;
 /// The instance service's binary name.
 pub const INSTANCE_BINARY: &str = "cloudpulse-instance";
 

@@ -1,8 +1,6 @@
 //! The sandbox as the data plane's tests use it: moto, the gateway with a
 //! data plane attached, one deployment's stack built through the gateway,
 //! and the checks that every test repeats.
-#![allow(dead_code)] // each test binary uses its own part
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -320,34 +318,6 @@ impl Sandbox {
             .command
             .and_then(|c| c.command_id)
             .expect("a command id")
-    }
-
-    /// The group's desired capacity, through the gateway.
-    pub async fn desired(&self, group: &str) -> i32 {
-        self.asg
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
-            .send()
-            .await
-            .expect("DescribeAutoScalingGroups")
-            .auto_scaling_groups()[0]
-            .desired_capacity()
-            .unwrap_or_default()
-    }
-
-    /// An alarm's state, through the gateway.
-    pub async fn alarm_state(&self, alarm: &str) -> String {
-        self.cloudwatch
-            .describe_alarms()
-            .alarm_names(alarm)
-            .send()
-            .await
-            .expect("DescribeAlarms")
-            .metric_alarms()
-            .first()
-            .and_then(|a| a.state_value())
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default()
     }
 
     /// `(instance id, state, reason)` through the gateway.

@@ -4,7 +4,7 @@
 //! without losing a request, a crashed one is found unhealthy and replaced,
 //! and stopping the data plane leaves no process and no port behind.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Access control beyond loopback: the real binary, real HTTP.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,6 +1,6 @@
 //! The REST API of a real sandbox portal: deploy, follow, tear down.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! deployment is flagged; and a portal stopped across a deadline acts on it
 //! when it starts again, saying how late.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

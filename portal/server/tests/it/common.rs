@@ -1,7 +1,5 @@
 //! Starting the real `cloudpulse` binary as a process on a free port.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

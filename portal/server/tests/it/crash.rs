@@ -1,7 +1,7 @@
 //! A portal killed with SIGKILL in the middle of a deploy resumes the job
 //! when it starts again, and the cloud ends up with exactly one of everything.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

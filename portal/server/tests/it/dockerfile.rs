@@ -3,7 +3,7 @@
 //! the project's virtualenv, `tests/dockerfile_check.py` says what it
 //! checks), and the health check it names run against a real portal.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,6 +1,6 @@
 //! The real `cloudpulse` binary, started as a process on a free port.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

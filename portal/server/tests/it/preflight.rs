@@ -2,7 +2,7 @@
 //! (a failed check refuses it and creates nothing), on the new-deployment
 //! page, and on the command line.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

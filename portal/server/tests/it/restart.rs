@@ -2,7 +2,7 @@
 //! the portal comes back to the same deployment, its instances serving at the
 //! same app URL, and can still tear it down to nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

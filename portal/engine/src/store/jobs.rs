@@ -1,0 +1,258 @@
+//! Jobs: creating one (once per idempotency key), reading it with its
+//! steps, its status and cancellation.
+
+use super::*;
+
+impl Store {
+    /// Adds a job to an existing deployment unless it already has an
+    /// unfinished one (concurrent requests create one job) and sets the
+    /// deployment's status, all in one transaction.
+    pub async fn create_job(
+        &self,
+        deployment_id: &str,
+        status: DeploymentStatus,
+        job: NewJob<'_>,
+    ) -> Result<Created, StoreError> {
+        if let Some(existing) = self.job_by_idempotency_key(job.idempotency_key).await? {
+            return Ok(existing);
+        }
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        // BEGIN IMMEDIATE semantics: take the write lock before reading.
+        sqlx::query("UPDATE deployments SET updated_at = updated_at WHERE id = ?1")
+            .bind(deployment_id)
+            .execute(&mut *tx)
+            .await?;
+        let running: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, kind FROM jobs WHERE deployment_id = ?1 AND status IN ('pending', 'running')",
+        )
+        .bind(deployment_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id, kind)) = running {
+            if kind == job.kind.as_str() {
+                return Ok(Created {
+                    deployment_id: deployment_id.to_string(),
+                    job_id: id,
+                    fresh: false,
+                });
+            }
+            return Err(StoreError::Busy {
+                kind: kind.to_string(),
+                job_id: id,
+            });
+        }
+        let job_id = insert_job(&mut tx, deployment_id, &job, at).await?;
+        sqlx::query("UPDATE deployments SET status = ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(deployment_id)
+            .bind(status.as_str())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        insert_event(
+            &mut tx,
+            deployment_id,
+            "job",
+            Some(job.source.as_str()),
+            &format!("{} requested", job.kind.as_str()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Created {
+            deployment_id: deployment_id.to_string(),
+            job_id,
+            fresh: true,
+        })
+    }
+
+    /// The job a request with this idempotency key started, if any.
+    pub async fn job_by_idempotency_key(
+        &self,
+        key: Option<&str>,
+    ) -> Result<Option<Created>, StoreError> {
+        let Some(key) = key else { return Ok(None) };
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT id, deployment_id FROM jobs WHERE idempotency_key = ?1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(job_id, deployment_id)| Created {
+            deployment_id,
+            job_id,
+            fresh: false,
+        }))
+    }
+
+    /// Jobs a crash interrupted (or that never started).
+    pub async fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM jobs WHERE status IN ('pending', 'running') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    pub async fn job(&self, job_id: &str) -> Result<JobView, StoreError> {
+        let row: Option<JobRow> = sqlx::query_as(
+            "SELECT id, deployment_id, kind, status, source, error, cancel_requested,
+                    created_at, started_at, finished_at
+             FROM jobs WHERE id = ?1",
+        )
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = row.ok_or_else(|| StoreError::NotFound {
+            what: "job",
+            id: job_id.to_string(),
+        })?;
+        let steps: Vec<StepRow> = sqlx::query_as(
+            "SELECT key, depends_on, status, attempts, started_at, finished_at, progress,
+                    error_code, error_message, error_hint, request_id, outputs
+             FROM steps WHERE job_id = ?1 ORDER BY rowid",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        row.into_view(steps)
+    }
+
+    pub async fn job_deployment(&self, job_id: &str) -> Result<(String, Value), StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT d.id, d.params FROM jobs j JOIN deployments d ON d.id = j.deployment_id WHERE j.id = ?1",
+        )
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (id, params) = row.ok_or_else(|| StoreError::NotFound {
+            what: "job",
+            id: job_id.to_string(),
+        })?;
+        let params = serde_json::from_str(&params).map_err(|e| {
+            StoreError::Invalid(format!("deployment {id} has unreadable params: {e}"))
+        })?;
+        Ok((id, params))
+    }
+
+    pub async fn set_job_status(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let at = now();
+        sqlx::query(
+            "UPDATE jobs SET status = ?2, error = ?3,
+                 started_at = COALESCE(started_at, ?4),
+                 finished_at = CASE WHEN ?2 IN ('done', 'failed', 'cancelled') THEN ?4 ELSE NULL END
+             WHERE id = ?1",
+        )
+        .bind(job_id)
+        .bind(status.as_str())
+        .bind(error)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn request_cancel(&self, job_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status IN ('pending', 'running')",
+        )
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+pub(super) async fn insert_job(
+    conn: &mut sqlx::SqliteConnection,
+    deployment_id: &str,
+    job: &NewJob<'_>,
+    at: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let job_id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO jobs (id, deployment_id, kind, status, source, idempotency_key, created_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6)",
+    )
+    .bind(&job_id)
+    .bind(deployment_id)
+    .bind(job.kind.as_str())
+    .bind(job.source.as_str())
+    .bind(job.idempotency_key)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    for step in job.steps {
+        sqlx::query(
+            "INSERT INTO steps (job_id, key, depends_on, status) VALUES (?1, ?2, ?3, 'pending')",
+        )
+        .bind(&job_id)
+        .bind(step.key.to_string())
+        .bind(serde_json::to_string(&step.depends_on).unwrap_or_else(|_| "[]".into()))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(job_id)
+}
+
+#[derive(FromRow)]
+pub(super) struct JobRow {
+    id: String,
+    deployment_id: String,
+    kind: String,
+    status: String,
+    source: String,
+    error: Option<String>,
+    cancel_requested: i64,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl JobRow {
+    pub(super) fn into_view(self, steps: Vec<StepRow>) -> Result<JobView, StoreError> {
+        Ok(JobView {
+            kind: job_kind(&self.kind)?,
+            status: job_status(&self.status)?,
+            id: self.id,
+            deployment_id: self.deployment_id,
+            source: self.source,
+            error: self.error,
+            cancel_requested: self.cancel_requested != 0,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            steps: steps
+                .into_iter()
+                .map(StepRow::into_view)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct JobSummaryRow {
+    id: String,
+    kind: String,
+    status: String,
+    source: String,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl JobSummaryRow {
+    pub(super) fn into_summary(self) -> Result<JobSummary, StoreError> {
+        Ok(JobSummary {
+            kind: job_kind(&self.kind)?,
+            status: job_status(&self.status)?,
+            id: self.id,
+            source: self.source,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! The engine's integration tests, in one binary so the AWS SDK links once.
+//! Each test gets a real moto on a free port (behind the sandbox gateway)
+//! and a real SQLite file in a temporary folder; see [`common`].
+
+mod common;
+
+mod deploy;
+mod faults;
+mod idempotence;
+mod operator_policy;
+mod orphans;
+mod params_props;
+mod preflight;
+mod store;
+mod throttling;
