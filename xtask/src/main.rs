@@ -8,8 +8,9 @@
 //! bundle and the server). Everything it installs comes from the package
 //! registries (crates.io, PyPI, npm); nothing is downloaded from elsewhere.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Instant;
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -31,6 +32,12 @@ fn main() -> ExitCode {
         }),
         "sandbox" => Project::new().and_then(|p| p.sandbox(&rest)),
         "test" => Project::new().and_then(|p| p.test()),
+        "shape" => Project::new().and_then(|p| p.workspace_shape()),
+        "rust-tests" => Project::new().and_then(|p| {
+            p.setup()?;
+            p.build_all()?;
+            p.rust_tests()
+        }),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -52,7 +59,9 @@ fn print_help() {
          sandbox [-- ARGS]  build and run the portal against the local sandbox cloud\n\
          test               fmt, clippy, all Rust tests and the Playwright suite\n\
          build              the browser bundle (optimised wasm) and the server\n\
-         setup              install the tools the other commands need"
+         setup              install the tools the other commands need\n\
+         rust-tests         build, then every Rust test binary, timed\n\
+         shape              check the crates' layering and that builds and tests share features"
     );
 }
 
@@ -99,12 +108,38 @@ impl Project {
     fn cmd(&self, program: &str) -> Command {
         let mut command = Command::new(program);
         command.current_dir(&self.root);
+        // `cargo run` gave this process xtask's own package variables. Build
+        // scripts that watch them (ring's watches CARGO_PKG_NAME and
+        // CARGO_MANIFEST_DIR) would then see a change between a build started
+        // here and one started from a shell, and rebuild ring and everything
+        // above it: rustls, the AWS SDK, the portal.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "OUT_DIR"
+                )
+            {
+                command.env_remove(name.as_ref());
+            }
+        }
         command
     }
 
     // ---- setup -------------------------------------------------------------
 
     fn setup(&self) -> Result {
+        self.setup_except_wasm_bindgen()?;
+        phase("wasm-bindgen CLI", || self.ensure_wasm_bindgen())
+    }
+
+    fn setup_except_wasm_bindgen(&self) -> Result {
         phase("rustup targets", || {
             run(self.cmd("rustup").args([
                 "target",
@@ -113,7 +148,6 @@ impl Project {
                 "x86_64-unknown-linux-musl",
             ]))
         })?;
-        phase("wasm-bindgen CLI", || self.ensure_wasm_bindgen())?;
         phase("npm packages", || self.ensure_npm())?;
         phase("moto virtualenv", || self.ensure_venv())
     }
@@ -121,6 +155,15 @@ impl Project {
     /// The CLI must be exactly the version of the crate in Cargo.lock, or the
     /// generated glue does not match the wasm.
     fn ensure_wasm_bindgen(&self) -> Result {
+        match self.wasm_bindgen_install()? {
+            None => Ok(()),
+            Some(mut install) => run(&mut install),
+        }
+    }
+
+    /// The command that installs the wasm-bindgen CLI, or `None` when the
+    /// right version is there already.
+    fn wasm_bindgen_install(&self) -> Result<Option<Command>> {
         let wanted = locked_version(&self.root, "wasm-bindgen")?;
         let have = Command::new(self.wasm_bindgen())
             .arg("--version")
@@ -129,17 +172,24 @@ impl Project {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
         if have.as_deref() == Some(&format!("wasm-bindgen {wanted}")) {
             println!("wasm-bindgen {wanted} is installed");
-            return Ok(());
+            return Ok(None);
         }
         println!("installing wasm-bindgen-cli {wanted} (takes a few minutes, once)");
-        run(self.cmd("cargo").args([
-            "install".as_ref(),
-            "wasm-bindgen-cli".as_ref(),
-            "--version".as_ref(),
-            format!("={wanted}").as_ref(),
-            "--root".as_ref(),
-            self.tools().as_os_str(),
-        ]))
+        let mut install = self.cmd("cargo");
+        install
+            .args([
+                "install".as_ref(),
+                "--locked".as_ref(),
+                "wasm-bindgen-cli".as_ref(),
+                "--version".as_ref(),
+                format!("={wanted}").as_ref(),
+                "--root".as_ref(),
+                self.tools().as_os_str(),
+            ])
+            // Its own build folder: sharing the workspace's would hold the
+            // build lock and make clippy wait for it.
+            .env("CARGO_TARGET_DIR", self.target.join("tools-build"));
+        Ok(Some(install))
     }
 
     fn ensure_npm(&self) -> Result {
@@ -261,7 +311,47 @@ impl Project {
 
     fn test(&self) -> Result {
         let started = Instant::now();
-        self.setup()?;
+        self.setup_except_wasm_bindgen()?;
+        // The CLI's build (minutes, once per machine) runs beside fmt and
+        // clippy: on two cores each leaves the other idle often enough.
+        let install = self
+            .wasm_bindgen_install()?
+            .map(Background::start)
+            .transpose()?;
+        let checks = self.static_checks();
+        phase(
+            "wasm-bindgen CLI (built beside the checks)",
+            || match install {
+                Some(install) => install.wait(),
+                None => Ok(()),
+            },
+        )?;
+        checks?;
+        self.build_all()?;
+        phase("the shipped binary refuses test faults", || {
+            self.refuses_test_faults()
+        })?;
+        // Before `cargo test`, which rebuilds the same path with test-only
+        // features: the browser tests drive the binary people run.
+        phase("Playwright", || {
+            run(self
+                .cmd("npx")
+                .args(["playwright", "test", "--config", "e2e/playwright.config.ts"])
+                .env("CLOUDPULSE_BIN", self.server_binary())
+                .env("CLOUDPULSE_SITE_ROOT", self.site_root())
+                .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
+                .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+        })?;
+        phase("Rust tests", || self.rust_tests())?;
+        println!(
+            "all checks passed in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Formatting, the workspace's shape, and clippy on both sides.
+    fn static_checks(&self) -> Result {
         phase("cargo fmt --check", || {
             run(self.cmd("cargo").args(["fmt", "--all", "--check"]))
         })?;
@@ -289,37 +379,207 @@ impl Project {
                 "warnings",
             ]))
         })?;
-        self.build_all()?;
-        phase("the shipped binary refuses test faults", || {
-            self.refuses_test_faults()
-        })?;
-        // Before `cargo test`, which rebuilds the same path with test-only
-        // features: the browser tests drive the binary people run.
-        phase("Playwright", || {
-            run(self
-                .cmd("npx")
-                .args(["playwright", "test", "--config", "e2e/playwright.config.ts"])
-                .env("CLOUDPULSE_BIN", self.server_binary())
-                .env("CLOUDPULSE_SITE_ROOT", self.site_root())
-                .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
-                .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
-        })?;
-        phase("Rust tests", || {
-            run(self
-                .cmd("cargo")
-                .args(["test", "--workspace", "--exclude", "cloudpulse-frontend"])
-                .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
-                .env("CLOUDPULSE_SITE_ROOT", self.site_root()))
-        })?;
-        println!(
-            "all checks passed in {:.0} s",
-            started.elapsed().as_secs_f64()
-        );
-        Ok(())
+        phase("workspace shape", || self.workspace_shape())
     }
 }
 
 impl Project {
+    /// What the crates' layering promises, checked on the resolved graph:
+    /// the domain crate and the rooms below the pages pull in no Leptos, and
+    /// a host build of the whole workspace never turns on `hydrate` (which
+    /// would make the server's pages run browser code).
+    fn workspace_shape(&self) -> Result {
+        let tree = |args: &[&str]| -> Result<String> {
+            let output = self
+                .cmd("cargo")
+                .args(["tree", "--prefix", "none"])
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "cargo tree {args:?} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        let mut broken = Vec::new();
+        for (krate, banned) in [
+            ("cloudpulse-core", &["leptos", "aws-", "sqlx", "tokio"][..]),
+            ("cloudpulse-engine", &["leptos"][..]),
+            ("cloudpulse-telemetry", &["leptos"][..]),
+            ("cloudpulse-sandbox", &["leptos"][..]),
+        ] {
+            let deps = tree(&["-p", krate, "-e", "normal"])?;
+            for line in deps.lines() {
+                if banned.iter().any(|b| line.starts_with(b)) {
+                    broken.push(format!("{krate} depends on {line}"));
+                }
+            }
+        }
+        let app = tree(&["--workspace", "-e", "features", "-i", "cloudpulse-app"])?;
+        if app.contains("feature \"hydrate\"") {
+            broken.push("a host build of the workspace enables cloudpulse-app's `hydrate`".into());
+        }
+        if !app.contains("feature \"ssr\"") {
+            broken.push("a host build of the workspace lacks cloudpulse-app's `ssr`".into());
+        }
+        // A crate whose features differ between the build and the tests is
+        // compiled twice, with everything above it (see "One feature set" in
+        // the workspace Cargo.toml).
+        let features = |args: &[&str]| -> Result<std::collections::BTreeMap<String, String>> {
+            let listing = tree(&[args, &["-f", "{p} {f}"]].concat())?;
+            Ok(listing
+                .lines()
+                .filter(|line| !line.contains(" (/"))
+                .filter_map(|line| {
+                    let line = line.trim_end_matches(" (*)");
+                    let mut words = line.splitn(3, ' ');
+                    let package = format!("{} {}", words.next()?, words.next()?);
+                    Some((package, words.next().unwrap_or("").to_string()))
+                })
+                .collect())
+        };
+        let build = features(&[
+            "-p",
+            "cloudpulse-server",
+            "-p",
+            "cloudpulse-instance",
+            "-e",
+            "normal,build",
+        ])?;
+        let test = features(&[
+            "--workspace",
+            "--exclude",
+            "cloudpulse-frontend",
+            "-e",
+            "normal,build,dev",
+        ])?;
+        for (package, built_with) in &build {
+            if let Some(tested_with) = test.get(package) {
+                if tested_with != built_with {
+                    broken.push(format!(
+                        "{package} is built with [{built_with}] but tested with [{tested_with}]"
+                    ));
+                }
+            }
+        }
+        if broken.is_empty() {
+            println!(
+                "layering holds: no leptos below the pages, no hydrate on the host, \
+                 one feature set for {} shared crates",
+                build.len()
+            );
+            Ok(())
+        } else {
+            Err(broken.join("; "))
+        }
+    }
+
+    /// Every test binary, even after one fails, each timed; a table at the
+    /// end says which took how long and which failed.
+    fn rust_tests(&self) -> Result {
+        let built = Instant::now();
+        let names = self.test_binaries()?;
+        let build_seconds = built.elapsed().as_secs_f64();
+        let mut child = self
+            .cmd("sh")
+            .args([
+                "-c",
+                "exec cargo test --workspace --exclude cloudpulse-frontend --no-fail-fast 2>&1",
+            ])
+            .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
+            .env("CLOUDPULSE_SITE_ROOT", self.site_root())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run cargo test: {e}"))?;
+        let stdout = child.stdout.take().ok_or("cargo test has no output")?;
+        let mut binaries: Vec<(String, f64, String)> = Vec::new();
+        let mut current: Option<(String, Instant)> = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| format!("cannot read cargo test's output: {e}"))?;
+            println!("{line}");
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("Running ") || trimmed.starts_with("Doc-tests ") {
+                if let Some((name, since)) = current.take() {
+                    binaries.push((name, since.elapsed().as_secs_f64(), "no result".into()));
+                }
+                let path = trimmed
+                    .rsplit_once('(')
+                    .map(|(_, p)| p.trim_end_matches(')'));
+                let name = match path.and_then(|p| names.get(p)) {
+                    Some(name) => name.clone(),
+                    None => trimmed.to_string(),
+                };
+                current = Some((name, Instant::now()));
+            } else if let Some(result) = trimmed.strip_prefix("test result: ") {
+                if let Some((name, since)) = current.take() {
+                    binaries.push((name, since.elapsed().as_secs_f64(), result.to_string()));
+                }
+            }
+        }
+        let status = child
+            .wait()
+            .map_err(|e| format!("cargo test did not finish: {e}"))?;
+        println!("---- test binaries ----");
+        println!("{build_seconds:>8.1} s  building the tests");
+        for (name, seconds, result) in &binaries {
+            println!("{seconds:>8.1} s  {name}: {result}");
+        }
+        if status.success() {
+            Ok(())
+        } else {
+            let failed: Vec<&str> = binaries
+                .iter()
+                .filter(|(_, _, result)| !result.starts_with("ok"))
+                .map(|(name, _, _)| name.as_str())
+                .collect();
+            Err(format!(
+                "cargo test failed ({status}); failing: {}",
+                failed.join(", ")
+            ))
+        }
+    }
+
+    /// Builds every test binary; maps each one's path to "package (target)".
+    fn test_binaries(&self) -> Result<std::collections::HashMap<String, String>> {
+        let output = self
+            .cmd("cargo")
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "cloudpulse-frontend",
+                "--no-run",
+                "--message-format=json-render-diagnostics",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run cargo test --no-run: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("the tests do not build ({})", output.status));
+        }
+        let mut names = std::collections::HashMap::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let (Some(executable), Some(package), Some(target)) = (
+                json_string(line, "\"executable\":"),
+                json_string(line, "\"package_id\":"),
+                json_string(line, "\"name\":"),
+            ) else {
+                continue;
+            };
+            // "path+file:///…/portal/engine#cloudpulse-engine@0.1.0"
+            let package = package
+                .rsplit_once('#')
+                .map(|(_, p)| p.split('@').next().unwrap_or(p))
+                .unwrap_or(&package)
+                .to_string();
+            names.insert(executable, format!("{package} ({target})"));
+        }
+        Ok(names)
+    }
+
     /// A build without the `fault-injection` feature must not start when
     /// asked to arm faults.
     fn refuses_test_faults(&self) -> Result {
@@ -350,6 +610,46 @@ impl Project {
     }
 }
 
+/// A command running while other phases go on; its output goes to a log,
+/// shown if it fails.
+struct Background {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Background {
+    fn start(mut command: Command) -> Result<Background> {
+        let log = std::env::temp_dir().join(format!("cloudpulse-xtask-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| format!("cannot share {}: {e}", log.display()))?;
+        let child = command
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+        Ok(Background { child, log })
+    }
+
+    fn wait(mut self) -> Result {
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| format!("the background command did not finish: {e}"))?;
+        let output = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.log);
+        if status.success() {
+            Ok(())
+        } else {
+            let tail: Vec<&str> = output.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(format!("failed ({status}):\n{}", tail.join("\n")))
+        }
+    }
+}
+
 fn phase(name: &str, body: impl FnOnce() -> Result) -> Result {
     println!("==> {name}");
     let started = Instant::now();
@@ -371,6 +671,14 @@ fn run(command: &mut Command) -> Result {
     } else {
         Err(format!("{:?} failed ({status})", command.get_program()))
     }
+}
+
+/// The string value after `key` in one line of cargo's JSON messages (its
+/// strings here are paths and names: no escapes to undo).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let rest = rest.strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
 }
 
 /// The version of `name` in Cargo.lock.
