@@ -179,7 +179,6 @@ impl Project {
         install
             .args([
                 "install".as_ref(),
-                "--locked".as_ref(),
                 "wasm-bindgen-cli".as_ref(),
                 "--version".as_ref(),
                 format!("={wanted}").as_ref(),

@@ -243,13 +243,14 @@ async fn rest_answers_match_the_recording() {
         panic!("{FIXTURE} is not an array of answers");
     };
     for (index, (want, got)) in expected.iter().zip(&actual).enumerate() {
-        assert!(
-            want == got,
-            "call #{index} answers differently from the recording\n\
-             --- recorded ({FIXTURE})\n{}\n--- now\n{}",
-            pretty(want),
-            pretty(got),
-        );
+        if let Some(at) = first_difference(want, got, String::new()) {
+            panic!(
+                "call #{index} answers differently from the recording, first at {at}\n\
+                 --- recorded ({FIXTURE})\n{}\n--- now\n{}",
+                pretty(want),
+                pretty(got),
+            );
+        }
     }
     assert_eq!(
         expected.len(),
@@ -264,6 +265,44 @@ async fn rest_answers_match_the_recording() {
 
 fn pretty(value: &Json) -> String {
     serde_json::to_string_pretty(value).unwrap()
+}
+
+/// Where `a` and `b` first differ, as a path like `body.steps[3].status`
+/// (`<root>` when the values themselves do); `None` when they are equal.
+fn first_difference(a: &Json, b: &Json, at: String) -> Option<String> {
+    let here = || {
+        Some(if at.is_empty() {
+            "<root>".into()
+        } else {
+            at.clone()
+        })
+    };
+    match (a, b) {
+        (Json::Array(x), Json::Array(y)) => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (x, y))| first_difference(x, y, format!("{at}[{i}]")))
+            .or_else(|| (x.len() != y.len()).then(|| format!("{at} (length)"))),
+        (Json::Object(x), Json::Object(y)) => x
+            .iter()
+            .zip(y)
+            .find_map(|((kx, vx), (ky, vy))| {
+                let path = if at.is_empty() {
+                    kx.clone()
+                } else {
+                    format!("{at}.{kx}")
+                };
+                if kx != ky {
+                    Some(format!("{path} (key: recorded {kx:?}, now {ky:?})"))
+                } else {
+                    first_difference(vx, vy, path)
+                }
+            })
+            .or_else(|| (x.len() != y.len()).then(|| format!("{at} (number of keys)"))),
+        _ if a == b => None,
+        _ => here(),
+    }
 }
 
 // ---- the calls ----------------------------------------------------------
