@@ -36,6 +36,7 @@
 mod alarms;
 mod dependencies;
 mod scaling;
+pub mod strict;
 mod wire;
 
 use std::sync::{Arc, Mutex, MutexGuard};

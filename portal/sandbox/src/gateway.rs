@@ -48,6 +48,7 @@ use tokio::sync::oneshot;
 
 use crate::dataplane::overlay::Overlay;
 use crate::dataplane::DataPlaneView;
+use crate::faithful::strict::{Decision, Strict, Strictness};
 use crate::faithful::{Faithful, Verdict};
 
 /// Requests larger than this are refused; moto's inputs are far smaller.
@@ -101,6 +102,17 @@ impl Gateway {
         latency: Latency,
         disruption: Disruption,
     ) -> Result<Gateway, GatewayError> {
+        Self::start_strict(moto_endpoint, latency, Strictness::INSTANT, disruption).await
+    }
+
+    /// Like [`Gateway::start_disrupted`], and as strict and as slow as AWS
+    /// where `strictness` says (see [`crate::faithful::strict`]).
+    pub async fn start_strict(
+        moto_endpoint: &str,
+        latency: Latency,
+        strictness: Strictness,
+        disruption: Disruption,
+    ) -> Result<Gateway, GatewayError> {
         let client = reqwest::Client::builder()
             // The SDK must see moto's redirects and errors itself, and a proxy
             // set in the environment must not sit between us and loopback.
@@ -117,6 +129,7 @@ impl Gateway {
             requests: AtomicU32::new(0),
             disrupted: AtomicU32::new(0),
             faithful: Faithful::new(moto_endpoint),
+            strict: Strict::new(moto_endpoint, strictness),
             dataplane: RwLock::new(None),
         });
         let app = Router::new().fallback(forward).with_state(state.clone());
@@ -166,6 +179,12 @@ impl Gateway {
         self.shared.faithful.clone()
     }
 
+    /// AWS's clocks this gateway keeps (see [`crate::faithful::strict`]):
+    /// to inject a failed NAT gateway, say.
+    pub fn strict(&self) -> Strict {
+        self.shared.strict.clone()
+    }
+
     /// From now on, target health and load balancer addresses come from
     /// this data plane (see [`crate::dataplane`]), not from moto.
     pub fn attach(&self, dataplane: Arc<dyn DataPlaneView>) {
@@ -209,6 +228,8 @@ struct Shared {
     disrupted: AtomicU32,
     /// Where moto is laxer than AWS: refusals, limits and history.
     faithful: Faithful,
+    /// Where moto is faster than AWS: propagation, lifecycles, lingering.
+    strict: Strict,
     /// The data plane whose verdicts replace moto's, once attached.
     dataplane: RwLock<Option<Arc<dyn DataPlaneView>>>,
 }
@@ -301,6 +322,10 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
         .is_some_and(|target| target == "AmazonSSM.SendCommand")
         .then(|| body.clone());
     let overlay = Overlay::for_request(dataplane.clone(), action.as_deref(), &body);
+    let strict = match shared.strict.before(&parts.headers, &body).await {
+        Decision::Forward(pending) => pending,
+        Decision::Answer(answer) => return Ok(answer),
+    };
     let after = match shared.faithful.before(&body).await {
         Verdict::Answer(response) => return Ok(response),
         Verdict::Forward { after } => after,
@@ -323,6 +348,7 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
         if let Some(after) = after {
             shared.faithful.after(after).await;
         }
+        body = shared.strict.after(strict, body).await;
         if let Some(action) = action.as_deref() {
             body = apply_latency(shared, action, body);
         }
@@ -644,6 +670,7 @@ mod tests {
             requests: AtomicU32::new(0),
             disrupted: AtomicU32::new(0),
             faithful: Faithful::new("http://127.0.0.1:9"),
+            strict: Strict::new("http://127.0.0.1:9", Strictness::INSTANT),
             dataplane: RwLock::new(None),
         };
         let faults: Vec<Option<Fault>> = (0..14).map(|_| shared.next_fault()).collect();

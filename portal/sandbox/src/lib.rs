@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod moto;
 
 pub use dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, DataPlaneView};
+pub use faithful::strict::{Strict, Strictness};
 pub use faithful::{Faithful, FaithfulError};
 pub use gateway::{Disruption, Gateway, GatewayError, Latency};
 pub use moto::{sdk_config, MotoError, MotoServer};

@@ -9,3 +9,4 @@ mod dataplane;
 mod faithful;
 mod gateway;
 mod moto;
+mod strict;

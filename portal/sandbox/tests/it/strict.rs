@@ -1,0 +1,506 @@
+//! The strict layer through the real AWS SDK: each call is made straight to
+//! moto, which answers at once, and through a strict gateway, which waits
+//! and refuses as AWS does until AWS's figure (here a second or two) has
+//! passed. Each wait is polled to its end, never timed.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{
+    DomainType, LaunchTemplateIamInstanceProfileSpecificationRequest, NatGatewayState,
+    RequestLaunchTemplateData,
+};
+use cloudpulse_sandbox::{Disruption, Gateway, Latency, MotoServer, Strictness};
+
+const AMI: &str = "ami-12345678";
+const SECOND: Duration = Duration::from_secs(1);
+
+struct Clouds {
+    moto: MotoServer,
+    gateway: Gateway,
+}
+
+impl Clouds {
+    async fn start(strictness: Strictness) -> Clouds {
+        let moto = MotoServer::start().await.expect("start moto");
+        let gateway = Gateway::start_strict(
+            &moto.endpoint(),
+            Latency::default(),
+            strictness,
+            Disruption::default(),
+        )
+        .await
+        .expect("start gateway");
+        Clouds { moto, gateway }
+    }
+
+    fn ec2(&self) -> (aws_sdk_ec2::Client, aws_sdk_ec2::Client) {
+        (
+            aws_sdk_ec2::Client::new(&self.gateway.sdk_config()),
+            aws_sdk_ec2::Client::new(&self.moto.sdk_config()),
+        )
+    }
+}
+
+/// The error code and message of a refused call.
+fn refusal<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    result: Result<T, aws_sdk_ec2::error::SdkError<E, R>>,
+) -> (String, String) {
+    let error = result.expect_err("AWS refuses this");
+    let service = error
+        .as_service_error()
+        .unwrap_or_else(|| panic!("not a service error: {error:?}"));
+    (
+        service.code().unwrap_or_default().to_string(),
+        service.message().unwrap_or_default().to_string(),
+    )
+}
+
+/// Calls `attempt` until it says yes; a minute is far past any figure here.
+async fn eventually<F, Fut>(what: &str, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !attempt().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn vpc_and_subnets(ec2: &aws_sdk_ec2::Client) -> (String, Vec<String>) {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let mut subnets = Vec::new();
+    for (i, zone) in ["us-east-1a", "us-east-1b"].into_iter().enumerate() {
+        subnets.push(
+            ec2.create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block(format!("10.0.{}.0/24", i + 1))
+                .availability_zone(zone)
+                .send()
+                .await
+                .unwrap()
+                .subnet
+                .unwrap()
+                .subnet_id
+                .unwrap(),
+        );
+    }
+    (vpc, subnets)
+}
+
+async fn address(ec2: &aws_sdk_ec2::Client) -> String {
+    ec2.allocate_address()
+        .domain(DomainType::Vpc)
+        .send()
+        .await
+        .unwrap()
+        .allocation_id
+        .unwrap()
+}
+
+async fn nat_state(ec2: &aws_sdk_ec2::Client, id: &str) -> Option<NatGatewayState> {
+    ec2.describe_nat_gateways()
+        .nat_gateway_ids(id)
+        .send()
+        .await
+        .unwrap()
+        .nat_gateways()
+        .first()
+        .and_then(|n| n.state().cloned())
+}
+
+#[tokio::test]
+async fn a_new_instance_profile_is_refused_until_it_propagates() {
+    let clouds = Clouds::start(Strictness {
+        iam_propagation: 2 * SECOND,
+        ..Strictness::INSTANT
+    })
+    .await;
+    let (ec2, direct) = clouds.ec2();
+    let iam = aws_sdk_iam::Client::new(&clouds.gateway.sdk_config());
+    let asg = aws_sdk_autoscaling::Client::new(&clouds.gateway.sdk_config());
+    let (_, subnets) = vpc_and_subnets(&ec2).await;
+    let arn = iam
+        .create_instance_profile()
+        .instance_profile_name("fresh")
+        .send()
+        .await
+        .unwrap()
+        .instance_profile
+        .unwrap()
+        .arn;
+    let profile = || {
+        aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+            .arn(&arn)
+            .build()
+    };
+    let run = |client: &aws_sdk_ec2::Client| {
+        client
+            .run_instances()
+            .image_id(AMI)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&subnets[0])
+            .iam_instance_profile(profile())
+    };
+    run(&direct)
+        .send()
+        .await
+        .expect("moto takes a profile the moment it exists");
+    let (code, message) = refusal(run(&ec2).send().await);
+    assert_eq!(code, "InvalidParameterValue");
+    assert_eq!(
+        message,
+        format!(
+            "Value ({arn}) for parameter iamInstanceProfile.arn is invalid. Invalid IAM Instance \
+             Profile ARN"
+        )
+    );
+
+    // Through a launch template, Auto Scaling words it its own way.
+    let template = ec2
+        .create_launch_template()
+        .launch_template_name("with-profile")
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(AMI)
+                .iam_instance_profile(
+                    LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                        .arn(&arn)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .launch_template
+        .unwrap()
+        .launch_template_id
+        .unwrap();
+    let group = || {
+        asg.create_auto_scaling_group()
+            .auto_scaling_group_name("young")
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(&template)
+                    .version("$Latest")
+                    .build(),
+            )
+            .min_size(0)
+            .max_size(1)
+            .desired_capacity(0)
+            .vpc_zone_identifier(subnets.join(","))
+    };
+    let (code, message) = refusal(group().send().await);
+    assert_eq!(code, "ValidationError");
+    assert!(
+        message.starts_with("You must use a valid fully-formed launch template.")
+            && message.ends_with("Invalid IAM Instance Profile ARN"),
+        "{message}"
+    );
+
+    eventually("the profile propagates", || async {
+        run(&ec2).send().await.is_ok()
+    })
+    .await;
+    group().send().await.expect("and the group takes it too");
+    clouds.moto.stop().await;
+}
+
+#[tokio::test]
+async fn a_nat_gateway_pends_then_deletes_slowly_holding_its_address() {
+    let clouds = Clouds::start(Strictness {
+        nat_pending: SECOND,
+        nat_deleting: 2 * SECOND,
+        nat_deleted_visible: SECOND,
+        ..Strictness::INSTANT
+    })
+    .await;
+    let (ec2, direct) = clouds.ec2();
+    let (vpc, subnets) = vpc_and_subnets(&ec2).await;
+    let eip = address(&ec2).await;
+    let created = ec2
+        .create_nat_gateway()
+        .subnet_id(&subnets[0])
+        .allocation_id(&eip)
+        .send()
+        .await
+        .unwrap()
+        .nat_gateway
+        .unwrap();
+    let id = created.nat_gateway_id.unwrap();
+    assert_eq!(created.state, Some(NatGatewayState::Pending));
+    assert_eq!(
+        nat_state(&direct, &id).await,
+        Some(NatGatewayState::Available),
+        "moto makes it available at once"
+    );
+    eventually("available", || async {
+        nat_state(&ec2, &id).await == Some(NatGatewayState::Available)
+    })
+    .await;
+
+    ec2.delete_nat_gateway()
+        .nat_gateway_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        nat_state(&direct, &id).await,
+        Some(NatGatewayState::Deleted)
+    );
+    assert_eq!(nat_state(&ec2, &id).await, Some(NatGatewayState::Deleting));
+    // While deleting, it holds its address, its subnet and its VPC's mapping.
+    let (code, _) = refusal(ec2.release_address().allocation_id(&eip).send().await);
+    assert_eq!(code, "AuthFailure");
+    let (code, message) = refusal(ec2.delete_subnet().subnet_id(&subnets[0]).send().await);
+    assert_eq!(code, "DependencyViolation", "{message}");
+    let igw = ec2
+        .create_internet_gateway()
+        .send()
+        .await
+        .unwrap()
+        .internet_gateway
+        .unwrap()
+        .internet_gateway_id
+        .unwrap();
+    ec2.attach_internet_gateway()
+        .internet_gateway_id(&igw)
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .unwrap();
+    let (code, message) = refusal(
+        ec2.detach_internet_gateway()
+            .internet_gateway_id(&igw)
+            .vpc_id(&vpc)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "DependencyViolation");
+    assert!(message.contains("mapped public address"), "{message}");
+
+    eventually("deleted", || async {
+        nat_state(&ec2, &id).await == Some(NatGatewayState::Deleted)
+    })
+    .await;
+    ec2.release_address()
+        .allocation_id(&eip)
+        .send()
+        .await
+        .expect("a deleted gateway holds nothing");
+    ec2.delete_subnet()
+        .subnet_id(&subnets[0])
+        .send()
+        .await
+        .unwrap();
+    eventually("no longer listed", || async {
+        nat_state(&ec2, &id).await.is_none()
+    })
+    .await;
+    assert_eq!(
+        nat_state(&direct, &id).await,
+        Some(NatGatewayState::Deleted),
+        "moto lists it for ever"
+    );
+    clouds.moto.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_nat_gateway_says_why_and_its_token_gives_it_back() {
+    let clouds = Clouds::start(Strictness {
+        nat_pending: SECOND,
+        ..Strictness::INSTANT
+    })
+    .await;
+    let (ec2, _) = clouds.ec2();
+    let (_, subnets) = vpc_and_subnets(&ec2).await;
+    let eip = address(&ec2).await;
+    let create = |client: &aws_sdk_ec2::Client, token: &str| {
+        client
+            .create_nat_gateway()
+            .subnet_id(&subnets[0])
+            .allocation_id(&eip)
+            .client_token(token)
+    };
+    clouds.gateway.strict().fail_next_nat_gateways(1);
+    let first = create(&ec2, "token-1").send().await.unwrap();
+    let id = first
+        .nat_gateway()
+        .unwrap()
+        .nat_gateway_id()
+        .unwrap()
+        .to_string();
+    eventually("failed", || async {
+        nat_state(&ec2, &id).await == Some(NatGatewayState::Failed)
+    })
+    .await;
+    let described = ec2
+        .describe_nat_gateways()
+        .nat_gateway_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    let nat = &described.nat_gateways()[0];
+    assert_eq!(nat.failure_code(), Some("InternalError"));
+    assert!(
+        nat.failure_message().unwrap_or("").ends_with(
+            "created and used internally by this NAT gateway is in an invalid state. Please try again."
+        ),
+        "{nat:?}"
+    );
+
+    // The same token: the same (failed) gateway, as AWS answers.
+    let again = create(&ec2, "token-1").send().await.unwrap();
+    assert_eq!(
+        again.nat_gateway().unwrap().nat_gateway_id(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        again.nat_gateway().unwrap().state(),
+        Some(&NatGatewayState::Failed)
+    );
+    // A new token gets a new gateway, with the same address: a failed
+    // gateway holds none.
+    let fresh = create(&ec2, "token-2").send().await.unwrap();
+    let fresh = fresh
+        .nat_gateway()
+        .unwrap()
+        .nat_gateway_id()
+        .unwrap()
+        .to_string();
+    assert_ne!(fresh, id);
+    eventually("the new one is available", || async {
+        nat_state(&ec2, &fresh).await == Some(NatGatewayState::Available)
+    })
+    .await;
+    clouds.moto.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_load_balancers_interfaces_hold_its_groups_and_subnets() {
+    let clouds = Clouds::start(Strictness {
+        eni_linger: 2 * SECOND,
+        ..Strictness::INSTANT
+    })
+    .await;
+    let (ec2, direct) = clouds.ec2();
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&clouds.gateway.sdk_config());
+    let (vpc, subnets) = vpc_and_subnets(&ec2).await;
+    let group = ec2
+        .create_security_group()
+        .group_name("alb")
+        .description("alb")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    let lb = elb
+        .create_load_balancer()
+        .name("lingering")
+        .set_subnets(Some(subnets.clone()))
+        .security_groups(&group)
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    elb.delete_load_balancer()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .unwrap();
+    let (code, message) = refusal(ec2.delete_security_group().group_id(&group).send().await);
+    assert_eq!(code, "DependencyViolation");
+    assert_eq!(message, format!("resource {group} has a dependent object"));
+    let (code, _) = refusal(ec2.delete_subnet().subnet_id(&subnets[0]).send().await);
+    assert_eq!(code, "DependencyViolation");
+    direct
+        .delete_subnet()
+        .subnet_id(&subnets[1])
+        .send()
+        .await
+        .expect("moto frees the subnet the moment the load balancer goes");
+
+    eventually("the interfaces are released", || async {
+        ec2.delete_security_group()
+            .group_id(&group)
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    ec2.delete_subnet()
+        .subnet_id(&subnets[0])
+        .send()
+        .await
+        .unwrap();
+    clouds.moto.stop().await;
+}
+
+#[tokio::test]
+async fn run_command_knows_an_instance_once_its_agent_registers() {
+    let clouds = Clouds::start(Strictness {
+        instance_boot: SECOND,
+        ssm_registration: SECOND,
+        ..Strictness::INSTANT
+    })
+    .await;
+    let (ec2, _) = clouds.ec2();
+    let ssm = aws_sdk_ssm::Client::new(&clouds.gateway.sdk_config());
+    let direct = aws_sdk_ssm::Client::new(&clouds.moto.sdk_config());
+    let (_, subnets) = vpc_and_subnets(&ec2).await;
+    let instance = ec2
+        .run_instances()
+        .image_id(AMI)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&subnets[0])
+        .send()
+        .await
+        .unwrap()
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string();
+    let send = |client: &aws_sdk_ssm::Client| {
+        client
+            .send_command()
+            .document_name("AWS-RunShellScript")
+            .instance_ids(&instance)
+            .parameters("commands", vec!["true".to_string()])
+    };
+    send(&direct)
+        .send()
+        .await
+        .expect("moto runs a command on an instance just launched");
+    let (code, message) = refusal(send(&ssm).send().await);
+    assert_eq!(code, "InvalidInstanceId");
+    assert_eq!(
+        message,
+        format!("Instances [[{instance}]] not in a valid state for account 123456789012")
+    );
+    eventually("the agent registers", || async {
+        send(&ssm).send().await.is_ok()
+    })
+    .await;
+    clouds.moto.stop().await;
+}
