@@ -140,8 +140,15 @@ pub fn is_retryable(code: &str, message: &str) -> bool {
     if code.ends_with(".NotFound") && code.starts_with("Invalid") {
         return true;
     }
-    // A fresh instance profile is invisible to EC2 for a while.
-    code == "InvalidParameterValue" && message.to_ascii_lowercase().contains("instance profile")
+    // A fresh instance profile is invisible to EC2 for a while (seconds to
+    // about two minutes): EC2 says so as `InvalidParameterValue`, Auto
+    // Scaling, checking the launch template, as `ValidationError`.
+    let message = message.to_ascii_lowercase();
+    match code {
+        "InvalidParameterValue" => message.contains("instance profile"),
+        "ValidationError" => message.contains("invalid iam instance profile"),
+        _ => false,
+    }
 }
 
 /// What a person can do about a fatal error.
@@ -164,6 +171,12 @@ pub fn hint_for(code: &str, message: &str) -> Option<String> {
         }
         "OptInRequired" => "the account is not subscribed to this service or region; enable it in the console",
         "Unsupported" => "the instance type or feature is not offered in this AZ; choose another instance type",
+        "DependencyViolation" => {
+            "something AWS is still releasing holds this resource (a deleted load balancer's or NAT gateway's network interfaces linger for minutes); the step retries until it is free"
+        }
+        "ValidationError" | "InvalidParameterValue" if message.to_ascii_lowercase().contains("instance profile") => {
+            "the new instance profile has not reached EC2 yet (IAM takes seconds to about two minutes); the step retries until it has"
+        }
         _ if message.contains("timed out") => "the step ran past its deadline; check the AWS console for the resource's state, then retry",
         _ => return None,
     };
@@ -187,6 +200,15 @@ mod tests {
         assert!(!is_retryable(
             "InvalidParameterValue",
             "Value (x) for parameter cidrBlock is invalid"
+        ));
+        assert!(is_retryable(
+            "ValidationError",
+            "You must use a valid fully-formed launch template. Value (arn:aws:iam::1:instance-profile/p) \
+             for parameter iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN"
+        ));
+        assert!(!is_retryable(
+            "ValidationError",
+            "Max bound, 2, must be greater than or equal to min bound, 3"
         ));
         assert!(!is_retryable("UnauthorizedOperation", ""));
         assert!(!is_retryable("AddressLimitExceeded", ""));

@@ -237,7 +237,7 @@ impl Engine {
                     .send()
                     .await
                     .step()
-                    .map_err(aws_error)?;
+                    .map_err(|e| aws_error(agent_hint(e)))?;
                 sent.command()
                     .and_then(|c| c.command_id())
                     .map(str::to_string)
@@ -350,6 +350,22 @@ impl Engine {
             tracing::warn!(%deployment_id, %error, "cannot record the recovery");
         }
     }
+}
+
+/// Run Command knows an instance only once its SSM agent has registered,
+/// a minute or so after boot (and only if the instance reaches Systems
+/// Manager, here through the NAT gateways); until then `SendCommand`
+/// answers `InvalidInstanceId`. Say so, instead of AWS's bare words.
+fn agent_hint(mut error: StepError) -> StepError {
+    if error.code == "InvalidInstanceId" {
+        error.hint = Some(
+            "the SSM agent on these instances has not registered with Systems Manager yet: it does \
+             about a minute after an instance boots, once it reaches SSM through the NAT gateways; \
+             try again in a minute"
+                .into(),
+        );
+    }
+    error
 }
 
 async fn describe_group(aws: &Aws, names: &Names) -> Result<AutoScalingGroup, EngineError> {

@@ -1,16 +1,26 @@
-//! Shared set-up for the engine's tests: a real moto, a real SQLite file.
+//! Shared set-up for the engine's tests: a real moto behind the sandbox
+//! gateway, as strict and as slow as AWS at a hundredth of its pace, and a
+//! real SQLite file.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cloudpulse_core::model::{JobStatus, JobView, Source};
 use cloudpulse_engine::aws::{Aws, Names};
 use cloudpulse_engine::params::DeploymentParams;
 use cloudpulse_engine::steps::{Artifact, ArtifactSource};
 use cloudpulse_engine::{Engine, EngineConfig, Store};
-use cloudpulse_sandbox::MotoServer;
+use cloudpulse_sandbox::{Disruption, Gateway, Latency, MotoServer, Strictness};
+
+/// The clock the engine's tests run the strict sandbox on: AWS's figures
+/// at a hundredth (a NAT gateway `pending` 0.9 s, a load balancer's
+/// interfaces lingering 1.2 s, an instance profile refused 0.1 s).
+pub const TIME_SCALE: f64 = 0.01;
 
 pub struct Harness {
     pub moto: MotoServer,
+    /// The strict gateway the engine talks through, when the harness made it.
+    pub gateway: Option<Gateway>,
     pub engine: Engine,
     pub _dir: tempfile::TempDir,
 }
@@ -21,10 +31,31 @@ pub fn artifact() -> Arc<Artifact> {
     ))
 }
 
+/// The sandbox with every AWS behaviour on, at [`TIME_SCALE`].
 pub async fn harness() -> Harness {
+    strict_harness(
+        Strictness::AWS.scaled(TIME_SCALE),
+        Duration::from_secs(90).mul_f64(TIME_SCALE),
+    )
+    .await
+}
+
+/// A harness whose gateway is exactly as strict as `strictness`, with load
+/// balancers `provisioning` for `alb_provisioning`.
+pub async fn strict_harness(strictness: Strictness, alb_provisioning: Duration) -> Harness {
     let moto = MotoServer::start().await.expect("start moto");
-    let sdk = moto.sdk_config();
-    harness_on(moto, sdk).await
+    let latency = Latency {
+        nat_pending: Duration::ZERO,
+        alb_provisioning,
+    };
+    let gateway =
+        Gateway::start_strict(&moto.endpoint(), latency, strictness, Disruption::default())
+            .await
+            .expect("start the gateway");
+    gateway.faithful().set_time_scale(TIME_SCALE);
+    let mut h = harness_on(moto, gateway.sdk_config()).await;
+    h.gateway = Some(gateway);
+    h
 }
 
 /// A harness whose engine talks to AWS through `sdk` (a gateway, say).
@@ -32,6 +63,7 @@ pub async fn harness_on(moto: MotoServer, sdk: aws_config::SdkConfig) -> Harness
     let (engine, dir) = engine_on(sdk).await;
     Harness {
         moto,
+        gateway: None,
         engine,
         _dir: dir,
     }
@@ -57,6 +89,21 @@ pub fn params(name: &str) -> DeploymentParams {
 }
 
 impl Harness {
+    /// The gateway [`strict_harness`] made.
+    pub fn gateway(&self) -> &Gateway {
+        self.gateway.as_ref().expect("a harness with a gateway")
+    }
+
+    /// The step `key` of `job`.
+    pub fn step<'a>(job: &'a JobView, key: &str) -> &'a cloudpulse_core::model::StepView {
+        job.steps.iter().find(|s| s.key == key).unwrap_or_else(|| {
+            panic!(
+                "no step {key} in {:?}",
+                job.steps.iter().map(|s| &s.key).collect::<Vec<_>>()
+            )
+        })
+    }
+
     pub fn aws(&self) -> Aws {
         self.engine.aws("us-east-1")
     }

@@ -1,6 +1,7 @@
 //! The engine's integration tests, in one binary so the AWS SDK links once.
-//! Each test gets a real moto on a free port (behind the sandbox gateway)
-//! and a real SQLite file in a temporary folder; see [`common`].
+//! Each test gets a real moto on a free port behind the sandbox gateway,
+//! with AWS's waits and refusals on at a small time scale, and a real
+//! SQLite file in a temporary folder; see [`common`].
 
 mod common;
 
@@ -12,4 +13,5 @@ mod orphans;
 mod params_props;
 mod preflight;
 mod store;
+mod strict;
 mod throttling;
