@@ -51,7 +51,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `"${bin}" sandbox --bind 127.0.0.1:${port} --database "${database}" --nat-pending-secs 30 --alb-provisioning-secs 20 --instance-boot-secs 30 --time-scale 0.1`,
+    command: `"${bin}" sandbox --bind 127.0.0.1:${port} --database "${database}" --nat-pending-secs 30 --alb-provisioning-secs 20 --instance-boot-secs 30 --nat-deleting-secs 20 --eni-linger-secs 30 --ssm-registration-secs 20 --time-scale 0.1`,
     url: `${baseURL}/healthz`,
     cwd: root,
     timeout: 120_000,

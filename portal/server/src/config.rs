@@ -147,24 +147,15 @@ pub struct SandboxArgs {
     #[arg(long, env = "CLOUDPULSE_MOTO_PORT")]
     pub moto_port: Option<u16>,
 
-    /// Seconds a new NAT gateway stays `pending`, as on AWS (moto: none);
-    /// multiplied by the time scale.
-    #[arg(long, env = "CLOUDPULSE_NAT_PENDING_SECS", default_value_t = 0)]
-    pub nat_pending_secs: u64,
-
-    /// Seconds a new load balancer stays `provisioning`, as on AWS (moto:
-    /// none); multiplied by the time scale.
-    #[arg(long, env = "CLOUDPULSE_ALB_PROVISIONING_SECS", default_value_t = 0)]
-    pub alb_provisioning_secs: u64,
-
-    /// Seconds a new instance boots before its service starts, `pending`
-    /// meanwhile, as on AWS (moto: none); multiplied by the time scale.
-    #[arg(long, env = "CLOUDPULSE_INSTANCE_BOOT_SECS", default_value_t = 0)]
-    pub instance_boot_secs: u64,
+    /// AWS's waits and refusals: pending times, propagation, lingering
+    /// interfaces, `--instant` (see `sandbox_flags.rs`).
+    #[command(flatten)]
+    pub strict: crate::sandbox_flags::StrictArgs,
 
     /// Multiplies every interval of the sandbox (health checks, grace
-    /// periods, instance drain, metric periods, cooldowns, pending times):
-    /// 0.1 runs ten times faster than AWS.
+    /// periods, instance drain, metric periods, cooldowns, pending times,
+    /// every figure of the strict behaviours): 0.1 runs ten times faster
+    /// than AWS.
     #[arg(long, env = "CLOUDPULSE_TIME_SCALE", default_value_t = 1.0, value_parser = time_scale)]
     pub time_scale: f64,
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod forms;
+pub mod sandbox_flags;
 pub mod security;
 
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ use cloudpulse_engine::steps::{Artifact, ArtifactSource, Timings};
 use cloudpulse_engine::{Engine, EngineConfig, Store};
 use cloudpulse_sandbox::dataplane::{DataPlane, DataPlaneConfig};
 use cloudpulse_sandbox::moto::{MotoOptions, MotoServer};
-use cloudpulse_sandbox::{Gateway, Latency};
+use cloudpulse_sandbox::Gateway;
 use cloudpulse_telemetry::{Telemetry, TelemetryConfig};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -90,17 +91,20 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     let db = args.serve.database_or("cloudpulse-sandbox.db");
     let result = async {
         // The portal talks to moto through the sandbox gateway, which adds
-        // AWS's pending states when asked to, on the sandbox's clock.
-        let gateway = Gateway::start(
+        // AWS's pending states, propagation delays and lingering
+        // dependencies, on the sandbox's clock (`sandbox_flags.rs`).
+        let behaviours = args.strict.behaviours(args.time_scale);
+        let gateway = Gateway::start_strict(
             &moto.endpoint(),
-            Latency {
-                nat_pending: Duration::from_secs(args.nat_pending_secs).mul_f64(args.time_scale),
-                alb_provisioning: Duration::from_secs(args.alb_provisioning_secs)
-                    .mul_f64(args.time_scale),
-            },
+            behaviours.latency,
+            behaviours.strictness,
+            behaviours.disruption,
         )
         .await
         .context("the sandbox gateway did not start")?;
+        gateway
+            .strict()
+            .fail_next_nat_gateways(behaviours.fail_next_nat);
         // Cooldowns run on the same clock as everything else.
         gateway.faithful().set_time_scale(args.time_scale);
         // The data plane runs what moto only describes: instance processes,
@@ -109,7 +113,7 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             DataPlaneConfig::new(moto.endpoint(), gateway.endpoint(), args.data_plane_dir());
         plane.instance_binary = Some(args.serve.instance_binary());
         plane.time_scale = args.time_scale;
-        plane.boot_time = Duration::from_secs(args.instance_boot_secs);
+        plane.boot_time = behaviours.boot_time;
         // Replacements after failed health checks become scaling activities.
         plane.faithful = Some(gateway.faithful());
         let dataplane = DataPlane::start(plane)

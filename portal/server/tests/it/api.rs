@@ -711,6 +711,10 @@ async fn the_sandbox_can_hold_nat_gateways_pending_and_the_job_shows_it() {
             // 15 s of AWS's time: 3 s at this scale.
             "--nat-pending-secs",
             "15",
+            "--alb-provisioning-secs",
+            "10",
+            "--instance-boot-secs",
+            "5",
         ],
         dir.path(),
         &[],

@@ -73,7 +73,10 @@ pub fn start(args: &[&str], dir: &Path, extra_env: &[(&str, String)]) -> Portal 
 
 /// A sandbox portal on `dir/database`. Its instances run the real
 /// `cloudpulse-instance` built beside the portal binary, with every sandbox
-/// interval at a fifth of AWS's.
+/// interval at a fifth of AWS's, and the strict behaviours on with short
+/// figures (a NAT gateway or load balancer pending 2 s, an instance booting
+/// 1 s, interfaces lingering 2 s), so that every deploy meets them without
+/// each test waiting AWS's minutes.
 pub fn sandbox_at_a_fifth(dir: &Path, database: &str) -> Portal {
     sandbox_at_a_fifth_with(dir, database, &[])
 }
@@ -90,6 +93,18 @@ pub fn sandbox_at_a_fifth_with(dir: &Path, database: &str, env: &[(&str, String)
             db.to_str().unwrap(),
             "--time-scale",
             "0.2",
+            "--nat-pending-secs",
+            "10",
+            "--alb-provisioning-secs",
+            "10",
+            "--instance-boot-secs",
+            "5",
+            "--nat-deleting-secs",
+            "5",
+            "--eni-linger-secs",
+            "10",
+            "--ssm-registration-secs",
+            "5",
         ],
         dir,
         env,
