@@ -39,6 +39,8 @@ test('charts fill live, a terminate from the instance page is healed, cost and u
   await expect(page.getByTestId('range-15m')).toHaveAttribute('aria-pressed', 'true');
   await expect(page.getByTestId('poll-note')).toContainText('2 of 2 healthy targets');
   await page.screenshot({ path: testInfo.outputPath('deployment-health.png'), fullPage: true });
+  // The README's picture (docs/health.png): the Health part alone.
+  await page.locator('section.live-telemetry').screenshot({ path: testInfo.outputPath('health.png') });
 
   // Terminate one instance from its page.
   const rows = page.getByTestId('instance-row');

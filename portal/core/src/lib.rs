@@ -8,6 +8,9 @@
 //! tokio. The engine, the telemetry and the pages all read it; it reads none
 //! of them.
 
+#[macro_use]
+mod text_enum;
+
 pub mod live;
 pub mod model;
 pub mod params;

@@ -47,40 +47,18 @@ impl CloudStatus {
     }
 }
 
-/// The life of a deployment, as stored in `deployments.status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeploymentStatus {
-    Deploying,
-    Live,
-    Failed,
-    TearingDown,
-    TornDown,
+text_enum! {
+    /// The life of a deployment, as stored in `deployments.status`.
+    pub enum DeploymentStatus {
+        Deploying = "deploying",
+        Live = "live",
+        Failed = "failed",
+        TearingDown = "tearing_down",
+        TornDown = "torn_down",
+    }
 }
 
 impl DeploymentStatus {
-    pub const ALL: [DeploymentStatus; 5] = [
-        DeploymentStatus::Deploying,
-        DeploymentStatus::Live,
-        DeploymentStatus::Failed,
-        DeploymentStatus::TearingDown,
-        DeploymentStatus::TornDown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeploymentStatus::Deploying => "deploying",
-            DeploymentStatus::Live => "live",
-            DeploymentStatus::Failed => "failed",
-            DeploymentStatus::TearingDown => "tearing_down",
-            DeploymentStatus::TornDown => "torn_down",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
     /// Human wording for badges.
     pub fn label(self) -> &'static str {
         match self {
@@ -207,57 +185,25 @@ pub struct Page<T> {
     pub per_page: u32,
 }
 
-/// The kind of work a job does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    Deploy,
-    Teardown,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Deploy => "deploy",
-            JobKind::Teardown => "teardown",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [JobKind::Deploy, JobKind::Teardown]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+text_enum! {
+    /// The kind of work a job does.
+    pub enum JobKind {
+        Deploy = "deploy",
+        Teardown = "teardown",
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Pending,
-    Running,
-    Done,
-    Failed,
-    Cancelled,
+text_enum! {
+    pub enum JobStatus {
+        Pending = "pending",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
 }
 
 impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Pending => "pending",
-            JobStatus::Running => "running",
-            JobStatus::Done => "done",
-            JobStatus::Failed => "failed",
-            JobStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        use JobStatus::*;
-        [Pending, Running, Done, Failed, Cancelled]
-            .into_iter()
-            .find(|k| k.as_str() == text)
-    }
-
     pub fn is_finished(self) -> bool {
         matches!(
             self,
@@ -266,57 +212,45 @@ impl JobStatus {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    Pending,
-    Running,
-    Done,
-    Failed,
-    Skipped,
-}
-
-impl StepStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Pending => "pending",
-            StepStatus::Running => "running",
-            StepStatus::Done => "done",
-            StepStatus::Failed => "failed",
-            StepStatus::Skipped => "skipped",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        use StepStatus::*;
-        [Pending, Running, Done, Failed, Skipped]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+text_enum! {
+    pub enum StepStatus {
+        Pending = "pending",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        Skipped = "skipped",
     }
 }
 
-/// Who asked for a job; shown on the timeline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Browser,
-    Api,
-    Cli,
-    Ttl,
-    CostCap,
-    System,
+text_enum! {
+    /// Who asked for a job; shown on the timeline.
+    pub enum Source {
+        Browser = "browser",
+        Api = "api",
+        Cli = "cli",
+        Ttl = "ttl",
+        CostCap = "cost_cap",
+        System = "system",
+    }
 }
 
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Browser => "browser",
-            Source::Api => "api",
-            Source::Cli => "cli",
-            Source::Ttl => "ttl",
-            Source::CostCap => "cost_cap",
-            Source::System => "system",
-        }
+text_enum! {
+    /// What a timeline event is about, as stored in `events.kind`: the
+    /// engine writes jobs, chaos, orphans, budget and system events; the
+    /// telemetry what it sees change.
+    pub enum EventKind {
+        Job = "job",
+        Chaos = "chaos",
+        Recovery = "recovery",
+        Orphans = "orphans",
+        Budget = "budget",
+        System = "system",
+        Instance = "instance",
+        Target = "target",
+        Scaling = "scaling",
+        Capacity = "capacity",
+        Alarm = "alarm",
+        Uptime = "uptime",
     }
 }
 

@@ -687,13 +687,15 @@ async fn main() -> Result<(), BoxError> {
     }
     let started = Instant::now();
     let store = Store::open(&args.database).await?;
+    // Bulk rows go in on a pool of the seeder's own, with the portal's settings.
+    let pool = cloudpulse_engine::store::connect(&args.database, 1).await?;
     let mut rng = Rng(args.seed);
     let budget = args.steps.unwrap_or(args.deployments * 10);
     let plans = plan_all(&mut rng, args.deployments, budget);
 
     let mut counts = Counts::default();
     for batch in plans.chunks(BATCH) {
-        let mut tx = store.pool().begin().await?;
+        let mut tx = pool.begin().await?;
         // A job's steps are written before the job row (whose status and
         // times follow from them); foreign keys are checked at commit.
         sqlx::query("PRAGMA defer_foreign_keys = ON")
@@ -704,15 +706,15 @@ async fn main() -> Result<(), BoxError> {
         }
         tx.commit().await?;
     }
-    sqlx::query("ANALYZE").execute(store.pool()).await?;
+    sqlx::query("ANALYZE").execute(&pool).await?;
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(store.pool())
+        .execute(&pool)
         .await?;
     let took = started.elapsed();
 
     let by_status: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, COUNT(*) FROM deployments GROUP BY status ORDER BY status")
-            .fetch_all(store.pool())
+            .fetch_all(&pool)
             .await?;
     println!(
         "seeded {} in {:.1} s: {} deployments ({}), {} jobs, {} steps, {} resources, {} events",
@@ -755,6 +757,7 @@ async fn main() -> Result<(), BoxError> {
             resource_list(&p.params).len(),
         );
     }
-    store.pool().close().await;
+    pool.close().await;
+    store.close().await;
     Ok(())
 }

@@ -24,5 +24,5 @@ pub mod runner;
 pub mod steps;
 pub mod store;
 
-pub use runner::{Engine, EngineConfig, EngineError, JobEvent};
+pub use runner::{Engine, EngineConfig, EngineError, JobEvent, Progress};
 pub use store::{Store, StoreError};

@@ -17,7 +17,7 @@ use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_ec2::types::Filter;
 use chrono::{DateTime, Utc};
 use cloudpulse_core::model::{
-    ActivityView, AlarmView, ChaosAccepted, ChaosAction, DeploymentStatus, GroupHealth,
+    ActivityView, AlarmView, ChaosAccepted, ChaosAction, DeploymentStatus, EventKind, GroupHealth,
     HealthSnapshot, InstanceHealth, Source,
 };
 
@@ -258,7 +258,7 @@ impl Engine {
         self.store()
             .add_event(
                 deployment_id,
-                "chaos",
+                EventKind::Chaos,
                 Some(source.as_str()),
                 &format!("{what} {}{via}", targets.join(", ")),
             )
@@ -340,7 +340,7 @@ impl Engine {
             .store()
             .add_event_data(
                 deployment_id,
-                "recovery",
+                EventKind::Recovery,
                 Some("system"),
                 &message,
                 &serde_json::json!({ "seconds": seconds, "instances": victims }),

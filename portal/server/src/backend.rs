@@ -36,8 +36,8 @@ impl PortalBackend {
         }
     }
 
-    fn pool(&self) -> &sqlx::SqlitePool {
-        self.engine.store().pool()
+    fn db(&self) -> &cloudpulse_telemetry::db::Db {
+        self.telemetry.db()
     }
 
     /// The region asked for, or the portal's own; a malformed name is refused.
@@ -187,7 +187,7 @@ impl Backend for PortalBackend {
         range: MetricsRange,
     ) -> Result<MetricsView, BackendError> {
         let view = views::metrics(
-            self.pool(),
+            self.db(),
             self.telemetry.config(),
             deployment_id,
             range,
@@ -198,23 +198,23 @@ impl Backend for PortalBackend {
     }
 
     async fn uptime(&self, deployment_id: &str) -> Result<UptimeView, BackendError> {
-        let view = views::uptime(self.pool(), deployment_id, Utc::now()).await;
+        let view = views::uptime(self.db(), deployment_id, Utc::now()).await;
         found(view, deployment_id)
     }
 
     async fn uptime_all(&self) -> Result<UptimeSummary, BackendError> {
-        views::uptime_all(self.pool(), Utc::now())
+        views::uptime_all(self.db(), Utc::now())
             .await
             .map_err(db_error)
     }
 
     async fn cost(&self, deployment_id: &str) -> Result<CostView, BackendError> {
-        let view = cost::cost(self.pool(), deployment_id, Utc::now()).await;
+        let view = cost::cost(self.db(), deployment_id, Utc::now()).await;
         found(view, deployment_id)
     }
 
     async fn cost_all(&self) -> Result<CostSummary, BackendError> {
-        cost::cost_all(self.pool(), Utc::now())
+        cost::cost_all(self.db(), Utc::now())
             .await
             .map_err(db_error)
     }
@@ -225,7 +225,7 @@ impl Backend for PortalBackend {
         range: MetricsRange,
     ) -> Result<LiveView, BackendError> {
         let view = views::live(
-            self.pool(),
+            self.db(),
             self.telemetry.config(),
             deployment_id,
             range,
@@ -242,7 +242,7 @@ impl Backend for PortalBackend {
         range: MetricsRange,
     ) -> Result<InstanceDetail, BackendError> {
         let view = views::instance(
-            self.pool(),
+            self.db(),
             self.telemetry.config(),
             deployment_id,
             instance_id,
@@ -282,7 +282,7 @@ impl Backend for PortalBackend {
             .map_err(store_error)?;
         let ids: Vec<String> = page.items.iter().map(|d| d.id.clone()).collect();
         let now = Utc::now();
-        let figures = cost::summaries(self.pool(), &ids, now)
+        let figures = cost::summaries(self.db(), &ids, now)
             .await
             .map_err(db_error)?;
         let live: Vec<String> = page
@@ -295,7 +295,7 @@ impl Backend for PortalBackend {
             .iter()
             .filter_map(|(id, f)| f.hourly_usd.map(|h| (id.clone(), h)))
             .collect();
-        let mut idle = budget::idle(self.pool(), self.telemetry.config(), &live, &hourly, now)
+        let mut idle = budget::idle(self.db(), self.telemetry.config(), &live, &hourly, now)
             .await
             .map_err(db_error)?;
         for item in &mut page.items {
@@ -369,7 +369,7 @@ impl Backend for PortalBackend {
             )));
         }
         let now = Utc::now();
-        let accrued = cost::cost(self.pool(), deployment_id, now)
+        let accrued = cost::cost(self.db(), deployment_id, now)
             .await
             .map_err(db_error)?
             .filter(|view| view.priced)
@@ -473,12 +473,16 @@ impl Backend for PortalBackend {
     }
 }
 
-fn db_error(error: sqlx::Error) -> BackendError {
-    BackendError::Database(error.to_string())
+/// A telemetry read that failed: the database, whatever the cause.
+fn db_error(error: StoreError) -> BackendError {
+    match error {
+        StoreError::Query(inner) => BackendError::Database(inner.to_string()),
+        other => BackendError::Database(other.to_string()),
+    }
 }
 
 /// A deployment's view, or why there is none.
-fn found<T>(view: Result<Option<T>, sqlx::Error>, id: &str) -> Result<T, BackendError> {
+fn found<T>(view: Result<Option<T>, StoreError>, id: &str) -> Result<T, BackendError> {
     view.map_err(db_error)?
         .ok_or_else(|| BackendError::NotFound(format!("no deployment with id {id:?}")))
 }

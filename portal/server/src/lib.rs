@@ -199,7 +199,7 @@ impl Application {
                 "resumed jobs a previous run left unfinished"
             );
         }
-        let telemetry = Telemetry::new(engine.clone(), telemetry);
+        let telemetry = Telemetry::new(engine.clone(), telemetry).await?;
         telemetry.spawn();
         let backend: SharedBackend = Arc::new(PortalBackend::new(engine.clone(), cloud, telemetry));
         if listen.token.is_some() {

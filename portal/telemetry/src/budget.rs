@@ -13,14 +13,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use cloudpulse_core::model::{BudgetChange, DeploymentStatus, Idle, Source};
+use cloudpulse_core::model::{BudgetChange, DeploymentStatus, EventKind, Idle, Source};
 use cloudpulse_core::params::{check_cost_cap, check_ttl_minutes, FieldErrors, MAX_TTL_MINUTES};
 use cloudpulse_engine::store::{BudgetRow, StoreError};
 use cloudpulse_engine::{Engine, EngineError};
 use serde_json::json;
-use sqlx::SqlitePool;
 
-use crate::db::DbResult;
+use crate::db::{self, Db, DbResult};
 use crate::{cost, metrics, TelemetryConfig};
 
 /// What the guard did about one deployment.
@@ -33,7 +32,7 @@ pub struct Decision {
 }
 
 /// Looks at every guarded deployment once; returns the teardowns it started.
-pub async fn check(engine: &Engine, now: DateTime<Utc>, tick: Duration) -> Vec<Decision> {
+pub async fn check(engine: &Engine, db: &Db, now: DateTime<Utc>, tick: Duration) -> Vec<Decision> {
     let guarded = match engine.store().guarded().await {
         Ok(rows) => rows,
         Err(error) => {
@@ -51,16 +50,20 @@ pub async fn check(engine: &Engine, now: DateTime<Utc>, tick: Duration) -> Vec<D
         ) {
             continue;
         }
-        let Some((source, key, message, data)) =
-            reason(engine.store().pool(), &id, &budget, now, tick).await
-        else {
+        let Some((source, key, message, data)) = reason(db, &id, &budget, now, tick).await else {
             continue;
         };
         match engine.teardown(&id, source, Some(&key)).await {
             Ok(created) if created.fresh => {
                 if let Err(error) = engine
                     .store()
-                    .add_event_data(&id, "budget", Some(source.as_str()), &message, &data)
+                    .add_event_data(
+                        &id,
+                        EventKind::Budget,
+                        Some(source.as_str()),
+                        &message,
+                        &data,
+                    )
                     .await
                 {
                     tracing::warn!(deployment = %id, %error, "cannot record why the guard tore down");
@@ -92,7 +95,7 @@ pub async fn check(engine: &Engine, now: DateTime<Utc>, tick: Duration) -> Vec<D
 /// Why `budget` asks for a teardown now, if it does: the source, the
 /// idempotency key, the timeline's words and their facts.
 async fn reason(
-    pool: &SqlitePool,
+    db: &Db,
     id: &str,
     budget: &BudgetRow,
     now: DateTime<Utc>,
@@ -132,7 +135,7 @@ async fn reason(
         ));
     }
     let cap = budget.cost_cap_usd?;
-    let view = match cost::cost(pool, id, now).await {
+    let view = match cost::cost(db, id, now).await {
         Ok(Some(view)) if view.priced => view,
         Ok(_) => return None,
         Err(error) => {
@@ -169,12 +172,12 @@ pub fn duration_text(seconds: i64) -> String {
 
 /// The guard's loop: one look at once (a restarted portal acts on what it
 /// missed before anything else), then one every `tick`.
-pub async fn guard(engine: Engine, tick: Duration) {
+pub async fn guard(engine: Engine, db: Db, tick: Duration) {
     let mut every = tokio::time::interval(tick);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        check(&engine, Utc::now(), tick).await;
+        check(&engine, &db, Utc::now(), tick).await;
     }
 }
 
@@ -184,7 +187,7 @@ pub async fn guard(engine: Engine, tick: Duration) {
 /// one metric period of slack: a probe and the datum that counts it may
 /// fall on either side of the window's edge).
 pub async fn idle(
-    pool: &SqlitePool,
+    db: &Db,
     config: &TelemetryConfig,
     live: &[String],
     hourly_usd: &HashMap<String, f64>,
@@ -199,22 +202,7 @@ pub async fn idle(
     let slack = i64::from(config.metric_period.max(1));
     let ids = serde_json::to_string(live).unwrap_or_else(|_| "[]".into());
     // (deployment, requests counted, probes sent, first poll in the window)
-    let rows: Vec<(String, Option<f64>, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT d.value,
-                (SELECT SUM(value) FROM samples
-                  WHERE deployment_id = d.value AND series = ?2 AND at >= ?3),
-                (SELECT COUNT(*) FROM samples
-                  WHERE deployment_id = d.value AND series = 'probe' AND at >= ?3 - ?4),
-                (SELECT MIN(at) FROM samples
-                  WHERE deployment_id = d.value AND series = 'desired' AND at >= ?3 - ?4)
-         FROM json_each(?1) AS d",
-    )
-    .bind(&ids)
-    .bind(metrics::LB_REQUESTS)
-    .bind(from)
-    .bind(slack)
-    .fetch_all(pool)
-    .await?;
+    let rows = db::traffic_since(db, &ids, metrics::LB_REQUESTS, from, slack).await?;
     for (id, requests, probes, first_poll) in rows {
         // Watched for the whole window (polls start within a period of it).
         let watched = first_poll.is_some_and(|at| at <= from + slack);

@@ -7,98 +7,52 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use cloudpulse_core::live::{CostShare, CostSummary, CostView};
-use cloudpulse_core::params::DeploymentParams;
 use cloudpulse_core::pricing::{
     self, Lifetime, ResourceKind, HOURS_PER_MONTH, METRICS_PER_INSTANCE, PRICES_AS_OF,
     ROOT_VOLUME_GB,
 };
-use sqlx::SqlitePool;
 
-use crate::db::DbResult;
+use cloudpulse_core::model::DeploymentStatus;
+use cloudpulse_engine::store::DeploymentRecord;
 
-struct DeploymentRow {
-    id: String,
-    name: String,
-    status: String,
-    region: String,
-    params: DeploymentParams,
-    created_at: DateTime<Utc>,
-    torn_down_at: Option<DateTime<Utc>>,
-}
+use crate::db::{self, Db, DbResult};
 
 /// `(kind, instance type, from, to)` of one thing that was billed.
-type Span = (String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
+type Span = (
+    ResourceKind,
+    Option<String>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
 
-/// `WHERE` text choosing the deployments `ids` (a JSON array, `?1`), or all.
-fn chosen(column: &str, ids: Option<&str>) -> String {
-    match ids {
-        Some(_) => format!("{column} IN (SELECT value FROM json_each(?1))"),
-        None => "?1 IS NULL".to_string(),
-    }
-}
-
-async fn deployments(pool: &SqlitePool, ids: Option<&str>) -> DbResult<Vec<DeploymentRow>> {
-    type Row = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT id, name, status, region, params, created_at, torn_down_at FROM deployments
-         WHERE {} ORDER BY created_at DESC, id",
-        chosen("id", ids)
-    ))
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, name, status, region, params, created_at, torn_down_at)| DeploymentRow {
-                id,
-                name,
-                status,
-                region,
-                params: serde_json::from_str(&params).unwrap_or_default(),
-                created_at,
-                torn_down_at,
-            },
-        )
-        .collect())
-}
+/// Kinds of recorded resource that bill by the hour (instances come from
+/// the telemetry's own records).
+const BILLED: [ResourceKind; 5] = [
+    ResourceKind::NatGateway,
+    ResourceKind::ElasticIp,
+    ResourceKind::LoadBalancer,
+    ResourceKind::Alarm,
+    ResourceKind::S3Bucket,
+];
 
 /// Resources and instances of some deployments (or all), by deployment.
-async fn spans(pool: &SqlitePool, ids: Option<&str>) -> DbResult<HashMap<String, Vec<Span>>> {
-    // (deployment, kind, instance type, from, to)
-    type Row = (
-        String,
-        String,
-        Option<String>,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT deployment_id, kind, NULL, created_at, deleted_at FROM resources
-         WHERE {0}
-           AND kind IN ('nat_gateway', 'elastic_ip', 'load_balancer', 'alarm', 's3_bucket')
-         UNION ALL
-         SELECT deployment_id, 'instance', instance_type, launched_at, gone_at FROM instances
-         WHERE {0}",
-        chosen("deployment_id", ids)
-    ))
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
+async fn spans(db: &Db, ids: Option<&[String]>) -> DbResult<HashMap<String, Vec<Span>>> {
     let mut by_deployment: HashMap<String, Vec<Span>> = HashMap::new();
-    for (deployment, kind, instance_type, from, to) in rows {
-        by_deployment
-            .entry(deployment)
-            .or_default()
-            .push((kind, instance_type, from, to));
+    for span in db.store().resource_spans(ids, &BILLED).await? {
+        by_deployment.entry(span.deployment_id).or_default().push((
+            span.kind,
+            None,
+            span.created_at,
+            span.deleted_at,
+        ));
+    }
+    for (deployment, instance_type, from, to) in db::instance_spans(db, ids).await? {
+        by_deployment.entry(deployment).or_default().push((
+            ResourceKind::Instance,
+            instance_type,
+            from,
+            to,
+        ));
     }
     Ok(by_deployment)
 }
@@ -106,22 +60,19 @@ async fn spans(pool: &SqlitePool, ids: Option<&str>) -> DbResult<HashMap<String,
 /// The billed lifetimes behind a deployment's spans. Nothing outlives the
 /// deployment's teardown; an instance brings its EBS volume and its custom
 /// metrics; the load balancer holds a public address in each AZ.
-fn lifetimes(deployment: &DeploymentRow, spans: &[Span]) -> Vec<Lifetime> {
+fn lifetimes(deployment: &DeploymentRecord, spans: &[Span]) -> Vec<Lifetime> {
     let end = |to: Option<DateTime<Utc>>| match (to, deployment.torn_down_at) {
         (Some(to), Some(down)) => Some(to.min(down)),
         (to, down) => to.or(down),
     };
     let mut all = Vec::new();
-    for (kind, instance_type, from, to) in spans {
-        let Ok(kind) = kind.parse::<ResourceKind>() else {
-            continue;
-        };
+    for &(kind, ref instance_type, from, to) in spans {
         let life = |kind, quantity| Lifetime {
             kind,
             instance_type: instance_type.clone(),
             quantity,
-            from: *from,
-            to: end(*to),
+            from,
+            to: end(to),
         };
         all.push(life(kind, 1.0));
         match kind {
@@ -143,7 +94,7 @@ fn lifetimes(deployment: &DeploymentRow, spans: &[Span]) -> Vec<Lifetime> {
     all
 }
 
-fn view(deployment: &DeploymentRow, spans: &[Span], now: DateTime<Utc>) -> CostView {
+fn view(deployment: &DeploymentRecord, spans: &[Span], now: DateTime<Utc>) -> CostView {
     let lifetimes = lifetimes(deployment, spans);
     let until = deployment.torn_down_at.unwrap_or(now).min(now);
     let instance_hours: f64 = lifetimes
@@ -154,7 +105,7 @@ fn view(deployment: &DeploymentRow, spans: &[Span], now: DateTime<Utc>) -> CostV
     let mut view = CostView {
         deployment_id: deployment.id.clone(),
         name: deployment.name.clone(),
-        status: deployment.status.clone(),
+        status: deployment.status.as_str().to_string(),
         region: deployment.region.clone(),
         prices_as_of: PRICES_AS_OF.to_string(),
         priced: false,
@@ -186,7 +137,11 @@ fn view(deployment: &DeploymentRow, spans: &[Span], now: DateTime<Utc>) -> CostV
         }
         Err(error) => view.notes.push(error.to_string()),
     }
-    if spans.iter().all(|(kind, ..)| kind != "instance") && deployment.status == "live" {
+    if spans
+        .iter()
+        .all(|(kind, ..)| *kind != ResourceKind::Instance)
+        && deployment.status == DeploymentStatus::Live
+    {
         view.notes.push(
             "no instance has been seen yet; instance-hours count from the first poll".to_string(),
         );
@@ -195,16 +150,12 @@ fn view(deployment: &DeploymentRow, spans: &[Span], now: DateTime<Utc>) -> CostV
 }
 
 /// One deployment's cost, or `None` if there is no such deployment.
-pub async fn cost(
-    pool: &SqlitePool,
-    deployment_id: &str,
-    now: DateTime<Utc>,
-) -> DbResult<Option<CostView>> {
-    let ids = serde_json::json!([deployment_id]).to_string();
-    let Some(deployment) = deployments(pool, Some(&ids)).await?.pop() else {
+pub async fn cost(db: &Db, deployment_id: &str, now: DateTime<Utc>) -> DbResult<Option<CostView>> {
+    let ids = [deployment_id.to_string()];
+    let Some(deployment) = db.store().deployment_records(Some(&ids)).await?.pop() else {
         return Ok(None);
     };
-    let spans = spans(pool, Some(&ids)).await?;
+    let spans = spans(db, Some(&ids)).await?;
     Ok(Some(view(
         &deployment,
         spans.get(deployment_id).map_or(&[][..], Vec::as_slice),
@@ -213,9 +164,9 @@ pub async fn cost(
 }
 
 /// Every deployment's cost, newest first, and the totals.
-pub async fn cost_all(pool: &SqlitePool, now: DateTime<Utc>) -> DbResult<CostSummary> {
-    let all = deployments(pool, None).await?;
-    let spans = spans(pool, None).await?;
+pub async fn cost_all(db: &Db, now: DateTime<Utc>) -> DbResult<CostSummary> {
+    let all = db.store().deployment_records(None).await?;
+    let spans = spans(db, None).await?;
     let views: Vec<CostView> = all
         .iter()
         .map(|d| view(d, spans.get(&d.id).map_or(&[][..], Vec::as_slice), now))
@@ -242,13 +193,14 @@ pub struct Figures {
 
 /// Cost and availability of the deployments `ids`, for the deployments list.
 pub async fn summaries(
-    pool: &SqlitePool,
+    db: &Db,
     ids: &[String],
     now: DateTime<Utc>,
 ) -> DbResult<HashMap<String, Figures>> {
-    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-    let spans = spans(pool, Some(&ids)).await?;
-    let mut out: HashMap<String, Figures> = deployments(pool, Some(&ids))
+    let spans = spans(db, Some(ids)).await?;
+    let mut out: HashMap<String, Figures> = db
+        .store()
+        .deployment_records(Some(ids))
         .await?
         .iter()
         .map(|d| {
@@ -264,14 +216,7 @@ pub async fn summaries(
             )
         })
         .collect();
-    let probes: Vec<(String, f64, i64)> = sqlx::query_as(
-        "SELECT deployment_id, SUM(value), COUNT(*) FROM samples
-         WHERE deployment_id IN (SELECT value FROM json_each(?1)) AND series = 'probe'
-         GROUP BY deployment_id",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
+    let probes = db::probe_totals(db, ids).await?;
     for (id, good, all) in probes {
         if let Some(entry) = out.get_mut(&id) {
             entry.availability_pct = (all > 0).then(|| good * 100.0 / all as f64);

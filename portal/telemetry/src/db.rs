@@ -1,17 +1,49 @@
-//! The telemetry's reads and writes of the portal's database: samples,
-//! instances, incidents, and the events it adds to timelines.
+//! The telemetry's store: its own tables in the portal's database (samples,
+//! instances, incidents) on a pool of its own, and what it needs of the
+//! engine's tables through the engine's [`Store`]. The events it adds to
+//! timelines go through the store's one events function, in the same
+//! transaction as the poll or probe that saw them.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use cloudpulse_core::live::{Incident, InstanceRecord};
-use cloudpulse_core::model::HealthSnapshot;
-use serde_json::Value;
+use cloudpulse_core::model::{EventKind, HealthSnapshot};
+use cloudpulse_engine::store::{self, StoreError, TimelineEvent};
+use cloudpulse_engine::Store;
 use sqlx::SqlitePool;
 
 use crate::observe::{Known, NewEvent, Seen};
 
-pub type DbResult<T> = Result<T, sqlx::Error>;
+pub type DbResult<T> = Result<T, StoreError>;
+
+/// Connections of the telemetry's own pool: one poller writes at a time
+/// per deployment, pages read.
+const CONNECTIONS: u32 = 4;
+
+/// The telemetry's handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: SqlitePool,
+    store: Store,
+}
+
+impl Db {
+    /// A pool of its own on the store's database file (already migrated by
+    /// [`Store::open`]), beside the engine's store for the engine's tables.
+    pub async fn open(store: &Store) -> DbResult<Self> {
+        Ok(Db {
+            pool: store::connect(store.path(), CONNECTIONS).await?,
+            store: store.clone(),
+        })
+    }
+
+    /// The engine's store, for what the telemetry reads of deployments,
+    /// resources, steps and events.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
 
 /// One point of a series.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,22 +72,19 @@ pub struct Watched {
     pub load_balancer_arn: Option<String>,
 }
 
-pub async fn live_deployments(pool: &SqlitePool) -> DbResult<Vec<Watched>> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT id, region, outputs FROM deployments WHERE status = 'live' ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
+pub async fn live_deployments(db: &Db) -> DbResult<Vec<Watched>> {
+    Ok(db
+        .store
+        .live_deployments()
+        .await?
         .into_iter()
-        .map(|(id, region, outputs)| {
-            let outputs = serde_json::from_str::<Value>(&outputs).unwrap_or_default();
-            let text = |key: &str| outputs[key].as_str().map(str::to_string);
+        .map(|live| {
+            let text = |key: &str| live.outputs[key].as_str().map(str::to_string);
             Watched {
-                id,
-                region,
                 app_url: text("app_url"),
                 load_balancer_arn: text("load_balancer_arn"),
+                id: live.id,
+                region: live.region,
             }
         })
         .collect())
@@ -63,7 +92,7 @@ pub async fn live_deployments(pool: &SqlitePool) -> DbResult<Vec<Watched>> {
 
 /// What a previous run of the poller saw, so that a restart reports only
 /// what changed since.
-pub async fn load_known(pool: &SqlitePool, deployment_id: &str) -> DbResult<Known> {
+pub async fn load_known(db: &Db, deployment_id: &str) -> DbResult<Known> {
     let mut known = Known::default();
     // (id, lifecycle, health, target state, target reason)
     type Row = (
@@ -78,7 +107,7 @@ pub async fn load_known(pool: &SqlitePool, deployment_id: &str) -> DbResult<Know
              WHERE deployment_id = ?1 AND gone_at IS NULL",
     )
     .bind(deployment_id)
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?;
     for (id, lifecycle, health, target_state, target_reason) in instances {
         known.instances.insert(
@@ -91,16 +120,11 @@ pub async fn load_known(pool: &SqlitePool, deployment_id: &str) -> DbResult<Know
             },
         );
     }
-    let activities: Vec<(String,)> = sqlx::query_as(
-        "SELECT json_extract(data, '$.activity_id') FROM events
-         WHERE deployment_id = ?1 AND kind = 'scaling' AND json_extract(data, '$.activity_id') IS NOT NULL",
-    )
-    .bind(deployment_id)
-    .fetch_all(pool)
-    .await?;
-    known.activities = activities
+    known.activities = db
+        .store
+        .scaling_activity_ids(deployment_id)
+        .await?
         .into_iter()
-        .map(|(id,)| id)
         .collect::<HashSet<_>>();
     let alarms: Vec<(String, f64)> = sqlx::query_as(
         "SELECT s.series, s.value FROM samples s
@@ -109,7 +133,7 @@ pub async fn load_known(pool: &SqlitePool, deployment_id: &str) -> DbResult<Know
                        WHERE t.deployment_id = s.deployment_id AND t.series = s.series AND t.resolution = 0)",
     )
     .bind(deployment_id)
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?;
     for (series, value) in alarms {
         if let Some(name) = series.strip_prefix("alarm:") {
@@ -123,7 +147,7 @@ pub async fn load_known(pool: &SqlitePool, deployment_id: &str) -> DbResult<Know
          ORDER BY at DESC LIMIT 1",
     )
     .bind(deployment_id)
-    .fetch_optional(pool)
+    .fetch_optional(&db.pool)
     .await?;
     known.desired = desired.map(|(d,)| d as i32);
     Ok(known)
@@ -162,14 +186,14 @@ pub fn target_value(state: &str) -> f64 {
 /// Writes one poll: the instances as seen, the samples and the events, in
 /// one transaction, so a crash never keeps half of a poll.
 pub async fn record_poll(
-    pool: &SqlitePool,
+    db: &Db,
     snapshot: &HealthSnapshot,
     samples: &[Sample],
     events: &[NewEvent],
 ) -> DbResult<()> {
     let deployment_id = &snapshot.deployment_id;
     let now = snapshot.taken_at;
-    let mut tx = pool.begin().await?;
+    let mut tx = db.pool.begin().await?;
     for instance in &snapshot.group.instances {
         let seen = Seen::of(instance);
         sqlx::query(
@@ -226,47 +250,59 @@ pub async fn record_poll(
         .await?;
     }
     for event in events {
-        sqlx::query(
-            "INSERT INTO events (deployment_id, at, kind, source, message, data)
-             VALUES (?1, ?2, ?3, 'telemetry', ?4, ?5)",
-        )
-        .bind(deployment_id)
-        .bind(now)
-        .bind(event.kind)
-        .bind(&event.message)
-        .bind(event.data.to_string())
-        .execute(&mut *tx)
-        .await?;
+        let event = TimelineEvent {
+            deployment_id,
+            at: now,
+            kind: event.kind,
+            source: Some(SOURCE),
+            message: &event.message,
+            data: Some(&event.data),
+        };
+        store::write_event(&mut tx, &event).await?;
     }
-    tx.commit().await
+    Ok(tx.commit().await?)
+}
+
+/// The source the telemetry's events carry.
+const SOURCE: &str = "telemetry";
+
+/// An uptime event of the app URL, written with the probe that saw it.
+async fn uptime_event(
+    conn: &mut sqlx::SqliteConnection,
+    deployment_id: &str,
+    at: DateTime<Utc>,
+    message: &str,
+) -> DbResult<()> {
+    let event = TimelineEvent {
+        deployment_id,
+        at,
+        kind: EventKind::Uptime,
+        source: Some(SOURCE),
+        message,
+        data: None,
+    };
+    Ok(store::write_event(conn, &event).await?)
 }
 
 /// Whether anything (the engine's recovery watch, say) recorded a recovery
 /// for the deployment since `since`.
 pub async fn recovery_recorded_since(
-    pool: &SqlitePool,
+    db: &Db,
     deployment_id: &str,
     since: DateTime<Utc>,
 ) -> DbResult<bool> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "SELECT 1 FROM events WHERE deployment_id = ?1 AND kind = 'recovery' AND at >= ?2 LIMIT 1",
-    )
-    .bind(deployment_id)
-    .bind(since)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.is_some())
+    db.store.recovery_since(deployment_id, since).await
 }
 
 /// Writes a probe's result, and opens or closes an incident with it.
 pub async fn record_probe(
-    pool: &SqlitePool,
+    db: &Db,
     deployment_id: &str,
     at: DateTime<Utc>,
     failure: Option<&str>,
     millis: Option<f64>,
 ) -> DbResult<()> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db.pool.begin().await?;
     let unix = at.timestamp();
     sqlx::query(
         "INSERT OR REPLACE INTO samples (deployment_id, series, at, resolution, value)
@@ -305,22 +341,15 @@ pub async fn record_probe(
             .bind(cause)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO events (deployment_id, at, kind, source, message)
-                 VALUES (?1, ?2, 'uptime', 'telemetry', ?3)",
-            )
-            .bind(deployment_id)
-            .bind(at)
-            .bind(format!("the app URL stopped answering: {cause}"))
-            .execute(&mut *tx)
-            .await?;
+            let message = format!("the app URL stopped answering: {cause}");
+            uptime_event(&mut tx, deployment_id, at, &message).await?;
         }
         (Some((id,)), None) => {
             close_incident(&mut tx, deployment_id, id, at).await?;
         }
         _ => {}
     }
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
 async fn close_incident(
@@ -336,21 +365,13 @@ async fn close_incident(
             .fetch_one(&mut *tx)
             .await?;
     let seconds = (at - started).num_milliseconds() as f64 / 1000.0;
-    sqlx::query(
-        "INSERT INTO events (deployment_id, at, kind, source, message)
-         VALUES (?1, ?2, 'uptime', 'telemetry', ?3)",
-    )
-    .bind(deployment_id)
-    .bind(at)
-    .bind(format!("the app URL answers again after {seconds:.1} s"))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    let message = format!("the app URL answers again after {seconds:.1} s");
+    uptime_event(tx, deployment_id, at, &message).await
 }
 
 /// Ends what a deployment no longer watched left open: its incident.
-pub async fn stop_watching(pool: &SqlitePool, deployment_id: &str) -> DbResult<()> {
-    let mut tx = pool.begin().await?;
+pub async fn stop_watching(db: &Db, deployment_id: &str) -> DbResult<()> {
+    let mut tx = db.pool.begin().await?;
     let open: Option<(i64,)> =
         sqlx::query_as("SELECT id FROM incidents WHERE deployment_id = ?1 AND ended_at IS NULL")
             .bind(deployment_id)
@@ -359,13 +380,13 @@ pub async fn stop_watching(pool: &SqlitePool, deployment_id: &str) -> DbResult<(
     if let Some((id,)) = open {
         close_incident(&mut tx, deployment_id, id, Utc::now()).await?;
     }
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
 /// Replaces raw samples older than `keep_raw_before` (unix seconds) with
 /// minutely averages. Returns how many raw samples went.
-pub async fn downsample(pool: &SqlitePool, keep_raw_before: i64) -> DbResult<u64> {
-    let mut tx = pool.begin().await?;
+pub async fn downsample(db: &Db, keep_raw_before: i64) -> DbResult<u64> {
+    let mut tx = db.pool.begin().await?;
     sqlx::query(
         "INSERT OR REPLACE INTO samples (deployment_id, series, at, resolution, value)
          SELECT deployment_id, series, (at / 60) * 60, 60, AVG(value) FROM samples
@@ -389,14 +410,14 @@ pub async fn downsample(pool: &SqlitePool, keep_raw_before: i64) -> DbResult<u64
 /// chooses the series of one instance; otherwise the group's series and
 /// every target's health.
 pub async fn series(
-    pool: &SqlitePool,
+    db: &Db,
     deployment_id: &str,
     from: i64,
     to: i64,
     step: i64,
     instance: Option<&str>,
 ) -> DbResult<Vec<(String, i64, f64)>> {
-    sqlx::query_as(
+    Ok(sqlx::query_as(
         "SELECT series, (at / ?4) * ?4 AS t, AVG(value) FROM samples
          WHERE deployment_id = ?1 AND at >= ?2 AND at <= ?3
            AND CASE WHEN ?5 IS NULL THEN (instr(series, ':i-') = 0 OR series LIKE 'target:%')
@@ -408,30 +429,8 @@ pub async fn series(
     .bind(to)
     .bind(step.max(1))
     .bind(instance)
-    .fetch_all(pool)
-    .await
-}
-
-/// Events of a deployment between two moments, of the given kinds, oldest first.
-pub async fn events_between(
-    pool: &SqlitePool,
-    deployment_id: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    kinds: &[&str],
-) -> DbResult<Vec<(DateTime<Utc>, String, String)>> {
-    sqlx::query_as(
-        "SELECT at, kind, message FROM events
-         WHERE deployment_id = ?1 AND at >= ?2 AND at <= ?3
-           AND kind IN (SELECT value FROM json_each(?4))
-         ORDER BY at, id LIMIT 500",
-    )
-    .bind(deployment_id)
-    .bind(from)
-    .bind(to)
-    .bind(serde_json::to_string(kinds).unwrap_or_else(|_| "[]".into()))
-    .fetch_all(pool)
-    .await
+    .fetch_all(&db.pool)
+    .await?)
 }
 
 type InstanceRow = (
@@ -479,19 +478,19 @@ const INSTANCE_COLUMNS: &str = "instance_id, instance_type, availability_zone, p
 
 /// Every instance the deployment's group ever had, in the group first,
 /// newest first.
-pub async fn instances(pool: &SqlitePool, deployment_id: &str) -> DbResult<Vec<InstanceRecord>> {
+pub async fn instances(db: &Db, deployment_id: &str) -> DbResult<Vec<InstanceRecord>> {
     let rows: Vec<InstanceRow> = sqlx::query_as(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM instances WHERE deployment_id = ?1
          ORDER BY gone_at IS NOT NULL, launched_at DESC, instance_id"
     ))
     .bind(deployment_id)
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?;
     Ok(rows.into_iter().map(instance_record).collect())
 }
 
 pub async fn instance(
-    pool: &SqlitePool,
+    db: &Db,
     deployment_id: &str,
     instance_id: &str,
 ) -> DbResult<Option<InstanceRecord>> {
@@ -500,14 +499,14 @@ pub async fn instance(
     ))
     .bind(deployment_id)
     .bind(instance_id)
-    .fetch_optional(pool)
+    .fetch_optional(&db.pool)
     .await?;
     Ok(row.map(instance_record))
 }
 
 /// Incidents of a deployment, newest first.
 pub async fn incidents(
-    pool: &SqlitePool,
+    db: &Db,
     deployment_id: &str,
     now: DateTime<Utc>,
 ) -> DbResult<Vec<Incident>> {
@@ -516,7 +515,7 @@ pub async fn incidents(
          ORDER BY started_at DESC LIMIT 200",
     )
     .bind(deployment_id)
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?;
     Ok(rows
         .into_iter()
@@ -530,12 +529,79 @@ pub async fn incidents(
         .collect())
 }
 
-/// Good and all probes of a deployment since `from` (unix seconds).
-pub async fn probe_counts(
-    pool: &SqlitePool,
-    deployment_id: &str,
+/// `(deployment, instance type, launched, gone)` of every instance of the
+/// deployments `ids` (or of all): the instance-hours the accrual bills.
+pub async fn instance_spans(
+    db: &Db,
+    ids: Option<&[String]>,
+) -> DbResult<Vec<(String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>)>> {
+    let ids = ids.map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
+    Ok(sqlx::query_as(
+        "SELECT deployment_id, instance_type, launched_at, gone_at FROM instances
+         WHERE ?1 IS NULL OR deployment_id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(ids)
+    .fetch_all(&db.pool)
+    .await?)
+}
+
+/// `(deployment, good probes, all probes)` of each of the deployments `ids`
+/// that was probed.
+pub async fn probe_totals(db: &Db, ids: &[String]) -> DbResult<Vec<(String, f64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT deployment_id, SUM(value), COUNT(*) FROM samples
+         WHERE deployment_id IN (SELECT value FROM json_each(?1)) AND series = 'probe'
+         GROUP BY deployment_id",
+    )
+    .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+    .fetch_all(&db.pool)
+    .await?)
+}
+
+/// For each of the deployments `ids` (a JSON array): requests counted in
+/// `series` since `from`, probes sent since `from - slack`, and the first
+/// poll since then (unix seconds): what tells an idle stack.
+pub async fn traffic_since(
+    db: &Db,
+    ids: &str,
+    series: &str,
     from: i64,
-) -> DbResult<(u64, u64)> {
+    slack: i64,
+) -> DbResult<Vec<(String, Option<f64>, i64, Option<i64>)>> {
+    Ok(sqlx::query_as(
+        "SELECT d.value,
+                (SELECT SUM(value) FROM samples
+                  WHERE deployment_id = d.value AND series = ?2 AND at >= ?3),
+                (SELECT COUNT(*) FROM samples
+                  WHERE deployment_id = d.value AND series = 'probe' AND at >= ?3 - ?4),
+                (SELECT MIN(at) FROM samples
+                  WHERE deployment_id = d.value AND series = 'desired' AND at >= ?3 - ?4)
+         FROM json_each(?1) AS d",
+    )
+    .bind(ids)
+    .bind(series)
+    .bind(from)
+    .bind(slack)
+    .fetch_all(&db.pool)
+    .await?)
+}
+
+/// Deployments that were ever probed, newest first (at most 500).
+pub async fn probed(db: &Db) -> DbResult<Vec<String>> {
+    let ids = db.store.deployment_ids().await?;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT d.value FROM json_each(?1) AS d
+         WHERE EXISTS (SELECT 1 FROM samples s WHERE s.deployment_id = d.value AND s.series = 'probe')
+         ORDER BY d.key LIMIT 500",
+    )
+    .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Good and all probes of a deployment since `from` (unix seconds).
+pub async fn probe_counts(db: &Db, deployment_id: &str, from: i64) -> DbResult<(u64, u64)> {
     // Downsampled probes are averages over a minute; counted as minutes.
     let (good, all): (Option<f64>, i64) = sqlx::query_as(
         "SELECT SUM(value), COUNT(*) FROM samples
@@ -543,23 +609,12 @@ pub async fn probe_counts(
     )
     .bind(deployment_id)
     .bind(from)
-    .fetch_one(pool)
+    .fetch_one(&db.pool)
     .await?;
     Ok((good.unwrap_or(0.0).round() as u64, all.max(0) as u64))
 }
 
 /// The last recovery on the timeline: seconds and when.
-pub async fn last_recovery(
-    pool: &SqlitePool,
-    deployment_id: &str,
-) -> DbResult<Option<(f64, DateTime<Utc>)>> {
-    let row: Option<(Option<f64>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT json_extract(data, '$.seconds'), at FROM events
-         WHERE deployment_id = ?1 AND kind = 'recovery' AND json_extract(data, '$.seconds') IS NOT NULL
-         ORDER BY at DESC, id DESC LIMIT 1",
-    )
-    .bind(deployment_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.and_then(|(seconds, at)| seconds.map(|s| (s, at))))
+pub async fn last_recovery(db: &Db, deployment_id: &str) -> DbResult<Option<(f64, DateTime<Utc>)>> {
+    db.store.last_recovery(deployment_id).await
 }

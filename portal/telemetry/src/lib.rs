@@ -24,11 +24,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use cloudpulse_core::model::HealthSnapshot;
+use cloudpulse_core::model::{EventKind, HealthSnapshot};
+use cloudpulse_engine::store::StoreError;
 use cloudpulse_engine::{Engine, EngineError};
 use tokio::task::JoinHandle;
 
-use crate::db::{Sample, Watched};
+use crate::db::{Db, Sample, Watched};
 use crate::observe::Known;
 
 /// AWS calls one poll makes: [`Engine::health`]'s six and `GetMetricData`.
@@ -85,22 +86,31 @@ impl Default for TelemetryConfig {
 /// The pollers of every live deployment.
 pub struct Telemetry {
     engine: Engine,
+    db: Db,
     config: TelemetryConfig,
     http: reqwest::Client,
 }
 
 impl Telemetry {
-    pub fn new(engine: Engine, config: TelemetryConfig) -> Arc<Self> {
+    /// Opens the telemetry's own pool on the engine's database file.
+    pub async fn new(engine: Engine, config: TelemetryConfig) -> Result<Arc<Self>, StoreError> {
+        let db = Db::open(engine.store()).await?;
         let http = reqwest::Client::builder()
             .timeout(config.probe_timeout)
             .user_agent("cloudpulse-uptime-probe")
             .build()
             .unwrap_or_default();
-        Arc::new(Telemetry {
+        Ok(Arc::new(Telemetry {
             engine,
+            db,
             config,
             http,
-        })
+        }))
+    }
+
+    /// The telemetry's store, for the pages' and the API's reads.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     pub fn config(&self) -> &TelemetryConfig {
@@ -111,13 +121,17 @@ impl Telemetry {
     /// that goes live, stops it when the deployment no longer is, and thins
     /// old samples once an hour; and the budget guard ([`budget`]).
     pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
-        tokio::spawn(budget::guard(self.engine.clone(), self.config.budget_tick));
+        tokio::spawn(budget::guard(
+            self.engine.clone(),
+            self.db.clone(),
+            self.config.budget_tick,
+        ));
         let telemetry = self.clone();
         tokio::spawn(async move { telemetry.supervise().await })
     }
 
     async fn supervise(self: Arc<Self>) {
-        let pool = self.engine.store().pool().clone();
+        let db = &self.db;
         let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
         let mut thinned: Option<Instant> = None;
         // A job's progress (a deploy going live, a teardown starting) wakes
@@ -125,7 +139,7 @@ impl Telemetry {
         let look = self.config.poll.min(Duration::from_secs(2));
         let mut jobs = self.engine.subscribe();
         loop {
-            match db::live_deployments(&pool).await {
+            match db::live_deployments(db).await {
                 Ok(live) => {
                     let ids: Vec<&str> = live.iter().map(|d| d.id.as_str()).collect();
                     let ended: Vec<String> = watchers
@@ -137,7 +151,7 @@ impl Telemetry {
                         if let Some(task) = watchers.remove(&id) {
                             task.abort();
                         }
-                        if let Err(error) = db::stop_watching(&pool, &id).await {
+                        if let Err(error) = db::stop_watching(db, &id).await {
                             tracing::warn!(deployment = %id, %error, "cannot close the uptime record");
                         }
                         tracing::info!(deployment = %id, "telemetry stopped: no longer live");
@@ -157,7 +171,7 @@ impl Telemetry {
                 thinned = Some(Instant::now());
                 let keep = Utc::now()
                     - TimeDelta::from_std(self.config.raw_retention).unwrap_or(TimeDelta::days(1));
-                match db::downsample(&pool, keep.timestamp()).await {
+                match db::downsample(db, keep.timestamp()).await {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::info!(samples = n, "raw samples thinned to minutely averages")
@@ -178,8 +192,8 @@ impl Telemetry {
 
     /// Polls and probes one deployment until the task is stopped.
     async fn watch(self: Arc<Self>, deployment: Watched) {
-        let pool = self.engine.store().pool().clone();
-        let mut known = match db::load_known(&pool, &deployment.id).await {
+        let db = &self.db;
+        let mut known = match db::load_known(db, &deployment.id).await {
             Ok(known) => known,
             Err(error) => {
                 tracing::warn!(deployment = %deployment.id, %error, "telemetry starts without its record");
@@ -231,15 +245,15 @@ impl Telemetry {
         };
         let mut samples = group_samples(&snapshot);
         samples.extend(self.read_metrics(deployment, &snapshot).await);
-        let pool = self.engine.store().pool();
+        let db = &self.db;
         let mut events = observe::observe(known, &snapshot);
         let mut kept = Vec::with_capacity(events.len());
         for event in events.drain(..) {
-            if event.kind == "recovery" {
+            if event.kind == EventKind::Recovery {
                 let seconds = event.data["seconds"].as_f64().unwrap_or_default();
                 let since = snapshot.taken_at - TimeDelta::milliseconds((seconds * 1000.0) as i64);
                 // The engine times recoveries after chaos more finely.
-                if db::recovery_recorded_since(pool, id, since)
+                if db::recovery_recorded_since(db, id, since)
                     .await
                     .unwrap_or(false)
                 {
@@ -248,7 +262,7 @@ impl Telemetry {
             }
             kept.push(event);
         }
-        if let Err(error) = db::record_poll(pool, &snapshot, &samples, &kept).await {
+        if let Err(error) = db::record_poll(db, &snapshot, &samples, &kept).await {
             tracing::warn!(deployment = %id, %error, "cannot store a telemetry poll");
         }
         Some(snapshot)
@@ -307,9 +321,8 @@ impl Telemetry {
             Some(0) => format!("{f}; no healthy targets behind the load balancer"),
             _ => f,
         });
-        let pool = self.engine.store().pool();
-        if let Err(error) =
-            db::record_probe(pool, deployment_id, at, cause.as_deref(), millis).await
+        let db = &self.db;
+        if let Err(error) = db::record_probe(db, deployment_id, at, cause.as_deref(), millis).await
         {
             tracing::warn!(deployment = %deployment_id, %error, "cannot store a probe");
         }

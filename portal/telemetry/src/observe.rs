@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use cloudpulse_core::model::{HealthSnapshot, InstanceHealth};
+use cloudpulse_core::model::{EventKind, HealthSnapshot, InstanceHealth};
 use serde_json::{json, Value};
 
 /// What was last seen of one instance.
@@ -48,12 +48,12 @@ pub struct Known {
 /// A new event for the deployment's timeline.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEvent {
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub message: String,
     pub data: Value,
 }
 
-fn event(kind: &'static str, message: String, data: Value) -> NewEvent {
+fn event(kind: EventKind, message: String, data: Value) -> NewEvent {
     NewEvent {
         kind,
         message,
@@ -80,7 +80,7 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
         let id = &instance.id;
         match known.instances.get(id) {
             None => events.push(event(
-                "instance",
+                EventKind::Instance,
                 format!(
                     "{id} joined the group in {} ({}, {})",
                     instance.availability_zone,
@@ -92,7 +92,7 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
             Some(before) => {
                 if before.lifecycle != seen.lifecycle || before.health != seen.health {
                     events.push(event(
-                        "instance",
+                        EventKind::Instance,
                         format!(
                             "{id} is {} and {} (was {} and {})",
                             or_none(&seen.lifecycle),
@@ -110,7 +110,7 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default();
                     events.push(event(
-                        "target",
+                        EventKind::Target,
                         format!(
                             "target {id} is {}{reason} (was {})",
                             or_none(&seen.target_state),
@@ -139,7 +139,7 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
     for id in gone {
         let before = known.instances.remove(&id).unwrap_or_default();
         events.push(event(
-            "instance",
+            EventKind::Instance,
             format!(
                 "{id} left the group (last {} and {})",
                 or_none(&before.lifecycle),
@@ -156,7 +156,7 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
         let before = known.alarms.insert(alarm.name.clone(), alarm.state.clone());
         match before {
             Some(before) if before != alarm.state => events.push(event(
-                "alarm",
+                EventKind::Alarm,
                 format!(
                     "alarm {} went from {before} to {}{}",
                     alarm.name,
@@ -179,7 +179,7 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
             continue;
         }
         events.push(event(
-            "scaling",
+            EventKind::Scaling,
             format!("{} ({})", activity.description, activity.status),
             json!({ "activity_id": activity.id, "cause": activity.cause }),
         ));
@@ -187,7 +187,7 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
 
     if known.desired.is_some_and(|d| d != group.desired) {
         events.push(event(
-            "capacity",
+            EventKind::Capacity,
             format!(
                 "desired capacity {} → {}",
                 known.desired.unwrap_or_default(),
@@ -211,7 +211,7 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
             known.degraded = None;
             let seconds = (now - since).num_milliseconds() as f64 / 1000.0;
             events.push(event(
-                "recovery",
+                EventKind::Recovery,
                 format!(
                     "back to {} of {} healthy targets {seconds:.1} s after {cause}",
                     snapshot.healthy_targets, group.desired
@@ -265,7 +265,7 @@ mod tests {
     }
 
     fn kinds(events: &[NewEvent]) -> Vec<&str> {
-        events.iter().map(|e| e.kind).collect()
+        events.iter().map(|e| e.kind.as_str()).collect()
     }
 
     #[test]

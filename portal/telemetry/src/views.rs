@@ -9,12 +9,10 @@ use cloudpulse_core::live::{
     UptimeSummary, UptimeView, Zone,
 };
 use cloudpulse_core::params::DeploymentParams;
-use serde_json::Value;
-use sqlx::SqlitePool;
 
-use cloudpulse_engine::store::recent_events;
+use cloudpulse_core::model::{DeploymentStatus, EventKind};
 
-use crate::db::{self, DbResult};
+use crate::db::{self, Db, DbResult};
 use crate::{cost, TelemetryConfig, CALLS_PER_POLL};
 
 /// Points a chart is drawn from, at most, per series.
@@ -24,28 +22,32 @@ const STEPS: [i64; 14] = [
     1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
 ];
 /// Kinds of event drawn as markers on the charts.
-const MARKED: [&str; 4] = ["scaling", "chaos", "recovery", "alarm"];
+const MARKED: [EventKind; 4] = [
+    EventKind::Scaling,
+    EventKind::Chaos,
+    EventKind::Recovery,
+    EventKind::Alarm,
+];
+/// Kinds of resource the topology draws.
+const TOPOLOGY: [&str; 4] = ["vpc", "subnet", "nat_gateway", "load_balancer"];
 /// Timeline events a live view carries.
 const RECENT_EVENTS: u32 = 30;
 
 struct Basics {
     name: String,
-    status: String,
+    status: DeploymentStatus,
     params: DeploymentParams,
     created_at: DateTime<Utc>,
 }
 
-async fn basics(pool: &SqlitePool, deployment_id: &str) -> DbResult<Option<Basics>> {
-    let row: Option<(String, String, String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT name, status, params, created_at FROM deployments WHERE id = ?1")
-            .bind(deployment_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map(|(name, status, params, created_at)| Basics {
-        name,
-        status,
-        params: serde_json::from_str(&params).unwrap_or_default(),
-        created_at,
+async fn basics(db: &Db, deployment_id: &str) -> DbResult<Option<Basics>> {
+    let ids = [deployment_id.to_string()];
+    let found = db.store().deployment_records(Some(&ids)).await?;
+    Ok(found.into_iter().next().map(|d| Basics {
+        name: d.name,
+        status: d.status,
+        params: d.params,
+        created_at: d.created_at,
     }))
 }
 
@@ -59,7 +61,7 @@ pub fn step_for(span_seconds: i64) -> i64 {
 }
 
 async fn metrics_of(
-    pool: &SqlitePool,
+    db: &Db,
     config: &TelemetryConfig,
     deployment_id: &str,
     basics: &Basics,
@@ -73,7 +75,7 @@ async fn metrics_of(
     };
     let step = step_for((now - from).num_seconds().max(1));
     let rows = db::series(
-        pool,
+        db,
         deployment_id,
         from.timestamp(),
         now.timestamp(),
@@ -89,7 +91,9 @@ async fn metrics_of(
         .into_iter()
         .map(|(name, points)| Series { name, points })
         .collect();
-    let markers = db::events_between(pool, deployment_id, from, now, &MARKED)
+    let markers = db
+        .store()
+        .events_between(deployment_id, from, now, &MARKED)
         .await?
         .into_iter()
         .filter(|(_, _, text)| instance.is_none_or(|i| text.contains(i)))
@@ -124,16 +128,16 @@ async fn metrics_of(
 
 /// The charts' data of a deployment, `None` if there is no such deployment.
 pub async fn metrics(
-    pool: &SqlitePool,
+    db: &Db,
     config: &TelemetryConfig,
     deployment_id: &str,
     range: MetricsRange,
     now: DateTime<Utc>,
 ) -> DbResult<Option<MetricsView>> {
-    let Some(basics) = basics(pool, deployment_id).await? else {
+    let Some(basics) = basics(db, deployment_id).await? else {
         return Ok(None);
     };
-    metrics_of(pool, config, deployment_id, &basics, range, now, None)
+    metrics_of(db, config, deployment_id, &basics, range, now, None)
         .await
         .map(Some)
 }
@@ -143,19 +147,15 @@ fn percent(good: u64, all: u64) -> Option<f64> {
 }
 
 async fn uptime_of(
-    pool: &SqlitePool,
+    db: &Db,
     deployment_id: &str,
     basics: &Basics,
     now: DateTime<Utc>,
 ) -> DbResult<UptimeView> {
-    let (good, all) = db::probe_counts(pool, deployment_id, basics.created_at.timestamp()).await?;
-    let (good_24h, all_24h) = db::probe_counts(
-        pool,
-        deployment_id,
-        (now - TimeDelta::hours(24)).timestamp(),
-    )
-    .await?;
-    let last = db::last_recovery(pool, deployment_id).await?;
+    let (good, all) = db::probe_counts(db, deployment_id, basics.created_at.timestamp()).await?;
+    let (good_24h, all_24h) =
+        db::probe_counts(db, deployment_id, (now - TimeDelta::hours(24)).timestamp()).await?;
+    let last = db::last_recovery(db, deployment_id).await?;
     Ok(UptimeView {
         deployment_id: deployment_id.to_string(),
         name: basics.name.clone(),
@@ -163,7 +163,7 @@ async fn uptime_of(
         availability_24h_pct: percent(good_24h, all_24h),
         probes: all,
         failed_probes: all - good.min(all),
-        incidents: db::incidents(pool, deployment_id, now).await?,
+        incidents: db::incidents(db, deployment_id, now).await?,
         last_recovery_seconds: last.map(|(s, _)| s),
         last_recovery_at: last.map(|(_, at)| at),
     })
@@ -171,28 +171,22 @@ async fn uptime_of(
 
 /// Availability and incidents of a deployment.
 pub async fn uptime(
-    pool: &SqlitePool,
+    db: &Db,
     deployment_id: &str,
     now: DateTime<Utc>,
 ) -> DbResult<Option<UptimeView>> {
-    let Some(basics) = basics(pool, deployment_id).await? else {
+    let Some(basics) = basics(db, deployment_id).await? else {
         return Ok(None);
     };
-    uptime_of(pool, deployment_id, &basics, now).await.map(Some)
+    uptime_of(db, deployment_id, &basics, now).await.map(Some)
 }
 
 /// Availability of every deployment that was ever probed, newest first.
-pub async fn uptime_all(pool: &SqlitePool, now: DateTime<Utc>) -> DbResult<UptimeSummary> {
-    let ids: Vec<(String,)> = sqlx::query_as(
-        "SELECT id FROM deployments d
-         WHERE EXISTS (SELECT 1 FROM samples s WHERE s.deployment_id = d.id AND s.series = 'probe')
-         ORDER BY created_at DESC, id LIMIT 500",
-    )
-    .fetch_all(pool)
-    .await?;
+pub async fn uptime_all(db: &Db, now: DateTime<Utc>) -> DbResult<UptimeSummary> {
+    let ids = db::probed(db).await?;
     let mut deployments = Vec::with_capacity(ids.len());
-    for (id,) in ids {
-        if let Some(view) = uptime(pool, &id, now).await? {
+    for id in ids {
+        if let Some(view) = uptime(db, &id, now).await? {
             deployments.push(view);
         }
     }
@@ -207,29 +201,22 @@ pub async fn uptime_all(pool: &SqlitePool, now: DateTime<Utc>) -> DbResult<Uptim
 }
 
 /// The VPC as built: from the deployment's resources and its subnets' AZs.
-pub async fn topology(pool: &SqlitePool, deployment_id: &str, cidr: &str) -> DbResult<Topology> {
-    let resources: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT kind, aws_id, step_key FROM resources
-         WHERE deployment_id = ?1 AND deleted_at IS NULL
-           AND kind IN ('vpc', 'subnet', 'nat_gateway', 'load_balancer')
-         ORDER BY created_at",
-    )
-    .bind(deployment_id)
-    .fetch_all(pool)
-    .await?;
-    let outputs: Vec<(String, String)> = sqlx::query_as(
-        "SELECT s.key, s.outputs FROM steps s JOIN jobs j ON j.id = s.job_id
-         WHERE j.deployment_id = ?1 AND j.kind = 'deploy' AND s.status = 'done'
-           AND s.key LIKE '%subnet:%'
-         ORDER BY j.created_at",
-    )
-    .bind(deployment_id)
-    .fetch_all(pool)
-    .await?;
+pub async fn topology(db: &Db, deployment_id: &str, cidr: &str) -> DbResult<Topology> {
+    let resources: Vec<(String, String, String)> = db
+        .store()
+        .resources(deployment_id, None)
+        .await?
+        .into_iter()
+        .filter(|r| r.deleted_at.is_none() && TOPOLOGY.contains(&r.kind.as_str()))
+        .map(|r| (r.kind, r.aws_id, r.step_key))
+        .collect();
+    let outputs = db
+        .store()
+        .deploy_outputs_of(deployment_id, "subnet:")
+        .await?;
     let zone_of: BTreeMap<String, String> = outputs
         .into_iter()
         .filter_map(|(key, outputs)| {
-            let outputs: Value = serde_json::from_str(&outputs).ok()?;
             let zone = outputs["availability_zone"].as_str()?.to_string();
             Some((key.rsplit(':').next()?.to_string(), zone))
         })
@@ -275,50 +262,53 @@ pub async fn topology(pool: &SqlitePool, deployment_id: &str, cidr: &str) -> DbR
 
 /// Everything the live part of a deployment's page shows.
 pub async fn live(
-    pool: &SqlitePool,
+    db: &Db,
     config: &TelemetryConfig,
     deployment_id: &str,
     range: MetricsRange,
     now: DateTime<Utc>,
 ) -> DbResult<Option<LiveView>> {
-    let Some(basics) = basics(pool, deployment_id).await? else {
+    let Some(basics) = basics(db, deployment_id).await? else {
         return Ok(None);
     };
-    let Some(cost) = cost::cost(pool, deployment_id, now).await? else {
+    let Some(cost) = cost::cost(db, deployment_id, now).await? else {
         return Ok(None);
     };
     Ok(Some(LiveView {
-        metrics: metrics_of(pool, config, deployment_id, &basics, range, now, None).await?,
-        instances: db::instances(pool, deployment_id).await?,
-        uptime: uptime_of(pool, deployment_id, &basics, now).await?,
+        metrics: metrics_of(db, config, deployment_id, &basics, range, now, None).await?,
+        instances: db::instances(db, deployment_id).await?,
+        uptime: uptime_of(db, deployment_id, &basics, now).await?,
         cost,
-        events: recent_events(pool, deployment_id, None, RECENT_EVENTS).await?,
-        topology: topology(pool, deployment_id, &basics.params.vpc_cidr).await?,
+        events: db.store().events(deployment_id, RECENT_EVENTS).await?,
+        topology: topology(db, deployment_id, &basics.params.vpc_cidr).await?,
     }))
 }
 
 /// One instance's page, `None` if the deployment never had it.
 pub async fn instance(
-    pool: &SqlitePool,
+    db: &Db,
     config: &TelemetryConfig,
     deployment_id: &str,
     instance_id: &str,
     range: MetricsRange,
     now: DateTime<Utc>,
 ) -> DbResult<Option<InstanceDetail>> {
-    let Some(basics) = basics(pool, deployment_id).await? else {
+    let Some(basics) = basics(db, deployment_id).await? else {
         return Ok(None);
     };
-    let Some(record) = db::instance(pool, deployment_id, instance_id).await? else {
+    let Some(record) = db::instance(db, deployment_id, instance_id).await? else {
         return Ok(None);
     };
-    let events = recent_events(pool, deployment_id, Some(instance_id), 200).await?;
+    let events = db
+        .store()
+        .recent_events(deployment_id, Some(instance_id), 200)
+        .await?;
     Ok(Some(InstanceDetail {
         deployment_id: deployment_id.to_string(),
         deployment_name: basics.name.clone(),
-        deployment_live: basics.status == "live",
+        deployment_live: basics.status == DeploymentStatus::Live,
         metrics: metrics_of(
-            pool,
+            db,
             config,
             deployment_id,
             &basics,

@@ -4,25 +4,31 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use cloudpulse_core::live::MetricsRange;
 use cloudpulse_core::model::{GroupHealth, HealthSnapshot, InstanceHealth};
+use cloudpulse_engine::store;
 use cloudpulse_engine::Store;
-use cloudpulse_telemetry::db::{self, Sample};
+use cloudpulse_telemetry::db::{self, Db, Sample};
 use cloudpulse_telemetry::observe::{observe, Known};
 use cloudpulse_telemetry::{cost, views, TelemetryConfig};
+use sqlx::SqlitePool;
 
 const ID: &str = "0b6c7e2e-0000-4000-8000-000000000001";
 
-async fn store(dir: &tempfile::TempDir, created: DateTime<Utc>) -> Store {
-    let store = Store::open(&dir.path().join("telemetry.db")).await.unwrap();
+/// A migrated database holding one live deployment, and a raw pool on it
+/// for what the test reads directly.
+async fn store(dir: &tempfile::TempDir, created: DateTime<Utc>) -> (Db, SqlitePool) {
+    let path = dir.path().join("telemetry.db");
+    let store = Store::open(&path).await.unwrap();
+    let raw = store::connect(&path, 1).await.unwrap();
     sqlx::query(
         "INSERT INTO deployments (id, name, region, status, params, created_at, updated_at)
          VALUES (?1, 'demo', 'us-east-1', 'live', '{}', ?2, ?2)",
     )
     .bind(ID)
     .bind(created)
-    .execute(store.pool())
+    .execute(&raw)
     .await
     .unwrap();
-    store
+    (Db::open(&store).await.unwrap(), raw)
 }
 
 fn instance(id: &str, target: &str) -> InstanceHealth {
@@ -60,8 +66,8 @@ fn snapshot(at: DateTime<Utc>, instances: Vec<InstanceHealth>) -> HealthSnapshot
 async fn a_restarted_poller_reports_only_what_changed_since() {
     let dir = tempfile::tempdir().unwrap();
     let start = Utc::now() - TimeDelta::hours(1);
-    let store = store(&dir, start).await;
-    let pool = store.pool();
+    let (db, _raw) = store(&dir, start).await;
+    let pool = &db;
 
     let mut known = Known::default();
     let first = snapshot(
@@ -120,8 +126,8 @@ async fn a_restarted_poller_reports_only_what_changed_since() {
 async fn old_samples_become_minutely_averages() {
     let dir = tempfile::tempdir().unwrap();
     let now = Utc::now();
-    let store = store(&dir, now - TimeDelta::days(3)).await;
-    let pool = store.pool();
+    let (db, raw) = store(&dir, now - TimeDelta::days(3)).await;
+    let pool = &db;
     // On a quarter hour, so both minutes fall in one 15-minute point below.
     let old = (now - TimeDelta::days(2)).timestamp() / 900 * 900;
     let mut samples: Vec<Sample> = (0..120)
@@ -138,7 +144,7 @@ async fn old_samples_become_minutely_averages() {
     let rows: Vec<(i64, i64, f64)> = sqlx::query_as(
         "SELECT at, resolution, value FROM samples WHERE series = 'cpu' ORDER BY at",
     )
-    .fetch_all(pool)
+    .fetch_all(&raw)
     .await
     .unwrap();
     assert_eq!(
@@ -180,8 +186,8 @@ async fn old_samples_become_minutely_averages() {
 async fn failed_probes_open_an_incident_and_the_next_good_one_closes_it() {
     let dir = tempfile::tempdir().unwrap();
     let start = Utc::now() - TimeDelta::minutes(5);
-    let store = store(&dir, start).await;
-    let pool = store.pool();
+    let (db, _raw) = store(&dir, start).await;
+    let pool = &db;
     let at = |s: i64| start + TimeDelta::seconds(s);
     db::record_probe(pool, ID, at(10), None, Some(3.0))
         .await

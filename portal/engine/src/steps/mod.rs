@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::aws::{Aws, Names, TAG_DEPLOYMENT, TAG_STEP};
 use crate::error::{StepError, StepResult};
 use crate::params::DeploymentParams;
+use crate::plan::StepId;
 use crate::store::{NewResource, Store};
 
 pub use artifacts::{Artifact, ArtifactSource};
@@ -85,8 +86,8 @@ pub struct StepCtx {
     pub params: DeploymentParams,
     pub deployment_id: String,
     pub job_id: String,
-    /// The step's own key as stored, e.g. `nat_gateway:0` or `undo:vpc`.
-    pub step: String,
+    /// The step being run; stored as text, e.g. `nat_gateway:0` or `undo:vpc`.
+    pub step: StepId,
     pub timings: Timings,
     pub artifact: ArtifactSource,
     /// The app URL in the sandbox (its local load balancer), if any.
@@ -107,7 +108,7 @@ impl StepCtx {
             .record_resource(
                 &self.deployment_id,
                 &NewResource {
-                    kind: kind.as_str(),
+                    kind,
                     aws_id,
                     arn,
                     step_key: &step.to_string(),
@@ -120,7 +121,7 @@ impl StepCtx {
 
     pub async fn forget(&self, kind: ResourceKind, aws_id: &str) -> StepResult<()> {
         self.store
-            .resource_deleted(&self.deployment_id, kind.as_str(), aws_id)
+            .resource_deleted(&self.deployment_id, kind, aws_id)
             .await
             .map_err(|e| StepError::fatal("Database", e.to_string()))
     }
@@ -128,7 +129,7 @@ impl StepCtx {
     pub async fn progress(&self, text: &str) {
         if let Err(e) = self
             .store
-            .step_progress(&self.job_id, &self.step, text)
+            .step_progress(&self.job_id, &self.step.to_string(), text)
             .await
         {
             tracing::warn!(error = %e, "could not record progress");
@@ -144,7 +145,7 @@ impl StepCtx {
         let step = step.to_string();
         let rows = self
             .store
-            .resources(&self.deployment_id, Some(kind.as_str()))
+            .resources(&self.deployment_id, Some(kind))
             .await
             .map_err(|e| StepError::fatal("Database", e.to_string()))?;
         Ok(rows

@@ -15,11 +15,8 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.ok_or_else(|| StoreError::NotFound {
-            what: "deployment",
-            id: id.to_string(),
-        })?
-        .into_budget()
+        row.ok_or_else(|| not_found("deployment", id))?
+            .into_budget()
     }
 
     /// Deployments that still stand and have a TTL or a cost cap: what the
@@ -74,7 +71,14 @@ impl Store {
                 needs: "a budget guards only a deployment that stands",
             });
         }
-        insert_event(&mut tx, id, "budget", Some(source.as_str()), message).await?;
+        insert_event(
+            &mut tx,
+            id,
+            EventKind::Budget,
+            Some(source.as_str()),
+            message,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

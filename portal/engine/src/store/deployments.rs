@@ -3,7 +3,95 @@
 
 use super::*;
 
+/// A deployment as the telemetry prices and charts it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeploymentRecord {
+    pub id: String,
+    pub name: String,
+    pub status: DeploymentStatus,
+    pub region: String,
+    pub params: DeploymentParams,
+    pub created_at: DateTime<Utc>,
+    pub torn_down_at: Option<DateTime<Utc>>,
+}
+
+/// A live deployment and what its deploy reported (app URL, load balancer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveDeployment {
+    pub id: String,
+    pub region: String,
+    pub outputs: Value,
+}
+
 impl Store {
+    /// The deployments `ids` (or every one), newest first.
+    pub async fn deployment_records(
+        &self,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<DeploymentRecord>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+        );
+        let ids = ids.map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, name, status, region, params, created_at, torn_down_at FROM deployments
+             WHERE ?1 IS NULL OR id IN (SELECT value FROM json_each(?1))
+             ORDER BY created_at DESC, id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(id, name, status, region, params, created_at, torn_down_at)| {
+                    Ok(DeploymentRecord {
+                        status: DeploymentStatus::parse(&status)
+                            .ok_or_else(|| StoreError::Invalid(format!("bad status {status:?}")))?,
+                        params: serde_json::from_str(&params).unwrap_or_default(),
+                        id,
+                        name,
+                        region,
+                        created_at,
+                        torn_down_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Every deployment's id, newest first.
+    pub async fn deployment_ids(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM deployments ORDER BY created_at DESC, id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Live deployments with their deploy's outputs, by id.
+    pub async fn live_deployments(&self) -> Result<Vec<LiveDeployment>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT id, region, outputs FROM deployments WHERE status = ?1 ORDER BY id",
+        )
+        .bind(DeploymentStatus::Live.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, region, outputs)| LiveDeployment {
+                id,
+                region,
+                outputs: serde_json::from_str(&outputs).unwrap_or_default(),
+            })
+            .collect())
+    }
+
     /// Deployments, newest first, one page at a time.
     pub async fn list_deployments(
         &self,
@@ -134,7 +222,7 @@ impl Store {
         insert_event(
             &mut tx,
             &deployment_id,
-            "job",
+            EventKind::Job,
             Some(job.source.as_str()),
             &format!("{} requested", job.kind.as_str()),
         )
@@ -199,10 +287,7 @@ impl Store {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        let (name, region, status) = row.ok_or_else(|| StoreError::NotFound {
-            what: "deployment",
-            id: id.to_string(),
-        })?;
+        let (name, region, status) = row.ok_or_else(|| not_found("deployment", id))?;
         let status = DeploymentStatus::parse(&status)
             .ok_or_else(|| StoreError::Invalid(format!("bad status {status:?}")))?;
         Ok((name, region, status))
@@ -242,7 +327,7 @@ impl Store {
         })?
         .rows_affected();
         if changed > 0 {
-            insert_event(&mut tx, id, "orphans", Some("system"), why).await?;
+            insert_event(&mut tx, id, EventKind::Orphans, Some("system"), why).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -272,10 +357,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let row = row.ok_or_else(|| StoreError::NotFound {
-            what: "deployment",
-            id: id.to_string(),
-        })?;
+        let row = row.ok_or_else(|| not_found("deployment", id))?;
         let jobs: Vec<JobSummaryRow> = sqlx::query_as(
             "SELECT id, kind, status, source, created_at, finished_at FROM jobs
              WHERE deployment_id = ?1 ORDER BY created_at DESC, rowid DESC",

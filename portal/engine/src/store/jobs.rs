@@ -52,7 +52,7 @@ impl Store {
         insert_event(
             &mut tx,
             deployment_id,
-            "job",
+            EventKind::Job,
             Some(job.source.as_str()),
             &format!("{} requested", job.kind.as_str()),
         )
@@ -102,10 +102,7 @@ impl Store {
         .bind(job_id)
         .fetch_optional(&self.pool)
         .await?;
-        let row = row.ok_or_else(|| StoreError::NotFound {
-            what: "job",
-            id: job_id.to_string(),
-        })?;
+        let row = row.ok_or_else(|| not_found("job", job_id))?;
         let steps: Vec<StepRow> = sqlx::query_as(
             "SELECT key, depends_on, status, attempts, started_at, finished_at, progress,
                     error_code, error_message, error_hint, request_id, outputs
@@ -124,10 +121,7 @@ impl Store {
         .bind(job_id)
         .fetch_optional(&self.pool)
         .await?;
-        let (id, params) = row.ok_or_else(|| StoreError::NotFound {
-            what: "job",
-            id: job_id.to_string(),
-        })?;
+        let (id, params) = row.ok_or_else(|| not_found("job", job_id))?;
         let params = serde_json::from_str(&params).map_err(|e| {
             StoreError::Invalid(format!("deployment {id} has unreadable params: {e}"))
         })?;

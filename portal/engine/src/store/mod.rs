@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cloudpulse_core::model::{
-    Budget, DeploymentDetail, DeploymentStatus, DeploymentSummary, EventView, JobKind, JobStatus,
-    JobSummary, JobView, Link, Page, ResourceView, Source, StepFailure, StepStatus, StepView,
+    Budget, DeploymentDetail, DeploymentStatus, DeploymentSummary, EventKind, EventView, JobKind,
+    JobStatus, JobSummary, JobView, Link, Page, ResourceView, Source, StepFailure, StepStatus,
+    StepView,
 };
+use cloudpulse_core::params::DeploymentParams;
+use cloudpulse_core::resource::ResourceKind;
 use serde_json::Value;
 
 use crate::plan::PlannedStep;
@@ -26,9 +29,11 @@ mod resources;
 mod steps;
 
 use budget::ttl_minutes;
+pub use deployments::{DeploymentRecord, LiveDeployment};
 use events::insert_event;
-pub use events::recent_events;
+pub use events::{write_event, TimelineEvent};
 use jobs::{insert_job, JobSummaryRow};
+pub use resources::ResourceSpan;
 use steps::StepRow;
 
 /// How long a writer waits for another writer before giving up.
@@ -77,10 +82,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`.
-    ///
-    /// WAL journal so readers never block the writer, foreign keys enforced,
-    /// and a busy timeout so concurrent writers wait instead of failing.
+    /// Opens (creating if needed) and migrates the database at `path`, with
+    /// [`connect`]'s settings.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let folder = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -92,19 +95,7 @@ impl Store {
                 folder,
             });
         }
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(|e| StoreError::Invalid(e.to_string()))?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .map_err(|e| classify_open_error(path, e))?;
+        let pool = connect(path, 8).await?;
         let store = Store {
             pool,
             path: path.to_path_buf(),
@@ -142,8 +133,9 @@ impl Store {
         })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Closes every connection; for a clean exit (and tests that reopen).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     pub fn path(&self) -> &Path {
@@ -155,6 +147,27 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// A pool on the database file at `path`, with the portal's settings: WAL
+/// journal so readers never block the writer, foreign keys enforced, and a
+/// busy timeout so concurrent writers wait instead of failing. [`Store`]
+/// keeps its own; a room with tables of its own in the same file (the
+/// telemetry) opens another, so no room reaches into another's pool.
+pub async fn connect(path: &Path, max_connections: u32) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::from_str("sqlite:")
+        .map_err(|e| StoreError::Invalid(e.to_string()))?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+        .map_err(|e| classify_open_error(path, e))
 }
 
 /// What a new deployment carries besides its parameters.
@@ -196,11 +209,18 @@ pub struct Created {
 
 /// One recorded AWS resource.
 pub struct NewResource<'a> {
-    pub kind: &'a str,
+    pub kind: ResourceKind,
     pub aws_id: &'a str,
     pub arn: Option<&'a str>,
     pub step_key: &'a str,
     pub region: &'a str,
+}
+
+fn not_found(what: &'static str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        what,
+        id: id.to_string(),
+    }
 }
 
 fn now() -> DateTime<Utc> {

@@ -18,7 +18,7 @@ impl Store {
              DO UPDATE SET deleted_at = NULL, arn = COALESCE(excluded.arn, resources.arn)",
         )
         .bind(deployment_id)
-        .bind(r.kind)
+        .bind(r.kind.as_str())
         .bind(r.aws_id)
         .bind(r.arn)
         .bind(r.step_key)
@@ -32,7 +32,7 @@ impl Store {
     pub async fn resource_deleted(
         &self,
         deployment_id: &str,
-        kind: &str,
+        kind: ResourceKind,
         aws_id: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -40,7 +40,7 @@ impl Store {
              WHERE deployment_id = ?1 AND kind = ?2 AND aws_id = ?3 AND deleted_at IS NULL",
         )
         .bind(deployment_id)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(aws_id)
         .bind(now())
         .execute(&self.pool)
@@ -52,7 +52,7 @@ impl Store {
     pub async fn resources(
         &self,
         deployment_id: &str,
-        kind: Option<&str>,
+        kind: Option<ResourceKind>,
     ) -> Result<Vec<ResourceView>, StoreError> {
         let rows: Vec<ResourceRow> = sqlx::query_as(
             "SELECT kind, aws_id, arn, step_key, region, created_at, deleted_at FROM resources
@@ -60,11 +60,53 @@ impl Store {
              ORDER BY created_at, kind, aws_id",
         )
         .bind(deployment_id)
-        .bind(kind)
+        .bind(kind.map(ResourceKind::as_str))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(ResourceRow::into_view).collect())
     }
+
+    /// When each resource of these kinds (of the deployments `ids`, or of
+    /// all) was made and deleted: what the cost accrual bills.
+    pub async fn resource_spans(
+        &self,
+        ids: Option<&[String]>,
+        kinds: &[ResourceKind],
+    ) -> Result<Vec<ResourceSpan>, StoreError> {
+        let ids = ids.map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        type Row = (String, String, DateTime<Utc>, Option<DateTime<Utc>>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT deployment_id, kind, created_at, deleted_at FROM resources
+             WHERE (?1 IS NULL OR deployment_id IN (SELECT value FROM json_each(?1)))
+               AND kind IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(ids)
+        .bind(serde_json::to_string(&kinds).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(deployment_id, kind, created_at, deleted_at)| {
+                Ok(ResourceSpan {
+                    kind: kind
+                        .parse()
+                        .map_err(|e| StoreError::Invalid(format!("{e}")))?,
+                    deployment_id,
+                    created_at,
+                    deleted_at,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One billed resource's life.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResourceSpan {
+    pub deployment_id: String,
+    pub kind: ResourceKind,
+    pub created_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 #[derive(FromRow)]

@@ -136,6 +136,31 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Outputs of the finished steps of a deployment's deploy jobs whose key
+    /// contains `key_part` (e.g. every subnet step), oldest job first.
+    pub async fn deploy_outputs_of(
+        &self,
+        deployment_id: &str,
+        key_part: &str,
+    ) -> Result<Vec<(String, Value)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT s.key, s.outputs FROM steps s JOIN jobs j ON j.id = s.job_id
+             WHERE j.deployment_id = ?1 AND j.kind = ?2 AND s.status = ?3
+               AND instr(s.key, ?4) > 0
+             ORDER BY j.created_at",
+        )
+        .bind(deployment_id)
+        .bind(JobKind::Deploy.as_str())
+        .bind(StepStatus::Done.as_str())
+        .bind(key_part)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, outputs)| (key, json_or_null(&outputs)))
+            .collect())
+    }
 }
 
 #[derive(FromRow)]

@@ -5,11 +5,11 @@ use crate::common;
 
 use cloudpulse_engine::aws::Names;
 use cloudpulse_engine::inventory;
-use cloudpulse_engine::plan::deploy_dag;
+use cloudpulse_engine::plan::{deploy_dag, StepId};
 use cloudpulse_engine::steps::{run_action, run_undo, ArtifactSource, StepCtx, Timings};
 use common::{artifact, harness, params, Harness};
 
-fn ctx(h: &Harness, deployment_id: &str, names: &Names, step: &str) -> StepCtx {
+fn ctx(h: &Harness, deployment_id: &str, names: &Names, step: StepId) -> StepCtx {
     StepCtx {
         store: h.engine.store().clone(),
         aws: h.aws(),
@@ -17,7 +17,7 @@ fn ctx(h: &Harness, deployment_id: &str, names: &Names, step: &str) -> StepCtx {
         params: params(&names.display),
         deployment_id: deployment_id.to_string(),
         job_id: "idempotence-check".into(),
-        step: step.to_string(),
+        step,
         timings: Timings::for_tests(),
         artifact: ArtifactSource::Ready(artifact()),
         app_url_override: None,
@@ -40,7 +40,7 @@ async fn every_action_and_every_undo_can_run_twice() {
 
     // The second run of each action adopts what the first made.
     for (key, _) in deploy_dag(&params("twice")) {
-        let result = run_action(&ctx(&h, &id, &names, &key.to_string()), key).await;
+        let result = run_action(&ctx(&h, &id, &names, StepId::Do(key)), key).await;
         assert!(result.is_ok(), "second run of {key}: {result:?}");
     }
     let twice = sorted(inventory::remaining(&aws, &names).await.unwrap());
@@ -57,7 +57,7 @@ async fn every_action_and_every_undo_can_run_twice() {
         .collect();
     order.reverse();
     for key in order {
-        let result = run_undo(&ctx(&h, &id, &names, &format!("undo:{key}")), key).await;
+        let result = run_undo(&ctx(&h, &id, &names, StepId::Undo(key)), key).await;
         assert!(result.is_ok(), "second undo of {key}: {result:?}");
     }
     assert_eq!(inventory::remaining(&aws, &names).await.unwrap(), []);

@@ -1,7 +1,15 @@
 //! The database against real SQLite files in a temporary folder.
 
 use cloudpulse_core::model::DeploymentStatus;
+use cloudpulse_engine::store::connect;
 use cloudpulse_engine::{Store, StoreError};
+use sqlx::SqlitePool;
+
+/// A pool of the test's own on the store's file, with the portal's settings,
+/// for what the store has no function for (raw rows, pragmas).
+async fn raw(store: &Store) -> SqlitePool {
+    connect(store.path(), 1).await.unwrap()
+}
 
 async fn insert(store: &Store, id: &str, name: &str, status: &str, created_at: &str) {
     sqlx::query(
@@ -12,7 +20,7 @@ async fn insert(store: &Store, id: &str, name: &str, status: &str, created_at: &
     .bind(name)
     .bind(status)
     .bind(created_at)
-    .execute(store.pool())
+    .execute(&raw(store).await)
     .await
     .expect("insert deployment");
 }
@@ -23,19 +31,19 @@ async fn opens_with_wal_and_foreign_keys_and_migrates() {
     let store = Store::open(&dir.path().join("portal.db")).await.unwrap();
 
     let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
-        .fetch_one(store.pool())
+        .fetch_one(&raw(&store).await)
         .await
         .unwrap();
     assert_eq!(mode, "wal");
     let (fk,): (i64,) = sqlx::query_as("PRAGMA foreign_keys")
-        .fetch_one(store.pool())
+        .fetch_one(&raw(&store).await)
         .await
         .unwrap();
     assert_eq!(fk, 1);
 
     let tables: Vec<(String,)> =
         sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .fetch_all(store.pool())
+            .fetch_all(&raw(&store).await)
             .await
             .unwrap();
     let tables: Vec<_> = tables.into_iter().map(|(t,)| t).collect();
@@ -58,7 +66,7 @@ async fn opens_with_wal_and_foreign_keys_and_migrates() {
         "INSERT INTO jobs (id, deployment_id, kind, status, source, created_at)
          VALUES ('j', 'nope', 'deploy', 'pending', 'api', '2026-01-01T00:00:00Z')",
     )
-    .execute(store.pool())
+    .execute(&raw(&store).await)
     .await;
     assert!(orphan.is_err());
 }
@@ -70,7 +78,7 @@ async fn reopening_keeps_data_and_does_not_remigrate() {
     {
         let store = Store::open(&path).await.unwrap();
         insert(&store, "a", "alpha", "live", "2026-11-01T10:00:00Z").await;
-        store.pool().close().await;
+        store.close().await;
     }
     let store = Store::open(&path).await.unwrap();
     let page = store.list_deployments(None, 1, 10).await.unwrap();
@@ -86,7 +94,7 @@ async fn the_database_refuses_a_misspelt_status() {
         "INSERT INTO deployments (id, name, region, status, params, created_at, updated_at)
          VALUES ('x', 'x', 'us-east-1', 'runing', '{}', 'now', 'now')",
     )
-    .execute(store.pool())
+    .execute(&raw(&store).await)
     .await;
     assert!(bad.is_err());
 }
@@ -101,7 +109,7 @@ async fn names_are_unique_only_among_deployments_that_exist() {
         "INSERT INTO deployments (id, name, region, status, params, created_at, updated_at)
          VALUES ('c', 'demo', 'us-east-1', 'deploying', '{}', 'now', 'now')",
     )
-    .execute(store.pool())
+    .execute(&raw(&store).await)
     .await;
     assert!(dup.is_err(), "a second live 'demo' must be refused");
 }

@@ -180,7 +180,11 @@ async fn a_kill_during_heavy_writes_loses_no_job_and_leaves_the_database_whole()
         .await
         .unwrap();
     let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check")
-        .fetch_one(store.pool())
+        .fetch_one(
+            &cloudpulse_engine::store::connect(store.path(), 1)
+                .await
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(verdict, "ok");
@@ -191,7 +195,7 @@ async fn a_kill_during_heavy_writes_loses_no_job_and_leaves_the_database_whole()
             .expect("every accepted job is still there");
         assert_eq!(view.steps.len(), 29, "with its whole plan");
     }
-    store.pool().close().await;
+    store.close().await;
 
     // And a restart finishes all of them.
     let portal = serve(dir.path(), &moto.endpoint());
