@@ -28,15 +28,17 @@
 //! through the gateway would.
 //!
 //! The record (activities, alarm history, cooldowns, each group's last known
-//! instances) lives in this process's memory: a gateway restarted in front of
-//! the same moto has forgotten the history and starts every group without a
-//! cooldown. That is acceptable for the sandbox, whose moto keeps nothing
-//! across restarts either, so in practice both start empty together.
+//! instances, and when the gateway first saw each slow resource) lives in
+//! memory and, once [`Faithful::persist_to`] names a file, on disk as well,
+//! written after every change: a sandbox restarted in front of the same
+//! moto state still lists the activities and the history, keeps a cooldown
+//! running and does not make a load balancer `provisioning` again — see
+//! [`record`].
 
 mod alarms;
 mod dependencies;
+mod record;
 mod scaling;
-pub mod strict;
 mod wire;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,7 +47,7 @@ use axum::response::Response;
 use tokio::sync::OwnedMutexGuard;
 
 pub use alarms::{AlarmHistoryItem, HistoryItemType};
-pub use scaling::{Cause, ScalingActivity, ScalingOutcome, Trigger};
+pub use scaling::{Cause, LaunchFailure, ScalingActivity, ScalingOutcome, Trigger};
 
 use wire::{Params, Service};
 
@@ -100,6 +102,10 @@ struct Inner {
     alarm_changes: Arc<tokio::sync::Mutex<()>>,
     groups: Mutex<scaling::Groups>,
     history: Mutex<alarms::History>,
+    /// When the gateway first saw each slow resource (a load balancer…).
+    sightings: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Where the record is kept, once [`Faithful::persist_to`] said.
+    record: Mutex<Option<record::RecordFile>>,
     /// Multiplies cooldowns, as the data plane's time scale does its
     /// intervals; an `f64`'s bits.
     time_scale: std::sync::atomic::AtomicU64,
@@ -148,9 +154,72 @@ impl Faithful {
                 alarm_changes: Arc::new(tokio::sync::Mutex::new(())),
                 groups: Mutex::new(scaling::Groups::default()),
                 history: Mutex::new(alarms::History::default()),
+                sightings: Mutex::new(std::collections::HashMap::new()),
+                record: Mutex::new(None),
                 time_scale: std::sync::atomic::AtomicU64::new(1.0f64.to_bits()),
             }),
         }
+    }
+
+    /// Keeps the record in `path` from now on: reads what a previous run
+    /// left there (its activities, history, cooldowns and first sightings
+    /// replace what is in memory) and writes it after every change.
+    pub fn persist_to(&self, path: &std::path::Path) {
+        let file = record::RecordFile::new(path);
+        let saved = file.load();
+        let (now, wall) = (std::time::Instant::now(), chrono::Utc::now());
+        self.groups().import(&saved, now, wall);
+        self.history().restore(saved.history);
+        *lock(&self.inner.sightings) = saved
+            .first_seen
+            .iter()
+            .map(|(id, at)| (id.clone(), record::from_wall(*at, now, wall)))
+            .collect();
+        *lock(&self.inner.record) = Some(file);
+        self.save();
+    }
+
+    /// Writes the record, if it is kept on disk. A failure is logged, never
+    /// passed on: the portal's calls must not fail for the sandbox's books.
+    fn save(&self) {
+        let record = lock(&self.inner.record);
+        let Some(file) = record.as_ref() else {
+            return;
+        };
+        let (now, wall) = (std::time::Instant::now(), chrono::Utc::now());
+        let mut saved = record::Saved {
+            version: record::VERSION,
+            ..record::Saved::default()
+        };
+        self.groups().export(&mut saved, now, wall);
+        saved.history = self.history().items().to_vec();
+        saved.first_seen = lock(&self.inner.sightings)
+            .iter()
+            .map(|(id, at)| (id.clone(), record::to_wall(*at, now, wall)))
+            .collect();
+        if let Err(error) = file.store(&saved) {
+            tracing::warn!(%error, "cannot write the gateway's record");
+        }
+    }
+
+    /// When the gateway first saw `id` (now, if this is the first time):
+    /// the start of its slow state, kept across restarts.
+    pub fn first_seen(&self, id: &str) -> std::time::Instant {
+        let (born, new) = {
+            let mut seen = lock(&self.inner.sightings);
+            match seen.get(id) {
+                Some(born) => (*born, false),
+                None => {
+                    let now = std::time::Instant::now();
+                    seen.insert(id.to_string(), now);
+                    (now, true)
+                }
+            }
+        };
+        if new {
+            self.save();
+        }
+        born
     }
 
     /// Shortens (or lengthens) every cooldown from now on by `scale`, the
@@ -221,6 +290,7 @@ impl Faithful {
         if let Err(error) = recorded {
             tracing::warn!(%error, "could not record the effect of a call");
         }
+        self.save();
     }
 
     fn groups(&self) -> MutexGuard<'_, scaling::Groups> {
@@ -231,4 +301,9 @@ impl Faithful {
     fn history(&self) -> MutexGuard<'_, alarms::History> {
         self.inner.history.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic mid-update of plain data.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

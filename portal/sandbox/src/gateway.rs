@@ -27,16 +27,16 @@
 //! Limits, acceptable for a sandbox: moto still applies a `state` filter to
 //! its own (instant) states, so `DescribeNatGateways` filtered on
 //! `state=available` lists a gateway this proxy then shows as `pending`; the
-//! clocks live in this process, so a new gateway in front of the same moto
-//! sees every resource as new; and the `Host` header is moto's, not the
+//! clocks are the faithful layer's, so a new gateway in front of the same
+//! moto sees every resource as new unless that layer keeps its record on
+//! disk ([`Faithful::persist_to`]); and the `Host` header is moto's, not the
 //! client's (moto does not check signatures).
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use axum::body::{to_bytes, Body, Bytes};
@@ -124,13 +124,13 @@ impl Gateway {
             upstream: moto_endpoint.trim_end_matches('/').to_string(),
             client,
             latency,
-            first_seen: Mutex::new(HashMap::new()),
             disruption,
             requests: AtomicU32::new(0),
             disrupted: AtomicU32::new(0),
             faithful: Faithful::new(moto_endpoint),
             strict: Strict::new(moto_endpoint, strictness),
             dataplane: RwLock::new(None),
+            calls: Default::default(),
         });
         let app = Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -160,6 +160,17 @@ impl Gateway {
     /// The base URL to give the AWS SDK as its endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Every request that reached the gateway so far, by action (the query
+    /// protocol's `Action`, else the JSON protocol's `X-Amz-Target`): what
+    /// AWS would bill or throttle the caller for.
+    pub fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How many requests were answered with a fault so far.
@@ -220,9 +231,6 @@ struct Shared {
     upstream: String,
     client: reqwest::Client,
     latency: Latency,
-    /// When the gateway first saw each NAT gateway id / load balancer ARN:
-    /// the start of its simulated transition.
-    first_seen: Mutex<HashMap<String, Instant>>,
     disruption: Disruption,
     requests: AtomicU32,
     disrupted: AtomicU32,
@@ -232,6 +240,8 @@ struct Shared {
     strict: Strict,
     /// The data plane whose verdicts replace moto's, once attached.
     dataplane: RwLock<Option<Arc<dyn DataPlaneView>>>,
+    /// Requests relayed so far, by action (`Action=` or `X-Amz-Target`).
+    calls: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Shared {
@@ -259,16 +269,13 @@ impl Shared {
     }
 
     /// Whether the resource `id` is still in its transient state; starts
-    /// its clock if this is the first time it is seen.
+    /// its clock if this is the first time it is seen. The clocks are the
+    /// faithful layer's, kept across restarts once it persists its record.
     fn still_young(&self, id: &str, delay: Duration) -> bool {
         if delay.is_zero() {
             return false;
         }
-        // A poisoned lock only means another request panicked mid-insert;
-        // the map itself is still sound.
-        let mut seen = self.first_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let born = *seen.entry(id.to_string()).or_insert_with(Instant::now);
-        born.elapsed() < delay
+        self.faithful.first_seen(id).elapsed() < delay
     }
 }
 
@@ -311,6 +318,19 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
         None => format!("{}/", shared.upstream),
     };
     let action = query_action(&body);
+    let called = action.clone().or_else(|| {
+        parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|t| t.to_str().ok())
+            .map(str::to_string)
+    });
+    *shared
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(called.unwrap_or_else(|| parts.method.to_string()))
+        .or_default() += 1;
     let dataplane = shared
         .dataplane
         .read()
@@ -665,13 +685,13 @@ mod tests {
             upstream: String::new(),
             client: reqwest::Client::new(),
             latency: Latency::default(),
-            first_seen: Mutex::new(HashMap::new()),
             disruption: Disruption { every: 2, limit: 5 },
             requests: AtomicU32::new(0),
             disrupted: AtomicU32::new(0),
             faithful: Faithful::new("http://127.0.0.1:9"),
             strict: Strict::new("http://127.0.0.1:9", Strictness::INSTANT),
             dataplane: RwLock::new(None),
+            calls: Default::default(),
         };
         let faults: Vec<Option<Fault>> = (0..14).map(|_| shared.next_fault()).collect();
         let expected = [

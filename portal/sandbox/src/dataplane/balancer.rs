@@ -65,6 +65,9 @@ struct Shared {
     groups: RwLock<Vec<Arc<TargetTable>>>,
     next: AtomicUsize,
     requests: Arc<AtomicU64>,
+    /// Answers from targets with a 5xx status (`HTTPCode_Target_5XX_Count`;
+    /// the balancer's own 502/503/504 are ELB's, not the targets').
+    target_5xx: Arc<AtomicU64>,
 }
 
 /// A running listener for one load balancer. Dropping it closes the port.
@@ -110,6 +113,7 @@ impl Balancer {
             groups: RwLock::new(groups),
             next: AtomicUsize::new(0),
             requests: Arc::new(AtomicU64::new(0)),
+            target_5xx: Arc::new(AtomicU64::new(0)),
         });
         let app = Router::new()
             .fallback(forward)
@@ -152,6 +156,11 @@ impl Balancer {
     /// The live counter, for whoever publishes metrics or detects idleness.
     pub fn request_counter(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.shared.requests)
+    }
+
+    /// The count of 5xx answers its targets gave, shared.
+    pub fn target_5xx_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.shared.target_5xx)
     }
 
     /// Replaces the target groups routed to (listener rules changed).
@@ -300,7 +309,12 @@ async fn forward(
             .send()
             .await;
         match sent {
-            Ok(upstream) => return relay(upstream).await,
+            Ok(upstream) => {
+                if upstream.status().is_server_error() {
+                    shared.target_5xx.fetch_add(1, Ordering::Relaxed);
+                }
+                return relay(upstream).await;
+            }
             Err(error) if error.is_connect() => {
                 tracing::debug!(lb = %shared.name, port, %error, "target refused the connection; trying another");
                 refused.push(port);

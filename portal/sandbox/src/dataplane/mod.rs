@@ -46,7 +46,7 @@ use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::faithful::{Cause, Faithful};
+use crate::faithful::{Cause, Faithful, LaunchFailure};
 use crate::moto::SANDBOX_REGION;
 pub use balancer::Balancer;
 pub use commands::RunCommand;
@@ -65,11 +65,25 @@ pub const INSTANCE_BINARY: &str = "cloudpulse-instance";
 const POLL: Duration = Duration::from_millis(500);
 /// Faster than this, moto (single-threaded Python) becomes the bottleneck.
 const MIN_POLL: Duration = Duration::from_millis(100);
-/// ELB's default deregistration delay, for targets whose instance lives on.
+/// ELB's default deregistration delay, for a target group whose
+/// `deregistration_delay.timeout_seconds` cannot be read.
 const DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
-/// EC2's detailed monitoring: one datapoint a minute, and alarms evaluated
-/// on it (see [`monitoring`]).
+/// The data plane's metrics clock: EC2's detailed monitoring sends one
+/// datapoint a minute (basic monitoring one every five of these), ELB its
+/// metrics every minute, and CloudWatch evaluates alarms every minute (see
+/// [`monitoring`]).
 const METRICS_PERIOD: Duration = Duration::from_secs(60);
+/// systemd's `RestartSec` in the instance's unit (`instance/deploy/user-data.sh`,
+/// with `Restart=on-failure`): a crashed service starts again in place this
+/// long after it died; the instance is not replaced.
+const SERVICE_RESTART: Duration = Duration::from_secs(2);
+/// How long Auto Scaling waits after a failed launch before it tries the
+/// next one (AWS backs off from about ten seconds).
+const LAUNCH_RETRY: Duration = Duration::from_secs(10);
+/// How long CloudWatch takes to make a datapoint visible, by default: AWS
+/// documents no figure; field reports say one to three minutes, the low
+/// end modelled here.
+pub const DEFAULT_METRICS_DELAY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataPlaneError {
@@ -110,6 +124,9 @@ pub struct DataPlaneConfig {
     /// The gateway's record of scaling activities ([`crate::Gateway::faithful`]):
     /// a health replacement is recorded there, as AWS lists it.
     pub faithful: Option<Faithful>,
+    /// How long (at AWS's pace, scaled) a datapoint takes to reach
+    /// CloudWatch: neither `GetMetricData` nor the alarms see it sooner.
+    pub metrics_delay: Duration,
 }
 
 impl DataPlaneConfig {
@@ -126,6 +143,7 @@ impl DataPlaneConfig {
             time_scale: 1.0,
             boot_time: Duration::ZERO,
             faithful: None,
+            metrics_delay: DEFAULT_METRICS_DELAY,
         }
     }
 
@@ -175,6 +193,8 @@ struct InstanceEntry {
 struct BalancerEntry {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
+    /// Answers its targets gave with a 5xx status.
+    target_5xx: Arc<AtomicU64>,
 }
 
 /// The data plane's state as readers see it; written by the reconciler.
@@ -190,6 +210,8 @@ struct Board {
     commands: RwLock<Option<mpsc::UnboundedSender<RunCommand>>>,
     /// Running instances without a service yet (booting, or about to start).
     booting: RwLock<HashSet<String>>,
+    /// Launches to refuse, and how many more (see [`DataPlane::fail_launches`]).
+    launch_failures: RwLock<Option<(LaunchFailure, u32)>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -281,7 +303,13 @@ impl DataPlane {
             faithful,
             meters: HashMap::new(),
             metrics: monitoring::MetricLog::default(),
+            ingesting: std::collections::VecDeque::new(),
+            basic_minutes: HashMap::new(),
+            template_monitoring: HashMap::new(),
+            balancer_groups: HashMap::new(),
+            deregistration_delays: HashMap::new(),
             requests_seen: HashMap::new(),
+            target_5xx_seen: HashMap::new(),
             binary,
             env_file,
             board: Arc::clone(&board),
@@ -292,6 +320,8 @@ impl DataPlane {
             replaced: HashSet::new(),
             spawn_failures: HashMap::new(),
             first_seen: HashMap::new(),
+            judged: HashSet::new(),
+            launch_retry: HashMap::new(),
             config,
         };
         let (stop, stopped) = oneshot::channel();
@@ -358,6 +388,20 @@ impl DataPlane {
         read(&self.board.cpu).get(instance_id).copied()
     }
 
+    /// Makes the next `count` launches of every deployment's group fail as
+    /// AWS would fail them (`u32::MAX`: until [`DataPlane::clear_launch_failures`]):
+    /// each is recorded as a `Failed` scaling activity with AWS's
+    /// StatusMessage and its instance never boots; Auto Scaling tries again
+    /// about ten (scaled) seconds later.
+    pub fn fail_launches(&self, failure: LaunchFailure, count: u32) {
+        *write(&self.board.launch_failures) = (count > 0).then_some((failure, count));
+    }
+
+    /// Launches succeed again.
+    pub fn clear_launch_failures(&self) {
+        *write(&self.board.launch_failures) = None;
+    }
+
     /// The latest thing that keeps the data plane from doing its job (an
     /// instance that cannot start, moto not answering), if any.
     pub fn problem(&self) -> Option<String> {
@@ -399,6 +443,12 @@ struct Running {
     spec: LaunchSpec,
     /// Run Commands still running in its process group.
     commands: Vec<tokio::process::Child>,
+    /// Detailed monitoring (a CPU datapoint every minute) rather than
+    /// basic (one every five minutes).
+    detailed_monitoring: bool,
+    /// When its crashed process is started again, as systemd's
+    /// `Restart=on-failure` does after `RestartSec`.
+    restart_at: Option<Instant>,
 }
 
 /// One tagged Auto Scaling group, as far as the data plane cares.
@@ -411,6 +461,8 @@ struct GroupSpec {
     target_group_arns: Vec<String>,
     elb_health_checks: bool,
     grace_period: Duration,
+    /// The launch template (id, version) its instances are launched from.
+    launch_template: Option<(String, String)>,
 }
 
 /// One target group's settings, from `DescribeTargetGroups`.
@@ -422,10 +474,23 @@ struct TargetGroupSpec {
     load_balancer_arns: Vec<String>,
 }
 
+/// Whether EC2 reports detailed monitoring on for an instance.
+fn monitoring_enabled(instance: &aws_sdk_ec2::types::Instance) -> bool {
+    matches!(
+        instance.monitoring().and_then(|m| m.state()),
+        Some(
+            aws_sdk_ec2::types::MonitoringState::Enabled
+                | aws_sdk_ec2::types::MonitoringState::Pending
+        )
+    )
+}
+
 /// One EC2 instance's facts from `DescribeInstances`.
 #[derive(Debug)]
 struct Ec2Facts {
     running: bool,
+    /// EC2 says detailed monitoring is on.
+    detailed_monitoring: bool,
     /// EC2's launch time: a booting instance's clock starts there, also
     /// for a sandbox restarted while it booted.
     launched: Option<std::time::SystemTime>,
@@ -443,8 +508,22 @@ struct Reconciler {
     faithful: Faithful,
     meters: HashMap<String, cpu::CpuMeter>,
     metrics: monitoring::MetricLog,
+    /// Measured minutes not yet visible in CloudWatch (its ingestion
+    /// delay), each with when it becomes visible.
+    ingesting: std::collections::VecDeque<(Instant, monitoring::Tick)>,
+    /// Each basic-monitoring instance's minutes since its last datapoint.
+    basic_minutes: HashMap<String, Vec<f64>>,
+    /// Whether each launch template version (id, version) turns detailed
+    /// monitoring on.
+    template_monitoring: HashMap<(String, String), bool>,
+    /// Each load balancer's target groups, for its per-group metrics.
+    balancer_groups: HashMap<String, Vec<String>>,
+    /// Each checked target group's deregistration delay, scaled.
+    deregistration_delays: HashMap<String, Duration>,
     /// Each load balancer's request counter at the last metrics tick.
     requests_seen: HashMap<String, u64>,
+    /// Each load balancer's count of its targets' 5xx answers, likewise.
+    target_5xx_seen: HashMap<String, u64>,
     board: Arc<Board>,
     running: HashMap<String, Running>,
     /// Processes of instances that are gone, draining until they exit.
@@ -456,6 +535,10 @@ struct Reconciler {
     replaced: HashSet<String>,
     /// When each running instance without a launch time was first seen.
     first_seen: HashMap<String, Instant>,
+    /// Instances whose launch was let through (not made to fail).
+    judged: HashSet<String>,
+    /// Per group, when Auto Scaling tries a launch again after a failure.
+    launch_retry: HashMap<String, Instant>,
     spawn_failures: HashMap<String, String>,
 }
 
@@ -533,10 +616,27 @@ impl Reconciler {
         for id in gone {
             self.begin_leaving(&id);
         }
+        self.restart_crashed();
         let boot_time = self.config.scaled(self.config.boot_time);
         for (id, group) in &wanted {
             if self.running.contains_key(id) {
                 continue;
+            }
+            if !self.judged.contains(id) {
+                let retry_at = self.launch_retry.get(&group.name).copied();
+                if retry_at.is_some_and(|at| Instant::now() < at) {
+                    // Auto Scaling has not tried this launch yet.
+                    continue;
+                }
+                if let Some(failure) = self.take_launch_failure() {
+                    self.fail_launch(&group.name, id, failure).await;
+                    self.launch_retry.insert(
+                        group.name.clone(),
+                        Instant::now() + self.config.scaled(LAUNCH_RETRY),
+                    );
+                    continue;
+                }
+                self.judged.insert(id.clone());
             }
             let age = match facts.get(id).and_then(|f| f.launched) {
                 Some(launched) => launched.elapsed().unwrap_or(Duration::ZERO),
@@ -550,10 +650,14 @@ impl Reconciler {
                 continue;
             }
             if let Some(facts) = facts.get(id) {
-                self.launch(id, &group.name, &facts.metadata).await;
+                let detailed =
+                    facts.detailed_monitoring || self.enable_template_monitoring(id, group).await;
+                self.launch(id, &group.name, &facts.metadata, detailed)
+                    .await;
             }
         }
         self.spawn_failures.retain(|id, _| wanted.contains_key(id));
+        self.judged.retain(|id| wanted.contains_key(id));
         self.first_seen.retain(|id, _| wanted.contains_key(id));
         // Booting: running in moto, no service yet (a service that could
         // not start is a running instance that fails its health checks).
@@ -576,6 +680,8 @@ impl Reconciler {
             load_balancer_arns,
         } in self.describe_target_groups(&wanted_groups).await?
         {
+            let delay = self.deregistration_delay(&arn).await;
+            self.deregistration_delays.insert(arn.clone(), delay);
             let mut registered = self.registered_targets(&arn).await?;
             let unregistered: Vec<String> = groups
                 .iter()
@@ -628,6 +734,8 @@ impl Reconciler {
         }
         self.checkers
             .retain(|arn, _| wanted_groups.contains(arn.as_str()));
+        self.deregistration_delays
+            .retain(|arn, _| wanted_groups.contains(arn.as_str()));
         self.finish_draining();
         *write(&self.board.groups) = self
             .checkers
@@ -673,6 +781,12 @@ impl Reconciler {
                 grace_period: self.config.scaled(Duration::from_secs(
                     g.health_check_grace_period().unwrap_or(0).max(0) as u64,
                 )),
+                launch_template: g.launch_template().and_then(|lt| {
+                    Some((
+                        lt.launch_template_id()?.to_string(),
+                        lt.version().unwrap_or("$Default").to_string(),
+                    ))
+                }),
             })
             .collect())
     }
@@ -710,6 +824,7 @@ impl Reconciler {
                 id.to_string(),
                 Ec2Facts {
                     running,
+                    detailed_monitoring: monitoring_enabled(instance),
                     launched: instance.launch_time().and_then(|t| {
                         std::time::UNIX_EPOCH.checked_add(Duration::new(
                             u64::try_from(t.secs()).ok()?,
@@ -809,6 +924,27 @@ impl Reconciler {
             .collect())
     }
 
+    /// A target group's deregistration delay, as its attribute says (ELB's
+    /// default 300 s when it cannot be read), scaled.
+    async fn deregistration_delay(&self, target_group_arn: &str) -> Duration {
+        let seconds = self
+            .elb
+            .describe_target_group_attributes()
+            .target_group_arn(target_group_arn)
+            .send()
+            .await
+            .ok()
+            .and_then(|out| {
+                out.attributes()
+                    .iter()
+                    .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+                    .and_then(|a| a.value())
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+        self.config
+            .scaled(seconds.map_or(DEREGISTRATION_DELAY, Duration::from_secs))
+    }
+
     /// The instance ids moto has registered in a target group.
     async fn registered_targets(&self, target_group_arn: &str) -> Moto<HashSet<String>> {
         let out = self
@@ -872,9 +1008,123 @@ impl Reconciler {
         Ok(())
     }
 
+    /// A service that died by itself (not asked to stop) and not cleanly is
+    /// started again, on the same port with the same identity, after
+    /// systemd's `RestartSec`: on EC2 the instance lives on, and only if
+    /// its service stays down do the health checks get it replaced. A clean
+    /// exit (status 0) stays down, as `Restart=on-failure` leaves it.
+    fn restart_crashed(&mut self) {
+        let delay = self.config.scaled(SERVICE_RESTART);
+        let now = Instant::now();
+        for (id, running) in &mut self.running {
+            let Some(status) = running.process.exit_status() else {
+                continue;
+            };
+            if status.success() {
+                continue;
+            }
+            let due = *running.restart_at.get_or_insert(now + delay);
+            if now < due {
+                continue;
+            }
+            match InstanceProcess::spawn(&self.binary, &running.spec) {
+                Ok(process) => {
+                    tracing::info!(instance_id = %id, pid = process.pid(), ?status, "restarted the instance's crashed service in place, as systemd does");
+                    running.process = process;
+                    running.restart_at = None;
+                }
+                Err(error) => {
+                    tracing::warn!(instance_id = %id, %error, "cannot restart the instance's service; trying again");
+                    running.restart_at = Some(now + delay);
+                }
+            }
+        }
+    }
+
+    /// One launch failure, if some are armed.
+    fn take_launch_failure(&self) -> Option<LaunchFailure> {
+        let mut armed = write(&self.board.launch_failures);
+        let (failure, left) = (*armed)?;
+        *armed = (left > 1).then(|| (failure, if left == u32::MAX { left } else { left - 1 }));
+        Some(failure)
+    }
+
+    /// Makes the launch of `instance_id` fail: recorded as AWS records it
+    /// when the gateway's rules are there, and its instance terminated.
+    async fn fail_launch(&mut self, group: &str, instance_id: &str, failure: LaunchFailure) {
+        tracing::info!(%instance_id, %group, ?failure, "failing the instance's launch, as asked");
+        let failed = match &self.config.faithful {
+            Some(faithful) => faithful
+                .fail_launch(group, instance_id, failure)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => self
+                .ec2
+                .terminate_instances()
+                .instance_ids(instance_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{e:?}")),
+        };
+        if let Err(error) = failed {
+            tracing::warn!(%instance_id, %error, "cannot fail the instance's launch");
+        }
+    }
+
+    /// Whether the instance's launch template turns detailed monitoring on,
+    /// as EC2 does for the instances it launches from it (moto records the
+    /// template's `Monitoring` but launches every instance without it, and
+    /// answers `MonitorInstances` with HTTP 500, so its `DescribeInstances`
+    /// still says `disabled`). Read once per numbered version; `$Latest`
+    /// and `$Default` are asked each time, since they move.
+    async fn enable_template_monitoring(&mut self, _instance_id: &str, group: &GroupSpec) -> bool {
+        let Some(template) = group.launch_template.clone() else {
+            return false;
+        };
+        let wanted = match self.template_monitoring.get(&template) {
+            Some(known) => *known,
+            None => {
+                let described = self
+                    .ec2
+                    .describe_launch_template_versions()
+                    .launch_template_id(&template.0)
+                    .versions(&template.1)
+                    .send()
+                    .await;
+                let Ok(described) = described else {
+                    // Asked again next round.
+                    return false;
+                };
+                let enabled = described
+                    .launch_template_versions()
+                    .first()
+                    .and_then(|v| v.launch_template_data())
+                    .and_then(|d| d.monitoring())
+                    .and_then(|m| m.enabled())
+                    .unwrap_or(false);
+                if !template.1.starts_with('$') {
+                    self.template_monitoring.insert(template, enabled);
+                }
+                enabled
+            }
+        };
+        wanted
+    }
+
     /// Starts an instance's IMDS endpoint and process.
-    async fn launch(&mut self, instance_id: &str, asg_name: &str, metadata: &InstanceMetadata) {
-        match self.try_launch(instance_id, asg_name, metadata).await {
+    async fn launch(
+        &mut self,
+        instance_id: &str,
+        asg_name: &str,
+        metadata: &InstanceMetadata,
+        detailed_monitoring: bool,
+    ) {
+        match self
+            .try_launch(instance_id, asg_name, metadata, detailed_monitoring)
+            .await
+        {
             Ok(running) => {
                 self.spawn_failures.remove(instance_id);
                 self.running.insert(instance_id.to_string(), running);
@@ -894,6 +1144,7 @@ impl Reconciler {
         instance_id: &str,
         asg_name: &str,
         metadata: &InstanceMetadata,
+        detailed_monitoring: bool,
     ) -> Result<Running, String> {
         let imds = ImdsEmulator::start(metadata.clone())
             .await
@@ -927,6 +1178,8 @@ impl Reconciler {
             started: Instant::now(),
             spec,
             commands: Vec::new(),
+            detailed_monitoring,
+            restart_at: None,
         })
     }
 
@@ -1001,7 +1254,10 @@ impl Reconciler {
         self.leaving.insert(instance_id.to_string(), running);
     }
 
-    /// Drops drained processes and the draining targets they leave behind.
+    /// Drops drained processes, and draining targets once their target
+    /// group's deregistration delay is over: ELB lists a deregistered
+    /// target `draining` for the whole delay (its own connections to the
+    /// target keep it there), however soon the instance itself has gone.
     fn finish_draining(&mut self) {
         let exited: Vec<String> = self
             .leaving
@@ -1013,21 +1269,20 @@ impl Reconciler {
             self.leaving.remove(id);
             self.replaced.remove(id);
         }
-        let delay = self.config.scaled(DEREGISTRATION_DELAY);
-        for checker in self.checkers.values() {
-            let table = checker.table();
-            for id in &exited {
-                table.remove(id);
-            }
-            for id in table.drained_longer_than(delay) {
-                if !self.leaving.contains_key(&id) {
-                    table.remove(&id);
-                }
+        for (arn, checker) in &self.checkers {
+            let delay = self
+                .deregistration_delays
+                .get(arn)
+                .copied()
+                .unwrap_or_else(|| self.config.scaled(DEREGISTRATION_DELAY));
+            for id in checker.table().drained_longer_than(delay) {
+                checker.table().remove(&id);
             }
         }
     }
 
     async fn sync_balancers(&mut self, load_balancers: HashMap<String, Vec<String>>) {
+        self.balancer_groups = load_balancers.clone();
         let stale: Vec<String> = self
             .balancers
             .keys()
@@ -1068,6 +1323,7 @@ impl Reconciler {
                     BalancerEntry {
                         addr: b.addr(),
                         requests: b.request_counter(),
+                        target_5xx: b.target_5xx_counter(),
                     },
                 )
             })

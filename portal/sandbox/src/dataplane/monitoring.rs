@@ -4,9 +4,16 @@
 //! Once a (scaled) minute the data plane measures every instance's CPU
 //! ([`super::cpu`]) and publishes it to moto as EC2 would: `AWS/EC2
 //! CPUUtilization` per `InstanceId` and, averaged, per
-//! `AutoScalingGroupName`; each local load balancer's requests go out as
-//! `AWS/ApplicationELB RequestCount`. It keeps the same numbers in memory
-//! and evaluates every alarm on them like CloudWatch: the alarm's statistic
+//! `AutoScalingGroupName` — every minute for an instance with detailed
+//! monitoring, and for one with basic monitoring (EC2's default) one
+//! datapoint every five minutes, the average of those five. Each local load
+//! balancer's requests go out as `AWS/ApplicationELB RequestCount`, and
+//! per target group `HealthyHostCount`, `UnHealthyHostCount` and
+//! `HTTPCode_Target_5XX_Count`. A datapoint becomes visible (published, and
+//! seen by the alarms) only after CloudWatch's ingestion delay
+//! ([`super::DataPlaneConfig::metrics_delay`]), stamped with the minute it
+//! was measured in. The same numbers are kept in memory and every alarm is
+//! evaluated on them each minute, like CloudWatch: the alarm's statistic
 //! over each period, the last `EvaluationPeriods` periods, `DatapointsToAlarm`
 //! of them breaching → `ALARM`, otherwise `OK`, none at all →
 //! `INSUFFICIENT_DATA`. A transition is made through
@@ -34,6 +41,8 @@ use crate::faithful::Trigger;
 
 /// Minutes of samples kept: enough for any alarm this module evaluates.
 const KEPT_TICKS: usize = 60;
+/// Basic monitoring: one datapoint every this many minutes.
+const BASIC_MINUTES: usize = 5;
 
 /// One instance's CPU in one (scaled) minute.
 #[derive(Clone, Debug)]
@@ -43,19 +52,29 @@ pub(crate) struct CpuSample {
     pub percent: f64,
 }
 
-/// One (scaled) minute's samples.
+/// One load balancer metric of one (scaled) minute.
+#[derive(Clone, Debug)]
+pub(crate) struct ElbDatum {
+    pub name: &'static str,
+    /// `(name, value)` of each dimension.
+    pub dimensions: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// One (scaled) minute's samples: the CPU datapoints EC2 sends for it
+/// (none for a basic-monitoring instance between its five-minute
+/// datapoints) and the load balancers' metrics.
 #[derive(Clone, Debug)]
 pub(crate) struct Tick {
     pub at: DateTime<Utc>,
     pub cpu: Vec<CpuSample>,
+    pub elb: Vec<ElbDatum>,
 }
 
 /// The recent minutes, oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct MetricLog {
     ticks: VecDeque<Tick>,
-    /// Ticks recorded so far, for alarms whose period spans several.
-    count: u64,
 }
 
 impl MetricLog {
@@ -64,7 +83,6 @@ impl MetricLog {
             self.ticks.pop_front();
         }
         self.ticks.push_back(tick);
-        self.count += 1;
     }
 
     /// The alarm's datapoints for its last `evaluation_periods` periods,
@@ -349,14 +367,43 @@ fn load_balancer_dimension(arn: &str) -> Option<&str> {
     arn.split_once(":loadbalancer/").map(|(_, rest)| rest)
 }
 
+/// `targetgroup/NAME/ID`, the `TargetGroup` dimension, from its ARN.
+fn target_group_dimension(arn: &str) -> Option<&str> {
+    arn.find(":targetgroup/").map(|at| &arn[at + 1..])
+}
+
+/// The datapoint a basic-monitoring instance sends after `minutes` more
+/// measured minutes: the average of the last five once there are five,
+/// else nothing yet.
+fn basic_datapoint(minutes: &mut Vec<f64>, percent: f64) -> Option<f64> {
+    minutes.push(percent);
+    if minutes.len() < BASIC_MINUTES {
+        return None;
+    }
+    let average = minutes.iter().sum::<f64>() / minutes.len() as f64;
+    minutes.clear();
+    Some(average)
+}
+
 impl Reconciler {
-    /// Once a (scaled) minute: measure, publish, evaluate.
+    /// Once a (scaled) minute: measure, let CloudWatch see what its
+    /// ingestion delay has let through, evaluate.
     pub(super) async fn monitor(&mut self) {
         let snapshot = ProcSnapshot::take();
+        let mut measured = Vec::new();
         let mut cpu = Vec::new();
         for (id, running) in &self.running {
             let meter = self.meters.entry(id.clone()).or_default();
-            if let Some(percent) = meter.sample(running.process.pid(), &snapshot) {
+            let Some(percent) = meter.sample(running.process.pid(), &snapshot) else {
+                continue;
+            };
+            measured.push((id.clone(), percent));
+            let sent = if running.detailed_monitoring {
+                Some(percent)
+            } else {
+                basic_datapoint(self.basic_minutes.entry(id.clone()).or_default(), percent)
+            };
+            if let Some(percent) = sent {
                 cpu.push(CpuSample {
                     group: running.asg_name.clone(),
                     instance: id.clone(),
@@ -365,21 +412,104 @@ impl Reconciler {
             }
         }
         self.meters.retain(|id, _| self.running.contains_key(id));
-        *super::write(&self.board.cpu) = cpu
-            .iter()
-            .map(|s| (s.instance.clone(), s.percent))
-            .collect();
+        self.basic_minutes
+            .retain(|id, _| self.running.contains_key(id));
+        *super::write(&self.board.cpu) = measured.into_iter().collect();
+        let now = std::time::Instant::now();
         let tick = Tick {
             at: Utc::now(),
             cpu,
+            elb: self.elb_metrics(),
         };
-        if let Err(error) = self.publish(&tick).await {
-            tracing::warn!(%error, "cannot publish the sandbox's EC2 and ELB metrics");
+        let delay = self.config.scaled(self.config.metrics_delay);
+        self.ingesting.push_back((now + delay, tick));
+        // A little slack: a tick due within this round's own jitter counts.
+        let slack = self.config.scaled(super::METRICS_PERIOD) / 10;
+        while self
+            .ingesting
+            .front()
+            .is_some_and(|(visible, _)| *visible <= now + slack)
+        {
+            let Some((_, tick)) = self.ingesting.pop_front() else {
+                break;
+            };
+            if let Err(error) = self.publish(&tick).await {
+                tracing::warn!(%error, "cannot publish the sandbox's EC2 and ELB metrics");
+            }
+            self.metrics.push(tick);
         }
-        self.metrics.push(tick);
         if let Err(error) = self.evaluate_alarms().await {
             tracing::warn!(%error, "cannot evaluate the sandbox's alarms");
         }
+    }
+
+    /// This minute's load balancer metrics: requests since the last
+    /// minute, and for each of its target groups the healthy and unhealthy
+    /// targets and the 5xx answers its targets gave.
+    fn elb_metrics(&mut self) -> Vec<ElbDatum> {
+        let counters: Vec<(String, u64, u64)> = super::read(&self.board.balancers)
+            .iter()
+            .map(|(arn, entry)| {
+                (
+                    arn.clone(),
+                    entry.requests.load(std::sync::atomic::Ordering::Relaxed),
+                    entry.target_5xx.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (arn, total, errors) in counters {
+            let last = self.requests_seen.insert(arn.clone(), total).unwrap_or(0);
+            let last_errors = self
+                .target_5xx_seen
+                .insert(arn.clone(), errors)
+                .unwrap_or(0);
+            let Some(lb) = load_balancer_dimension(&arn) else {
+                continue;
+            };
+            out.push(ElbDatum {
+                name: "RequestCount",
+                dimensions: vec![("LoadBalancer", lb.to_string())],
+                value: total.saturating_sub(last) as f64,
+            });
+            let groups = self.balancer_groups.get(&arn).cloned().unwrap_or_default();
+            for tg in &groups {
+                let (Some(checker), Some(tg_dim)) =
+                    (self.checkers.get(tg), target_group_dimension(tg))
+                else {
+                    continue;
+                };
+                let verdicts = checker.table().verdicts();
+                let count = |state: super::TargetState| {
+                    verdicts.iter().filter(|v| v.state == state).count() as f64
+                };
+                let dims = vec![
+                    ("TargetGroup", tg_dim.to_string()),
+                    ("LoadBalancer", lb.to_string()),
+                ];
+                out.push(ElbDatum {
+                    name: "HealthyHostCount",
+                    dimensions: dims.clone(),
+                    value: count(super::TargetState::Healthy),
+                });
+                out.push(ElbDatum {
+                    name: "UnHealthyHostCount",
+                    dimensions: dims.clone(),
+                    value: count(super::TargetState::Unhealthy),
+                });
+                // The balancer counts its targets' 5xx answers as one; with
+                // one target group behind each (CloudPulse's stack) that is
+                // the group's count.
+                if groups.len() == 1 {
+                    out.push(ElbDatum {
+                        name: "HTTPCode_Target_5XX_Count",
+                        dimensions: dims,
+                        value: errors.saturating_sub(last_errors) as f64,
+                    });
+                }
+            }
+        }
+        out
     }
 
     async fn publish(&mut self, tick: &Tick) -> super::Moto<()> {
@@ -419,27 +549,26 @@ impl Reconciler {
                 StandardUnit::Percent,
             ));
         }
-        let mut elb = Vec::new();
-        let counters: Vec<(String, u64)> = super::read(&self.board.balancers)
+        let elb: Vec<MetricDatum> = tick
+            .elb
             .iter()
-            .map(|(arn, entry)| {
-                (
-                    arn.clone(),
-                    entry.requests.load(std::sync::atomic::Ordering::Relaxed),
-                )
+            .map(|d| {
+                MetricDatum::builder()
+                    .metric_name(d.name)
+                    .set_dimensions(Some(
+                        d.dimensions
+                            .iter()
+                            .map(|(name, value)| dimension(name, value))
+                            .collect(),
+                    ))
+                    .value(d.value)
+                    .unit(StandardUnit::Count)
+                    .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                        tick.at.timestamp(),
+                    ))
+                    .build()
             })
             .collect();
-        for (arn, total) in counters {
-            let last = self.requests_seen.insert(arn.clone(), total).unwrap_or(0);
-            if let Some(name) = load_balancer_dimension(&arn) {
-                elb.push(datum(
-                    "RequestCount",
-                    dimension("LoadBalancer", name),
-                    total.saturating_sub(last) as f64,
-                    StandardUnit::Count,
-                ));
-            }
-        }
         for (namespace, data) in [("AWS/EC2", ec2), ("AWS/ApplicationELB", elb)] {
             // PutMetricData takes up to 1000 datums a call.
             for chunk in data.chunks(1000) {
@@ -478,14 +607,8 @@ impl Reconciler {
             })
             .collect();
         for spec in specs {
-            // An alarm is evaluated once per period of its own.
-            if !self
-                .metrics
-                .count
-                .is_multiple_of(spec.period_ticks.max(1) as u64)
-            {
-                continue;
-            }
+            // CloudWatch evaluates every alarm each minute, whatever its
+            // period.
             let judgement = judge(&spec, &self.metrics.datapoints(&spec));
             let changed = judgement.state != spec.state;
             if changed {
@@ -575,7 +698,45 @@ mod tests {
                     percent: *percent,
                 })
                 .collect(),
+            elb: Vec::new(),
         }
+    }
+
+    #[test]
+    fn basic_monitoring_sends_one_average_every_five_minutes() {
+        let mut minutes = Vec::new();
+        let sent: Vec<Option<f64>> = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+            .into_iter()
+            .map(|p| basic_datapoint(&mut minutes, p))
+            .collect();
+        assert_eq!(sent, [None, None, None, None, Some(30.0), None]);
+        assert_eq!(minutes, [60.0]);
+    }
+
+    #[test]
+    fn basic_monitoring_leaves_a_one_minute_alarm_without_its_two_datapoints() {
+        // A minute-by-minute log in which the group's one instance sends
+        // a datapoint only every fifth minute, all of them at 95 %.
+        let high = alarm(Comparison::Greater, 70.0);
+        let mut log = MetricLog::default();
+        for minute in 1..=4 {
+            log.push(tick(minute, &[]));
+            assert_eq!(
+                judge(&high, &log.datapoints(&high)).state,
+                StateValue::InsufficientData,
+                "minute {minute}"
+            );
+        }
+        log.push(tick(5, &[("g", "i-1", 95.0)]));
+        // One of the two datapoints it needs: never ALARM on basic data.
+        assert_eq!(judge(&high, &log.datapoints(&high)).state, StateValue::Ok);
+        log.push(tick(6, &[]));
+        assert_eq!(judge(&high, &log.datapoints(&high)).state, StateValue::Ok);
+        log.push(tick(7, &[]));
+        assert_eq!(
+            judge(&high, &log.datapoints(&high)).state,
+            StateValue::InsufficientData
+        );
     }
 
     #[test]
@@ -673,5 +834,11 @@ mod tests {
         assert!(!is_scaling_policy(
             "arn:aws:sns:us-east-1:123456789012:topic"
         ));
+        assert_eq!(
+            target_group_dimension(
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-tg/943f017f100becff"
+            ),
+            Some("targetgroup/web-tg/943f017f100becff")
+        );
     }
 }

@@ -11,7 +11,9 @@
 //! [`Faithful::set_alarm_state`] and reports the actions it executed with
 //! [`Faithful::note_alarm_action`], so its transitions are in the same
 //! history. `DescribeAlarmHistory` is then answered from the record, with
-//! its filters and paging.
+//! its filters and paging. A new alarm starts in `INSUFFICIENT_DATA`
+//! ("Unchecked: Initial alarm creation") and an updated one keeps its
+//! state, as on AWS; moto starts and resets both to `OK`.
 
 use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatch::types::{MetricAlarm, StateValue};
@@ -21,8 +23,11 @@ use serde_json::{json, Map, Value};
 use super::wire::{self, Params, Service};
 use super::{After, AfterStep, Faithful, FaithfulError, Verdict};
 
+/// CloudWatch's state reason for an alarm no evaluation has reached yet.
+const INITIAL_REASON: &str = "Unchecked: Initial alarm creation";
+
 /// What kind of change a history item records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum HistoryItemType {
     ConfigurationUpdate,
     StateUpdate,
@@ -50,7 +55,7 @@ impl HistoryItemType {
 }
 
 /// One entry of an alarm's history, as `DescribeAlarmHistory` lists it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlarmHistoryItem {
     pub alarm_name: String,
     pub item_type: HistoryItemType,
@@ -68,6 +73,16 @@ pub(super) struct History {
 }
 
 impl History {
+    /// Every item, for the record on disk (see [`super::record`]).
+    pub(super) fn items(&self) -> &[AlarmHistoryItem] {
+        &self.items
+    }
+
+    /// Takes the record's items back after a restart.
+    pub(super) fn restore(&mut self, items: Vec<AlarmHistoryItem>) {
+        self.items = items;
+    }
+
     fn push(
         &mut self,
         alarm: &str,
@@ -268,12 +283,14 @@ impl Faithful {
                 None => FaithfulError::moto(e),
             })?;
         let (old_state, old_reason) = state_of(&old);
-        Ok(self.history().state_change(
+        let item = self.history().state_change(
             alarm,
             (&old_state, &old_reason),
             (state.as_str(), reason),
             reason_data,
-        ))
+        );
+        self.save();
+        Ok(item)
     }
 
     /// Records that the alarm's evaluator executed (or failed to execute)
@@ -294,8 +311,11 @@ impl Faithful {
                 json!({ "actionState": "Failed", "notificationResource": action, "error": error }),
             ),
         };
-        self.history()
-            .push(alarm, HistoryItemType::Action, summary, data)
+        let item = self
+            .history()
+            .push(alarm, HistoryItemType::Action, summary, data);
+        self.save();
+        item
     }
 
     /// Every recorded item (of `alarm`, if given), newest first.
@@ -376,9 +396,45 @@ impl Faithful {
     pub(super) async fn after_alarm(&self, pending: &Pending) -> Result<(), FaithfulError> {
         match pending {
             Pending::Configured { name, original } => {
-                let Some(current) = self.describe_alarm(name).await? else {
+                let Some(mut current) = self.describe_alarm(name).await? else {
                     return Ok(());
                 };
+                if let Some(original) = original.as_deref() {
+                    // An update leaves the state as it was on AWS; moto
+                    // resets it to OK.
+                    let (state, reason) = state_of(original);
+                    if current.state_value() != original.state_value() && !state.is_empty() {
+                        self.inner
+                            .cloudwatch
+                            .set_alarm_state()
+                            .alarm_name(name)
+                            .state_value(StateValue::from(state.as_str()))
+                            .state_reason(reason)
+                            .send()
+                            .await
+                            .map_err(FaithfulError::moto)?;
+                        if let Some(now) = self.describe_alarm(name).await? {
+                            current = now;
+                        }
+                    }
+                }
+                if original.is_none() {
+                    // CloudWatch starts a new alarm in INSUFFICIENT_DATA
+                    // until its first evaluation; moto starts it OK. Not a
+                    // transition: nothing in the history but the creation.
+                    self.inner
+                        .cloudwatch
+                        .set_alarm_state()
+                        .alarm_name(name)
+                        .state_value(StateValue::InsufficientData)
+                        .state_reason(INITIAL_REASON)
+                        .send()
+                        .await
+                        .map_err(FaithfulError::moto)?;
+                    if let Some(now) = self.describe_alarm(name).await? {
+                        current = now;
+                    }
+                }
                 let (summary, data) = match original {
                     None => (
                         format!("Alarm \"{name}\" created"),

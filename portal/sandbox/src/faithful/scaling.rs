@@ -34,9 +34,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::wire::{self, Params, Service};
 use super::{After, AfterStep, Faithful, FaithfulError, Verdict};
 
-/// One launch or termination, as `DescribeScalingActivities` lists it. All
-/// are `Successful` at 100 %: moto's changes are instant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One launch or termination, as `DescribeScalingActivities` lists it.
+/// `Successful` at 100 % (moto's changes are instant), or `Failed` with
+/// AWS's StatusMessage for a launch the sandbox was told to refuse.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScalingActivity {
     pub activity_id: String,
     pub group: String,
@@ -52,6 +53,62 @@ pub struct ScalingActivity {
     /// The group has been deleted since; AWS then lists the activity only
     /// to callers that ask for deleted groups.
     pub group_deleted: bool,
+    /// AWS's StatusMessage of a `Failed` activity; `None` for a successful one.
+    #[serde(default)]
+    pub failure: Option<String>,
+}
+
+/// A launch EC2 refuses, as the sandbox can be told to make it fail (see
+/// [`Faithful::fail_launch`]), with the StatusMessage AWS gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LaunchFailure {
+    /// `InsufficientInstanceCapacity`: the zone has none of the type now.
+    InsufficientCapacity,
+    /// `VcpuLimitExceeded`: the account's On-Demand vCPU quota is used up.
+    VcpuLimit,
+    /// The encrypted root volume's KMS key has no grant for Auto Scaling:
+    /// the instance starts and is terminated at once.
+    KmsGrant,
+}
+
+impl LaunchFailure {
+    /// `insufficient-capacity`, `vcpu-limit` or `kms-grant`.
+    pub fn parse(text: &str) -> Option<LaunchFailure> {
+        match text {
+            "insufficient-capacity" => Some(LaunchFailure::InsufficientCapacity),
+            "vcpu-limit" => Some(LaunchFailure::VcpuLimit),
+            "kms-grant" => Some(LaunchFailure::KmsGrant),
+            _ => None,
+        }
+    }
+
+    /// AWS's StatusMessage for the failed launch of `instance_type` in `zone`.
+    pub fn status_message(self, instance_type: &str, zone: &str) -> String {
+        match self {
+            LaunchFailure::InsufficientCapacity => format!(
+                "We currently do not have sufficient {instance_type} capacity in the \
+                 Availability Zone you requested ({zone}). Our system will be working on \
+                 provisioning additional capacity. You can currently get {instance_type} \
+                 capacity by not specifying an Availability Zone in your request or choosing \
+                 a different Availability Zone. Launching EC2 instance failed."
+            ),
+            LaunchFailure::VcpuLimit => "You have requested more vCPU capacity than your \
+                 current vCPU limit of 32 allows for the instance bucket that the specified \
+                 instance type belongs to. Please visit http://aws.amazon.com/contact-us/ec2-request \
+                 to request an adjustment to this limit. Launching EC2 instance failed."
+                .to_string(),
+            LaunchFailure::KmsGrant => "Instance became unhealthy while waiting for instance \
+                 to be in InService state. Termination Reason: Client.InternalError: Client \
+                 error on launch"
+                .to_string(),
+        }
+    }
+
+    /// Whether EC2 gets as far as an instance id (which AWS then names in
+    /// the activity's description).
+    fn had_instance(self) -> bool {
+        self == LaunchFailure::KmsGrant
+    }
 }
 
 /// Why a group's instances changed, in the words AWS uses for the cause.
@@ -210,6 +267,7 @@ impl Groups {
             start_time: now,
             end_time: now,
             group_deleted: false,
+            failure: None,
         };
         let mut recorded: Vec<ScalingActivity> = removed
             .iter()
@@ -250,6 +308,124 @@ impl Groups {
             }
         }
         recorded
+    }
+
+    /// Turns the launch of `instance` into a failed one: its activity (or a
+    /// new one) becomes `Failed` with `message`, and the instance is
+    /// forgotten without a termination of its own, as on AWS.
+    fn fail_launch(
+        &mut self,
+        group: &str,
+        instance: &str,
+        failure: LaunchFailure,
+        message: String,
+        now: DateTime<Utc>,
+    ) -> ScalingActivity {
+        let zone = self
+            .known
+            .get_mut(group)
+            .and_then(|known| known.instances.remove(instance))
+            .unwrap_or_default();
+        let description = if failure.had_instance() {
+            format!("Launching a new EC2 instance: {instance}.  Status Reason: {message}")
+        } else {
+            format!("Launching a new EC2 instance.  Status Reason: {message}")
+        };
+        let launched = format!("Launching a new EC2 instance: {instance}");
+        if let Some(activity) = self
+            .activities
+            .iter_mut()
+            .rev()
+            .find(|a| a.group == group && a.description == launched)
+        {
+            activity.description = description;
+            activity.failure = Some(message);
+            activity.end_time = now;
+            return activity.clone();
+        }
+        let activity = ScalingActivity {
+            activity_id: uuid::Uuid::new_v4().to_string(),
+            group: group.to_string(),
+            group_arn: self.known.get(group).and_then(|k| k.arn.clone()),
+            description,
+            cause: format!(
+                "At {} an instance was started in response to a difference between desired \
+                 and actual capacity.",
+                now.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            details: serde_json::json!({ "Availability Zone": zone }).to_string(),
+            start_time: now,
+            end_time: now,
+            group_deleted: false,
+            failure: Some(message),
+        };
+        self.activities.push(activity.clone());
+        activity
+    }
+
+    /// What to keep across a restart (see [`super::record`]).
+    pub(super) fn export(
+        &self,
+        saved: &mut super::record::Saved,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) {
+        saved.activities = self.activities.clone();
+        saved.known = self
+            .known
+            .iter()
+            .map(|(group, k)| (group.clone(), (k.arn.clone(), k.instances.clone())))
+            .collect();
+        saved.cooldowns = self
+            .cooldowns
+            .iter()
+            .filter(|(_, c)| c.until > now)
+            .map(|(group, c)| {
+                (
+                    group.clone(),
+                    (
+                        super::record::to_wall(c.until, now, wall),
+                        c.activity.clone(),
+                    ),
+                )
+            })
+            .collect();
+    }
+
+    /// Takes back what [`Groups::export`] kept.
+    pub(super) fn import(
+        &mut self,
+        saved: &super::record::Saved,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) {
+        self.activities = saved.activities.clone();
+        self.known = saved
+            .known
+            .iter()
+            .map(|(group, (arn, instances))| {
+                (
+                    group.clone(),
+                    Known {
+                        arn: arn.clone(),
+                        instances: instances.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.cooldowns = saved
+            .cooldowns
+            .iter()
+            .map(|(group, (until, activity))| {
+                (
+                    group.clone(),
+                    Cooldown {
+                        until: super::record::from_wall(*until, now, wall),
+                        activity: activity.clone(),
+                    },
+                )
+            })
+            .collect();
     }
 
     /// The activity whose cooldown `group` is still in, if any.
@@ -452,6 +628,7 @@ impl Faithful {
         let length = self.cooldown(found.cooldown().unwrap_or(view.default_cooldown));
         self.start_cooldown(&group, length, &activities);
         outcome.activities = activities;
+        self.save();
         Ok(outcome)
     }
 
@@ -466,9 +643,11 @@ impl Faithful {
     ) -> Result<Vec<ScalingActivity>, FaithfulError> {
         let _held = self.inner.scaling.lock().await;
         let view = self.describe_group(group).await?;
-        Ok(self
+        let activities = self
             .groups()
-            .observe(group, view.as_ref(), &cause, Utc::now()))
+            .observe(group, view.as_ref(), &cause, Utc::now());
+        self.save();
+        Ok(activities)
     }
 
     /// Makes a change to `group` (e.g. terminating an unhealthy instance
@@ -491,7 +670,65 @@ impl Faithful {
         let activities = self
             .groups()
             .observe(group, view.as_ref(), &cause, Utc::now());
+        self.save();
         Ok((made, activities))
+    }
+
+    /// Makes the launch of `instance` in `group` fail as `failure` says:
+    /// the instance is terminated straight in moto, its launch recorded as
+    /// a `Failed` activity with AWS's StatusMessage, and the replacement
+    /// moto launches at once recorded as the next attempt. For the data
+    /// plane, which decides whether an instance boots.
+    pub async fn fail_launch(
+        &self,
+        group: &str,
+        instance: &str,
+        failure: LaunchFailure,
+    ) -> Result<ScalingActivity, FaithfulError> {
+        let _held = self.inner.scaling.lock().await;
+        if let Some(view) = self.describe_group(group).await? {
+            self.groups().baseline(group, &view);
+        }
+        let described = self
+            .inner
+            .ec2
+            .describe_instances()
+            .instance_ids(instance)
+            .send()
+            .await
+            .map_err(FaithfulError::moto)?;
+        let found = described
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(instance));
+        let instance_type = found
+            .and_then(|i| i.instance_type())
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_else(|| "t3.micro".into());
+        let zone = found
+            .and_then(|i| i.placement())
+            .and_then(|p| p.availability_zone())
+            .unwrap_or("us-east-1a")
+            .to_string();
+        let message = failure.status_message(&instance_type, &zone);
+        let activity = self
+            .groups()
+            .fail_launch(group, instance, failure, message, Utc::now());
+        self.inner
+            .ec2
+            .terminate_instances()
+            .instance_ids(instance)
+            .send()
+            .await
+            .map_err(FaithfulError::moto)?;
+        let view = self.describe_group(group).await?;
+        // Its replacement just follows the difference in capacity.
+        let cause = Cause::OutOfService(String::new());
+        self.groups()
+            .observe(group, view.as_ref(), &cause, Utc::now());
+        self.save();
+        Ok(activity)
     }
 
     /// Every recorded activity (of `group`, if given), newest first,
@@ -862,8 +1099,15 @@ fn activity_xml(a: &ScalingActivity) -> String {
         .as_deref()
         .map(|arn| wire::element("AutoScalingGroupARN", arn))
         .unwrap_or_default();
+    let status = match &a.failure {
+        None => "<StatusCode>Successful</StatusCode>".to_string(),
+        Some(message) => format!(
+            "<StatusCode>Failed</StatusCode>{}",
+            wire::element("StatusMessage", message)
+        ),
+    };
     format!(
-        "<member>{}{}{arn}{}{}{}{}<StatusCode>Successful</StatusCode><Progress>100</Progress>{}</member>",
+        "<member>{}{}{arn}{}{}{}{}{status}<Progress>100</Progress>{}</member>",
         wire::element("ActivityId", &a.activity_id),
         wire::element("AutoScalingGroupName", &a.group),
         wire::element("Description", &a.description),

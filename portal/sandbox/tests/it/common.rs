@@ -48,6 +48,9 @@ pub struct Sandbox {
     pub asg: aws_sdk_autoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub ssm: aws_sdk_ssm::Client,
+    /// [`Sandbox::deploy`]'s launch template leaves detailed monitoring
+    /// off (EC2's default); the engine's turns it on.
+    pub basic_monitoring: bool,
 }
 
 impl Sandbox {
@@ -97,6 +100,7 @@ impl Sandbox {
             work_dir,
             target_group: String::new(),
             load_balancer: String::new(),
+            basic_monitoring: false,
             http: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
@@ -154,6 +158,11 @@ impl Sandbox {
                     .image_id("ami-12c6146b")
                     .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
                     .security_group_ids(&sg)
+                    .monitoring(
+                        aws_sdk_ec2::types::LaunchTemplatesMonitoringRequest::builder()
+                            .enabled(!self.basic_monitoring)
+                            .build(),
+                    )
                     .build(),
             )
             .send()
@@ -183,6 +192,8 @@ impl Sandbox {
             .target_group_arn()
             .unwrap()
             .to_string();
+        // As the engine sets it: 30 s, not ELB's default five minutes.
+        self.set_deregistration_delay(30).await;
         let lb = self
             .elb
             .create_load_balancer()
@@ -357,6 +368,22 @@ impl Sandbox {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sets the target group's `deregistration_delay.timeout_seconds`.
+    pub async fn set_deregistration_delay(&self, seconds: u32) {
+        self.elb
+            .modify_target_group_attributes()
+            .target_group_arn(&self.target_group)
+            .attributes(
+                aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+                    .key("deregistration_delay.timeout_seconds")
+                    .value(seconds.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("ModifyTargetGroupAttributes");
     }
 
     /// The app URL as the engine builds it: `http://{DNSName}` via the gateway.

@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::InstanceStateName;
-use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,6 +80,9 @@ async fn a_terminated_instance_drains_without_losing_a_request_and_is_replaced()
 
     let load = Load::start(&url, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // A delay far longer than the process takes to go: ELB keeps the
+    // target draining for all of it.
+    sandbox.set_deregistration_delay(600).await;
     let victim = first[0].clone();
     let victim_pid = sandbox.dataplane.instance_pid(&victim).expect("pid");
     sandbox
@@ -108,6 +110,15 @@ async fn a_terminated_instance_drains_without_losing_a_request_and_is_replaced()
     }
     let process_gone = terminated_at.elapsed();
     assert!(saw_draining, "the target was never draining");
+    let listed = sandbox.health().await;
+    assert!(
+        listed
+            .iter()
+            .any(|(id, state, _)| *id == victim && state == "draining"),
+        "the target drains for its group's delay, not until its process is gone: {listed:?}"
+    );
+    // The delay is read from the target group: at 0 the drain ends.
+    sandbox.set_deregistration_delay(0).await;
 
     // moto's ASG launched a replacement; it starts, passes its checks and serves.
     let (now, _) = sandbox.until_healthy(2, Duration::from_secs(20)).await;
@@ -140,7 +151,7 @@ async fn a_terminated_instance_drains_without_losing_a_request_and_is_replaced()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_instance_is_found_unhealthy_terminated_and_replaced() {
+async fn a_crashed_service_is_restarted_in_place_not_replaced() {
     let started = Instant::now();
     let mut sandbox = Sandbox::start("crash").await;
     sandbox.deploy("crash").await;
@@ -150,6 +161,7 @@ async fn a_crashed_instance_is_found_unhealthy_terminated_and_replaced() {
 
     let victim = first[0].clone();
     let pid = sandbox.dataplane.instance_pid(&victim).expect("pid");
+    let port = sandbox.dataplane.instance_port(&victim).expect("port");
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid as i32).unwrap(),
         rustix::process::Signal::KILL,
@@ -157,61 +169,43 @@ async fn a_crashed_instance_is_found_unhealthy_terminated_and_replaced() {
     .expect("kill -9");
     let killed_at = Instant::now();
 
-    // The checker sees it fail; the gateway reports it unhealthy like AWS.
+    // systemd (Restart=on-failure, RestartSec=2) starts the service again
+    // on the same instance: a new process, the same port and identity.
     let deadline = killed_at + Duration::from_secs(10);
-    let reason = loop {
-        let health = sandbox.health().await;
-        if let Some((_, state, reason)) = health.iter().find(|(id, _, _)| *id == victim) {
-            if state == "unhealthy" {
-                break reason.clone();
-            }
+    loop {
+        let now = sandbox.dataplane.instance_pid(&victim);
+        if now.is_some_and(|p| p != pid && alive(p)) {
+            break;
         }
-        assert!(Instant::now() < deadline, "never unhealthy: {health:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let unhealthy_after = killed_at.elapsed();
-    assert_eq!(reason.as_deref(), Some("Target.FailedHealthChecks"));
-
-    // It is terminated in EC2 (so moto's ASG replaces it)...
-    let deadline = killed_at + Duration::from_secs(10);
-    while sandbox.ec2_state(&victim).await != Some(InstanceStateName::Terminated) {
         assert!(
             Instant::now() < deadline,
-            "the crashed instance was never terminated"
+            "the service never came back: {now:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // ...and its replacement becomes healthy and serves.
+    let restarted_after = killed_at.elapsed();
+    assert_eq!(sandbox.dataplane.instance_port(&victim), Some(port));
     let (now, _) = sandbox.until_healthy(2, Duration::from_secs(20)).await;
-    let replaced = killed_at.elapsed();
-    assert!(!now.contains(&victim));
-    let url = sandbox.app_url().await;
-    let mut served = HashSet::new();
-    for _ in 0..10 {
-        served.insert(sandbox.served_by(&url).await.expect("served"));
-    }
-    assert_eq!(served, now.iter().cloned().collect::<HashSet<_>>());
-    let direct = health_of(&sandbox.direct_elb, &sandbox.target_group).await;
-    assert!(direct
-        .iter()
-        .all(|(_, s, _)| s == TargetHealthStateEnum::Healthy.as_str()));
-    // The replacement is on the group's activity record, as in AWS.
+    assert!(
+        now.contains(&victim),
+        "the same instance serves again: {now:?}"
+    );
+    assert_eq!(
+        sandbox.ec2_state(&victim).await,
+        Some(InstanceStateName::Running),
+        "the instance was not replaced"
+    );
     let activities = sandbox
         .gateway
         .faithful()
         .scaling_activities(Some("crash-asg"));
-    let terminated = activities
-        .iter()
-        .find(|a| a.description.ends_with(&victim))
-        .expect("an activity for the terminated instance");
     assert!(
-        terminated
-            .cause
-            .contains("in response to an ELB system health check failure"),
-        "{}",
-        terminated.cause
+        activities
+            .iter()
+            .all(|a| !a.description.ends_with(&victim) || a.description.starts_with("Launching")),
+        "no termination of the crashed instance: {activities:?}"
     );
-    eprintln!("crash: unhealthy after {unhealthy_after:?}, replacement healthy after {replaced:?}");
+    eprintln!("crash: service restarted in place after {restarted_after:?}");
     sandbox.stop_and_check_clean().await;
     eprintln!("whole test {:?}", started.elapsed());
 }
@@ -260,6 +254,22 @@ async fn failing_health_checks_through_run_command_get_the_instance_replaced() {
     let (now, _) = sandbox.until_healthy(2, Duration::from_secs(20)).await;
     let replaced = sent.elapsed();
     assert!(!now.contains(&victim), "{now:?}");
+    // The replacement is on the group's activity record, as in AWS.
+    let activities = sandbox
+        .gateway
+        .faithful()
+        .scaling_activities(Some("failhealth-asg"));
+    let terminated = activities
+        .iter()
+        .find(|a| a.description.ends_with(&victim))
+        .expect("an activity for the terminated instance");
+    assert!(
+        terminated
+            .cause
+            .contains("in response to an ELB system health check failure"),
+        "{}",
+        terminated.cause
+    );
     // A command the sandbox will not run changes nothing.
     sandbox.send_command(&now, "rm -rf /tmp/anything").await;
     let (still, _) = sandbox.until_healthy(2, Duration::from_secs(5)).await;

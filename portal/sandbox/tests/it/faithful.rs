@@ -986,6 +986,44 @@ async fn alarm_history_is_kept_and_served() {
     let clouds = Clouds::start().await;
     let (cw, direct) = clouds.cloudwatch();
     alarm(&cw, 70.0).await;
+    // A new alarm has not been evaluated: INSUFFICIENT_DATA, as on AWS
+    // (moto alone says OK).
+    let created = cw
+        .describe_alarms()
+        .alarm_names("cpu-high")
+        .send()
+        .await
+        .unwrap();
+    let created = &created.metric_alarms()[0];
+    assert_eq!(created.state_value(), Some(&StateValue::InsufficientData));
+    assert_eq!(
+        created.state_reason(),
+        Some("Unchecked: Initial alarm creation")
+    );
+    direct
+        .put_metric_alarm()
+        .alarm_name("moto-alone")
+        .namespace("AWS/EC2")
+        .metric_name("CPUUtilization")
+        .statistic(Statistic::Average)
+        .period(60)
+        .evaluation_periods(2)
+        .threshold(70.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    let alone = direct
+        .describe_alarms()
+        .alarm_names("moto-alone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        alone.metric_alarms()[0].state_value(),
+        Some(&StateValue::Ok),
+        "moto starts an alarm OK"
+    );
     alarm(&cw, 80.0).await;
     set_state(
         &cw,
@@ -1018,7 +1056,7 @@ async fn alarm_history_is_kept_and_served() {
         summaries,
         [
             "Alarm updated from ALARM to OK",
-            "Alarm updated from OK to ALARM",
+            "Alarm updated from INSUFFICIENT_DATA to ALARM",
             "Alarm \"cpu-high\" updated",
             "Alarm \"cpu-high\" created",
         ],
@@ -1035,7 +1073,7 @@ async fn alarm_history_is_kept_and_served() {
     let state: serde_json::Value =
         serde_json::from_str(history.alarm_history_items()[1].history_data().unwrap()).unwrap();
     assert_eq!(state["newState"]["stateValue"], "ALARM");
-    assert_eq!(state["oldState"]["stateValue"], "OK");
+    assert_eq!(state["oldState"]["stateValue"], "INSUFFICIENT_DATA");
 
     let states = cw
         .describe_alarm_history()
@@ -1047,7 +1085,7 @@ async fn alarm_history_is_kept_and_served() {
         .unwrap();
     assert_eq!(
         states.alarm_history_items()[0].history_summary(),
-        Some("Alarm updated from OK to ALARM")
+        Some("Alarm updated from INSUFFICIENT_DATA to ALARM")
     );
     let next = cw
         .describe_alarm_history()
@@ -1108,4 +1146,133 @@ async fn alarm_history_is_kept_and_served() {
         Some("Alarm \"cpu-high\" deleted")
     );
     clouds.moto.stop().await;
+}
+
+/// The state of an ALB through `elb`.
+async fn load_balancer_state(elb: &aws_sdk_elasticloadbalancingv2::Client, arn: &str) -> String {
+    elb.describe_load_balancers()
+        .load_balancer_arns(arn)
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()[0]
+        .state()
+        .and_then(|s| s.code())
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_record_outlives_a_restarted_gateway() {
+    let moto = MotoServer::start().await.expect("start moto");
+    let dir = std::env::temp_dir().join(format!("cloudpulse-record-it-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = dir.join("gateway-record.json");
+    // Load balancers provision for a second; the first gateway sees it
+    // through.
+    let latency = Latency {
+        alb_provisioning: Duration::from_secs(1),
+        ..Latency::default()
+    };
+    let first = Gateway::start(&moto.endpoint(), latency).await.unwrap();
+    first.faithful().persist_to(&file);
+    let through = first.sdk_config();
+    let (ec2, asg, cw, elb) = (
+        aws_sdk_ec2::Client::new(&through),
+        aws_sdk_autoscaling::Client::new(&through),
+        aws_sdk_cloudwatch::Client::new(&through),
+        aws_sdk_elasticloadbalancingv2::Client::new(&through),
+    );
+    let net = network(&ec2, 0).await;
+    launch_template(&ec2).await;
+    group(&asg, "web", &net.subnets[0], (1, 4, 2))
+        .await
+        .unwrap();
+    // A change that starts the group's 300 s cooldown.
+    asg.set_desired_capacity()
+        .auto_scaling_group_name("web")
+        .desired_capacity(3)
+        .send()
+        .await
+        .unwrap();
+    alarm(&cw, 70.0).await;
+    set_state(&cw, StateValue::Alarm, "Threshold Crossed").await;
+    let lb = elb
+        .create_load_balancer()
+        .name("web-alb")
+        .set_subnets(Some(net.subnets.clone()))
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    assert_eq!(load_balancer_state(&elb, &lb).await, "provisioning");
+    while load_balancer_state(&elb, &lb).await != "active" {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let activities = |asg: aws_sdk_autoscaling::Client| async move {
+        asg.describe_scaling_activities()
+            .auto_scaling_group_name("web")
+            .send()
+            .await
+            .unwrap()
+            .activities()
+            .iter()
+            .map(|a| a.description().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    let before = activities(asg.clone()).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    drop(first);
+
+    // A new gateway in front of the same moto, as after a portal restart.
+    let second = Gateway::start(&moto.endpoint(), latency).await.unwrap();
+    let forgetful = Gateway::start(&moto.endpoint(), latency).await.unwrap();
+    second.faithful().persist_to(&file);
+    let through = second.sdk_config();
+    let (asg, cw, elb) = (
+        aws_sdk_autoscaling::Client::new(&through),
+        aws_sdk_cloudwatch::Client::new(&through),
+        aws_sdk_elasticloadbalancingv2::Client::new(&through),
+    );
+    assert_eq!(activities(asg.clone()).await, before, "the activities");
+    let history = cw
+        .describe_alarm_history()
+        .alarm_name("cpu-high")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        history.alarm_history_items()[0].history_summary(),
+        Some("Alarm updated from INSUFFICIENT_DATA to ALARM"),
+        "the alarm history"
+    );
+    let cooling = asg
+        .set_desired_capacity()
+        .auto_scaling_group_name("web")
+        .desired_capacity(2)
+        .honor_cooldown(true)
+        .send()
+        .await;
+    assert_eq!(
+        refusal(cooling).0,
+        "ScalingActivityInProgress",
+        "the cooldown still runs"
+    );
+    assert_eq!(
+        load_balancer_state(&elb, &lb).await,
+        "active",
+        "a load balancer that was active stays active"
+    );
+    // Without the record, all of it is forgotten.
+    let fresh = elb_client(&forgetful);
+    assert_eq!(load_balancer_state(&fresh, &lb).await, "provisioning");
+    let _ = std::fs::remove_dir_all(&dir);
+    moto.stop().await;
+}
+
+fn elb_client(gateway: &Gateway) -> aws_sdk_elasticloadbalancingv2::Client {
+    aws_sdk_elasticloadbalancingv2::Client::new(&gateway.sdk_config())
 }

@@ -8,5 +8,6 @@ mod common;
 mod dataplane;
 mod faithful;
 mod gateway;
+mod monitoring;
 mod moto;
 mod strict;
