@@ -79,6 +79,10 @@ pub struct DeploymentParams {
     pub cooldown: u32,
     /// Seconds a new instance has before health checks count.
     pub grace_period: u32,
+    /// Seconds a target leaving the load balancer keeps its open requests
+    /// (`deregistration_delay.timeout_seconds`, 0-3600): every scale-in and
+    /// teardown waits this long. AWS's own default is 300.
+    pub deregistration_delay: u32,
     /// Minutes from creation until CloudPulse tears the deployment down;
     /// `Some(0)` turns the TTL off, and `None` (not given) takes the
     /// portal's default: [`SANDBOX_TTL_MINUTES`] in the sandbox, off on AWS.
@@ -87,6 +91,14 @@ pub struct DeploymentParams {
     /// deployment down; `None` for no cap.
     pub cost_cap_usd: Option<f64>,
 }
+
+/// The deregistration delay CloudPulse asks for unless told otherwise:
+/// long enough for the instance service's requests (a few milliseconds)
+/// to finish, short enough that a scale-in or a teardown does not wait
+/// the five minutes of AWS's default.
+pub const DEFAULT_DEREGISTRATION_DELAY: u32 = 30;
+/// The longest deregistration delay AWS accepts, in seconds.
+pub const MAX_DEREGISTRATION_DELAY: u32 = 3600;
 
 /// The TTL a sandbox deployment gets unless it asks otherwise, and the one
 /// the form suggests against AWS.
@@ -126,6 +138,7 @@ impl Default for DeploymentParams {
             scale_in_cpu: 30.0,
             cooldown: 300,
             grace_period: 300,
+            deregistration_delay: DEFAULT_DEREGISTRATION_DELAY,
             ttl_minutes: None,
             cost_cap_usd: None,
         }
@@ -256,6 +269,15 @@ impl DeploymentParams {
         if !(0..=7200).contains(&self.grace_period) {
             errors.insert("grace_period".into(), "between 0 and 7200 seconds".into());
         }
+        if self.deregistration_delay > MAX_DEREGISTRATION_DELAY {
+            errors.insert(
+                "deregistration_delay".into(),
+                format!(
+                    "between 0 and {MAX_DEREGISTRATION_DELAY} seconds (AWS's limit); \
+                     {DEFAULT_DEREGISTRATION_DELAY} lets requests finish without slowing a scale-in"
+                ),
+            );
+        }
         if let Some(message) = self.ttl_minutes.and_then(check_ttl_minutes) {
             errors.insert("ttl_minutes".into(), message);
         }
@@ -378,6 +400,25 @@ mod tests {
         // Old stored parameters have no budget fields and still read.
         let old: DeploymentParams = serde_json::from_str(r#"{"name":"old"}"#).unwrap();
         assert_eq!((old.ttl_minutes, old.cost_cap_usd), (None, None));
+    }
+
+    #[test]
+    fn the_deregistration_delay_is_30_s_and_at_most_an_hour() {
+        let mut params = named("demo");
+        assert_eq!(params.deregistration_delay, 30);
+        for fine in [0, 30, 300, 3600] {
+            params.deregistration_delay = fine;
+            assert_eq!(params.validate(), Ok(()), "{fine}");
+        }
+        params.deregistration_delay = 3601;
+        let errors = params.validate().unwrap_err();
+        assert!(
+            errors["deregistration_delay"].contains("between 0 and 3600"),
+            "{errors:?}"
+        );
+        // Parameters stored before the field existed read as the default.
+        let old: DeploymentParams = serde_json::from_str(r#"{"name":"old"}"#).unwrap();
+        assert_eq!(old.deregistration_delay, DEFAULT_DEREGISTRATION_DELAY);
     }
 
     #[test]

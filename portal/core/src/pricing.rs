@@ -44,6 +44,49 @@ pub const ALARMS_PER_DEPLOYMENT: u32 = 2;
 /// distinct billed metrics.
 pub const METRICS_PER_INSTANCE: u32 = 7;
 
+/// Metrics EC2's detailed monitoring sends every minute for each instance
+/// (CPUUtilization, DiskReadOps, DiskWriteOps, DiskReadBytes,
+/// DiskWriteBytes, NetworkIn, NetworkOut), each billed at the custom-metric
+/// rate: $2.10 per instance-month at $0.30. The launch template turns it
+/// on, since the alarms evaluate 60-second periods. Source: the CloudWatch
+/// pricing page (aws.amazon.com/cloudwatch/pricing, "Detailed Monitoring
+/// Metrics (at 1-minute frequency)" billed as metrics) and the seven
+/// metrics it covers (EC2 User Guide, "Manage detailed monitoring").
+pub const DETAILED_MONITORING_METRICS: u32 = 7;
+
+/// What each instance adds to the metric bill: its own custom metrics and
+/// its detailed monitoring.
+pub const BILLED_METRICS_PER_INSTANCE: u32 = METRICS_PER_INSTANCE + DETAILED_MONITORING_METRICS;
+
+/// Metrics the telemetry's `GetMetricData` asks for per live deployment
+/// (the group's CPU, the load balancer's requests) and per instance (CPU,
+/// requests, response time, memory).
+pub const METRICS_READ_PER_DEPLOYMENT: u32 = 2;
+pub const METRICS_READ_PER_INSTANCE: u32 = 4;
+/// `GetMetricData` calls a live deployment gets an hour: one a minute, the
+/// resolution of its data (detailed monitoring and the instances' own
+/// metrics are per minute); reading faster only pays for the same numbers.
+pub const METRIC_READS_PER_HOUR: f64 = 60.0;
+/// `DescribeAlarms` requests the telemetry makes an hour: one a poll, every
+/// 30 s (`--poll-secs`).
+pub const ALARM_READS_PER_HOUR: f64 = 120.0;
+/// `PutMetricData` requests an instance's service sends an hour: one a
+/// minute.
+pub const PUTS_PER_INSTANCE_HOUR: f64 = 60.0;
+
+/// CloudWatch API units (requests, or metrics requested) CloudPulse's own
+/// use adds each hour for a deployment, whatever its size: the
+/// telemetry's group and load balancer metrics and its alarm reads.
+pub fn api_units_per_deployment_hour() -> f64 {
+    METRIC_READS_PER_HOUR * f64::from(METRICS_READ_PER_DEPLOYMENT) + ALARM_READS_PER_HOUR
+}
+
+/// CloudWatch API units each instance adds an hour: the telemetry reading
+/// its metrics, and its service publishing them.
+pub fn api_units_per_instance_hour() -> f64 {
+    METRIC_READS_PER_HOUR * f64::from(METRICS_READ_PER_INSTANCE) + PUTS_PER_INSTANCE_HOUR
+}
+
 /// On-demand prices in one region, in US dollars.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RegionPrices {
@@ -63,6 +106,9 @@ pub struct RegionPrices {
     pub alarm_month: f64,
     /// One CloudWatch custom metric, per month (first pricing tier).
     pub custom_metric_month: f64,
+    /// CloudWatch API use, per 1,000: requests (`PutMetricData`,
+    /// `DescribeAlarms`) or metrics requested by `GetMetricData`.
+    pub cloudwatch_per_1000: f64,
     /// S3 Standard storage, per GB-month (first pricing tier).
     pub s3_gb_month: f64,
     /// Linux on-demand price per hour of each type in
@@ -99,6 +145,7 @@ pub static PRICE_TABLE: &[RegionPrices] = &[
         gp3_gb_month: 0.08,
         alarm_month: 0.10,
         custom_metric_month: 0.30,
+        cloudwatch_per_1000: 0.01,
         s3_gb_month: 0.023,
         instances: &[
             ("t3.micro", 0.0104),
@@ -123,6 +170,7 @@ pub static PRICE_TABLE: &[RegionPrices] = &[
         gp3_gb_month: 0.08,
         alarm_month: 0.10,
         custom_metric_month: 0.30,
+        cloudwatch_per_1000: 0.01,
         s3_gb_month: 0.023,
         instances: &[
             ("t3.micro", 0.0104),
@@ -147,6 +195,7 @@ pub static PRICE_TABLE: &[RegionPrices] = &[
         gp3_gb_month: 0.08,
         alarm_month: 0.10,
         custom_metric_month: 0.30,
+        cloudwatch_per_1000: 0.01,
         s3_gb_month: 0.023,
         instances: &[
             ("t3.micro", 0.0104),
@@ -171,6 +220,7 @@ pub static PRICE_TABLE: &[RegionPrices] = &[
         gp3_gb_month: 0.088,
         alarm_month: 0.10,
         custom_metric_month: 0.30,
+        cloudwatch_per_1000: 0.01,
         s3_gb_month: 0.023,
         instances: &[
             ("t3.micro", 0.0114),
@@ -195,6 +245,7 @@ pub static PRICE_TABLE: &[RegionPrices] = &[
         gp3_gb_month: 0.0952,
         alarm_month: 0.10,
         custom_metric_month: 0.30,
+        cloudwatch_per_1000: 0.01,
         s3_gb_month: 0.0245,
         instances: &[
             ("t3.micro", 0.012),
@@ -219,6 +270,7 @@ pub static PRICE_TABLE: &[RegionPrices] = &[
         gp3_gb_month: 0.096,
         alarm_month: 0.10,
         custom_metric_month: 0.30,
+        cloudwatch_per_1000: 0.01,
         s3_gb_month: 0.025,
         instances: &[
             ("t3.micro", 0.0132),
@@ -243,6 +295,7 @@ pub static PRICE_TABLE: &[RegionPrices] = &[
         gp3_gb_month: 0.096,
         alarm_month: 0.10,
         custom_metric_month: 0.30,
+        cloudwatch_per_1000: 0.01,
         s3_gb_month: 0.025,
         instances: &[
             ("t3.micro", 0.0136),
@@ -296,17 +349,22 @@ pub enum CostCategory {
     PublicIpv4,
     /// CloudWatch alarms and the instances' custom metrics.
     Monitoring,
+    /// CloudPulse's own CloudWatch API use: the telemetry's `GetMetricData`
+    /// (per metric requested) and `DescribeAlarms`, the instances'
+    /// `PutMetricData`.
+    PortalApi,
 }
 
 impl CostCategory {
     /// Every category, in the order an estimate lists them.
-    pub const ALL: [CostCategory; 6] = [
+    pub const ALL: [CostCategory; 7] = [
         CostCategory::Nat,
         CostCategory::LoadBalancer,
         CostCategory::Instances,
         CostCategory::Storage,
         CostCategory::PublicIpv4,
         CostCategory::Monitoring,
+        CostCategory::PortalApi,
     ];
 
     /// Where the category stands in [`CostCategory::ALL`].
@@ -318,6 +376,7 @@ impl CostCategory {
             CostCategory::Storage => 3,
             CostCategory::PublicIpv4 => 4,
             CostCategory::Monitoring => 5,
+            CostCategory::PortalApi => 6,
         }
     }
 
@@ -330,6 +389,7 @@ impl CostCategory {
             CostCategory::Storage => "Storage",
             CostCategory::PublicIpv4 => "Public IPv4 addresses",
             CostCategory::Monitoring => "Monitoring",
+            CostCategory::PortalApi => "CloudPulse's API use",
         }
     }
 }
@@ -401,10 +461,13 @@ pub fn estimate(params: &DeploymentParams) -> Result<CostEstimate, PriceError> {
     let public_ips = nat_gateways + azs;
     let ebs_gb = f64::from(desired) * ROOT_VOLUME_GB;
     let metrics = u64::from(desired) * u64::from(METRICS_PER_INSTANCE);
+    let detailed = u64::from(desired) * u64::from(DETAILED_MONITORING_METRICS);
 
     let storage_month = ebs_gb * p.gp3_gb_month + ARTIFACT_GB * p.s3_gb_month;
-    let monitoring_month =
-        f64::from(ALARMS_PER_DEPLOYMENT) * p.alarm_month + metrics as f64 * p.custom_metric_month;
+    let api_units =
+        api_units_per_deployment_hour() + f64::from(desired) * api_units_per_instance_hour();
+    let monitoring_month = f64::from(ALARMS_PER_DEPLOYMENT) * p.alarm_month
+        + (metrics + detailed) as f64 * p.custom_metric_month;
 
     let lines = vec![
         line(
@@ -449,9 +512,20 @@ pub fn estimate(params: &DeploymentParams) -> Result<CostEstimate, PriceError> {
             CostCategory::Monitoring,
             monitoring_month / HOURS_PER_MONTH,
             format!(
-                "{ALARMS_PER_DEPLOYMENT} alarms × {}/month + {metrics} metrics × {}/month",
+                "{ALARMS_PER_DEPLOYMENT} alarms × {}/month + ({metrics} custom + {detailed} \
+                 detailed monitoring) metrics × {}/month",
                 usd(p.alarm_month),
                 usd(p.custom_metric_month)
+            ),
+        ),
+        line(
+            CostCategory::PortalApi,
+            api_units * p.cloudwatch_per_1000 / 1000.0,
+            format!(
+                "{} CloudWatch requests or metrics read an hour × {}/1,000 (GetMetricData once \
+                 a minute, DescribeAlarms, the instances' PutMetricData)",
+                crate::text::plain(api_units),
+                usd(p.cloudwatch_per_1000)
             ),
         ),
     ];
@@ -494,6 +568,7 @@ pub fn hourly(region: &str, kind: ResourceKind, instance_type: Option<&str>) -> 
         ResourceKind::EbsVolume => Some(p.gp3_gb_month / HOURS_PER_MONTH),
         ResourceKind::Alarm => Some(p.alarm_month / HOURS_PER_MONTH),
         ResourceKind::CustomMetric => Some(p.custom_metric_month / HOURS_PER_MONTH),
+        ResourceKind::ApiRequests => Some(p.cloudwatch_per_1000 / 1000.0),
         _ => Some(0.0),
     }
 }
@@ -522,6 +597,7 @@ impl ResourceKind {
             ResourceKind::LoadBalancer => Some(CostCategory::LoadBalancer),
             ResourceKind::EbsVolume | ResourceKind::S3Bucket => Some(CostCategory::Storage),
             ResourceKind::Alarm | ResourceKind::CustomMetric => Some(CostCategory::Monitoring),
+            ResourceKind::ApiRequests => Some(CostCategory::PortalApi),
             _ => None,
         }
     }
@@ -672,9 +748,10 @@ mod tests {
         assert!(close(sum, estimate.per_hour));
         assert!(close(estimate.per_month, estimate.per_hour * 730.0));
         // infrastructure.md: "roughly $0.15/h (about $105-120/month)". With the
-        // baseline LCU and the ALB's public addresses this comes to ~$0.169/h.
+        // baseline LCU, the ALB's public addresses, detailed monitoring and
+        // CloudPulse's own CloudWatch use this comes to ~$0.183/h.
         assert!(
-            (0.15..0.175).contains(&estimate.per_hour),
+            (0.15..0.19).contains(&estimate.per_hour),
             "{}",
             estimate.per_hour
         );
@@ -685,17 +762,29 @@ mod tests {
         ));
         assert!(close(estimate.per_hour_of(CostCategory::Instances), 0.0208));
         assert!(close(estimate.per_hour_of(CostCategory::PublicIpv4), 0.02));
-        // 2 alarms + 14 metrics = $4.40 a month.
-        assert!(close(
-            estimate.line(CostCategory::Monitoring).unwrap().per_month,
-            4.40
-        ));
-        // "~60% of it NAT": the gateways alone are 53%; with their Elastic
-        // IPs (billed under public IPv4) 59%.
+        // 2 alarms + 14 custom metrics + 2 instances' detailed monitoring
+        // (7 metrics each, at the custom-metric rate) = $8.60 a month.
+        let monitoring = estimate.line(CostCategory::Monitoring).unwrap();
+        assert!(
+            close(monitoring.per_month, 8.60),
+            "{}",
+            monitoring.per_month
+        );
+        assert!(
+            monitoring.detail.contains("detailed monitoring"),
+            "{}",
+            monitoring.detail
+        );
+        // CloudPulse's own API use: one GetMetricData a minute for 2 + 4 × 2
+        // metrics, DescribeAlarms every 30 s, each instance's PutMetricData
+        // a minute: 840 units an hour at $0.01 per 1,000.
+        assert!(close(estimate.per_hour_of(CostCategory::PortalApi), 0.0084));
+        // "~60% of it NAT": the gateways alone are 49%; with their Elastic
+        // IPs (billed under public IPv4) 55%.
         let nat_share = estimate.per_hour_of(CostCategory::Nat) / estimate.per_hour;
-        assert!((0.5..0.65).contains(&nat_share), "{nat_share}");
+        assert!((0.45..0.65).contains(&nat_share), "{nat_share}");
         let with_eips = (estimate.per_hour_of(CostCategory::Nat) + 2.0 * 0.005) / estimate.per_hour;
-        assert!((0.55..0.65).contains(&with_eips), "{with_eips}");
+        assert!((0.5..0.65).contains(&with_eips), "{with_eips}");
         let categories: Vec<_> = estimate.lines.iter().map(|l| l.category).collect();
         assert_eq!(categories, CostCategory::ALL);
     }
@@ -919,9 +1008,17 @@ mod tests {
                 all.push(one(ResourceKind::EbsVolume, ROOT_VOLUME_GB));
                 all.push(one(
                     ResourceKind::CustomMetric,
-                    f64::from(METRICS_PER_INSTANCE),
+                    f64::from(BILLED_METRICS_PER_INSTANCE),
+                ));
+                all.push(one(
+                    ResourceKind::ApiRequests,
+                    api_units_per_instance_hour(),
                 ));
             }
+            all.push(one(
+                ResourceKind::ApiRequests,
+                api_units_per_deployment_hour(),
+            ));
             // Free things are listed too, and must cost nothing.
             all.push(one(ResourceKind::Vpc, 1.0));
             all.push(one(ResourceKind::SecurityGroup, 3.0));

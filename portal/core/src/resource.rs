@@ -39,11 +39,15 @@ pub enum ResourceKind {
     Listener,
     /// An Auto Scaling policy (free).
     ScalingPolicy,
+    /// CloudWatch API use billed per thousand (requests, or metrics a
+    /// `GetMetricData` asks for); its quantity is units an hour. Never a
+    /// recorded resource: the cost view derives it from what is live.
+    ApiRequests,
 }
 
 impl ResourceKind {
     /// Every kind.
-    pub const ALL: [ResourceKind; 21] = [
+    pub const ALL: [ResourceKind; 22] = [
         ResourceKind::Instance,
         ResourceKind::NatGateway,
         ResourceKind::ElasticIp,
@@ -65,6 +69,7 @@ impl ResourceKind {
         ResourceKind::CustomMetric,
         ResourceKind::Listener,
         ResourceKind::ScalingPolicy,
+        ResourceKind::ApiRequests,
     ];
 
     /// The snake_case name stored in the database.
@@ -91,6 +96,7 @@ impl ResourceKind {
             ResourceKind::CustomMetric => "custom_metric",
             ResourceKind::Listener => "listener",
             ResourceKind::ScalingPolicy => "scaling_policy",
+            ResourceKind::ApiRequests => "api_requests",
         }
     }
 

@@ -25,6 +25,7 @@ use crate::aws::{Aws, Names};
 use crate::error::{SdkResultExt, StepError};
 use crate::runner::{Engine, EngineError};
 use crate::store::StoreError;
+use cloudpulse_core::resource::ResourceKind;
 
 /// How long a recovery is watched before the timeline says it did not come.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(30 * 60);
@@ -54,8 +55,11 @@ impl Engine {
         Ok((self.aws(&region), Names::new(deployment_id, &name)))
     }
 
-    /// The deployment's group, targets, alarms and activities, now: six
-    /// calls (Auto Scaling twice, EC2 once, ELB twice, CloudWatch once).
+    /// The deployment's group, targets, alarms and activities, now: four
+    /// calls (Auto Scaling twice, ELB and CloudWatch once each), and EC2's
+    /// `DescribeInstances` only when the group has an instance not seen
+    /// before (what it tells, launch time, type and address, never
+    /// changes). The target group's ARN is the one the engine recorded.
     pub async fn health(&self, deployment_id: &str) -> Result<HealthSnapshot, EngineError> {
         let (aws, names) = self.live(deployment_id).await?;
         let group = describe_group(&aws, &names).await?;
@@ -65,7 +69,8 @@ impl Engine {
             .filter_map(|i| i.instance_id().map(str::to_string))
             .collect();
         let launched = launch_facts(&aws, &ids).await?;
-        let targets = target_health(&aws, &names).await?;
+        let target_group = self.target_group_arn(deployment_id).await;
+        let targets = target_health(&aws, target_group.as_deref()).await?;
         let instances: Vec<InstanceHealth> = group
             .instances()
             .iter()
@@ -153,6 +158,17 @@ impl Engine {
             alarms,
             activities,
         })
+    }
+
+    /// The ARN the engine recorded for the deployment's target group.
+    async fn target_group_arn(&self, deployment_id: &str) -> Option<String> {
+        self.store()
+            .resources(deployment_id, Some(ResourceKind::TargetGroup))
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|r| r.deleted_at.is_none())
+            .find_map(|r| r.arn)
     }
 
     /// Runs a chaos action on one instance of a live deployment, or with
@@ -295,6 +311,7 @@ impl Engine {
         began: Instant,
     ) {
         let poll = self.timings().recovery_poll;
+        let target_group = self.target_group_arn(deployment_id).await;
         let (message, seconds) = loop {
             if began.elapsed() > RECOVERY_LIMIT {
                 let message = format!(
@@ -312,7 +329,7 @@ impl Engine {
             }
             let (Ok(group), Ok(targets)) = (
                 describe_group(&aws, &names).await,
-                target_health(&aws, &names).await,
+                target_health(&aws, target_group.as_deref()).await,
             ) else {
                 continue;
             };
@@ -395,7 +412,54 @@ struct LaunchFacts {
     private_ip: Option<String>,
 }
 
+/// What `DescribeInstances` said of each instance seen so far, in this
+/// process: none of it changes while an instance lives. Bounded, since
+/// instances come and go.
+fn known_facts() -> &'static std::sync::Mutex<HashMap<String, LaunchFacts>> {
+    static KNOWN: std::sync::OnceLock<std::sync::Mutex<HashMap<String, LaunchFacts>>> =
+        std::sync::OnceLock::new();
+    KNOWN.get_or_init(Default::default)
+}
+
+/// Facts of at most this many instances are remembered.
+const KNOWN_FACTS: usize = 10_000;
+
+/// Launch time, type and private address of each instance: remembered
+/// ones from memory, the others with one `DescribeInstances`.
 async fn launch_facts(
+    aws: &Aws,
+    ids: &[String],
+) -> Result<HashMap<String, LaunchFacts>, EngineError> {
+    let mut facts: HashMap<String, LaunchFacts> = {
+        let known = known_facts().lock().unwrap_or_else(|e| e.into_inner());
+        ids.iter()
+            .filter_map(|id| Some((id.clone(), known.get(id)?.clone())))
+            .collect()
+    };
+    let missing: Vec<String> = ids
+        .iter()
+        .filter(|id| !facts.contains_key(*id))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(facts);
+    }
+    let described = describe_launch_facts(aws, &missing).await?;
+    let mut known = known_facts().lock().unwrap_or_else(|e| e.into_inner());
+    if known.len() + described.len() > KNOWN_FACTS {
+        known.clear();
+    }
+    for (id, fact) in described {
+        // Only a launched instance's facts are final.
+        if fact.launched_at.is_some() {
+            known.insert(id.clone(), fact.clone());
+        }
+        facts.insert(id, fact);
+    }
+    Ok(facts)
+}
+
+async fn describe_launch_facts(
     aws: &Aws,
     ids: &[String],
 ) -> Result<HashMap<String, LaunchFacts>, EngineError> {
@@ -433,43 +497,26 @@ async fn launch_facts(
 }
 
 /// `instance id → (state, reason)` for every target of the deployment's
-/// target group; empty if the group is gone.
+/// target group (`arn`, as recorded); empty if it has none or it is gone.
 async fn target_health(
     aws: &Aws,
-    names: &Names,
+    arn: Option<&str>,
 ) -> Result<HashMap<String, (String, Option<String>)>, EngineError> {
-    let groups = aws
-        .elb
-        .describe_target_groups()
-        .names(names.target_group())
-        .send()
-        .await;
-    let arn = match groups {
-        Ok(out) => out
-            .target_groups()
-            .first()
-            .and_then(|g| g.target_group_arn())
-            .map(str::to_string),
-        Err(error) => {
-            let error = StepError::from_sdk(error);
-            if error.code == "TargetGroupNotFound" {
-                None
-            } else {
-                return Err(aws_error(error));
-            }
-        }
-    };
     let Some(arn) = arn else {
         return Ok(HashMap::new());
     };
-    let out = aws
+    let out = match aws
         .elb
         .describe_target_health()
         .target_group_arn(arn)
         .send()
         .await
         .step()
-        .map_err(aws_error)?;
+    {
+        Ok(out) => out,
+        Err(error) if error.code == "TargetGroupNotFound" => return Ok(HashMap::new()),
+        Err(error) => return Err(aws_error(error)),
+    };
     Ok(out
         .target_health_descriptions()
         .iter()

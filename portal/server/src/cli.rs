@@ -70,6 +70,9 @@ pub struct DeployArgs {
     /// Seconds a new instance has before health checks count [default: 300].
     #[arg(long)]
     pub grace_period: Option<u32>,
+    /// Seconds a target leaving the load balancer drains, 0-3600 [default: 30].
+    #[arg(long)]
+    pub deregistration_delay: Option<u32>,
     /// Minutes until the portal tears it down; 0 for never [default: 240 in
     /// the sandbox, none against AWS].
     #[arg(long)]
@@ -198,7 +201,8 @@ impl DeployArgs {
             scale_out_cpu,
             scale_in_cpu,
             cooldown,
-            grace_period
+            grace_period,
+            deregistration_delay
         );
         p.ttl_minutes = self.ttl_minutes;
         p.cost_cap_usd = self.cost_cap_usd;

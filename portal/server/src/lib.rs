@@ -107,6 +107,11 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             .fail_next_nat_gateways(behaviours.fail_next_nat);
         // Cooldowns run on the same clock as everything else.
         gateway.faithful().set_time_scale(args.time_scale);
+        // Scaling activities, alarm history, cooldowns and first sightings
+        // outlive the portal, as they do on AWS.
+        gateway
+            .faithful()
+            .persist_to(&args.data_plane_dir().join("gateway-record.json"));
         // The data plane runs what moto only describes: instance processes,
         // health checks and a load balancer per deployment.
         let mut plane =
@@ -114,11 +119,15 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         plane.instance_binary = Some(args.serve.instance_binary());
         plane.time_scale = args.time_scale;
         plane.boot_time = behaviours.boot_time;
+        plane.metrics_delay = behaviours.metrics_delay;
         // Replacements after failed health checks become scaling activities.
         plane.faithful = Some(gateway.faithful());
         let dataplane = DataPlane::start(plane)
             .await
             .context("the sandbox data plane did not start")?;
+        if let Some((failure, count)) = behaviours.fail_launches {
+            dataplane.fail_launches(failure, count);
+        }
         gateway.attach(dataplane.view());
         let served = async {
             let app = Application::build(

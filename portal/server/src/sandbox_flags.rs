@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use cloudpulse_sandbox::{Disruption, Latency, Strictness};
+use cloudpulse_sandbox::{Disruption, Latency, LaunchFailure, Strictness};
 
 /// The sandbox's AWS behaviours, given in AWS's seconds.
 #[derive(Debug, Clone, Args)]
@@ -66,6 +66,18 @@ pub struct StrictArgs {
     #[arg(long, env = "CLOUDPULSE_SSM_REGISTRATION_SECS", default_value_t = 60)]
     pub ssm_registration_secs: u64,
 
+    /// Seconds a datapoint takes to become visible in CloudWatch, to
+    /// GetMetricData and to the alarms (AWS: one to three minutes).
+    #[arg(long, env = "CLOUDPULSE_METRICS_DELAY_SECS", default_value_t = 60)]
+    pub metrics_delay_secs: u64,
+
+    /// Make the next launches of every deployment's Auto Scaling group fail
+    /// as AWS fails them, each a `Failed` scaling activity with AWS's
+    /// StatusMessage: KIND (insufficient-capacity, vcpu-limit or kms-grant)
+    /// and optionally :N launches (default 1).
+    #[arg(long, env = "CLOUDPULSE_FAIL_LAUNCHES", value_parser = fail_launches)]
+    pub fail_launches: Option<(LaunchFailure, u32)>,
+
     /// Answer one request in N with a fault instead of forwarding it, in
     /// each service's own protocol: throttling (EC2 RequestLimitExceeded
     /// 503, ELB, Auto Scaling and CloudWatch Throttling 400, S3 SlowDown),
@@ -86,6 +98,32 @@ pub struct Behaviours {
     pub boot_time: Duration,
     pub fail_next_nat: u32,
     pub disruption: Disruption,
+    /// CloudWatch's ingestion delay, in AWS's seconds (the data plane
+    /// scales it itself).
+    pub metrics_delay: Duration,
+    /// Launches to fail, and how many.
+    pub fail_launches: Option<(LaunchFailure, u32)>,
+}
+
+/// `KIND[:N]` of `--fail-launches`.
+fn fail_launches(text: &str) -> Result<(LaunchFailure, u32), String> {
+    let (kind, count) = match text.split_once(':') {
+        Some((kind, count)) => (kind, Some(count)),
+        None => (text, None),
+    };
+    let failure = LaunchFailure::parse(kind).ok_or_else(|| {
+        format!(
+            "{kind:?} is not a launch failure; use insufficient-capacity, vcpu-limit or kms-grant, \
+             optionally with :N launches"
+        )
+    })?;
+    let count = match count {
+        None => 1,
+        Some(n) => n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!("{n:?} is not a number of launches; use a whole number above 0")
+        })?,
+    };
+    Ok((failure, count))
 }
 
 impl StrictArgs {
@@ -116,6 +154,8 @@ impl StrictArgs {
             },
             boot_time: secs(self.instance_boot_secs),
             fail_next_nat: if self.instant { 0 } else { self.fail_next_nat },
+            metrics_delay: secs(self.metrics_delay_secs),
+            fail_launches: self.fail_launches.filter(|_| !self.instant),
             disruption: Disruption {
                 every: self.disrupt_every,
                 limit: if self.disrupt_every == 0 { 0 } else { u32::MAX },
@@ -171,5 +211,25 @@ mod tests {
             b.disruption.every, 5,
             "throttling on demand is asked for, not a default"
         );
+    }
+
+    #[test]
+    fn metrics_arrive_a_minute_late_and_launches_fail_on_demand() {
+        let b = parse(&[]).behaviours(0.1);
+        assert_eq!(b.metrics_delay, Duration::from_secs(60));
+        assert_eq!(b.fail_launches, None);
+        let b = parse(&["--fail-launches", "vcpu-limit:3"]).behaviours(1.0);
+        assert_eq!(b.fail_launches, Some((LaunchFailure::VcpuLimit, 3)));
+        let b = parse(&["--fail-launches", "insufficient-capacity"]).behaviours(1.0);
+        assert_eq!(
+            b.fail_launches,
+            Some((LaunchFailure::InsufficientCapacity, 1))
+        );
+        let b = parse(&["--instant", "--fail-launches", "kms-grant"]).behaviours(1.0);
+        assert_eq!((b.metrics_delay, b.fail_launches), (Duration::ZERO, None));
+        assert!(fail_launches("bogus").unwrap_err().contains("vcpu-limit"));
+        assert!(fail_launches("kms-grant:0")
+            .unwrap_err()
+            .contains("above 0"));
     }
 }

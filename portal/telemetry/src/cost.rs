@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use cloudpulse_core::live::{CostShare, CostSummary, CostView};
 use cloudpulse_core::pricing::{
-    self, Lifetime, ResourceKind, HOURS_PER_MONTH, METRICS_PER_INSTANCE, PRICES_AS_OF,
+    self, Lifetime, ResourceKind, BILLED_METRICS_PER_INSTANCE, HOURS_PER_MONTH, PRICES_AS_OF,
     ROOT_VOLUME_GB,
 };
 
@@ -58,8 +58,11 @@ async fn spans(db: &Db, ids: Option<&[String]>) -> DbResult<HashMap<String, Vec<
 }
 
 /// The billed lifetimes behind a deployment's spans. Nothing outlives the
-/// deployment's teardown; an instance brings its EBS volume and its custom
-/// metrics; the load balancer holds a public address in each AZ.
+/// deployment's teardown; an instance brings its EBS volume, its custom
+/// metrics and detailed monitoring, and its share of CloudPulse's own
+/// CloudWatch use (its metrics read, its `PutMetricData`); the load
+/// balancer holds a public address in each AZ and stands for the live
+/// deployment's share of that use (the group's metrics, the alarm reads).
 fn lifetimes(deployment: &DeploymentRecord, spans: &[Span]) -> Vec<Lifetime> {
     let end = |to: Option<DateTime<Utc>>| match (to, deployment.torn_down_at) {
         (Some(to), Some(down)) => Some(to.min(down)),
@@ -80,10 +83,18 @@ fn lifetimes(deployment: &DeploymentRecord, spans: &[Span]) -> Vec<Lifetime> {
                 all.push(life(ResourceKind::EbsVolume, ROOT_VOLUME_GB));
                 all.push(life(
                     ResourceKind::CustomMetric,
-                    f64::from(METRICS_PER_INSTANCE),
+                    f64::from(BILLED_METRICS_PER_INSTANCE),
+                ));
+                all.push(life(
+                    ResourceKind::ApiRequests,
+                    pricing::api_units_per_instance_hour(),
                 ));
             }
             ResourceKind::LoadBalancer => {
+                all.push(life(
+                    ResourceKind::ApiRequests,
+                    pricing::api_units_per_deployment_hour(),
+                ));
                 for _ in 0..deployment.params.azs {
                     all.push(life(ResourceKind::ElasticIp, 1.0));
                 }

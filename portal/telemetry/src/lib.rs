@@ -1,8 +1,9 @@
 //! Telemetry: what a live deployment is doing, what it costs, how well it stays up.
 //!
 //! A poller per live deployment reads the Auto Scaling group, target health,
-//! alarm states, scaling activities ([`Engine::health`], six calls) and
-//! CloudWatch metrics (one batched `GetMetricData`) on a fixed cadence,
+//! alarm states, scaling activities ([`Engine::health`], four calls) on a
+//! fixed cadence and CloudWatch metrics (one batched `GetMetricData`) once
+//! a minute, their resolution,
 //! stores samples in SQLite, and turns every change into an event on the
 //! deployment's timeline ([`observe`]). Beside it, a probe asks the app URL
 //! for its page and keeps incidents. Raw samples are kept for a day, then
@@ -32,8 +33,15 @@ use tokio::task::JoinHandle;
 use crate::db::{Db, Sample, Watched};
 use crate::observe::Known;
 
-/// AWS calls one poll makes: [`Engine::health`]'s six and `GetMetricData`.
-pub const CALLS_PER_POLL: u32 = 7;
+/// AWS calls one poll makes: [`Engine::health`]'s four (and a
+/// `DescribeInstances` when an instance joins). `GetMetricData` comes once
+/// a minute on top: at the default 30 s, 9 calls a minute per live
+/// deployment, within [`CALLS_PER_MINUTE`].
+pub const CALLS_PER_POLL: u32 = 4;
+
+/// The most AWS calls a minute the telemetry may make for one live
+/// deployment.
+pub const CALLS_PER_MINUTE: u32 = 12;
 
 /// How often, and how, the telemetry looks.
 #[derive(Clone, Debug)]
@@ -70,7 +78,7 @@ impl TelemetryConfig {
 impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
-            poll: Duration::from_secs(10),
+            poll: Duration::from_secs(30),
             probe: Duration::from_secs(10),
             probe_timeout: Duration::from_secs(5),
             metric_period: 60,
@@ -89,6 +97,8 @@ pub struct Telemetry {
     db: Db,
     config: TelemetryConfig,
     http: reqwest::Client,
+    /// When each deployment's metrics were last read.
+    metrics_read: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 impl Telemetry {
@@ -105,6 +115,7 @@ impl Telemetry {
             db,
             config,
             http,
+            metrics_read: Default::default(),
         }))
     }
 
@@ -268,7 +279,35 @@ impl Telemetry {
         Some(snapshot)
     }
 
+    /// How often metrics are read: once a minute (on the cloud's clock), the
+    /// resolution of detailed monitoring and of the instances' own metrics,
+    /// and never more often than one CloudWatch period.
+    pub fn metrics_interval(&self) -> Duration {
+        self.config
+            .minutes(1)
+            .max(Duration::from_secs(self.config.metric_period.max(1) as u64))
+    }
+
+    /// Whether this deployment's metrics are due; marks them read if so.
+    fn metrics_due(&self, deployment_id: &str) -> bool {
+        let mut read = self.metrics_read.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // A little slack, so that a poll cadence that divides the minute
+        // does not skip a minute for a few milliseconds.
+        let interval = self.metrics_interval().mul_f64(0.95);
+        match read.get(deployment_id) {
+            Some(last) if now.duration_since(*last) < interval => false,
+            _ => {
+                read.insert(deployment_id.to_string(), now);
+                true
+            }
+        }
+    }
+
     async fn read_metrics(&self, deployment: &Watched, snapshot: &HealthSnapshot) -> Vec<Sample> {
+        if !self.metrics_due(&deployment.id) {
+            return Vec::new();
+        }
         let ids: Vec<String> = snapshot
             .group
             .instances

@@ -43,6 +43,7 @@ struct Form {
     scale_in_cpu: RwSignal<String>,
     cooldown: RwSignal<String>,
     grace_period: RwSignal<String>,
+    deregistration_delay: RwSignal<String>,
     ttl_minutes: RwSignal<String>,
     cost_cap_usd: RwSignal<String>,
 }
@@ -85,6 +86,7 @@ fn texts(p: &DeploymentParams) -> FieldErrors {
         ("scale_in_cpu", crate::text::plain(p.scale_in_cpu)),
         ("cooldown", plain(&p.cooldown)),
         ("grace_period", plain(&p.grace_period)),
+        ("deregistration_delay", plain(&p.deregistration_delay)),
         (
             "ttl_minutes",
             p.ttl_minutes
@@ -128,6 +130,7 @@ impl Form {
             scale_in_cpu: text("scale_in_cpu"),
             cooldown: text("cooldown"),
             grace_period: text("grace_period"),
+            deregistration_delay: text("deregistration_delay"),
             ttl_minutes: text("ttl_minutes"),
             cost_cap_usd: text("cost_cap_usd"),
         }
@@ -210,6 +213,12 @@ impl Form {
             "grace_period",
             self.grace_period.get(),
             &mut p.grace_period,
+        );
+        number(
+            &mut errors,
+            "deregistration_delay",
+            self.deregistration_delay.get(),
+            &mut p.deregistration_delay,
         );
         // Empty means none: no TTL (0, not the portal's default), no cap.
         let mut ttl = 0u32;
@@ -405,6 +414,8 @@ fn DeploymentForm(initial: FieldErrors, from: Option<String>) -> impl IntoView {
                         help="Passed checks in a row before a target takes traffic (2-10)."/>
                     <TextField numeric=true form_field=form.unhealthy_threshold field="health_check.unhealthy_threshold" label="Unhealthy after" errors
                         help="Failed checks in a row before a target is taken out (2-10)."/>
+                    <TextField numeric=true form_field=form.deregistration_delay field="deregistration_delay" label="Deregistration delay (s)" errors
+                        help="How long a target leaving the load balancer finishes its requests, 0-3600; every scale-in and teardown waits this long (AWS's own default is 300)."/>
                 </fieldset>
                 <fieldset>
                     <legend>"Compute"</legend>
@@ -677,6 +688,7 @@ mod tests {
             nat: NatMode::Single,
             desired: 3,
             scale_out_cpu: 72.5,
+            deregistration_delay: 120,
             ttl_minutes: Some(90),
             cost_cap_usd: Some(2.5),
             ..Default::default()

@@ -1,14 +1,16 @@
 //! Launch template, Auto Scaling group, scaling policies, CPU alarms, and the
 //! wait until the group serves.
 
-use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, LifecycleState, Tag as AsgTag};
+use aws_sdk_autoscaling::types::{
+    LaunchTemplateSpecification, LifecycleState, ScalingActivityStatusCode, Tag as AsgTag,
+};
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag as CwTag};
 use aws_sdk_ec2::types::{
     InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
-    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, Tag as Ec2Tag,
-    VolumeType,
+    LaunchTemplateTagSpecificationRequest, LaunchTemplatesMonitoringRequest,
+    RequestLaunchTemplateData, ResourceType, Tag as Ec2Tag, VolumeType,
 };
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 use base64::Engine as _;
@@ -110,6 +112,15 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
                 .build(),
         )
         .security_group_ids(&app_sg)
+        // Detailed monitoring: EC2 sends CPUUtilization every minute, as the
+        // alarms' two 60-second periods need. With basic monitoring (one
+        // datapoint every five minutes) they would sit in INSUFFICIENT_DATA
+        // or react minutes late. Priced in the estimate (`pricing.rs`).
+        .monitoring(
+            LaunchTemplatesMonitoringRequest::builder()
+                .enabled(true)
+                .build(),
+        )
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
                 .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
@@ -514,6 +525,90 @@ pub async fn undo_alarms(ctx: &StepCtx) -> StepResult<Value> {
     Ok(json!({ "deleted": names }))
 }
 
+/// What a `Failed` scaling activity means for the wait.
+#[derive(Debug, PartialEq, Eq)]
+enum LaunchFailureKind {
+    /// Auto Scaling retries and it may well succeed (capacity comes back,
+    /// another zone launches): keep waiting, showing why.
+    Waiting,
+    /// Nothing will change until a person acts: fail with this code.
+    Fatal(&'static str),
+}
+
+/// The newest failed launch of the group, as its activity reports it.
+#[derive(Debug, PartialEq, Eq)]
+struct LaunchFailure {
+    kind: LaunchFailureKind,
+    /// AWS's StatusMessage, verbatim.
+    message: String,
+    hint: &'static str,
+}
+
+/// Reads a `Failed` activity's StatusMessage: by its wording, since AWS
+/// gives the EC2 error only inside it.
+fn classify_launch_failure(message: &str) -> LaunchFailure {
+    let lower = message.to_ascii_lowercase();
+    let (kind, hint) = if lower.contains("vcpu") {
+        (
+            LaunchFailureKind::Fatal("VcpuLimitExceeded"),
+            "the account's On-Demand vCPU quota for this instance family is used up: ask for \
+             more in Service Quotas (EC2, Running On-Demand Standard instances) or stop other \
+             instances, then retry the job",
+        )
+    } else if lower.contains("kms") || lower.contains("client.internalerror") {
+        (
+            LaunchFailureKind::Fatal("KmsKeyNotUsable"),
+            "the encrypted root volume's KMS key cannot be used by Auto Scaling: give the \
+             AWSServiceRoleForAutoScaling role a grant on the key (or use the AWS-managed \
+             aws/ebs key for EBS default encryption), then retry the job",
+        )
+    } else if lower.contains("capacity") {
+        (
+            LaunchFailureKind::Waiting,
+            "AWS has no spare capacity of this type in that zone right now; Auto Scaling keeps \
+             retrying and launches in the other zones. If it lasts, tear down and choose \
+             another instance type",
+        )
+    } else {
+        (
+            LaunchFailureKind::Waiting,
+            "Auto Scaling retries failed launches; open the group's activity history for more",
+        )
+    };
+    LaunchFailure {
+        kind,
+        message: message.to_string(),
+        hint,
+    }
+}
+
+/// The group's newest launch, if it failed. A failure an attempt after it
+/// got past (the quota was raised, capacity came back) no longer counts.
+async fn failed_launch(ctx: &StepCtx) -> StepResult<Option<LaunchFailure>> {
+    let out = ctx
+        .aws
+        .asg
+        .describe_scaling_activities()
+        .auto_scaling_group_name(ctx.names.auto_scaling_group())
+        .max_records(20)
+        .send()
+        .await
+        .step()?;
+    // Newest first, as AWS lists them.
+    Ok(out
+        .activities()
+        .iter()
+        .find(|a| a.description().is_some_and(|d| d.starts_with("Launching")))
+        .filter(|a| a.status_code() == Some(&ScalingActivityStatusCode::Failed))
+        .map(|a| {
+            classify_launch_failure(
+                a.status_message()
+                    .or(a.description())
+                    .unwrap_or("a launch failed without a message"),
+            )
+        }))
+}
+
 /// Live when the group has `desired` instances in service and as many
 /// healthy targets; otherwise says which instances never turned healthy.
 pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
@@ -555,11 +650,31 @@ pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
                     .filter(|id| in_service.contains(id))
                     .collect();
                 let done = in_service.len() >= desired && healthy.len() >= desired;
-                let state = format!(
+                let mut state = format!(
                     "{}/{desired} in service, {}/{desired} healthy",
                     in_service.len(),
                     healthy.len()
                 );
+                if !done {
+                    // AWS reports a launch it could not make only here: a
+                    // fatal kind fails the step now, not at the deadline.
+                    if let Some(failure) = failed_launch(ctx).await? {
+                        match failure.kind {
+                            LaunchFailureKind::Fatal(code) => {
+                                return Err(StepError {
+                                    hint: Some(failure.hint.to_string()),
+                                    ..StepError::fatal(code, failure.message)
+                                });
+                            }
+                            LaunchFailureKind::Waiting => {
+                                state = format!(
+                                    "{state}; the last launch failed, Auto Scaling retries: {} ({})",
+                                    failure.message, failure.hint
+                                );
+                            }
+                        }
+                    }
+                }
                 if let Ok(mut last) = last.lock() {
                     *last = (in_service, healthy);
                 }
@@ -591,6 +706,8 @@ pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
                 .unwrap_or_default();
             Ok(json!({ "in_service": in_service, "healthy": healthy, "dns_name": dns }))
         }
+        // A failed launch already says what to do.
+        Err(e) if e.code != "Timeout" => Err(e),
         Err(mut e) => {
             let never: Vec<&String> = in_service
                 .iter()
@@ -610,5 +727,36 @@ pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
             e.hint = Some("open the instances' console output or the target group's health reasons; check the health check path and that instances can reach S3 through the NAT gateways".into());
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_failures_are_read_by_their_words() {
+        let capacity = classify_launch_failure(
+            "We currently do not have sufficient t3.micro capacity in the Availability Zone you \
+             requested (us-east-1a). Our system will be working on provisioning additional \
+             capacity. Launching EC2 instance failed.",
+        );
+        assert_eq!(capacity.kind, LaunchFailureKind::Waiting);
+        let vcpu = classify_launch_failure(
+            "You have requested more vCPU capacity than your current vCPU limit of 32 allows for \
+             the instance bucket that the specified instance type belongs to. Launching EC2 \
+             instance failed.",
+        );
+        assert_eq!(vcpu.kind, LaunchFailureKind::Fatal("VcpuLimitExceeded"));
+        assert!(vcpu.hint.contains("Service Quotas"));
+        let kms = classify_launch_failure(
+            "Instance became unhealthy while waiting for instance to be in InService state. \
+             Termination Reason: Client.InternalError: Client error on launch",
+        );
+        assert_eq!(kms.kind, LaunchFailureKind::Fatal("KmsKeyNotUsable"));
+        assert_eq!(
+            classify_launch_failure("something new").kind,
+            LaunchFailureKind::Waiting
+        );
     }
 }

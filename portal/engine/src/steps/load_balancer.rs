@@ -2,7 +2,8 @@
 
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, IpAddressType, LoadBalancer, LoadBalancerSchemeEnum,
-    LoadBalancerStateEnum, LoadBalancerTypeEnum, Matcher, ProtocolEnum, Tag, TargetTypeEnum,
+    LoadBalancerStateEnum, LoadBalancerTypeEnum, Matcher, ProtocolEnum, Tag, TargetGroupAttribute,
+    TargetTypeEnum,
 };
 use serde_json::{json, Value};
 
@@ -18,6 +19,9 @@ fn elb_tags(ctx: &StepCtx, step: StepKey, what: &str) -> Vec<Tag> {
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
 }
+
+/// The target group attribute that holds the deregistration delay.
+pub const DEREGISTRATION_DELAY_KEY: &str = "deregistration_delay.timeout_seconds";
 
 fn seconds(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
@@ -98,7 +102,22 @@ pub async fn target_group(ctx: &StepCtx) -> StepResult<Value> {
         StepKey::TargetGroup,
     )
     .await?;
-    Ok(json!({ "target_group": name, "arn": arn }))
+    // AWS's default keeps a leaving target 300 s: every scale-in and
+    // teardown would wait five minutes. Set on every run, so an adopted
+    // group gets it too.
+    let delay = ctx.params.deregistration_delay;
+    elb.modify_target_group_attributes()
+        .target_group_arn(&arn)
+        .attributes(
+            TargetGroupAttribute::builder()
+                .key(DEREGISTRATION_DELAY_KEY)
+                .value(delay.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .step()?;
+    Ok(json!({ "target_group": name, "arn": arn, "deregistration_delay": delay }))
 }
 
 pub async fn undo_target_group(ctx: &StepCtx) -> StepResult<Value> {

@@ -290,6 +290,23 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
         listeners.listeners()[0].default_actions()[0].target_group_arn(),
         tg.target_group_arn()
     );
+    // A leaving target drains for the deployment's delay (30 s), not
+    // AWS's default five minutes.
+    let attributes = aws
+        .elb
+        .describe_target_group_attributes()
+        .target_group_arn(tg.target_group_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attributes
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+            .and_then(|a| a.value()),
+        Some("30")
+    );
 
     // Compute.
     let groups = aws
@@ -344,6 +361,13 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
             .and_then(|m| m.http_put_response_hop_limit()),
         Some(1),
         "IMDSv2 tokens stop at the instance (hop limit 1)"
+    );
+    // Detailed monitoring: CPU every minute, which the alarms' two
+    // 60-second periods need (basic monitoring sends it every five).
+    assert_eq!(
+        data.monitoring().and_then(|m| m.enabled()),
+        Some(true),
+        "detailed monitoring"
     );
     let ebs = data.block_device_mappings()[0].ebs().unwrap();
     assert_eq!(ebs.encrypted(), Some(true));

@@ -8,6 +8,7 @@ mod common;
 mod deploy;
 mod faults;
 mod idempotence;
+mod launch_failures;
 mod operator_policy;
 mod orphans;
 mod params_props;

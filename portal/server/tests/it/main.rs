@@ -14,3 +14,4 @@ mod portal;
 mod preflight;
 mod rest_answers;
 mod restart;
+mod telemetry_calls;
