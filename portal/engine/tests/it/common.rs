@@ -18,6 +18,8 @@ use cloudpulse_sandbox::{Disruption, Gateway, Latency, MotoServer, Strictness};
 pub const TIME_SCALE: f64 = 0.01;
 
 pub struct Harness {
+    /// Kept for the harness's lifetime: dropping it stops moto.
+    #[allow(dead_code)]
     pub moto: MotoServer,
     /// The strict gateway the engine talks through, when the harness made it.
     pub gateway: Option<Gateway>,
