@@ -20,26 +20,17 @@ pub struct QuotaCode {
     pub code: &'static str,
 }
 
-pub const VPCS_PER_REGION: QuotaCode = QuotaCode {
-    service: "vpc",
-    code: "L-F678F1CE",
-};
-pub const NAT_GATEWAYS_PER_AZ: QuotaCode = QuotaCode {
-    service: "vpc",
-    code: "L-FE5A380F",
-};
-pub const ELASTIC_IPS: QuotaCode = QuotaCode {
-    service: "ec2",
-    code: "L-0263D0A3",
-};
-pub const ALBS_PER_REGION: QuotaCode = QuotaCode {
-    service: "elasticloadbalancing",
-    code: "L-53DA6B97",
-};
-pub const STANDARD_VCPUS: QuotaCode = QuotaCode {
-    service: "ec2",
-    code: "L-1216C47A",
-};
+impl QuotaCode {
+    const fn new(service: &'static str, code: &'static str) -> Self {
+        QuotaCode { service, code }
+    }
+}
+
+pub const VPCS_PER_REGION: QuotaCode = QuotaCode::new("vpc", "L-F678F1CE");
+pub const NAT_GATEWAYS_PER_AZ: QuotaCode = QuotaCode::new("vpc", "L-FE5A380F");
+pub const ELASTIC_IPS: QuotaCode = QuotaCode::new("ec2", "L-0263D0A3");
+pub const ALBS_PER_REGION: QuotaCode = QuotaCode::new("elasticloadbalancing", "L-53DA6B97");
+pub const STANDARD_VCPUS: QuotaCode = QuotaCode::new("ec2", "L-1216C47A");
 
 /// Families counted by "Running On-Demand Standard (A, C, D, H, I, M, R, T,
 /// Z) instances".
