@@ -131,6 +131,31 @@ impl RegionPrices {
     }
 }
 
+/// vCPUs of each type in [`INSTANCE_TYPES`](crate::params::INSTANCE_TYPES),
+/// as EC2 lists them (the same in every region). The sandbox runs at most
+/// this many stress workers on an instance of the type.
+pub static INSTANCE_VCPUS: &[(&str, u32)] = &[
+    ("t3.micro", 2),
+    ("t3.small", 2),
+    ("t3.medium", 2),
+    ("t3.large", 2),
+    ("t3a.micro", 2),
+    ("t3a.small", 2),
+    ("t3a.medium", 2),
+    ("t4g.micro", 2),
+    ("t4g.small", 2),
+    ("m5.large", 2),
+    ("c5.large", 2),
+];
+
+/// vCPUs of an instance type, `None` if the table lacks it.
+pub fn instance_vcpus(instance_type: &str) -> Option<u32> {
+    INSTANCE_VCPUS
+        .iter()
+        .find(|(name, _)| *name == instance_type)
+        .map(|&(_, vcpus)| vcpus)
+}
+
 /// Every region CloudPulse can price, as of [`PRICES_AS_OF`].
 ///
 /// Values are written out per region rather than derived from us-east-1 by a
@@ -824,6 +849,19 @@ mod tests {
         ));
         assert!(prices("mars-north-1").is_none());
         assert_eq!(hourly("mars-north-1", ResourceKind::Vpc, None), None);
+    }
+
+    #[test]
+    fn every_instance_type_has_its_vcpus_once() {
+        assert_eq!(INSTANCE_VCPUS.len(), INSTANCE_TYPES.len());
+        for ty in INSTANCE_TYPES {
+            assert!(
+                instance_vcpus(ty).is_some_and(|n| (1..=96).contains(&n)),
+                "{ty}"
+            );
+        }
+        assert_eq!(instance_vcpus("t3.micro"), Some(2));
+        assert_eq!(instance_vcpus("x1e.32xlarge"), None);
     }
 
     #[test]

@@ -441,8 +441,12 @@ struct Running {
     started: Instant,
     /// How it was started, for running commands on it.
     spec: LaunchSpec,
-    /// Run Commands still running in its process group.
-    commands: Vec<tokio::process::Child>,
+    /// Run Commands still running in its process group, each with the
+    /// stress workers it keeps busy.
+    commands: Vec<(tokio::process::Child, usize)>,
+    /// Its type's vCPUs (one if the price table lacks the type): at most
+    /// this many stress workers run on it at once.
+    vcpus: usize,
     /// Detailed monitoring (a CPU datapoint every minute) rather than
     /// basic (one every five minutes).
     detailed_monitoring: bool,
@@ -1178,6 +1182,8 @@ impl Reconciler {
             started: Instant::now(),
             spec,
             commands: Vec::new(),
+            vcpus: cloudpulse_core::pricing::instance_vcpus(&metadata.instance_type)
+                .map_or(1, |n| n as usize),
             detailed_monitoring,
             restart_at: None,
         })
@@ -1211,15 +1217,20 @@ impl Reconciler {
             };
             running
                 .commands
-                .retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+                .retain_mut(|(child, _)| matches!(child.try_wait(), Ok(None)));
             for line in &command.commands {
-                let args = match commands::instance_args(line) {
-                    Ok(args) => args,
+                let busy: usize = running.commands.iter().map(|(_, workers)| workers).sum();
+                let planned = match commands::instance_args(
+                    line,
+                    running.vcpus.saturating_sub(busy),
+                ) {
+                    Ok(planned) => planned,
                     Err(refusal) => {
                         tracing::warn!(instance_id = %id, command_id = %command.command_id, %refusal, "Run Command not carried out");
                         continue;
                     }
                 };
+                let args = planned.args;
                 match process::run_on_instance(
                     &self.binary,
                     &args,
@@ -1228,7 +1239,7 @@ impl Reconciler {
                 ) {
                     Ok(child) => {
                         tracing::info!(instance_id = %id, command_id = %command.command_id, ?args, "running a command on the instance");
-                        running.commands.push(child);
+                        running.commands.push((child, planned.stress_workers));
                     }
                     Err(error) => {
                         tracing::warn!(instance_id = %id, %error, "cannot run the command on the instance")

@@ -355,3 +355,121 @@ async fn a_new_instance_is_pending_while_it_boots_then_running_and_healthy() {
     eprintln!("booted and healthy {took:?} after the group was created");
     sandbox.stop_and_check_clean().await;
 }
+
+/// `(pid, arguments)` of every `cloudpulse-instance` process in process
+/// group `group` (an instance and the commands run on it) but its leader.
+fn commands_in_group(group: u32) -> Vec<(u32, Vec<String>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name: state, ppid, pgrp, ...
+        let pgrp = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<u32>().ok());
+        if pgrp != Some(group) || pid == group || stat.contains(") Z ") {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .skip(1)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        found.push((pid, args));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stress_gets_one_worker_per_vcpu_and_an_hour_at_most_whatever_it_asks() {
+    let mut sandbox = Sandbox::start("stresscap").await;
+    sandbox.deploy("stresscap").await;
+    let (healthy, _) = sandbox.until_healthy(2, Duration::from_secs(20)).await;
+    let victim = healthy[0].clone();
+    let pid = sandbox.dataplane.instance_pid(&victim).expect("pid");
+
+    // What a page that found the gateway sent before it was closed to
+    // pages: a day of 256 busy threads on a t3.micro (2 vCPUs).
+    sandbox
+        .send_command(
+            std::slice::from_ref(&victim),
+            "cloudpulse-instance stress --seconds 86400 --workers 256",
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stresses = |pid| {
+        commands_in_group(pid)
+            .into_iter()
+            .filter(|(_, args)| args.first().map(String::as_str) == Some("stress"))
+            .collect::<Vec<_>>()
+    };
+    let running = loop {
+        let found = stresses(pid);
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "the stress never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        running[0].1,
+        ["stress", "--seconds", "3600", "--workers", "2"],
+        "cut to the instance type's vCPUs and to an hour"
+    );
+
+    // Every vCPU has its worker: a second stress is not started, while a
+    // command after it in the same Run Command still is (one the binary
+    // refuses, so that it leaves a line in the instance's log and nothing
+    // else).
+    let log = sandbox
+        .work_dir
+        .join("instances")
+        .join(format!("{victim}.log"));
+    let marked = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("\"after-the-second-stress\"")
+    };
+    assert!(!marked());
+    sandbox
+        .ssm
+        .send_command()
+        .document_name("AWS-RunShellScript")
+        .instance_ids(&victim)
+        .parameters(
+            "commands",
+            vec![
+                "cloudpulse-instance stress --seconds 30 --workers 1".to_string(),
+                "cloudpulse-instance after-the-second-stress".to_string(),
+            ],
+        )
+        .send()
+        .await
+        .expect("SendCommand");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marked() {
+        assert!(
+            Instant::now() < deadline,
+            "the command after the stress never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = stresses(pid);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].0, running[0].0);
+    sandbox.stop_and_check_clean().await;
+}
