@@ -54,11 +54,15 @@ pub struct ScalingActivity {
     pub status: String,
 }
 
+/// Why the group could not be read. What AWS said (an `AccessDenied`
+/// names the instance role's ARN and the account) is logged where the call
+/// fails and kept here for the log only: the text shown to whoever opens the
+/// dashboard or `/api/instances` is generic.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GroupError {
-    #[error("Failed to describe instances: {0}")]
+    #[error("Failed to describe instances: AWS refused or failed the request (the instance's log has the detail)")]
     Describe(String),
-    #[error("Failed to describe scaling activities: {0}")]
+    #[error("Failed to describe scaling activities: AWS refused or failed the request (the instance's log has the detail)")]
     Activities(String),
     #[error("AWS did not answer within {0:?}")]
     Timeout(Duration),
@@ -154,7 +158,11 @@ impl Group {
             .auto_scaling_group_names(&self.name)
             .send()
             .await
-            .map_err(|e| GroupError::Describe(sdk_message(&e)))?;
+            .map_err(|e| {
+                let detail = sdk_message(&e);
+                tracing::warn!(asg = %self.name, error = %detail, "DescribeAutoScalingGroups failed");
+                GroupError::Describe(detail)
+            })?;
         let Some(group) = output
             .auto_scaling_groups()
             .iter()
@@ -207,7 +215,11 @@ impl Group {
             .max_records(SCALING_ACTIVITIES)
             .send()
             .await
-            .map_err(|e| GroupError::Activities(sdk_message(&e)))?;
+            .map_err(|e| {
+                let detail = sdk_message(&e);
+                tracing::warn!(asg = %self.name, error = %detail, "DescribeScalingActivities failed");
+                GroupError::Activities(detail)
+            })?;
         Ok(output
             .activities()
             .iter()
@@ -269,6 +281,24 @@ mod tests {
         assert_eq!(state_from_lifecycle("Terminated"), "terminated");
         assert_eq!(state_from_lifecycle(""), "unknown");
         assert_eq!(state_from_lifecycle("Something:New"), "something:new");
+    }
+
+    #[test]
+    fn what_aws_said_is_not_in_the_text_shown() {
+        let detail =
+            "AccessDenied: User: arn:aws:sts::123456789012:assumed-role/cloudpulse-1-ec2-role/i-1 \
+                      is not authorized to perform: autoscaling:DescribeAutoScalingGroups";
+        for error in [
+            GroupError::Describe(detail.into()),
+            GroupError::Activities(detail.into()),
+        ] {
+            let shown = error.to_string();
+            assert!(shown.starts_with("Failed to describe"), "{shown}");
+            assert!(
+                !shown.contains("arn:") && !shown.contains("123456789012"),
+                "{shown}"
+            );
+        }
     }
 
     #[tokio::test]

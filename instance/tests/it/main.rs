@@ -4,5 +4,6 @@
 mod common;
 
 mod cloudwatch;
+mod hostile;
 mod service;
 mod user_data;
