@@ -24,6 +24,14 @@
 //! first: it may refuse it or answer it as AWS would, and it records what a
 //! forwarded change did once moto has accepted it.
 //!
+//! It serves the AWS SDK on this machine and nothing else: a request that
+//! carries what only a browser sends (`Origin`, any `Sec-Fetch-*`), names a
+//! `Host` other than a loopback address (a DNS-rebinding page's own name), or
+//! asks for moto's own API (`/moto-api/…`: reset, state, dashboard) is
+//! answered 403 with the reason and never reaches moto ([`refusal`]). The
+//! portal's own calls to moto's API go to moto's port directly
+//! ([`crate::MotoServer::reset`]).
+//!
 //! Limits, acceptable for a sandbox: moto still applies a `state` filter to
 //! its own (instant) states, so `DescribeNatGateways` filtered on
 //! `state=available` lists a gateway this proxy then shows as `pending`; the
@@ -41,7 +49,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::sync::oneshot;
@@ -297,6 +305,15 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 }
 
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if let Some(reason) = refusal(request.headers(), request.uri(), &shared.upstream) {
+        tracing::warn!(method = %request.method(), uri = %request.uri(), %reason, "refused a request");
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("403 Forbidden: {reason}\n"),
+        )
+            .into_response();
+    }
     match relay(&shared, request).await {
         Ok(response) => response,
         Err(reason) => (StatusCode::BAD_GATEWAY, reason).into_response(),
@@ -387,6 +404,101 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// Why the gateway will not forward this request, if it will not: it comes
+/// from a web page, names a host that is not this machine, or asks for
+/// moto's own API. The AWS SDK sends none of these.
+fn refusal(headers: &HeaderMap, uri: &Uri, upstream: &str) -> Option<String> {
+    const ONLY_THE_SDK: &str = "the sandbox gateway answers the AWS SDK on this machine only";
+    if headers.contains_key(header::ORIGIN) {
+        return Some(format!(
+            "{ONLY_THE_SDK}; a request with an Origin header comes from a web page"
+        ));
+    }
+    if let Some(name) = headers
+        .keys()
+        .find(|name| name.as_str().starts_with("sec-fetch-"))
+    {
+        return Some(format!(
+            "{ONLY_THE_SDK}; a request with a {name} header comes from a browser"
+        ));
+    }
+    let host = match headers.get(header::HOST) {
+        Some(value) => Some(value.to_str().unwrap_or("(not text)")),
+        // HTTP/2 carries the host in the request target instead.
+        None => uri.authority().map(|a| a.as_str()),
+    };
+    match host {
+        Some(host) if is_loopback_host(host) => {}
+        Some(host) => {
+            return Some(format!(
+                "{ONLY_THE_SDK}; Host {host:?} is not 127.0.0.1, localhost or [::1] (a page on \
+                 another name that resolves here is refused)"
+            ))
+        }
+        None => return Some(format!("{ONLY_THE_SDK}; the request names no Host")),
+    }
+    // The path as moto will read it: dot segments resolved (as the client
+    // to moto resolves them), then percent-decoded (as moto's WSGI server
+    // decodes it); moto serves its own API on any path that starts so.
+    let target = match uri.path_and_query() {
+        Some(pq) => format!("{upstream}{pq}"),
+        None => format!("{upstream}/"),
+    };
+    let path = reqwest::Url::parse(&target)
+        .map(|url| percent_decoded(url.path()))
+        .unwrap_or_else(|_| percent_decoded(uri.path()));
+    if path
+        .trim_start_matches(['/', '\\'])
+        .get(..8)
+        .is_some_and(|start| start.eq_ignore_ascii_case("moto-api"))
+    {
+        return Some(format!(
+            "{} is moto's own API (reset, state, dashboard), which the gateway never forwards; \
+             the portal calls it on moto's port directly",
+            uri.path()
+        ));
+    }
+    None
+}
+
+/// `127.0.0.1`, `localhost` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    // The name, and what follows it: nothing, or `:` and the port.
+    let (name, rest) = match host.strip_prefix('[') {
+        Some(inside) => match inside.find(']') {
+            Some(end) => host.split_at(end + 2),
+            None => return false,
+        },
+        None => host.split_at(host.find(':').unwrap_or(host.len())),
+    };
+    let port_ok = rest.is_empty()
+        || rest.strip_prefix(':').is_some_and(|port| {
+            !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+        });
+    port_ok && (name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost") || name == "[::1]")
+}
+
+/// `%XX` escapes decoded once, as a WSGI server decodes a path; anything
+/// that is not a valid escape is kept as it is.
+fn percent_decoded(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -708,6 +820,68 @@ mod tests {
             "only every second request"
         );
         assert_eq!(shared.disrupted.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn only_loopback_names_are_this_machine() {
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:4566",
+            "localhost:80",
+            "LocalHost",
+            "[::1]",
+            "[::1]:9",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "127.0.0.1.nip.io:80",
+            "localhost.evil.example",
+            "127.0.0.2:80",
+            "0.0.0.0:80",
+            "[::1",
+            "[::1]x",
+            "127.0.0.1:",
+            "127.0.0.1:123456",
+            "127.0.0.1:80:80",
+            "localhost:8o",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn paths_are_decoded_as_moto_reads_them() {
+        assert_eq!(percent_decoded("/%6Doto-api/reset"), "/moto-api/reset");
+        assert_eq!(percent_decoded("/a%2Fb%"), "/a/b%");
+        assert_eq!(percent_decoded("/%zz%4"), "/%zz%4");
+        let refused = |path: &str| {
+            let uri: Uri = path.parse().unwrap();
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, "127.0.0.1:1".parse().unwrap());
+            refusal(&headers, &uri, "http://127.0.0.1:2").is_some()
+        };
+        for path in [
+            "/moto-api/reset",
+            "/moto-api",
+            "/MOTO-API/",
+            "/%6doto-api/seed",
+            "/a/../moto-api/reset",
+            "/a/%2e%2e/moto-api/reset",
+            "//moto-api/reset",
+        ] {
+            assert!(refused(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/?Action=DescribeVpcs",
+            "/cloudpulse-bucket/moto-api",
+            "/motorway",
+        ] {
+            assert!(!refused(path), "{path}");
+        }
     }
 
     #[test]

@@ -2,7 +2,17 @@
 //!
 //! [`MotoServer::start`] runs moto from the project's virtualenv on a free
 //! loopback port, waits until it accepts connections and stops it on drop.
-//! moto keeps everything in memory, so every server is a clean, isolated AWS.
+//! moto keeps everything in memory, so every server is a clean, isolated AWS,
+//! set up as an administrator sets up an account for CloudPulse: the
+//! instance roles' permissions boundary ([`INSTANCE_BOUNDARY`], from
+//! `policy/instance-boundary.json`) is there from the start, and again after
+//! a [`MotoServer::reset`].
+//!
+//! moto answers the sandbox on this machine only: its launcher turns moto's
+//! global CORS off and refuses what a browser or a rebound name sends (see
+//! `moto_launcher.py`). A folder its state is kept in must be this user's
+//! own, mode 0700, since the state is unpickled: anything else is refused
+//! before moto starts ([`MotoError::UnsafeState`]).
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -25,6 +35,12 @@ pub const SANDBOX_REGION: &str = "us-east-1";
 pub const PYTHON_ENV: &str = "CLOUDPULSE_MOTO_PYTHON";
 
 const LAUNCHER: &str = include_str!("moto_launcher.py");
+
+/// The name of the managed policy that bounds every instance role the
+/// engine creates; on AWS an administrator creates it once per account.
+pub const INSTANCE_BOUNDARY: &str = "cloudpulse-instance-boundary";
+/// Its document, as `policy/README.md` has the administrator create it.
+pub const INSTANCE_BOUNDARY_DOCUMENT: &str = include_str!("../../../policy/instance-boundary.json");
 const LOG_LINES_KEPT: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +70,8 @@ pub enum MotoError {
     NoPort(#[source] std::io::Error),
     #[error("moto request {path} failed: {reason}")]
     Request { path: String, reason: String },
+    #[error("the sandbox's state folder {path} is not safe to read moto's state from: {reason}")]
+    UnsafeState { path: PathBuf, reason: String },
 }
 
 #[derive(Clone, Debug)]
@@ -100,6 +118,9 @@ impl MotoServer {
             Some(path) => path.clone(),
             None => locate_python()?,
         };
+        if let Some(dir) = &options.state_dir {
+            own_private_folder(dir)?;
+        }
         // Another process may take a port between our probe and moto's bind;
         // when the port was ours to choose, choose again.
         let attempts = if options.port.is_some() { 1 } else { 3 };
@@ -158,6 +179,7 @@ impl MotoServer {
             log,
         };
         server.wait_until_ready(options.startup_timeout).await?;
+        server.set_up_account().await?;
         tracing::info!(endpoint = %server.endpoint(), "moto is up");
         Ok(server)
     }
@@ -202,9 +224,41 @@ impl MotoServer {
         sdk_config(&self.endpoint())
     }
 
-    /// Forgets every resource: the server is as new.
+    /// Forgets every resource: the server is as new (the account's
+    /// permissions boundary included, so it is made again).
     pub async fn reset(&self) -> Result<(), MotoError> {
-        self.post("/moto-api/reset").await.map(drop)
+        self.post("/moto-api/reset").await?;
+        self.set_up_account().await
+    }
+
+    /// What an administrator does once in an account before CloudPulse
+    /// deploys to it: creates the instance roles' permissions boundary
+    /// (kept if a restored state already has it).
+    async fn set_up_account(&self) -> Result<(), MotoError> {
+        let iam = aws_sdk_iam::Client::new(&self.sdk_config());
+        let created = iam
+            .create_policy()
+            .policy_name(INSTANCE_BOUNDARY)
+            .policy_document(INSTANCE_BOUNDARY_DOCUMENT)
+            .description(
+                "The most a CloudPulse instance role may do (policy/instance-boundary.json)",
+            )
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_entity_already_exists_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(MotoError::Request {
+                path: format!("IAM CreatePolicy {INSTANCE_BOUNDARY}"),
+                reason: aws_sdk_iam::error::DisplayErrorContext(&error).to_string(),
+            }),
+        }
     }
 
     async fn post(&self, path: &str) -> Result<String, MotoError> {
@@ -294,6 +348,52 @@ async fn drain(stream: impl AsyncRead + Unpin, log: Arc<Mutex<VecDeque<String>>>
             log.push_back(line);
         }
     }
+}
+
+/// Makes `dir` (mode 0700) if it is missing; refuses one that is a link,
+/// not a folder, another user's, or open to other users: moto unpickles
+/// what it finds there, and unpickling runs code.
+fn own_private_folder(dir: &Path) -> Result<(), MotoError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let unsafe_state = |reason: String| MotoError::UnsafeState {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let metadata = match std::fs::symlink_metadata(dir) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| unsafe_state(format!("cannot create it: {e}")))?;
+            std::fs::symlink_metadata(dir).map_err(|e| unsafe_state(e.to_string()))?
+        }
+        Err(error) => return Err(unsafe_state(format!("cannot look at it: {error}"))),
+    };
+    if !metadata.file_type().is_dir() {
+        return Err(unsafe_state(
+            "it is not a folder (a symbolic link or a file); remove it, or point the sandbox at \
+             another database"
+                .into(),
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Err(unsafe_state(format!(
+            "it belongs to user {}, not to this user ({me}); remove it, or point the sandbox at \
+             another database",
+            metadata.uid()
+        )));
+    }
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(unsafe_state(format!(
+            "it is open to other users (mode {mode:04o}); run `chmod 700 {}`",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn free_port() -> std::io::Result<u16> {

@@ -5,12 +5,20 @@
 # kill -9), the pipe closes, the read below returns, and moto goes with it, so
 # no stray server is left holding a port.
 #
+# moto serves the sandbox on this machine only. Its global CORS (which answers
+# every page `Access-Control-Allow-Origin: *`) is off, and a request that
+# carries what only a browser sends (Origin, Sec-Fetch-*) or names a Host
+# other than a loopback address (a DNS-rebinding page's own name) is answered
+# 403 before moto sees it. The AWS SDK sends none of these.
+#
 # With CLOUDPULSE_MOTO_STATE set to a folder, moto's state outlives it: it
 # is read back from there before the server starts, written every few
 # seconds while it runs (what changed), and written once more when it is
 # told to go. moto itself keeps everything in memory only; its backends are
 # plain Python objects, pickled together so that references between
-# services survive.
+# services survive. Unpickling runs code, so the folder must be this user's
+# own and closed to everyone else (mode 0700), and so must every file read
+# from it; anything else stops moto with a message saying what to fix.
 import io
 import os
 import pickle
@@ -78,21 +86,74 @@ def _file(group):
     return os.path.join(STATE, f"{group}.pickle")
 
 
+class UnsafeState(Exception):
+    """The state folder or a file in it could be written by someone else."""
+
+
+def _check_owned(path, info, what):
+    import stat
+
+    if info.st_uid != os.geteuid():
+        raise UnsafeState(
+            f"the sandbox's {what} {path} belongs to user {info.st_uid}, not to this user "
+            f"({os.geteuid()}); moto's state is code to Python, so only a folder of your own "
+            "is read: remove it, or point the sandbox at another database"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise UnsafeState(
+            f"the sandbox's {what} {path} is open to other users (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); moto's state is code to Python: "
+            f"chmod 700 the folder and 600 its files, or remove it"
+        )
+
+
+def _check_folder():
+    import stat
+
+    os.makedirs(STATE, mode=0o700, exist_ok=True)
+    info = os.lstat(STATE)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeState(f"the sandbox's state folder {STATE} is not a folder (a link?)")
+    _check_owned(STATE, info, "state folder")
+
+
+def _read_own(path):
+    """The bytes of `path`, read only if it is a plain file of this user's
+    that nobody else may write; not through a symbolic link."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeState(f"the sandbox's state file {path} is not a plain file")
+        _check_owned(path, info, "state file")
+        with os.fdopen(fd, "rb") as file:
+            fd = None
+            return file.read()
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def _restore():
     from moto.backends import get_backend
 
-    os.makedirs(STATE, mode=0o700, exist_ok=True)
+    _check_folder()
     for group in GROUPS:
         path = _file(group)
         try:
-            with open(path, "rb") as file:
-                data = file.read()
+            data = _read_own(path)
             for name, accounts in _Unpickler(io.BytesIO(data)).load():
                 get_backend(name).update(accounts)
             _last_saved[group] = data
             _say(f"restored {', '.join(GROUPS[group])} from {path}")
         except FileNotFoundError:
             pass
+        except UnsafeState:
+            raise
+        except OSError as error:  # a link (O_NOFOLLOW), a file we may not read
+            raise UnsafeState(f"cannot read the sandbox's state file {path}: {error}")
         except Exception as error:  # a file from another moto, or a torn one
             aside = path + ".unreadable"
             os.replace(path, aside)
@@ -162,11 +223,67 @@ def _exit_when_parent_is_gone():
         _exit(0)
 
 
+# Read by moto when it is imported, so set before.
+os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"
 try:
+    import moto.server
+    from moto import settings
     from moto.server import main
 except ImportError as error:
     print(f"this Python has no moto[server] ({error}); run `cargo xtask setup`", flush=True)
     sys.exit(3)
+if not settings.DISABLE_GLOBAL_CORS:
+    print("cloudpulse-moto: moto's global CORS is still on; refusing to serve", flush=True)
+    sys.exit(3)
+
+
+def _is_loopback(host):
+    """127.0.0.1, localhost or [::1], with or without a port."""
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return False
+        name, rest = host[: end + 1], host[end + 1 :]
+    else:
+        name, colon, port = host.partition(":")
+        rest = colon + port
+    if rest:
+        port = rest[1:]
+        if not (rest.startswith(":") and port.isascii() and port.isdigit() and len(port) <= 5):
+            return False
+    return name in ("127.0.0.1", "[::1]") or name.lower() == "localhost"
+
+
+def _refusal(environ):
+    if "HTTP_ORIGIN" in environ:
+        return "a request with an Origin header comes from a web page"
+    for key in environ:
+        if key.startswith("HTTP_SEC_FETCH_"):
+            name = key[len("HTTP_"):].replace("_", "-").title()
+            return f"a request with a {name} header comes from a browser"
+    host = environ.get("HTTP_HOST")
+    if host is None:
+        return "the request names no Host"
+    if not _is_loopback(host):
+        return f"Host {host!r} is not 127.0.0.1, localhost or [::1]"
+    return None
+
+
+class _OnlyThisMachine(moto.server.DomainDispatcherApplication):
+    def __call__(self, environ, start_response):
+        reason = _refusal(environ)
+        if reason is None:
+            return super().__call__(environ, start_response)
+        body = f"403 Forbidden: moto serves the sandbox on this machine only; {reason}\n".encode()
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
+# moto.server.main builds its application from this name.
+moto.server.DomainDispatcherApplication = _OnlyThisMachine
 
 _namespace = threading.local()
 
@@ -212,7 +329,11 @@ _keep_namespaces_apart()
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, lambda *_: _exit(0))
 if STATE:
-    _restore()
+    try:
+        _restore()
+    except UnsafeState as error:
+        print(f"cloudpulse-moto: {error}", flush=True)
+        sys.exit(4)
     threading.Thread(target=_save_now_and_then, daemon=True).start()
 threading.Thread(target=_exit_when_parent_is_gone, daemon=True).start()
 sys.exit(main(sys.argv[1:]))

@@ -213,3 +213,129 @@ async fn state_kept_in_a_folder_survives_a_restart_and_a_torn_file_does_not_stop
     moto.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A state folder of `mode`, for a test of its own.
+fn state_folder(name: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!(
+        "cloudpulse-moto-unsafe-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    dir
+}
+
+async fn start_on(dir: &std::path::Path) -> Result<MotoServer, cloudpulse_sandbox::MotoError> {
+    MotoServer::start_with(cloudpulse_sandbox::moto::MotoOptions {
+        state_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    })
+    .await
+}
+
+/// moto's state is unpickled, and unpickling runs code: a folder or a file
+/// someone else could have written is refused, with what to do about it.
+#[tokio::test]
+async fn state_is_read_only_from_a_private_folder_of_this_user() {
+    use std::os::unix::fs::PermissionsExt;
+
+    // Open to others: refused before moto starts.
+    let open = state_folder("open", 0o755);
+    let error = start_on(&open)
+        .await
+        .expect_err("an open folder is refused");
+    let text = error.to_string();
+    assert!(
+        text.contains("mode 0755") && text.contains("chmod 700"),
+        "{text}"
+    );
+
+    // Another user's folder (the tests may run as root, who can make one).
+    let theirs = state_folder("theirs", 0o700);
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(&theirs, Some(4242), Some(4242)).unwrap();
+        let text = start_on(&theirs).await.expect_err("refused").to_string();
+        assert!(text.contains("belongs to user 4242"), "{text}");
+    }
+
+    // A link to a folder, rather than the folder.
+    let target = state_folder("target", 0o700);
+    let link = target.with_file_name(format!("cloudpulse-moto-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let text = start_on(&link).await.expect_err("refused").to_string();
+    assert!(text.contains("not a folder"), "{text}");
+
+    // A private folder whose snapshot others could have written.
+    let private = state_folder("private", 0o700);
+    let moto = start_on(&private).await.expect("a private folder is fine");
+    moto.stop().await;
+    let snapshot = private.join("control.pickle");
+    assert!(snapshot.is_file());
+    assert_eq!(
+        std::fs::metadata(&snapshot).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::set_permissions(&snapshot, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let text = start_on(&private).await.expect_err("refused").to_string();
+    assert!(
+        text.contains("control.pickle") && text.contains("open to other users"),
+        "{text}"
+    );
+    // Or a link in its place.
+    std::fs::rename(&snapshot, private.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(private.join("elsewhere"), &snapshot).unwrap();
+    let text = start_on(&private).await.expect_err("refused").to_string();
+    assert!(text.contains("control.pickle"), "{text}");
+
+    for dir in [&open, &theirs, &target, &private] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let _ = std::fs::remove_file(&link);
+}
+
+/// Every sandbox account has the instance roles' permissions boundary, as
+/// an administrator makes it once on AWS, and keeps it across a reset.
+#[tokio::test]
+async fn the_account_has_the_instance_boundary_from_the_start() {
+    let moto = MotoServer::start().await.expect("start moto");
+    let iam = aws_sdk_iam::Client::new(&moto.sdk_config());
+    let arn = format!(
+        "arn:aws:iam::123456789012:policy/{}",
+        cloudpulse_sandbox::moto::INSTANCE_BOUNDARY
+    );
+    for _ in 0..2 {
+        let policy = iam
+            .get_policy()
+            .policy_arn(&arn)
+            .send()
+            .await
+            .expect("the boundary exists")
+            .policy
+            .unwrap();
+        let version = iam
+            .get_policy_version()
+            .policy_arn(&arn)
+            .version_id(policy.default_version_id().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .policy_version
+            .unwrap();
+        let document = version.document().unwrap();
+        let decoded: String = form_urlencoded::parse(format!("d={document}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        let stored: serde_json::Value = serde_json::from_str(&decoded)
+            .unwrap_or_else(|_| serde_json::from_str(document).expect("the document is JSON"));
+        let file: serde_json::Value =
+            serde_json::from_str(cloudpulse_sandbox::moto::INSTANCE_BOUNDARY_DOCUMENT).unwrap();
+        assert_eq!(stored, file);
+        moto.reset().await.expect("reset");
+    }
+    moto.stop().await;
+}
