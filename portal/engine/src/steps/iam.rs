@@ -3,12 +3,54 @@
 use serde_json::{json, Value};
 
 use super::{gone_ok, StepCtx};
-use crate::error::{SdkResultExt, StepResult};
+use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
 use cloudpulse_core::resource::ResourceKind;
 
 const SSM_MANAGED_POLICY: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
 const INLINE_POLICY: &str = "cloudpulse-instance";
+
+/// The customer managed policy (`policy/instance-boundary.json`) every
+/// instance role is created with as its permissions boundary. An
+/// administrator creates it once per account (policy/README.md); the
+/// operator policy lets the portal create and change `cloudpulse-*` roles
+/// only with it, and has no right to create or edit it.
+pub const INSTANCE_BOUNDARY: &str = "cloudpulse-instance-boundary";
+
+/// The boundary's ARN in the credentials' own account, once it is known
+/// to exist.
+async fn instance_boundary(ctx: &StepCtx) -> StepResult<String> {
+    let me = ctx.aws.sts.get_caller_identity().send().await.step()?;
+    let account = me.account().unwrap_or_default();
+    let partition = me
+        .arn()
+        .and_then(|arn| arn.split(':').nth(1))
+        .unwrap_or("aws");
+    let arn = format!("arn:{partition}:iam::{account}:policy/{INSTANCE_BOUNDARY}");
+    let found = gone_ok(
+        ctx.aws
+            .iam
+            .get_policy()
+            .policy_arn(&arn)
+            .send()
+            .await
+            .step(),
+    )?;
+    if found.is_none() {
+        return Err(StepError {
+            hint: Some(format!(
+                "an administrator creates it once per account: aws iam create-policy \
+                 --policy-name {INSTANCE_BOUNDARY} --policy-document \
+                 file://policy/instance-boundary.json (see policy/README.md)"
+            )),
+            ..StepError::fatal(
+                "NoSuchEntity",
+                format!("the instance roles' permissions boundary {arn} does not exist"),
+            )
+        });
+    }
+    Ok(arn)
+}
 
 fn iam_tags(ctx: &StepCtx, step: StepKey) -> Vec<aws_sdk_iam::types::Tag> {
     ctx.names
@@ -62,9 +104,28 @@ pub fn instance_policy(bucket: &str) -> Value {
 
 pub async fn role(ctx: &StepCtx) -> StepResult<Value> {
     let name = ctx.names.role();
+    let boundary = instance_boundary(ctx).await?;
     let existing = gone_ok(ctx.aws.iam.get_role().role_name(&name).send().await.step())?;
-    let arn = match existing.and_then(|out| out.role().map(|r| r.arn().to_string())) {
-        Some(arn) => arn,
+    let existing = existing.and_then(|out| out.role().cloned());
+    let arn = match existing {
+        Some(role) => {
+            // A role made before roles were bounded gets the boundary now.
+            let bounded = role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                == Some(boundary.as_str());
+            if !bounded {
+                ctx.aws
+                    .iam
+                    .put_role_permissions_boundary()
+                    .role_name(&name)
+                    .permissions_boundary(&boundary)
+                    .send()
+                    .await
+                    .step()?;
+            }
+            role.arn().to_string()
+        }
         None => {
             let trust = json!({
                 "Version": "2012-10-17",
@@ -84,6 +145,7 @@ pub async fn role(ctx: &StepCtx) -> StepResult<Value> {
                     ctx.names.display
                 ))
                 .assume_role_policy_document(trust.to_string())
+                .permissions_boundary(&boundary)
                 .set_tags(Some(iam_tags(ctx, StepKey::IamRole)))
                 .send()
                 .await
@@ -110,7 +172,7 @@ pub async fn role(ctx: &StepCtx) -> StepResult<Value> {
         .send()
         .await
         .step()?;
-    Ok(json!({ "role": name, "arn": arn }))
+    Ok(json!({ "role": name, "arn": arn, "boundary": boundary }))
 }
 
 /// The deployment's instance profile, found by its deterministic name.

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod boundary;
 mod deploy;
 mod faults;
 mod idempotence;

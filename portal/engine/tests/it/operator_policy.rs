@@ -1,4 +1,10 @@
-//! `policy/operator-policy.json` must grant exactly what the portal calls.
+//! The operator policy (`policy/operator-policy.json` and
+//! `policy/operator-iam-policy.json`, two documents because IAM caps a
+//! managed policy at 6,144 characters) must grant exactly what the portal
+//! calls, and nothing that lets its holder escalate: every role it may
+//! create or change carries `policy/instance-boundary.json` as its
+//! permissions boundary, roles go to EC2 only, and instances start only
+//! from CloudPulse's launch templates with a type from the price table.
 //!
 //! The portal's own source is read as tokens: every call of an operation on
 //! an AWS SDK client (found both from the client, `ec2.create_vpc()`, and
@@ -670,10 +676,49 @@ fn portal_sources() -> Vec<Source> {
         .collect()
 }
 
+/// The documents the operator policy is made of.
+const POLICY_FILES: &[&str] = &[
+    "policy/operator-policy.json",
+    "policy/operator-iam-policy.json",
+];
+
+/// The ARN pattern of the instance roles' permissions boundary in the
+/// operator policy's conditions (any account: a boundary must be a policy
+/// of the role's own account).
+const BOUNDARY_ARN: &str = "arn:aws:iam::*:policy/cloudpulse-instance-boundary";
+
+fn read_json(relative: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(relative))
+        .unwrap_or_else(|e| panic!("read {relative}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{relative} is not JSON: {e}"))
+}
+
+/// The operator policy's documents as one: every statement of each.
 fn policy() -> Value {
-    let path = root().join("policy/operator-policy.json");
-    let text = std::fs::read_to_string(&path).expect("read policy/operator-policy.json");
-    serde_json::from_str(&text).expect("policy/operator-policy.json is JSON")
+    let mut statements = Vec::new();
+    for file in POLICY_FILES {
+        let document = read_json(file);
+        assert_eq!(document["Version"], "2012-10-17", "{file}");
+        statements.extend(
+            document["Statement"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{file} has no Statement list"))
+                .iter()
+                .cloned(),
+        );
+    }
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// Every statement of the operator policy that allows `action`.
+fn statements_allowing(policy: &Value, action: &str) -> Vec<Value> {
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| one_or_many(&s["Action"]).iter().any(|a| a == action))
+        .cloned()
+        .collect()
 }
 
 fn one_or_many(value: &Value) -> Vec<String> {
@@ -898,6 +943,7 @@ fn the_policy_scopes_what_iam_lets_it_scope() {
             Some("iam") if action.contains("InstanceProfile") => {
                 &["arn:aws:iam::*:instance-profile/cloudpulse-"]
             }
+            Some("iam") if action == "iam:GetPolicy" => &[BOUNDARY_ARN],
             Some("iam") => &["arn:aws:iam::*:role/cloudpulse-"],
             Some("s3") => &["arn:aws:s3:::cloudpulse-"],
             Some("elasticloadbalancing") if !action.contains(":Describe") => &[
@@ -930,16 +976,209 @@ fn the_policy_scopes_what_iam_lets_it_scope() {
 }
 
 #[test]
-fn the_policy_fits_one_managed_policy() {
+fn each_document_fits_one_managed_policy() {
     // IAM's limit for a customer managed policy: 6,144 characters, not
     // counting white space.
-    let size = policy()
-        .to_string()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .count();
-    assert!(
-        size <= 6144,
-        "the policy has {size} characters; split it before IAM refuses it"
+    let mut sids = BTreeSet::new();
+    for file in POLICY_FILES {
+        let document = read_json(file);
+        let size = document
+            .to_string()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .count();
+        assert!(
+            size <= 6144,
+            "{file} has {size} characters; split it before IAM refuses it"
+        );
+        for statement in document["Statement"].as_array().unwrap() {
+            let sid = statement["Sid"]
+                .as_str()
+                .expect("every statement has a Sid");
+            assert!(sids.insert(sid.to_string()), "Sid {sid} twice");
+        }
+    }
+}
+
+/// What made the operator as strong as an administrator: create a
+/// `cloudpulse-*` role, give it any inline policy, pass it to an instance
+/// started from any template with any type. Each door is shut by a
+/// condition, and nothing that could undo one is granted.
+#[test]
+fn the_policy_lets_no_one_mint_a_role_beyond_the_boundary() {
+    let policy = policy();
+    for action in [
+        "iam:CreateRole",
+        "iam:PutRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:PutRolePermissionsBoundary",
+    ] {
+        let statements = statements_allowing(&policy, action);
+        assert!(!statements.is_empty(), "{action} is not granted at all");
+        for statement in statements {
+            let condition = &statement["Condition"];
+            let boundary = condition["ArnLike"]["iam:PermissionsBoundary"]
+                .as_str()
+                .or_else(|| condition["ArnEquals"]["iam:PermissionsBoundary"].as_str());
+            assert_eq!(
+                boundary,
+                Some(BOUNDARY_ARN),
+                "{action} in {} without the permissions boundary condition",
+                statement["Sid"]
+            );
+        }
+    }
+    let pass = statements_allowing(&policy, "iam:PassRole");
+    assert!(!pass.is_empty());
+    for statement in pass {
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["iam:PassedToService"], "ec2.amazonaws.com",
+            "{} passes roles to any service",
+            statement["Sid"]
+        );
+    }
+    // Ways around the boundary: none is granted.
+    let granted = policy_grants(&policy);
+    for forbidden in [
+        "iam:DeleteRolePermissionsBoundary",
+        "iam:CreatePolicy",
+        "iam:CreatePolicyVersion",
+        "iam:DeletePolicy",
+        "iam:DeletePolicyVersion",
+        "iam:SetDefaultPolicyVersion",
+        "iam:UpdateAssumeRolePolicy",
+        "iam:CreateUser",
+        "iam:CreateAccessKey",
+        "iam:AttachUserPolicy",
+        "iam:PutUserPolicy",
+        "sts:AssumeRole",
+    ] {
+        assert!(!granted.contains_key(forbidden), "{forbidden} is granted");
+    }
+}
+
+#[test]
+fn instances_start_only_from_cloudpulse_templates_with_a_priced_type() {
+    let policy = policy();
+    let statements = statements_allowing(&policy, "ec2:RunInstances");
+    let priced: BTreeSet<String> = cloudpulse_core::params::INSTANCE_TYPES
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    for ty in &priced {
+        assert!(
+            cloudpulse_core::pricing::PRICE_TABLE
+                .iter()
+                .all(|region| region.instance_hour(ty).is_some()),
+            "{ty} is not in the price table"
+        );
+    }
+    let template_condition = |statement: &Value| {
+        statement["Condition"]["ArnLike"]["ec2:LaunchTemplate"].as_str()
+            == Some("arn:aws:ec2:*:*:launch-template/*")
+    };
+    let mut instance_statements = 0;
+    let mut template_statements = 0;
+    for statement in &statements {
+        let sid = &statement["Sid"];
+        assert!(
+            statement.get("Condition").is_some(),
+            "{sid}: RunInstances without a condition"
+        );
+        for resource in one_or_many(&statement["Resource"]) {
+            assert!(resource != "*", "{sid}: RunInstances on every resource");
+            if resource == "arn:aws:ec2:*:*:instance/*" {
+                instance_statements += 1;
+                let types: BTreeSet<String> =
+                    one_or_many(&statement["Condition"]["StringEquals"]["ec2:InstanceType"])
+                        .into_iter()
+                        .collect();
+                assert_eq!(types, priced, "{sid}: instance types");
+                assert!(template_condition(statement), "{sid}: no launch template");
+            } else if resource == "arn:aws:ec2:*:*:launch-template/*" {
+                template_statements += 1;
+                assert_eq!(
+                    statement["Condition"]["StringLike"]["ec2:ResourceTag/cloudpulse:deployment"],
+                    "*",
+                    "{sid}: any launch template"
+                );
+            } else {
+                assert!(
+                    template_condition(statement),
+                    "{sid}: {resource} outside a launch template"
+                );
+            }
+        }
+    }
+    assert_eq!((instance_statements, template_statements), (1, 1));
+}
+
+/// The boundary is the most an instance role can ever do, whatever policy
+/// it is given: what the instance service and the SSM agent need, nothing
+/// that reaches IAM, STS, EC2 or other instances.
+#[test]
+fn the_boundary_holds_an_instance_to_what_it_needs() {
+    let boundary = read_json("policy/instance-boundary.json");
+    let granted = policy_grants(&boundary);
+    let mut actions: Vec<&str> = granted.keys().map(String::as_str).collect();
+    actions.sort_unstable();
+    // The instance role's inline policy (steps/iam.rs) and AWS's
+    // AmazonSSMManagedInstanceCore (version 2, unchanged since 2019), which
+    // the role also carries for Run Command.
+    let mut expected = vec![
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeScalingActivities",
+        "cloudwatch:PutMetricData",
+        "s3:GetObject",
+        "ec2messages:AcknowledgeMessage",
+        "ec2messages:DeleteMessage",
+        "ec2messages:FailMessage",
+        "ec2messages:GetEndpoint",
+        "ec2messages:GetMessages",
+        "ec2messages:SendReply",
+        "ssm:DescribeAssociation",
+        "ssm:DescribeDocument",
+        "ssm:GetDeployablePatchSnapshotForInstance",
+        "ssm:GetDocument",
+        "ssm:GetManifest",
+        "ssm:GetParameter",
+        "ssm:GetParameters",
+        "ssm:ListAssociations",
+        "ssm:ListInstanceAssociations",
+        "ssm:PutComplianceItems",
+        "ssm:PutConfigurePackageResult",
+        "ssm:PutInventory",
+        "ssm:UpdateAssociationStatus",
+        "ssm:UpdateInstanceAssociationStatus",
+        "ssm:UpdateInstanceInformation",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+    ];
+    expected.sort_unstable();
+    assert_eq!(actions, expected);
+    assert_eq!(
+        granted["s3:GetObject"],
+        ["arn:aws:s3:::cloudpulse-*/instance/*"]
+    );
+    for statement in boundary["Statement"].as_array().unwrap() {
+        if one_or_many(&statement["Action"]) == ["cloudwatch:PutMetricData"] {
+            assert_eq!(
+                statement["Condition"]["StringEquals"]["cloudwatch:namespace"],
+                "CloudPulse"
+            );
+        }
+    }
+    // The sandbox's account has the same boundary, by the name the
+    // conditions above name (the engine's deploy tests find it there).
+    assert!(BOUNDARY_ARN.ends_with(&format!(
+        "policy/{}",
+        cloudpulse_sandbox::moto::INSTANCE_BOUNDARY
+    )));
+    assert_eq!(
+        read_json("policy/instance-boundary.json"),
+        serde_json::from_str::<Value>(cloudpulse_sandbox::moto::INSTANCE_BOUNDARY_DOCUMENT)
+            .unwrap()
     );
 }
