@@ -18,17 +18,33 @@
 #
 # The image holds no credentials or token: pass them to `docker run` (see
 # docs/aws.md, "In a container").
+#
+# The three base images are named once, below. A tag can be moved to other
+# bytes; a digest cannot. To pin them, resolve each tag to its digest where
+# the registry can be reached, check it against the publisher's (Docker's
+# official images, the distroless project's signed releases), and write it
+# after the tag, or pass it for one build:
+#
+#   docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot \
+#     --format '{{json .Manifest.Digest}}'
+#   docker build --build-arg RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:<digest> ...
+#
+# (docs/aws.md, "In a container", says the same.) The test of this file
+# refuses a digest that is not `sha256:` and 64 hexadecimal digits.
 
 ARG RUST_VERSION=1.95
 ARG ARTIFACTS=builder
+ARG NODE_IMAGE=node:20-bookworm-slim
+ARG RUST_IMAGE=rust:${RUST_VERSION}-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
 # npm packages: binaryen's wasm-opt, as `cargo xtask build` uses it.
-FROM node:20-bookworm-slim AS npm
+FROM ${NODE_IMAGE} AS npm
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 
-FROM rust:${RUST_VERSION}-bookworm AS builder
+FROM ${RUST_IMAGE} AS builder
 RUN apt-get update \
     && apt-get install -y --no-install-recommends musl-tools \
     && rm -rf /var/lib/apt/lists/* \
@@ -68,7 +84,7 @@ WORKDIR /out/data
 
 FROM ${ARTIFACTS} AS artifacts
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=artifacts /out/cloudpulse /out/cloudpulse-instance /app/
 COPY --from=artifacts /out/site /app/site
 # The database folder, owned by the user the portal runs as.

@@ -23,6 +23,7 @@ except ImportError:
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE|CREDENTIAL|ACCESS_KEY|SESSION_KEY", re.I)
 AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 SECRET_FILE = re.compile(r"(^|/)(\.aws|\.env|credentials|id_rsa|[^/]*\.pem|[^/]*\.key)(/|$)")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def env_pairs(command):
@@ -54,17 +55,32 @@ def main(path, ignore_path):
     if len(stages) < 2:
         problems.append("not multi-stage: the image must not carry the toolchain")
 
-    # Every image named is pinned to a version; stage names and ARGs resolve.
+    def resolve(text):
+        # ARGs may name ARGs (RUST_IMAGE names RUST_VERSION): until nothing changes.
+        for _ in range(len(global_args) + 1):
+            before = text
+            for key, default in global_args.items():
+                text = text.replace("${" + key + "}", default).replace("$" + key, default)
+            if text == before:
+                break
+        return text
+
+    # Every image named is pinned to a version (and, if to a digest, to a
+    # well-formed one); stage names and ARGs resolve.
     for name, base, _ in stages:
-        resolved = base
-        for key, default in global_args.items():
-            resolved = resolved.replace("${" + key + "}", default).replace("$" + key, default)
+        resolved = resolve(base)
         if resolved in names or resolved == "scratch":
             continue
-        if ":" not in resolved.split("/")[-1] or resolved.endswith(":latest"):
+        image, at, digest = resolved.partition("@")
+        if at and not DIGEST.fullmatch(digest):
+            problems.append(
+                f"FROM {base} ({resolved}): the digest must be sha256: and 64 hexadecimal digits"
+            )
+        if ":" not in image.split("/")[-1] or image.endswith(":latest"):
             problems.append(f"FROM {base}: pin the image to a version tag")
 
     final_name, final_base, final = stages[-1]
+    final_base = resolve(final_base)
     if not ("distroless/static" in final_base or final_base == "scratch"):
         problems.append(f"final stage is based on {final_base}, not scratch or distroless static")
 

@@ -61,7 +61,18 @@ fn the_dockerfile_builds_a_small_non_root_image_with_a_health_check() {
 fn the_check_refuses_a_dockerfile_that_breaks_the_rules() {
     let original = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let broken: [(&str, String, &str); 4] = [
+    let runtime = "ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot";
+    let broken: [(&str, String, &str); 6] = [
+        (
+            "a malformed digest",
+            original.replace(runtime, &format!("{runtime}@sha256:1234")),
+            "64 hexadecimal digits",
+        ),
+        (
+            "an image moved off distroless",
+            original.replace(runtime, "ARG RUNTIME_IMAGE=debian:12"),
+            "not scratch or distroless static",
+        ),
         (
             "root",
             original.replace("USER 65532:65532", "USER root"),
@@ -86,6 +97,13 @@ fn the_check_refuses_a_dockerfile_that_breaks_the_rules() {
             "not on a VOLUME",
         ),
     ];
+    // A well-formed digest after the tag is what pinning looks like.
+    let pinned = original.replace(runtime, &format!("{runtime}@sha256:{}", "0".repeat(64)));
+    assert_ne!(pinned, original);
+    let path = dir.path().join("Dockerfile");
+    std::fs::write(&path, &pinned).unwrap();
+    let output = check(&path);
+    assert!(output.status.success(), "pinned: {}", report(&output));
     for (what, text, expected) in broken {
         assert_ne!(text, original, "{what}: the Dockerfile changed shape");
         let path = dir.path().join("Dockerfile");
