@@ -39,6 +39,7 @@ mod alarms;
 mod dependencies;
 mod record;
 mod scaling;
+pub mod strict;
 mod wire;
 
 use std::sync::{Arc, Mutex, MutexGuard};
