@@ -250,7 +250,7 @@ async fn telemetry_while_live(url: &str, deployment: &str) {
     })
     .await;
     assert_eq!(metrics["range"], "15m");
-    assert_eq!(metrics["api_calls_per_poll"], 7);
+    assert_eq!(metrics["api_calls_per_poll"], 4);
     assert!(
         !points(&metrics, &format!("target:{victim}")).is_empty(),
         "{metrics}"
