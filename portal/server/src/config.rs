@@ -52,6 +52,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDPULSE_BIND", default_value = "127.0.0.1:3000")]
     pub bind: String,
 
+    /// A name (with an optional :port) the portal answers to besides
+    /// 127.0.0.1, localhost and [::1] on its own port and the bound
+    /// address, such as the name of a proxy in front of it; repeatable, or
+    /// comma-separated in the variable. Any other Host is answered 421.
+    #[arg(long = "allowed-host", env = "CLOUDPULSE_ALLOWED_HOSTS", value_delimiter = ',',
+          value_parser = crate::security::parse_allowed_host)]
+    pub allowed_hosts: Vec<String>,
+
     /// File holding the access token, instead of CLOUDPULSE_TOKEN. With a
     /// token set, every request but /healthz needs it, even on loopback.
     #[arg(long, env = "CLOUDPULSE_TOKEN_FILE")]
@@ -280,6 +288,7 @@ mod tests {
     fn args(bind: &str) -> ServeArgs {
         ServeArgs {
             bind: bind.into(),
+            allowed_hosts: Vec::new(),
             token_file: None,
             database: None,
             log: "info".into(),

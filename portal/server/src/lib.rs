@@ -214,7 +214,11 @@ impl Application {
         if listen.token.is_some() {
             tracing::info!("an access token is required: CLOUDPULSE_TOKEN, bearer or /login");
         }
-        let router = router(ApiState { backend, engine }, &args.site_root, listen.token);
+        let guards = Guards {
+            token: listen.token,
+            hosts: security::AllowedHosts::new(addr, &args.allowed_hosts),
+        };
+        let router = router(ApiState { backend, engine }, &args.site_root, guards);
         Ok(Application {
             listener,
             router,
@@ -291,8 +295,16 @@ fn load_artifact(path: &Path) -> ArtifactSource {
     }
 }
 
+/// What stands between a request and the routes.
+pub struct Guards {
+    /// The access token, when one is set.
+    pub token: Option<access::AccessToken>,
+    /// The `Host` names the portal answers to.
+    pub hosts: security::AllowedHosts,
+}
+
 /// Every route of the portal.
-pub fn router(state: ApiState, site_root: &Path, token: Option<access::AccessToken>) -> Router {
+pub fn router(state: ApiState, site_root: &Path, guards: Guards) -> Router {
     let backend = state.backend.clone();
     let options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
@@ -332,11 +344,16 @@ pub fn router(state: ApiState, site_root: &Path, token: Option<access::AccessTok
         .nest_service("/pkg", ServeDir::new(site_root.join("pkg")))
         .merge(pages)
         .fallback(api::not_found);
-    let app = match token {
+    let app = match guards.token {
         Some(token) => access::guard(app, token),
         None => app,
     };
+    // The last layer added runs first: the Host check before anything else.
     app.layer(axum::middleware::from_fn(security::reject_cross_site))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guards.hosts),
+            security::check_host,
+        ))
         .layer(axum::middleware::from_fn(security::headers))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())

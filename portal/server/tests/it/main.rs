@@ -10,6 +10,7 @@ mod api;
 mod budget;
 mod crash;
 mod dockerfile;
+mod hostile;
 mod portal;
 mod preflight;
 mod rest_answers;
