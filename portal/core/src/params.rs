@@ -162,14 +162,8 @@ impl DeploymentParams {
         if let Err(message) = check_name(&self.name) {
             errors.insert("name".into(), message);
         }
-        if !is_region(&self.region) {
-            errors.insert(
-                "region".into(),
-                format!(
-                    "{:?} is not an AWS region name; use one like us-east-1 or eu-west-2",
-                    self.region
-                ),
-            );
+        if let Err(message) = check_region(&self.region) {
+            errors.insert("region".into(), message);
         }
         if !(2..=3).contains(&self.azs) {
             errors.insert("azs".into(), "use 2 or 3 availability zones".into());
@@ -328,16 +322,84 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// `us-east-1`, `eu-central-2`, `ap-southeast-4`, `us-gov-west-1`, ...
-/// Whether `region` reads like an AWS region name (`us-east-1`, `ap-southeast-2`).
+/// The longest region name accepted; AWS's longest today is 14 characters.
+pub const MAX_REGION_LEN: usize = 20;
+
+/// AWS's region names as the AWS SDK's endpoint rules list them (the
+/// partitions of `aws-sdk-*` in Cargo.lock: aws, aws-cn, aws-us-gov,
+/// aws-eusc and the isolated ones), without the `aws-global` pseudo-regions.
+/// With the price table's regions these are the only names read anywhere a
+/// region comes from a request: the portal keeps AWS clients per region, so
+/// an open set of names would be an open set of clients.
+pub const AWS_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "cn-north-1",
+    "cn-northwest-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "eusc-de-east-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-isob-west-1",
+    "eu-isoe-west-1",
+    "us-isof-east-1",
+    "us-isof-south-1",
+];
+
+/// Whether `region` is one of AWS's region names ([`AWS_REGIONS`] or a
+/// region of the price table), at most [`MAX_REGION_LEN`] characters.
 pub fn is_region(region: &str) -> bool {
-    let parts: Vec<&str> = region.split('-').collect();
-    parts.len() >= 3
-        && parts.len() <= 4
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
-        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n >= 1)
+    region.len() <= MAX_REGION_LEN
+        && (AWS_REGIONS.contains(&region) || crate::pricing::prices(region).is_some())
+}
+
+/// [`is_region`], with the message for a name that is not one. The name is
+/// quoted at most 24 characters long: it came from a request.
+pub fn check_region(region: &str) -> Result<(), String> {
+    if is_region(region) {
+        return Ok(());
+    }
+    let mut shown: String = region.chars().take(24).collect();
+    if shown.len() < region.len() {
+        shown.push('…');
+    }
+    Err(format!(
+        "{shown:?} is not an AWS region name; use one like us-east-1 or eu-west-2"
+    ))
 }
 
 /// A private IPv4 range from /16 to /24, written as its network address.
@@ -518,11 +580,35 @@ mod tests {
             "eu-central-2",
             "us-gov-west-1",
             "ap-southeast-4",
+            "cn-northwest-1",
         ] {
             assert!(is_region(good), "{good}");
         }
-        for bad in ["us-east", "useast1", "US-EAST-1", "us-east-0", "a-b-c-d-1"] {
+        for bad in [
+            "us-east",
+            "useast1",
+            "US-EAST-1",
+            "us-east-0",
+            "a-b-c-d-1",
+            "zz-fake-1",
+            "aws-global",
+            "",
+        ] {
             assert!(!is_region(bad), "{bad}");
+        }
+        let long = format!("{}-east-1", "a".repeat(5000));
+        let message = check_region(&long).unwrap_err();
+        assert!(message.len() < 120, "{message}");
+        assert!(message.contains("us-east-1"), "{message}");
+    }
+
+    #[test]
+    fn every_priced_region_is_an_aws_region_within_the_length() {
+        for prices in crate::pricing::PRICE_TABLE {
+            assert!(AWS_REGIONS.contains(&prices.region), "{}", prices.region);
+        }
+        for region in AWS_REGIONS {
+            assert!(region.len() <= MAX_REGION_LEN, "{region}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! The AWS clients a deployment uses, and how its resources are named and tagged.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -52,6 +53,30 @@ impl Aws {
             quotas: aws_sdk_servicequotas::Client::new(&sdk),
         }
     }
+}
+
+/// The most regions whose clients are kept: more than AWS has (see
+/// `cloudpulse_core::params::AWS_REGIONS`), so only a name that slipped past
+/// the region check finds the cache full.
+pub const MAX_CACHED_REGIONS: usize = 64;
+
+/// The clients for `region` from `cache`, built and kept on first use while
+/// fewer than [`MAX_CACHED_REGIONS`] are kept; beyond that they are built
+/// for the call and dropped, so the cache never grows without end.
+pub fn cached(cache: &mut HashMap<String, Aws>, sdk: &SdkConfig, region: &str) -> Aws {
+    if let Some(aws) = cache.get(region) {
+        return aws.clone();
+    }
+    let aws = Aws::new(sdk, region);
+    if cache.len() < MAX_CACHED_REGIONS {
+        cache.insert(region.to_string(), aws.clone());
+    } else {
+        tracing::warn!(
+            region,
+            "the AWS client cache is full; clients built for one call"
+        );
+    }
+    aws
 }
 
 /// The SDK's own retries: throttling, 5xx and dropped connections are tried
@@ -187,5 +212,21 @@ mod tests {
             "cloudpulse-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
         );
         assert!(names.role().len() <= 64);
+    }
+
+    #[test]
+    fn the_client_cache_keeps_at_most_its_bound() {
+        let sdk = SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let mut cache = HashMap::new();
+        for n in 0..MAX_CACHED_REGIONS + 10 {
+            let aws = cached(&mut cache, &sdk, &format!("xx-test-{n}"));
+            assert_eq!(aws.region, format!("xx-test-{n}"));
+        }
+        assert_eq!(cache.len(), MAX_CACHED_REGIONS);
+        // What is kept is reused.
+        cached(&mut cache, &sdk, "xx-test-0");
+        assert_eq!(cache.len(), MAX_CACHED_REGIONS);
     }
 }

@@ -14,7 +14,9 @@ use cloudpulse_app::model::{
     DeploymentStatus, DeploymentSummary, HealthSnapshot, JobView, Link, OrphanCleanup, OrphanScan,
     Page, Preflight, Source,
 };
-use cloudpulse_app::params::{is_region, DeploymentParams, FieldErrors, SANDBOX_TTL_MINUTES};
+use cloudpulse_app::params::{
+    check_region, is_region, DeploymentParams, FieldErrors, SANDBOX_TTL_MINUTES,
+};
 use cloudpulse_engine::store::{Created, NewDeployment};
 use cloudpulse_engine::{Engine, EngineError, StoreError};
 use cloudpulse_telemetry::{budget, cost, views, Telemetry};
@@ -43,10 +45,9 @@ impl PortalBackend {
     /// The region asked for, or the portal's own; a malformed name is refused.
     fn region(&self, asked: Option<&str>) -> Result<String, BackendError> {
         match asked {
-            Some(region) if is_region(region) => Ok(region.to_string()),
-            Some(region) => Err(BackendError::Invalid(format!(
-                "{region:?} is not an AWS region name; use one like us-east-1 or eu-west-2"
-            ))),
+            Some(region) => check_region(region)
+                .map(|()| region.to_string())
+                .map_err(BackendError::Invalid),
             None => {
                 let own = self.cloud.current().region;
                 Ok(if is_region(&own) {

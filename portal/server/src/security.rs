@@ -213,23 +213,50 @@ pub fn provide_nonce_from_request() {
     }
 }
 
-/// Refuses state-changing requests that a browser says come from another
-/// site. Scripts and the CLI send neither header and pass; browsers always
-/// send at least one of them on a cross-origin POST.
+/// Refuses what a browser says comes from another site: any request that
+/// changes something, and any request at all of the API (`/api/`, the
+/// pages' server functions included) or of a page that calls AWS as it
+/// renders (`/new` runs the preflight). Without the second rule an
+/// `<img src>` on any site could make the portal call AWS, or read its
+/// state through timing. Scripts and the CLI send neither header and pass;
+/// browsers send `Sec-Fetch-Site` on every request and `Origin` on every
+/// cross-origin POST. A link from another site to `/new` lands on the list.
 pub async fn reject_cross_site(request: Request, next: Next) -> Response {
     let safe = matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if !safe && is_cross_site(&request) {
+    let api = request.uri().path().starts_with("/api/");
+    let reads = api || request.uri().path() == "/new";
+    if (safe && !reads) || !is_cross_site(&request) {
+        return next.run(request).await;
+    }
+    if safe {
+        let navigates = request
+            .headers()
+            .get("sec-fetch-mode")
+            .is_some_and(|mode| mode == "navigate");
+        if navigates && !api {
+            return (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, "/"), (header::CACHE_CONTROL, "no-store")],
+            )
+                .into_response();
+        }
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site",
-            "cross-site requests may not change anything; use the portal's own pages or the API without a browser",
+            "cross-site requests may not read the API or make the portal call AWS; use the \
+             portal's own pages or the API without a browser",
         )
         .into_response();
     }
-    next.run(request).await
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "cross_site",
+        "cross-site requests may not change anything; use the portal's own pages or the API without a browser",
+    )
+    .into_response()
 }
 
 fn is_cross_site(request: &Request<Body>) -> bool {
@@ -281,6 +308,23 @@ mod tests {
             "origin",
             "http://127.0.0.1:3000"
         )])));
+    }
+
+    #[test]
+    fn gets_say_where_they_come_from_too() {
+        let get = |headers: &[(&str, &str)]| {
+            let mut builder = Request::builder()
+                .uri("/api/v1/orphans")
+                .header(header::HOST, "127.0.0.1:3000");
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(Body::empty()).unwrap()
+        };
+        assert!(is_cross_site(&get(&[("sec-fetch-site", "cross-site")])));
+        assert!(is_cross_site(&get(&[("sec-fetch-site", "same-site")])));
+        assert!(!is_cross_site(&get(&[("sec-fetch-site", "none")])));
+        assert!(!is_cross_site(&get(&[])));
     }
 
     #[test]

@@ -182,13 +182,10 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
-    /// Clients for a region, built once.
+    /// Clients for a region, built once and kept (within [`crate::aws::cached`]'s bound).
     pub fn aws(&self, region: &str) -> Aws {
         let mut clients = self.inner.clients.lock().unwrap_or_else(|e| e.into_inner());
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| Aws::new(&self.inner.sdk, region))
-            .clone()
+        crate::aws::cached(&mut clients, &self.inner.sdk, region)
     }
 
     /// Validates, records the deployment with its whole plan, starts the job.

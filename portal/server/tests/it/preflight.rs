@@ -36,11 +36,13 @@ async fn the_preflight_answers_blocks_a_doomed_deploy_and_prints_on_the_cli() {
     }
     println!("preflight of the defaults: {:?}", started.elapsed());
 
-    // Parameters that cannot deploy: 200 with the failed checks.
+    // Parameters that cannot deploy: 200 with the failed checks. The
+    // region is one of AWS's (the only names the portal reads) that the
+    // sandbox's EC2 does not offer.
     let (status, doomed) = post_json(
         &client,
         &format!("{api}/preflight"),
-        json!({ "region": "xx-nowhere-1" }),
+        json!({ "region": "eusc-de-east-1" }),
     )
     .await;
     assert_eq!(status, 200, "{doomed}");
@@ -57,7 +59,7 @@ async fn the_preflight_answers_blocks_a_doomed_deploy_and_prints_on_the_cli() {
     let (status, refused) = post_json(
         &client,
         &format!("{api}/deployments"),
-        json!({ "name": "nowhere", "region": "xx-nowhere-1" }),
+        json!({ "name": "nowhere", "region": "eusc-de-east-1" }),
     )
     .await;
     assert_eq!(status, 422, "{refused}");
@@ -116,7 +118,7 @@ async fn the_preflight_answers_blocks_a_doomed_deploy_and_prints_on_the_cli() {
     let bad = cli(&[
         "preflight",
         "--region",
-        "xx-nowhere-1",
+        "eusc-de-east-1",
         "--max",
         "6",
         "--nat",
@@ -124,7 +126,7 @@ async fn the_preflight_answers_blocks_a_doomed_deploy_and_prints_on_the_cli() {
     ]);
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL  Region: xx-nowhere-1"), "{stdout}");
+    assert!(stdout.contains("FAIL  Region: eusc-de-east-1"), "{stdout}");
     assert!(stdout.contains("-> choose one of"), "{stdout}");
     assert!(one_line_error(&bad).contains("1 check failed"));
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod cross_site;
 mod host;
 
 /// A portal against AWS whose endpoint refuses every connection, on a free
