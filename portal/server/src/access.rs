@@ -232,14 +232,22 @@ fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .map(|(_, value)| value)
 }
 
+/// Marks a request to a public path that carries no valid credential, so
+/// `/healthz` knows to say no more than whether the portal is up.
+#[derive(Clone, Copy, Debug)]
+pub struct Anonymous;
+
 /// Lets a request through with a valid bearer token or session cookie.
 /// Otherwise a browser asking for a page is sent to sign in, and everything
 /// else gets a 401 in the API's error shape.
-async fn require(State(token): State<AccessToken>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    if is_public(path) {
+async fn require(State(token): State<AccessToken>, mut request: Request, next: Next) -> Response {
+    if is_public(request.uri().path()) {
+        if !matches!(credential(&token, request.headers()), Credential::Valid) {
+            request.extensions_mut().insert(Anonymous);
+        }
         return next.run(request).await;
     }
+    let path = request.uri().path();
     match credential(&token, request.headers()) {
         Credential::Valid => next.run(request).await,
         Credential::WrongBearer => unauthorized(

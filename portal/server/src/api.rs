@@ -459,8 +459,13 @@ async fn job_events(
 
 /// Liveness and what the portal depends on. 200 while the portal can serve,
 /// even when the cloud is unreachable (the body says so); 503 when its own
-/// database fails.
-pub async fn healthz(State(backend): State<SharedBackend>) -> Response {
+/// database fails. Anyone may ask, so a request without the access token
+/// (when one is set) gets only `{"status": ...}`: the account, region and
+/// endpoint are for those who hold it.
+pub async fn healthz(
+    State(backend): State<SharedBackend>,
+    anonymous: Option<axum::Extension<crate::access::Anonymous>>,
+) -> Response {
     let database = backend.database_ok().await;
     let cloud = backend.cloud_status();
     let (code, database) = match database {
@@ -475,6 +480,9 @@ pub async fn healthz(State(backend): State<SharedBackend>) -> Response {
     } else {
         "failing"
     };
+    if anonymous.is_some() {
+        return (code, Json(json!({ "status": status }))).into_response();
+    }
     (
         code,
         Json(json!({ "status": status, "database": database, "cloud": cloud })),

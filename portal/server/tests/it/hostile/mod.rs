@@ -12,6 +12,7 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod cross_site;
+mod healthz;
 mod host;
 
 /// A portal against AWS whose endpoint refuses every connection, on a free
