@@ -27,6 +27,8 @@ use serde_json::json;
 pub struct ApiState {
     pub backend: SharedBackend,
     pub engine: Engine,
+    /// The event streams open now.
+    pub streams: std::sync::Arc<crate::limits::Streams>,
 }
 
 impl FromRef<ApiState> for SharedBackend {
@@ -176,7 +178,7 @@ async fn redeploy(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let params = if body.iter().all(u8::is_ascii_whitespace) {
@@ -338,7 +340,7 @@ async fn instance_chaos(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path((id, instance_id, action)): Path<(String, String, String)>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let action = match action.as_str() {
         "terminate" => ChaosAction::Terminate,
@@ -369,7 +371,7 @@ async fn stress_group(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let action = ChaosAction::Stress {
         seconds: seconds(&body)?,
@@ -414,11 +416,18 @@ async fn cancel_job(
 
 /// Server-Sent Events: the whole job as `job` events, one now and one after
 /// every change, ending with the event that shows it finished.
+/// At most [`crate::limits::STREAMS_PER_JOB`] per job and
+/// [`crate::limits::STREAMS_TOTAL`] in all; more are answered 429 with
+/// `Retry-After`.
 async fn job_events(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let first = state.backend.job(&id).await?;
+    let slot = match state.streams.open(&id) {
+        Ok(slot) => slot,
+        Err(refusal) => return Ok(refusal.into_response()),
+    };
     let events = state.engine.subscribe();
     let stream = futures_util::stream::unfold(
         (Some(first), events, state, id, false),
@@ -452,6 +461,12 @@ async fn job_events(
             ))
         },
     );
+    // The slot lives as long as the stream: dropped with it when the job
+    // has finished or the client has gone.
+    let stream = futures_util::StreamExt::map(stream, move |event| {
+        let _held = &slot;
+        event
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -538,6 +553,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::too_large())
+            }
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// A raw body, cut off at [`crate::limits::MAX_BODY`] with the API's 413.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::body::Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(ApiBytes(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::too_large())
+            }
             Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
         }
     }
@@ -579,6 +614,19 @@ impl ApiError {
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// A body over [`crate::limits::MAX_BODY`].
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the request body is larger than the {} KiB the portal reads; send only the \
+                 parameters, without padding",
+                crate::limits::MAX_BODY / 1024
+            ),
+        )
     }
 }
 

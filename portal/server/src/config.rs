@@ -113,6 +113,23 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub probe_secs: u64,
 
+    /// Seconds a client may take to send a request's header, also while a
+    /// kept-alive connection sits idle; slower ones are disconnected.
+    #[arg(long, env = "CLOUDPULSE_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a request (but an event stream) may take before it is
+    /// answered 504; most of that is waiting on AWS.
+    #[arg(long, env = "CLOUDPULSE_REQUEST_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, env = "CLOUDPULSE_MAX_CONNECTIONS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_connections: u32,
+
     /// Minutes without requests (beyond the portal's own probes) after which
     /// a live deployment is flagged idle on the list; in the sandbox
     /// multiplied by the time scale.
@@ -300,6 +317,9 @@ mod tests {
             poll_secs: 10,
             probe_secs: 10,
             idle_minutes: 60,
+            header_timeout_secs: 10,
+            request_timeout_secs: 60,
+            max_connections: 256,
         }
     }
 

@@ -68,6 +68,9 @@ pub async fn budget(
 ) -> Response {
     let form = match form {
         Ok(Form(form)) => form,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return crate::limits::too_large();
+        }
         Err(rejection) => {
             return (StatusCode::BAD_REQUEST, rejection.body_text()).into_response();
         }

@@ -12,8 +12,10 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod forms;
+pub mod limits;
 pub mod sandbox_flags;
 pub mod security;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -157,6 +159,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     router: Router,
     addr: SocketAddr,
+    limits: serve::ServeLimits,
 }
 
 impl Application {
@@ -217,12 +220,23 @@ impl Application {
         let guards = Guards {
             token: listen.token,
             hosts: security::AllowedHosts::new(addr, &args.allowed_hosts),
+            request_timeout: Duration::from_secs(args.request_timeout_secs),
         };
-        let router = router(ApiState { backend, engine }, &args.site_root, guards);
+        let state = ApiState {
+            backend,
+            engine,
+            streams: Arc::default(),
+        };
+        let router = router(state, &args.site_root, guards);
         Ok(Application {
             listener,
             router,
             addr,
+            limits: serve::ServeLimits {
+                max_connections: args.max_connections as usize,
+                header_timeout: Duration::from_secs(args.header_timeout_secs),
+                drain: Duration::from_secs(10),
+            },
         })
     }
 
@@ -237,10 +251,7 @@ impl Application {
         // Tests and scripts read this line to learn the port.
         println!("CloudPulse is listening on http://{}", self.addr);
         tracing::info!(url = %format!("http://{}", self.addr), "portal ready");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the web server failed")?;
+        serve::serve(self.listener, self.router, self.limits, shutdown).await;
         tracing::info!("portal stopped");
         Ok(())
     }
@@ -301,6 +312,8 @@ pub struct Guards {
     pub token: Option<access::AccessToken>,
     /// The `Host` names the portal answers to.
     pub hosts: security::AllowedHosts,
+    /// How long a request but an event stream may take.
+    pub request_timeout: Duration,
 }
 
 /// Every route of the portal.
@@ -349,14 +362,19 @@ pub fn router(state: ApiState, site_root: &Path, guards: Guards) -> Router {
         None => app,
     };
     // The last layer added runs first: the Host check before anything else.
-    app.layer(axum::middleware::from_fn(security::reject_cross_site))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(guards.hosts),
-            security::check_host,
-        ))
-        .layer(axum::middleware::from_fn(security::headers))
-        .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
+    app.layer(axum::middleware::from_fn_with_state(
+        guards.request_timeout,
+        limits::time_out,
+    ))
+    .layer(axum::middleware::from_fn(security::reject_cross_site))
+    .layer(axum::middleware::from_fn(limits::limit_body))
+    .layer(axum::middleware::from_fn_with_state(
+        Arc::new(guards.hosts),
+        security::check_host,
+    ))
+    .layer(axum::middleware::from_fn(security::headers))
+    .layer(CompressionLayer::new())
+    .layer(TraceLayer::new_for_http())
 }
 
 fn check_bundle(site_root: &Path) {

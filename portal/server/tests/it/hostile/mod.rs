@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod cross_site;
 mod healthz;
 mod host;
+mod limits;
 
 /// A portal against AWS whose endpoint refuses every connection, on a free
 /// loopback port, with `args` added; and that port.
@@ -124,6 +125,42 @@ fn unchunk(mut body: &str) -> String {
         body = rest[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Sends `head` and then `body` while reading the answer, as a client that
+/// keeps sending after the portal has answered: the answer is read while it
+/// arrives, and a write the portal no longer reads is not an error.
+pub async fn raw_while_sending(port: u16, head: &str, body: Vec<String>) -> Raw {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = head.to_string();
+    let sending = tokio::spawn(async move {
+        if writer.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        for part in body {
+            if writer.write_all(part.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let read = async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the portal answers within a minute");
+    sending.abort();
+    parse(&bytes)
 }
 
 /// `GET path` with these extra header lines.
