@@ -4,24 +4,29 @@
 //! On loopback the portal is open unless a token is set; anywhere else a
 //! token is required (see [`crate::config::ServeArgs::listen`]). Scripts and
 //! the CLI send it as `Authorization: Bearer <token>`; browsers sign in once
-//! at `/login` and then carry a session cookie derived from it. The token is
-//! never logged, never stored, and only ever compared in constant time.
+//! at `/login` and then carry a random session cookie kept server-side (see
+//! [`crate::sessions`]). The token is never logged, never stored, and only
+//! ever compared in constant time.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::{Extension, Form, Router};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::api::ApiError;
+use crate::sessions::{Session, Sessions, Throttle};
 
 /// The environment variable holding the access token.
 pub const TOKEN_ENV: &str = "CLOUDPULSE_TOKEN";
@@ -33,9 +38,9 @@ pub const SESSION_COOKIE: &str = "cloudpulse_session";
 pub const MAKE_ONE: &str =
     "make one with `openssl rand -base64 32` (or `head -c 32 /dev/urandom | base64`)";
 
-/// What the session cookie is derived from; a new value here signs every
-/// browser out.
-const SESSION_LABEL: &[u8] = b"cloudpulse-session v1";
+/// What the token's tag (which sessions belong to it) is derived from; a
+/// new value here signs every browser out.
+const SESSION_LABEL: &[u8] = b"cloudpulse-session v2";
 /// 32 random bytes: 64 hex digits or 43 base64 characters.
 const MIN_HEX_LEN: usize = 64;
 const MIN_LEN: usize = 43;
@@ -66,12 +71,11 @@ pub enum WeakToken {
 }
 
 /// The configured access token, kept only as what the checks need: its
-/// digest and the session value derived from it.
+/// digest and the tag its sessions carry.
 #[derive(Clone)]
 pub struct AccessToken {
     token_digest: [u8; 32],
-    session: String,
-    session_digest: [u8; 32],
+    tag: String,
 }
 
 impl std::fmt::Debug for AccessToken {
@@ -86,16 +90,14 @@ impl AccessToken {
     pub fn parse(text: &str) -> Result<Self, WeakToken> {
         let token = text.trim_matches(|c: char| c.is_ascii_whitespace());
         check_strength(token)?;
-        // HMAC keyed by the token: the cookie proves the token was known,
-        // cannot be turned back into it, and survives a restart.
+        // HMAC keyed by the token: names the token's sessions, cannot be
+        // turned back into it, and is the same after a restart.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes())
             .map_err(|_| WeakToken::Empty)?;
         mac.update(SESSION_LABEL);
-        let session = hex::encode(mac.finalize().into_bytes());
         Ok(AccessToken {
             token_digest: sha256(token.as_bytes()),
-            session_digest: sha256(session.as_bytes()),
-            session,
+            tag: hex::encode(mac.finalize().into_bytes()),
         })
     }
 
@@ -105,13 +107,9 @@ impl AccessToken {
         secret_eq(candidate.as_bytes(), &self.token_digest)
     }
 
-    /// The session cookie's value.
-    pub fn session_value(&self) -> &str {
-        &self.session
-    }
-
-    fn session_matches(&self, candidate: &str) -> bool {
-        secret_eq(candidate.as_bytes(), &self.session_digest)
+    /// What the sessions signed in with this token carry.
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 }
 
@@ -169,16 +167,64 @@ fn check_strength(token: &str) -> Result<(), WeakToken> {
     Ok(())
 }
 
+/// The token, its sessions and the throttle of failed attempts: what the
+/// guard and the sign-in routes share.
+#[derive(Clone)]
+pub struct Access {
+    token: AccessToken,
+    sessions: Sessions,
+    throttle: Arc<Throttle>,
+}
+
+impl Access {
+    pub fn new(token: AccessToken, sessions: Sessions) -> Self {
+        Access {
+            token,
+            sessions,
+            throttle: Arc::default(),
+        }
+    }
+
+    async fn credential(&self, headers: &HeaderMap) -> Credential {
+        if let Some(candidate) = bearer(headers) {
+            return if self.token.matches(candidate) {
+                Credential::Valid
+            } else {
+                Credential::WrongBearer
+            };
+        }
+        for cookie in session_cookies(headers) {
+            match self.sessions.check(cookie).await {
+                Ok(Some(Session::Valid)) => return Credential::Valid,
+                Ok(Some(Session::Slid)) => return Credential::Slid(cookie.to_string()),
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "cannot read the sessions"),
+            }
+        }
+        Credential::Missing
+    }
+
+    fn cookie(&self, value: &str) -> String {
+        format!(
+            "{SESSION_COOKIE}={value}; {COOKIE_ATTRIBUTES}; Max-Age={}",
+            self.sessions.max_age()
+        )
+    }
+}
+
 /// Adds the sign-in routes to `app` and puts every other route behind the
 /// token. The sign-in routes are added after the guard, so it never wraps them.
-pub fn guard(app: Router, token: AccessToken) -> Router {
-    app.layer(axum::middleware::from_fn_with_state(token.clone(), require))
-        .merge(
-            Router::new()
-                .route("/login", get(login_page).post(login))
-                .route("/logout", post(logout))
-                .with_state(token),
-        )
+pub fn guard(app: Router, access: Access) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        access.clone(),
+        require,
+    ))
+    .merge(
+        Router::new()
+            .route("/login", get(login_page).post(login))
+            .route("/logout", post(logout))
+            .with_state(access),
+    )
 }
 
 /// Paths anyone may fetch: the health check and the static files the
@@ -191,34 +237,48 @@ fn is_public(path: &str) -> bool {
 
 enum Credential {
     Valid,
+    /// A session whose expiry moved: its cookie is set again.
+    Slid(String),
     WrongBearer,
     Missing,
 }
 
-fn credential(token: &AccessToken, headers: &HeaderMap) -> Credential {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let bearer = value.to_str().ok().and_then(|text| {
-            let (scheme, rest) = text.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
-        });
-        if let Some(candidate) = bearer {
-            return if token.matches(candidate) {
-                Credential::Valid
-            } else {
-                Credential::WrongBearer
-            };
-        }
+impl Credential {
+    fn valid(&self) -> bool {
+        matches!(self, Credential::Valid | Credential::Slid(_))
     }
-    let mut valid = false;
-    for cookie in session_cookies(headers) {
-        // No early exit: every candidate costs the same.
-        valid |= token.session_matches(cookie);
-    }
-    if valid {
-        Credential::Valid
-    } else {
-        Credential::Missing
-    }
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let text = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = text.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+}
+
+/// The address a request came from (as the server saw it: behind a proxy,
+/// the proxy's).
+fn client(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
+
+fn throttled(wait: Duration) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!(
+            "too many wrong access tokens from this address; try again in {} s",
+            wait.as_secs()
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+    response
 }
 
 fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -239,23 +299,40 @@ pub struct Anonymous;
 
 /// Lets a request through with a valid bearer token or session cookie.
 /// Otherwise a browser asking for a page is sent to sign in, and everything
-/// else gets a 401 in the API's error shape.
-async fn require(State(token): State<AccessToken>, mut request: Request, next: Next) -> Response {
+/// else gets a 401 in the API's error shape. A wrong bearer token counts as
+/// a failed attempt of its address, as a wrong token at `/login` does.
+async fn require(State(access): State<Access>, mut request: Request, next: Next) -> Response {
+    let ip = client(&request);
+    if bearer(request.headers()).is_some() {
+        if let Some(wait) = access.throttle.wait(ip) {
+            return throttled(wait);
+        }
+    }
+    let credential = access.credential(request.headers()).await;
+    if matches!(credential, Credential::WrongBearer) {
+        access.throttle.failed(ip);
+    }
     if is_public(request.uri().path()) {
-        if !matches!(credential(&token, request.headers()), Credential::Valid) {
+        if !credential.valid() {
             request.extensions_mut().insert(Anonymous);
         }
         return next.run(request).await;
     }
-    let path = request.uri().path();
-    match credential(&token, request.headers()) {
+    match credential {
         Credential::Valid => next.run(request).await,
+        Credential::Slid(value) => {
+            let mut response = next.run(request).await;
+            if let Ok(cookie) = HeaderValue::from_str(&access.cookie(&value)) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
         Credential::WrongBearer => unauthorized(
             "the bearer token is not this portal's access token; check CLOUDPULSE_TOKEN",
         ),
         Credential::Missing => {
             let page = matches!(*request.method(), Method::GET | Method::HEAD)
-                && !path.starts_with("/api/");
+                && !request.uri().path().starts_with("/api/");
             if page {
                 see_other("/login", None)
             } else {
@@ -309,32 +386,66 @@ async fn login_page() -> Response {
 }
 
 async fn login(
-    State(token): State<AccessToken>,
+    State(access): State<Access>,
+    connected: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            Some("Send the access token in the form below."),
+    let ip = connected.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0 .0.ip());
+    if let Some(wait) = access.throttle.wait(ip) {
+        let secs = wait.as_secs();
+        let mut response = page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many failed sign-ins from your address. Try again in {secs} s."
+            )),
         );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return response;
+    }
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return crate::limits::too_large();
+        }
+        Err(_) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                Some("Send the access token in the form below."),
+            );
+        }
     };
-    if !token.matches(&form.token) {
+    if !access.token.matches(&form.token) {
+        access.throttle.failed(ip);
         return page(
             StatusCode::UNAUTHORIZED,
             Some("That is not this portal's access token. Nothing was signed in."),
         );
     }
-    tracing::info!("a browser signed in");
-    see_other(
-        "/",
-        Some(format!(
-            "{SESSION_COOKIE}={}; {COOKIE_ATTRIBUTES}",
-            token.session_value()
-        )),
-    )
+    match access.sessions.create().await {
+        Ok(value) => {
+            tracing::info!("a browser signed in");
+            see_other("/", Some(access.cookie(&value)))
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot store a session");
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("The portal cannot store the session in its database; see its log."),
+            )
+        }
+    }
 }
 
-async fn logout() -> Response {
+/// Ends the sessions the browser holds, on the server too: a copy of the
+/// cookie is no longer a way in.
+async fn logout(State(access): State<Access>, headers: HeaderMap) -> Response {
+    for value in session_cookies(&headers) {
+        if let Err(error) = access.sessions.end(value).await {
+            tracing::error!(%error, "cannot end a session");
+        }
+    }
     see_other(
         "/login",
         Some(format!("{SESSION_COOKIE}=; {COOKIE_ATTRIBUTES}; Max-Age=0")),
@@ -461,69 +572,50 @@ mod tests {
     }
 
     #[test]
-    fn the_session_value_is_derived_not_the_token() {
+    fn the_tag_is_derived_not_the_token() {
         let token = AccessToken::parse(GOOD_BASE64).unwrap();
         let again = AccessToken::parse(GOOD_BASE64).unwrap();
         let other = AccessToken::parse(GOOD_HEX).unwrap();
-        assert_eq!(token.session_value(), again.session_value(), "stable");
-        assert_ne!(token.session_value(), other.session_value());
-        assert!(!token
-            .session_value()
-            .contains(GOOD_BASE64.trim_end_matches('=')));
-        assert_eq!(token.session_value().len(), 64);
-        assert!(token.session_matches(again.session_value()));
-        assert!(!token.session_matches(other.session_value()));
+        assert_eq!(token.tag(), again.tag(), "stable");
+        assert_ne!(token.tag(), other.tag());
+        assert!(!token.tag().contains(GOOD_BASE64.trim_end_matches('=')));
+        assert_eq!(token.tag().len(), 64);
         assert!(token.matches(GOOD_BASE64) && !token.matches(GOOD_HEX));
         assert_eq!(format!("{token:?}"), "AccessToken(<redacted>)");
     }
 
     #[test]
     fn credentials_come_from_bearer_or_cookie() {
-        let token = AccessToken::parse(GOOD_BASE64).unwrap();
-        let check = |pairs: &[(header::HeaderName, String)]| {
+        let headers = |pairs: &[(header::HeaderName, &str)]| {
             let mut headers = HeaderMap::new();
             for (name, value) in pairs {
                 headers.append(name, HeaderValue::from_str(value).unwrap());
             }
-            match credential(&token, &headers) {
-                Credential::Valid => "valid",
-                Credential::WrongBearer => "wrong",
-                Credential::Missing => "missing",
-            }
+            headers
         };
-        let session = token.session_value().to_string();
-        assert_eq!(check(&[]), "missing");
+        assert_eq!(bearer(&headers(&[])), None);
         assert_eq!(
-            check(&[(header::AUTHORIZATION, format!("Bearer {GOOD_BASE64}"))]),
-            "valid"
+            bearer(&headers(&[(header::AUTHORIZATION, "Bearer abc")])),
+            Some("abc")
         );
         assert_eq!(
-            check(&[(header::AUTHORIZATION, format!("bearer {GOOD_BASE64}"))]),
-            "valid"
+            bearer(&headers(&[(header::AUTHORIZATION, "bearer abc")])),
+            Some("abc")
         );
         assert_eq!(
-            check(&[(header::AUTHORIZATION, format!("Bearer {GOOD_HEX}"))]),
-            "wrong"
+            bearer(&headers(&[(header::AUTHORIZATION, "Basic abc")])),
+            None
         );
+        let cookies = headers(&[
+            (header::COOKIE, "a=b; cloudpulse_session=one"),
+            (
+                header::COOKIE,
+                "other_cloudpulse_session=x;cloudpulse_session=two",
+            ),
+        ]);
         assert_eq!(
-            check(&[(header::COOKIE, format!("a=b; {SESSION_COOKIE}={session}"))]),
-            "valid"
-        );
-        assert_eq!(
-            check(&[
-                (header::COOKIE, format!("{SESSION_COOKIE}=stale")),
-                (header::COOKIE, format!("{SESSION_COOKIE}={session}")),
-            ]),
-            "valid"
-        );
-        assert_eq!(
-            check(&[(header::COOKIE, format!("{SESSION_COOKIE}={GOOD_BASE64}"))]),
-            "missing",
-            "the token itself is not a session"
-        );
-        assert_eq!(
-            check(&[(header::COOKIE, format!("other_{SESSION_COOKIE}={session}"))]),
-            "missing"
+            session_cookies(&cookies).collect::<Vec<_>>(),
+            ["one", "two"]
         );
     }
 

@@ -113,6 +113,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub probe_secs: u64,
 
+    /// Hours a browser session lasts after its last use, when a token is
+    /// set; logout ends it at once.
+    #[arg(long, env = "CLOUDPULSE_SESSION_HOURS", default_value_t = 12,
+          value_parser = clap::value_parser!(u64).range(1..=720))]
+    pub session_hours: u64,
+
     /// Seconds a client may take to send a request's header, also while a
     /// kept-alive connection sits idle; slower ones are disconnected.
     #[arg(long, env = "CLOUDPULSE_HEADER_TIMEOUT_SECS", default_value_t = 10,
@@ -317,6 +323,7 @@ mod tests {
             poll_secs: 10,
             probe_secs: 10,
             idle_minutes: 60,
+            session_hours: 12,
             header_timeout_secs: 10,
             request_timeout_secs: 60,
             max_connections: 256,

@@ -11,11 +11,13 @@ pub mod backend;
 pub mod cli;
 pub mod cloud;
 pub mod config;
+pub mod db;
 pub mod forms;
 pub mod limits;
 pub mod sandbox_flags;
 pub mod security;
 pub mod serve;
+pub mod sessions;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -214,11 +216,20 @@ impl Application {
         let telemetry = Telemetry::new(engine.clone(), telemetry).await?;
         telemetry.spawn();
         let backend: SharedBackend = Arc::new(PortalBackend::new(engine.clone(), cloud, telemetry));
-        if listen.token.is_some() {
+        let server_db = db::ServerDb::open(database)
+            .await
+            .with_context(|| format!("cannot open {}", database.display()))?;
+        let access = listen.token.map(|token| {
             tracing::info!("an access token is required: CLOUDPULSE_TOKEN, bearer or /login");
-        }
+            let tag = token.tag().to_string();
+            let lifetime = Duration::from_secs(args.session_hours * 3600);
+            access::Access::new(
+                token,
+                sessions::Sessions::new(server_db.clone(), tag, lifetime),
+            )
+        });
         let guards = Guards {
-            token: listen.token,
+            access,
             hosts: security::AllowedHosts::new(addr, &args.allowed_hosts),
             request_timeout: Duration::from_secs(args.request_timeout_secs),
         };
@@ -308,8 +319,8 @@ fn load_artifact(path: &Path) -> ArtifactSource {
 
 /// What stands between a request and the routes.
 pub struct Guards {
-    /// The access token, when one is set.
-    pub token: Option<access::AccessToken>,
+    /// The access token and its sessions, when a token is set.
+    pub access: Option<access::Access>,
     /// The `Host` names the portal answers to.
     pub hosts: security::AllowedHosts,
     /// How long a request but an event stream may take.
@@ -357,8 +368,8 @@ pub fn router(state: ApiState, site_root: &Path, guards: Guards) -> Router {
         .nest_service("/pkg", ServeDir::new(site_root.join("pkg")))
         .merge(pages)
         .fallback(api::not_found);
-    let app = match guards.token {
-        Some(token) => access::guard(app, token),
+    let app = match guards.access {
+        Some(access) => access::guard(app, access),
         None => app,
     };
     // The last layer added runs first: the Host check before anything else.

@@ -15,6 +15,7 @@ mod cross_site;
 mod healthz;
 mod host;
 mod limits;
+mod sessions;
 
 /// A portal against AWS whose endpoint refuses every connection, on a free
 /// loopback port, with `args` added; and that port.
