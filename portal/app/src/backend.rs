@@ -39,6 +39,9 @@ pub enum BackendError {
     Internal(String),
     #[error("the cloud refused or did not answer: {0}")]
     Cloud(String),
+    /// An idempotency key sent again with another request; nothing was done.
+    #[error("{0}")]
+    KeyReused(String),
     /// The preflight before a deploy failed; nothing was created.
     #[error("the preflight failed, nothing was created: {}", failed_checks(.0))]
     Preflight(Preflight),

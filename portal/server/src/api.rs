@@ -128,12 +128,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             let key = value
                 .to_str()
                 .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 200)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "Idempotency-Key must be 1 to 200 visible ASCII characters",
-                    )
-                })?;
+                .filter(|k| crate::idempotency::check_key(k).is_ok())
+                .ok_or_else(|| ApiError::bad_request(crate::idempotency::KEY_RULE))?;
             Ok(Some(key.to_string()))
         }
     }
@@ -654,6 +650,11 @@ impl From<BackendError> for ApiError {
             BackendError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            BackendError::KeyReused(message) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                message,
+            ),
             BackendError::Cloud(message) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "cloud", message)
             }

@@ -22,19 +22,26 @@ use cloudpulse_engine::{Engine, EngineError, StoreError};
 use cloudpulse_telemetry::{budget, cost, views, Telemetry};
 
 use crate::cloud::CloudProbe;
+use crate::idempotency::{check_key, KeyError, Keys, Scoped};
 
 pub struct PortalBackend {
     engine: Engine,
     cloud: CloudProbe,
     telemetry: Arc<Telemetry>,
+    keys: Keys,
+    /// Held by a keyed deploy from the look-up of its key to its record,
+    /// so that two requests under one key cannot both start a job.
+    keyed: tokio::sync::Mutex<()>,
 }
 
 impl PortalBackend {
-    pub fn new(engine: Engine, cloud: CloudProbe, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(engine: Engine, cloud: CloudProbe, telemetry: Arc<Telemetry>, keys: Keys) -> Self {
         PortalBackend {
             engine,
             cloud,
             telemetry,
+            keys,
+            keyed: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -90,25 +97,39 @@ impl PortalBackend {
         if params.ttl_minutes.is_none() {
             params.ttl_minutes = Some(self.default_ttl());
         }
-        // A request seen before answers with what it started, unchecked:
-        // its own resources would count against the quotas now.
-        let seen = self
-            .engine
-            .store()
-            .job_by_idempotency_key(idempotency_key.as_deref())
-            .await
-            .map_err(store_error)?;
-        if seen.is_none() {
-            params.validate().map_err(BackendError::Validation)?;
-            let preflight = self.engine.preflight(&params).await;
-            if !preflight.ok {
-                tracing::info!(
-                    failed = preflight.failed().count(),
-                    name = %params.name,
-                    "deploy refused by its preflight"
-                );
-                return Err(BackendError::Preflight(preflight));
+        let scoped = match idempotency_key.as_deref() {
+            Some(key) => {
+                check_key(key).map_err(BackendError::Invalid)?;
+                let request = serde_json::to_string(&params)
+                    .map_err(|e| BackendError::Internal(e.to_string()))?;
+                let operation = match redeployed_from {
+                    Some(_) => "redeploy",
+                    None => "deploy",
+                };
+                Some(Scoped::new(operation, redeployed_from, key, &request))
             }
+            None => None,
+        };
+        let _one_key_at_a_time = match scoped {
+            Some(_) => Some(self.keyed.lock().await),
+            None => None,
+        };
+        if let Some(scoped) = &scoped {
+            // A request seen before answers with what it started, unchecked:
+            // its own resources would count against the quotas now.
+            if let Some(job_id) = self.keys.seen(scoped).await.map_err(key_error)? {
+                return self.replay(&job_id).await;
+            }
+        }
+        params.validate().map_err(BackendError::Validation)?;
+        let preflight = self.engine.preflight(&params).await;
+        if !preflight.ok {
+            tracing::info!(
+                failed = preflight.failed().count(),
+                name = %params.name,
+                "deploy refused by its preflight"
+            );
+            return Err(BackendError::Preflight(preflight));
         }
         if params.cost_cap_usd.is_some()
             && cloudpulse_app::pricing::prices(&params.region).is_none()
@@ -131,7 +152,7 @@ impl PortalBackend {
             .deploy_with(
                 params,
                 source,
-                idempotency_key.as_deref(),
+                scoped.as_ref().map(|s| s.stored.as_str()),
                 NewDeployment {
                     ttl,
                     redeployed_from,
@@ -139,7 +160,24 @@ impl PortalBackend {
             )
             .await
             .map_err(engine_error)?;
+        if let Some(scoped) = &scoped {
+            self.keys
+                .record(scoped, &created.job_id)
+                .await
+                .map_err(key_error)?;
+        }
         self.accepted(created).await
+    }
+
+    /// The answer a keyed request got the first time.
+    async fn replay(&self, job_id: &str) -> Result<Accepted, BackendError> {
+        let job = self.engine.store().job(job_id).await.map_err(store_error)?;
+        self.accepted(Created {
+            deployment_id: job.deployment_id,
+            job_id: job.id,
+            fresh: false,
+        })
+        .await
     }
 
     /// 4 h in the sandbox; off against AWS (the form suggests one).
@@ -421,9 +459,20 @@ impl Backend for PortalBackend {
         source: Source,
         idempotency_key: Option<String>,
     ) -> Result<Accepted, BackendError> {
+        let scoped = match idempotency_key.as_deref() {
+            Some(key) => {
+                check_key(key).map_err(BackendError::Invalid)?;
+                Some(Scoped::new("teardown", Some(deployment_id), key, ""))
+            }
+            None => None,
+        };
         let created = self
             .engine
-            .teardown(deployment_id, source, idempotency_key.as_deref())
+            .teardown(
+                deployment_id,
+                source,
+                scoped.as_ref().map(|s| s.stored.as_str()),
+            )
             .await
             .map_err(engine_error)?;
         self.accepted(created).await
@@ -486,6 +535,13 @@ fn db_error(error: StoreError) -> BackendError {
 fn found<T>(view: Result<Option<T>, StoreError>, id: &str) -> Result<T, BackendError> {
     view.map_err(db_error)?
         .ok_or_else(|| BackendError::NotFound(format!("no deployment with id {id:?}")))
+}
+
+fn key_error(error: KeyError) -> BackendError {
+    match error {
+        KeyError::Reused => BackendError::KeyReused(error.to_string()),
+        KeyError::Database(e) => BackendError::Database(e.to_string()),
+    }
 }
 
 fn store_error(error: StoreError) -> BackendError {

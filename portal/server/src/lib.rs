@@ -13,6 +13,7 @@ pub mod cloud;
 pub mod config;
 pub mod db;
 pub mod forms;
+pub mod idempotency;
 pub mod limits;
 pub mod sandbox_flags;
 pub mod security;
@@ -215,10 +216,15 @@ impl Application {
         }
         let telemetry = Telemetry::new(engine.clone(), telemetry).await?;
         telemetry.spawn();
-        let backend: SharedBackend = Arc::new(PortalBackend::new(engine.clone(), cloud, telemetry));
         let server_db = db::ServerDb::open(database)
             .await
             .with_context(|| format!("cannot open {}", database.display()))?;
+        let backend: SharedBackend = Arc::new(PortalBackend::new(
+            engine.clone(),
+            cloud,
+            telemetry,
+            idempotency::Keys::new(server_db.clone()),
+        ));
         let access = listen.token.map(|token| {
             tracing::info!("an access token is required: CLOUDPULSE_TOKEN, bearer or /login");
             let tag = token.tag().to_string();

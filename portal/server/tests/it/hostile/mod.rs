@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod cross_site;
 mod healthz;
 mod host;
+mod idempotency;
 mod limits;
 mod sessions;
 
