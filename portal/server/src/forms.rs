@@ -52,13 +52,39 @@ impl BudgetForm {
         })
     }
 
-    /// Where to go afterwards: the page's own path, never another site.
+    /// Where to go afterwards: the deployment's page, or the list the form
+    /// was sent from (`/`, with at most its `status` and `page`). Anything
+    /// else (another site, `/\t/evil.example` that browsers read as
+    /// `//evil.example`, another page of the portal) goes to the
+    /// deployment's page.
     fn back(&self, id: &str) -> String {
-        self.back
-            .as_deref()
-            .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
-            .map_or_else(|| format!("/deployments/{id}"), str::to_string)
+        let own = format!("/deployments/{}", percent_encode(id));
+        match self.back.as_deref() {
+            Some(back) if back == own || is_list(back) => back.to_string(),
+            _ => own,
+        }
     }
+}
+
+/// `/`, `/?status=live`, `/?page=2`, `/?status=torn_down&page=3`: the list
+/// with nothing but a status (letters and `_`) and a page number.
+fn is_list(back: &str) -> bool {
+    let Some(query) = back.strip_prefix('/') else {
+        return false;
+    };
+    if query.is_empty() {
+        return true;
+    }
+    let Some(query) = query.strip_prefix('?') else {
+        return false;
+    };
+    query.split('&').all(|pair| match pair.split_once('=') {
+        Some(("status", value)) => {
+            !value.is_empty() && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        }
+        Some(("page", value)) => !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()),
+        _ => false,
+    })
 }
 
 pub async fn budget(
@@ -146,8 +172,24 @@ mod tests {
             .back("d1")
         };
         assert_eq!(to("/?status=live"), "/?status=live");
-        assert_eq!(to("//evil.example/"), "/deployments/d1");
-        assert_eq!(to("https://evil.example/"), "/deployments/d1");
+        assert_eq!(to("/?status=live&page=2"), "/?status=live&page=2");
+        assert_eq!(to("/"), "/");
+        assert_eq!(to("/deployments/d1"), "/deployments/d1");
+        for hostile in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\\evil.example",
+            "/deployments/d2",
+            "/deployments/d1/../../evil",
+            "/?status=live&next=//evil.example",
+            "/?status=<script>",
+            "/?page=1e9x",
+            "",
+        ] {
+            assert_eq!(to(hostile), "/deployments/d1", "{hostile:?}");
+        }
         assert_eq!(percent_encode("a b/é"), "a%20b%2F%C3%A9");
     }
 }

@@ -16,6 +16,7 @@ mod healthz;
 mod host;
 mod idempotency;
 mod limits;
+mod redirect;
 mod sessions;
 
 /// A portal against AWS whose endpoint refuses every connection, on a free
