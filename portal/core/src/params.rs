@@ -203,14 +203,8 @@ impl DeploymentParams {
             );
         }
         let hc = &self.health_check;
-        if !hc.path.starts_with('/')
-            || hc.path.len() > 1024
-            || hc.path.chars().any(char::is_whitespace)
-        {
-            errors.insert(
-                "health_check.path".into(),
-                "a path starting with / and without spaces, like /health".into(),
-            );
+        if let Err(message) = check_health_path(&hc.path) {
+            errors.insert("health_check.path".into(), message);
         }
         if !(5..=300).contains(&hc.interval) {
             errors.insert(
@@ -320,6 +314,42 @@ fn check_name(name: &str) -> Result<(), String> {
                 .into(),
         )
     }
+}
+
+/// A health-check path as the load balancer takes it: `/` and then RFC
+/// 3986 path characters (letters, digits, `-._~`, `!$&'()*+,;=:@`, `/` and
+/// `%` with two hex digits), an optional `?query` of the same, at most 1024
+/// in all. Anything else (spaces, NUL, escape codes, non-ASCII) would only
+/// fail at the target-group step, after the NAT gateways are paid for.
+pub fn check_health_path(path: &str) -> Result<(), String> {
+    let usage =
+        "a path starting with / made of letters, digits, - . _ ~ ! $ & ' ( ) * + , ; = : @ / \
+                 and %XX escapes, with an optional ?query, like /health";
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') || bytes.len() > 1024 {
+        return Err(usage.to_string());
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let ok = match b {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return Err(usage.to_string());
+                }
+                i += 2;
+                true
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => true,
+            _ => b"-._~!$&'()*+,;=:@/?".contains(&b),
+        };
+        if !ok {
+            return Err(usage.to_string());
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// The longest region name accepted; AWS's longest today is 14 characters.
@@ -600,6 +630,41 @@ mod tests {
         let message = check_region(&long).unwrap_err();
         assert!(message.len() < 120, "{message}");
         assert!(message.contains("us-east-1"), "{message}");
+    }
+
+    #[test]
+    fn health_check_paths_are_rfc_3986_paths() {
+        for good in [
+            "/",
+            "/health",
+            "/api/status?full=1&x=%20",
+            "/a-b_c.d~e/!$&'()*+,;=:@",
+            "/%E2%9C%93",
+        ] {
+            assert_eq!(check_health_path(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "health",
+            "/he\0alth",
+            "/\u{1b}[2J",
+            "/santé",
+            "/a b",
+            "/a\tb",
+            "/a#b",
+            "/a\"b",
+            "/<b>",
+            "/a\\b",
+            "/{x}",
+            "/50%",
+            "/%zz",
+            "/%4",
+        ] {
+            let message = check_health_path(bad).unwrap_err();
+            assert!(message.contains("like /health"), "{bad:?}: {message}");
+        }
+        assert!(check_health_path(&format!("/{}", "a".repeat(1023))).is_ok());
+        assert!(check_health_path(&format!("/{}", "a".repeat(1024))).is_err());
     }
 
     #[test]

@@ -91,6 +91,19 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// The uptime probe's HTTP client. It follows no redirect: an app URL that
+/// answers 3xx is counted as down (as the load balancer's health check
+/// counts it), and a compromised instance cannot point the portal at
+/// another address (a metadata service, an internal host) by redirecting.
+pub fn probe_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent("cloudpulse-uptime-probe")
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
 /// The pollers of every live deployment.
 pub struct Telemetry {
     engine: Engine,
@@ -105,11 +118,7 @@ impl Telemetry {
     /// Opens the telemetry's own pool on the engine's database file.
     pub async fn new(engine: Engine, config: TelemetryConfig) -> Result<Arc<Self>, StoreError> {
         let db = Db::open(engine.store()).await?;
-        let http = reqwest::Client::builder()
-            .timeout(config.probe_timeout)
-            .user_agent("cloudpulse-uptime-probe")
-            .build()
-            .unwrap_or_default();
+        let http = probe_client(config.probe_timeout);
         Ok(Arc::new(Telemetry {
             engine,
             db,
