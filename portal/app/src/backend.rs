@@ -42,6 +42,9 @@ pub enum BackendError {
     /// An idempotency key sent again with another request; nothing was done.
     #[error("{0}")]
     KeyReused(String),
+    /// As many deployments stand as the portal allows; nothing was created.
+    #[error("{0}")]
+    TooMany(String),
     /// The preflight before a deploy failed; nothing was created.
     #[error("the preflight failed, nothing was created: {}", failed_checks(.0))]
     Preflight(Preflight),

@@ -650,6 +650,11 @@ impl From<BackendError> for ApiError {
             BackendError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            BackendError::TooMany(message) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_deployments",
+                message,
+            ),
             BackendError::KeyReused(message) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",

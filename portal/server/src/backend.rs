@@ -29,20 +29,51 @@ pub struct PortalBackend {
     cloud: CloudProbe,
     telemetry: Arc<Telemetry>,
     keys: Keys,
-    /// Held by a keyed deploy from the look-up of its key to its record,
-    /// so that two requests under one key cannot both start a job.
-    keyed: tokio::sync::Mutex<()>,
+    /// Deployments that may stand at once (`--max-live`).
+    max_live: u32,
+    /// Held by every deploy from the look-up of its key, through the count
+    /// of what stands and the preflight, to the record of what it created:
+    /// two requests under one key cannot both start a job, and parallel
+    /// deploys cannot all pass the count.
+    deploying: tokio::sync::Mutex<()>,
 }
 
 impl PortalBackend {
-    pub fn new(engine: Engine, cloud: CloudProbe, telemetry: Arc<Telemetry>, keys: Keys) -> Self {
+    pub fn new(
+        engine: Engine,
+        cloud: CloudProbe,
+        telemetry: Arc<Telemetry>,
+        keys: Keys,
+        max_live: u32,
+    ) -> Self {
         PortalBackend {
             engine,
             cloud,
             telemetry,
             keys,
-            keyed: tokio::sync::Mutex::new(()),
+            max_live,
+            deploying: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Deployments that stand: deploying, live or failed (a failed one may
+    /// hold resources until it is torn down).
+    async fn standing(&self) -> Result<u64, BackendError> {
+        let mut standing = 0;
+        for status in [
+            DeploymentStatus::Deploying,
+            DeploymentStatus::Live,
+            DeploymentStatus::Failed,
+        ] {
+            let page = self
+                .engine
+                .store()
+                .list_deployments(Some(status), 1, 1)
+                .await
+                .map_err(store_error)?;
+            standing += page.total;
+        }
+        Ok(standing)
     }
 
     fn db(&self) -> &cloudpulse_telemetry::db::Db {
@@ -110,10 +141,7 @@ impl PortalBackend {
             }
             None => None,
         };
-        let _one_key_at_a_time = match scoped {
-            Some(_) => Some(self.keyed.lock().await),
-            None => None,
-        };
+        let _one_at_a_time = self.deploying.lock().await;
         if let Some(scoped) = &scoped {
             // A request seen before answers with what it started, unchecked:
             // its own resources would count against the quotas now.
@@ -122,6 +150,14 @@ impl PortalBackend {
             }
         }
         params.validate().map_err(BackendError::Validation)?;
+        let standing = self.standing().await?;
+        if standing >= u64::from(self.max_live) {
+            return Err(BackendError::TooMany(format!(
+                "{standing} deployments stand, the most this portal allows at once \
+                 (--max-live {}); tear one down first",
+                self.max_live
+            )));
+        }
         let preflight = self.engine.preflight(&params).await;
         if !preflight.ok {
             tracing::info!(

@@ -113,6 +113,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub probe_secs: u64,
 
+    /// Deployments that may stand at once (deploying, live or failed);
+    /// more are refused with 429 until one is torn down.
+    #[arg(long, env = "CLOUDPULSE_MAX_LIVE", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_live: u32,
+
     /// Hours a browser session lasts after its last use, when a token is
     /// set; logout ends it at once.
     #[arg(long, env = "CLOUDPULSE_SESSION_HOURS", default_value_t = 12,
@@ -323,6 +329,7 @@ mod tests {
             poll_secs: 10,
             probe_secs: 10,
             idle_minutes: 60,
+            max_live: 20,
             session_hours: 12,
             header_timeout_secs: 10,
             request_timeout_secs: 60,

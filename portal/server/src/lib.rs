@@ -224,6 +224,7 @@ impl Application {
             cloud,
             telemetry,
             idempotency::Keys::new(server_db.clone()),
+            args.max_live,
         ));
         let access = listen.token.map(|token| {
             tracing::info!("an access token is required: CLOUDPULSE_TOKEN, bearer or /login");

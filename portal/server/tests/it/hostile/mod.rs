@@ -12,6 +12,7 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod cross_site;
+mod deploys;
 mod health_path;
 mod healthz;
 mod host;
