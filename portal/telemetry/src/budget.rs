@@ -185,7 +185,9 @@ pub async fn guard(engine: Engine, db: Db, tick: Duration) {
 /// idle window, polled throughout it, and whose load balancer counted no
 /// more requests in it than the portal's own probes sent through it (with
 /// one metric period of slack: a probe and the datum that counts it may
-/// fall on either side of the window's edge).
+/// fall on either side of the window's edge). The window is the newest one
+/// CloudWatch has published: its request counts arrive minutes after the
+/// minute they count, so a window ending now would hold none of them.
 pub async fn idle(
     db: &Db,
     config: &TelemetryConfig,
@@ -198,12 +200,22 @@ pub async fn idle(
         return Ok(out);
     }
     let window = TimeDelta::from_std(config.idle_after).unwrap_or(TimeDelta::hours(1));
-    let from = (now - window).timestamp();
+    // ELB's metrics take up to about three minutes; the portal reads them
+    // once a minute.
+    let lag = TimeDelta::from_std(config.minutes(5)).unwrap_or(TimeDelta::minutes(5));
     let slack = i64::from(config.metric_period.max(1));
     let ids = serde_json::to_string(live).unwrap_or_else(|_| "[]".into());
-    // (deployment, requests counted, probes sent, first poll in the window)
-    let rows = db::traffic_since(db, &ids, metrics::LB_REQUESTS, from, slack).await?;
-    for (id, requests, probes, first_poll) in rows {
+    let rows = db::traffic_in_window(
+        db,
+        &ids,
+        metrics::LB_REQUESTS,
+        now.timestamp(),
+        window.num_seconds(),
+        (window + lag).num_seconds(),
+        slack,
+    )
+    .await?;
+    for (id, from, requests, probes, first_poll) in rows {
         // Watched for the whole window (polls start within a period of it).
         let watched = first_poll.is_some_and(|at| at <= from + slack);
         if watched && requests.unwrap_or(0.0) <= probes as f64 {

@@ -558,29 +558,45 @@ pub async fn probe_totals(db: &Db, ids: &[String]) -> DbResult<Vec<(String, f64,
     .await?)
 }
 
-/// For each of the deployments `ids` (a JSON array): requests counted in
-/// `series` since `from`, probes sent since `from - slack`, and the first
-/// poll since then (unix seconds): what tells an idle stack.
-pub async fn traffic_since(
+/// What each of `ids` (a JSON array) served in the `window` seconds of
+/// `series` (a load balancer's request counts) that have arrived: the
+/// window ends at the newest datapoint, since CloudWatch publishes a minute
+/// of requests minutes after it, or at `now` when none is younger than
+/// `stale` seconds. Per deployment: (id, start of the window, requests counted in
+/// it, probes sent in it give or take `slack`, the first poll from its
+/// start less `slack`).
+pub async fn traffic_in_window(
     db: &Db,
     ids: &str,
     series: &str,
-    from: i64,
+    now: i64,
+    window: i64,
+    stale: i64,
     slack: i64,
-) -> DbResult<Vec<(String, Option<f64>, i64, Option<i64>)>> {
+) -> DbResult<Vec<(String, i64, Option<f64>, i64, Option<i64>)>> {
     Ok(sqlx::query_as(
-        "SELECT d.value,
+        "WITH ends AS (
+           SELECT d.value AS id,
+                  COALESCE((SELECT MAX(at) FROM samples
+                             WHERE deployment_id = d.value AND series = ?2 AND at >= ?3 - ?5),
+                           ?3) AS last
+             FROM json_each(?1) AS d
+         )
+         SELECT id, last - ?4,
                 (SELECT SUM(value) FROM samples
-                  WHERE deployment_id = d.value AND series = ?2 AND at >= ?3),
+                  WHERE deployment_id = id AND series = ?2 AND at > last - ?4),
                 (SELECT COUNT(*) FROM samples
-                  WHERE deployment_id = d.value AND series = 'probe' AND at >= ?3 - ?4),
+                  WHERE deployment_id = id AND series = 'probe'
+                    AND at >= last - ?4 - ?6 AND at <= last + ?6 + ?6),
                 (SELECT MIN(at) FROM samples
-                  WHERE deployment_id = d.value AND series = 'desired' AND at >= ?3 - ?4)
-         FROM json_each(?1) AS d",
+                  WHERE deployment_id = id AND series = 'desired' AND at >= last - ?4 - ?6)
+           FROM ends",
     )
     .bind(ids)
     .bind(series)
-    .bind(from)
+    .bind(now)
+    .bind(window)
+    .bind(stale)
     .bind(slack)
     .fetch_all(&db.pool)
     .await?)

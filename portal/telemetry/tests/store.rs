@@ -8,7 +8,7 @@ use cloudpulse_engine::store;
 use cloudpulse_engine::Store;
 use cloudpulse_telemetry::db::{self, Db, Sample};
 use cloudpulse_telemetry::observe::{observe, Known};
-use cloudpulse_telemetry::{cost, views, TelemetryConfig};
+use cloudpulse_telemetry::{budget, cost, metrics, views, TelemetryConfig};
 use sqlx::SqlitePool;
 
 const ID: &str = "0b6c7e2e-0000-4000-8000-000000000001";
@@ -221,4 +221,70 @@ async fn failed_probes_open_an_incident_and_the_next_good_one_closes_it() {
     db::stop_watching(pool, ID).await.unwrap();
     let uptime = views::uptime(pool, ID, Utc::now()).await.unwrap().unwrap();
     assert!(uptime.incidents.iter().all(|i| i.ended_at.is_some()));
+}
+
+/// CloudWatch publishes a minute of a load balancer's requests minutes
+/// after it: the idle window is the newest one that has arrived, so traffic
+/// counts as soon as its datapoints do (a window ending now would hold none
+/// when it is shorter than the delay), and a deployment whose requests are
+/// only the portal's own probes is idle.
+#[tokio::test]
+async fn idle_is_judged_on_the_requests_cloudwatch_has_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let start = now - TimeDelta::hours(1);
+    let (db, _raw) = store(&dir, start).await;
+    let minute = |m: i64| (now - TimeDelta::minutes(m)).timestamp() / 60 * 60;
+    let config = TelemetryConfig {
+        idle_after: std::time::Duration::from_secs(2 * 60),
+        ..TelemetryConfig::default()
+    };
+    let live = [ID.to_string()];
+    let hourly = std::collections::HashMap::from([(ID.to_string(), 0.1)]);
+    let poll = |at: DateTime<Utc>, samples: Vec<Sample>| {
+        let db = &db;
+        async move {
+            db::record_poll(db, &snapshot(at, vec![]), &samples, &[])
+                .await
+                .unwrap();
+            db::record_probe(db, ID, at, None, Some(3.0)).await.unwrap();
+        }
+    };
+    // Polled and probed once a minute, each probe counted by the load
+    // balancer; the newest datapoint is three minutes old.
+    for m in (0..=60).rev() {
+        let mut samples = vec![Sample::new("desired", minute(m), 2.0)];
+        if m >= 3 {
+            samples.push(Sample::new(metrics::LB_REQUESTS, minute(m), 1.0));
+        }
+        poll(now - TimeDelta::minutes(m), samples).await;
+    }
+    let idle = budget::idle(&db, &config, &live, &hourly, now)
+        .await
+        .unwrap();
+    assert!(idle.contains_key(ID), "only probes: idle");
+    assert!((idle[ID].daily_usd.unwrap() - 2.4).abs() < 1e-9);
+
+    // People used it four minutes ago; the datapoint is as late as the rest.
+    let busy = vec![Sample::new(metrics::LB_REQUESTS, minute(4), 400.0)];
+    poll(now, busy).await;
+    let idle = budget::idle(&db, &config, &live, &hourly, now)
+        .await
+        .unwrap();
+    assert!(
+        idle.is_empty(),
+        "400 requests in the newest published window"
+    );
+
+    // When CloudWatch publishes nothing for longer than the window and its
+    // delay, the window ends now and counted nothing.
+    let later = now + TimeDelta::minutes(20);
+    for m in 1..=20 {
+        let at = now + TimeDelta::minutes(m);
+        poll(at, vec![Sample::new("desired", at.timestamp(), 2.0)]).await;
+    }
+    let idle = budget::idle(&db, &config, &live, &hourly, later)
+        .await
+        .unwrap();
+    assert!(idle.contains_key(ID), "no datapoint for 20 minutes: idle");
 }
