@@ -48,6 +48,7 @@ use axum::response::Response;
 use tokio::sync::OwnedMutexGuard;
 
 pub use alarms::{AlarmHistoryItem, HistoryItemType};
+pub use record::UnsafeRecord;
 pub use scaling::{Cause, LaunchFailure, ScalingActivity, ScalingOutcome, Trigger};
 
 use wire::{Params, Service};
@@ -164,10 +165,13 @@ impl Faithful {
 
     /// Keeps the record in `path` from now on: reads what a previous run
     /// left there (its activities, history, cooldowns and first sightings
-    /// replace what is in memory) and writes it after every change.
-    pub fn persist_to(&self, path: &std::path::Path) {
+    /// replace what is in memory) and writes it after every change. The
+    /// folder must be this user's own, open to nobody else (it is made so
+    /// if missing), and a record there a plain file of this user's that
+    /// nobody else may open; anything else is refused.
+    pub fn persist_to(&self, path: &std::path::Path) -> Result<(), UnsafeRecord> {
         let file = record::RecordFile::new(path);
-        let saved = file.load();
+        let saved: record::Saved = file.load(record::VERSION)?.unwrap_or_default();
         let (now, wall) = (std::time::Instant::now(), chrono::Utc::now());
         self.groups().import(&saved, now, wall);
         self.history().restore(saved.history);
@@ -178,6 +182,7 @@ impl Faithful {
             .collect();
         *lock(&self.inner.record) = Some(file);
         self.save();
+        Ok(())
     }
 
     /// Writes the record, if it is kept on disk. A failure is logged, never

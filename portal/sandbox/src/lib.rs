@@ -15,6 +15,6 @@ pub mod moto;
 
 pub use dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, DataPlaneView};
 pub use faithful::strict::{Strict, Strictness};
-pub use faithful::{Faithful, FaithfulError, LaunchFailure};
+pub use faithful::{Faithful, FaithfulError, LaunchFailure, UnsafeRecord};
 pub use gateway::{Disruption, Gateway, GatewayError, Latency};
 pub use moto::{sdk_config, MotoError, MotoServer};

@@ -353,7 +353,7 @@ async fn drain(stream: impl AsyncRead + Unpin, log: Arc<Mutex<VecDeque<String>>>
 /// Makes `dir` (mode 0700) if it is missing; refuses one that is a link,
 /// not a folder, another user's, or open to other users: moto unpickles
 /// what it finds there, and unpickling runs code.
-fn own_private_folder(dir: &Path) -> Result<(), MotoError> {
+pub(crate) fn own_private_folder(dir: &Path) -> Result<(), MotoError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let unsafe_state = |reason: String| MotoError::UnsafeState {
         path: dir.to_path_buf(),

@@ -112,11 +112,19 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             .fail_next_nat_gateways(behaviours.fail_next_nat);
         // Cooldowns run on the same clock as everything else.
         gateway.faithful().set_time_scale(args.time_scale);
-        // Scaling activities, alarm history, cooldowns and first sightings
-        // outlive the portal, as they do on AWS.
+        // Scaling activities, alarm history, cooldowns, first sightings and
+        // the strict layer's clocks outlive the portal, as they do on AWS;
+        // they are kept with moto's state, under the same checks.
+        let records = args.moto_state_dir();
+        move_old_record(&args.data_plane_dir(), &records);
         gateway
             .faithful()
-            .persist_to(&args.data_plane_dir().join("gateway-record.json"));
+            .persist_to(&records.join(GATEWAY_RECORD))
+            .context("the sandbox gateway's record")?;
+        gateway
+            .strict()
+            .persist_to(&records.join(GATEWAY_CLOCKS))
+            .context("the sandbox gateway's clocks")?;
         // The data plane runs what moto only describes: instance processes,
         // health checks and a load balancer per deployment.
         let mut plane =
@@ -155,6 +163,35 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     .await;
     moto.stop().await;
     result
+}
+
+/// The faithful layer's record (activities, alarm history, cooldowns, first
+/// sightings) and the strict layer's clocks, in moto's state folder.
+const GATEWAY_RECORD: &str = "gateway-record.json";
+const GATEWAY_CLOCKS: &str = "gateway-clocks.json";
+
+/// Earlier sandboxes kept the gateway's record among the data plane's
+/// files; it now lives with moto's state, whose folder is checked.
+fn move_old_record(data_plane: &Path, records: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let (old, new) = (
+        data_plane.join(GATEWAY_RECORD),
+        records.join(GATEWAY_RECORD),
+    );
+    let is_plain = std::fs::symlink_metadata(&old).is_ok_and(|m| m.file_type().is_file());
+    if !is_plain || new.exists() {
+        return;
+    }
+    let moved = std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&old, &new));
+    match moved {
+        Ok(()) => {
+            tracing::info!(from = %old.display(), to = %new.display(), "moved the gateway's record")
+        }
+        Err(error) => {
+            tracing::warn!(from = %old.display(), %error, "cannot move the gateway's record; it starts empty")
+        }
+    }
 }
 
 /// A portal ready to serve: listener bound, database open, routes built.

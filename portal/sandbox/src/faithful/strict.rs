@@ -33,11 +33,18 @@
 //!   than [`Strictness::instance_boot`] plus
 //!   [`Strictness::ssm_registration`] ago answers `InvalidInstanceId`.
 //!
-//! The record lives in this process (like the gateway's own clocks): a
-//! gateway started again in front of the same moto knows none of it and
-//! lets everything through as moto would.
+//! The clocks live in memory and, once [`Strict::persist_to`] names a
+//! file, on disk as well (written whole and renamed into place after every
+//! change, times as wall-clock moments; see [`super::record`]): a gateway
+//! started again in front of the same moto goes on where the last one
+//! stopped, a `pending` gateway for the rest of its pending time (or
+//! `available` if that passed while the sandbox was down), a `deleting` one
+//! to `deleted`, a young profile refused for the rest of its propagation.
+//! Without the file it knows none of it and lets everything through as moto
+//! would. The instance boot and the SSM agent's registration need no record:
+//! they count from the instance's `LaunchTime`, which moto's state keeps.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -45,6 +52,10 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::record::{self, RecordFile, UnsafeRecord};
 
 use super::wire::{self, Params, Service};
 use crate::gateway::{rewrite_blocks, text_of, top_level_blocks};
@@ -147,6 +158,8 @@ struct Inner {
     /// NAT gateways still to be created that will fail.
     fail_next: AtomicU32,
     state: Mutex<State>,
+    /// Where the clocks are kept, once [`Strict::persist_to`] said.
+    record: Mutex<Option<RecordFile>>,
 }
 
 #[derive(Debug, Default)]
@@ -159,11 +172,13 @@ struct State {
     lingering: Vec<Linger>,
 }
 
-#[derive(Debug)]
-struct Nat {
-    created: Instant,
+/// A NAT gateway the sandbox made, its times as instants of this process
+/// (`T = Instant`) or, on disk, as wall-clock moments.
+#[derive(Debug, Serialize, Deserialize)]
+struct Nat<T = Instant> {
+    created: T,
     fails: bool,
-    deleted: Option<Instant>,
+    deleted: Option<T>,
     subnet: Option<String>,
     vpc: Option<String>,
     allocation: Option<String>,
@@ -180,15 +195,57 @@ struct Held {
     public_ip: Option<String>,
 }
 
-/// What a deleted load balancer's interfaces still hold.
-#[derive(Clone, Debug)]
-struct Linger {
-    until: Instant,
+/// What a deleted load balancer's interfaces still hold, and until when.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Linger<T = Instant> {
+    until: T,
     security_groups: Vec<String>,
     subnets: Vec<String>,
     vpc: Option<String>,
     internet_facing: bool,
 }
+
+impl<T> Nat<T> {
+    fn with_clock<U>(&self, clock: impl Fn(&T) -> U) -> Nat<U> {
+        Nat {
+            created: clock(&self.created),
+            fails: self.fails,
+            deleted: self.deleted.as_ref().map(&clock),
+            subnet: self.subnet.clone(),
+            vpc: self.vpc.clone(),
+            allocation: self.allocation.clone(),
+            public_ip: self.public_ip.clone(),
+            interface: self.interface.clone(),
+        }
+    }
+}
+
+impl<T> Linger<T> {
+    fn with_clock<U>(&self, clock: impl Fn(&T) -> U) -> Linger<U> {
+        Linger {
+            until: clock(&self.until),
+            security_groups: self.security_groups.clone(),
+            subnets: self.subnets.clone(),
+            vpc: self.vpc.clone(),
+            internet_facing: self.internet_facing,
+        }
+    }
+}
+
+/// The clocks as written, keyed by AWS ids, times as wall-clock moments.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    version: u32,
+    /// Instance profile name → when it was made or last given a role.
+    profiles: BTreeMap<String, DateTime<Utc>>,
+    /// NAT gateway id → its lifecycle.
+    nats: BTreeMap<String, Nat<DateTime<Utc>>>,
+    /// `ClientToken` → the gateway it made and moto's answer then.
+    tokens: BTreeMap<String, (String, String)>,
+    lingering: Vec<Linger<DateTime<Utc>>>,
+}
+
+const VERSION: u32 = 1;
 
 /// How a NAT gateway looks right now.
 #[derive(Debug, PartialEq, Eq)]
@@ -234,7 +291,90 @@ impl Strict {
                 elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
                 fail_next: AtomicU32::new(0),
                 state: Mutex::new(State::default()),
+                record: Mutex::new(None),
             }),
+        }
+    }
+
+    /// Keeps the clocks in `path` from now on: what a previous run left
+    /// there replaces what is in memory, and the file is written after
+    /// every change. The folder and the file must be this user's own and
+    /// open to nobody else, as for the faithful layer's record
+    /// ([`super::Faithful::persist_to`]); anything else is refused.
+    pub fn persist_to(&self, path: &std::path::Path) -> Result<(), UnsafeRecord> {
+        let file = RecordFile::new(path);
+        let saved: Saved = file.load(VERSION)?.unwrap_or_default();
+        let (now, wall) = (Instant::now(), Utc::now());
+        let instant = |at: &DateTime<Utc>| record::from_wall(*at, now, wall);
+        *self.state() = State {
+            profiles: saved
+                .profiles
+                .iter()
+                .map(|(name, at)| (name.clone(), instant(at)))
+                .collect(),
+            nats: saved
+                .nats
+                .iter()
+                .map(|(id, nat)| (id.clone(), nat.with_clock(instant)))
+                .collect(),
+            tokens: saved
+                .tokens
+                .into_iter()
+                .map(|(token, (id, body))| (token, (id, Bytes::from(body))))
+                .collect(),
+            lingering: saved
+                .lingering
+                .iter()
+                .map(|l| l.with_clock(instant))
+                .collect(),
+        };
+        *lock(&self.inner.record) = Some(file);
+        self.save();
+        Ok(())
+    }
+
+    /// Writes the clocks, if they are kept on disk. A failure is logged,
+    /// never passed on: the portal's calls must not fail for the sandbox's
+    /// books.
+    fn save(&self) {
+        let record = lock(&self.inner.record);
+        let Some(file) = record.as_ref() else {
+            return;
+        };
+        let (now, wall) = (Instant::now(), Utc::now());
+        let wall_clock = |at: &Instant| record::to_wall(*at, now, wall);
+        let saved = {
+            let state = self.state();
+            Saved {
+                version: VERSION,
+                profiles: state
+                    .profiles
+                    .iter()
+                    .map(|(name, at)| (name.clone(), wall_clock(at)))
+                    .collect(),
+                nats: state
+                    .nats
+                    .iter()
+                    .map(|(id, nat)| (id.clone(), nat.with_clock(wall_clock)))
+                    .collect(),
+                tokens: state
+                    .tokens
+                    .iter()
+                    .map(|(token, (id, body))| {
+                        let body = String::from_utf8_lossy(body).into_owned();
+                        (token.clone(), (id.clone(), body))
+                    })
+                    .collect(),
+                lingering: state
+                    .lingering
+                    .iter()
+                    .filter(|l| l.until > now)
+                    .map(|l| l.with_clock(wall_clock))
+                    .collect(),
+            }
+        };
+        if let Err(error) = file.store(&saved) {
+            tracing::warn!(%error, "cannot write the gateway's clocks");
         }
     }
 
@@ -250,8 +390,7 @@ impl Strict {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A poisoned lock only means a panic mid-update of plain data.
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner.state)
     }
 
     /// Looks at a request before it goes to moto: answers it (a refusal,
@@ -349,28 +488,37 @@ impl Strict {
     /// Records what a call moto accepted changed, and gives its answer the
     /// states AWS would show.
     pub(crate) async fn after(&self, pending: Pending, body: Bytes) -> Bytes {
-        match pending.0 {
-            Step::Nothing => body,
-            Step::CreateNat { token } => self.created_nat(token, body).await,
+        let (body, changed) = match pending.0 {
+            Step::Nothing => (body, false),
+            Step::CreateNat { token } => (self.created_nat(token, body).await, true),
             Step::DeleteNat { id } => {
-                if let Some(nat) = self.state().nats.get_mut(&id) {
-                    nat.deleted.get_or_insert_with(Instant::now);
-                }
-                body
+                let changed = match self.state().nats.get_mut(&id) {
+                    Some(nat) if nat.deleted.is_none() => {
+                        nat.deleted = Some(Instant::now());
+                        true
+                    }
+                    _ => false,
+                };
+                (body, changed)
             }
-            Step::DescribeNats => self.rewrite_nats(body),
+            Step::DescribeNats => (self.rewrite_nats(body), false),
             Step::Profile { name } => {
-                if !self.inner.config.iam_propagation.is_zero() {
+                let propagates = !self.inner.config.iam_propagation.is_zero();
+                if propagates {
                     self.state().profiles.insert(name, Instant::now());
                 }
-                body
+                (body, propagates)
             }
             Step::DeleteLoadBalancer(mut linger) => {
                 linger.until = Instant::now() + self.inner.config.eni_linger;
                 self.state().lingering.push(linger);
-                body
+                (body, true)
             }
+        };
+        if changed {
+            self.save();
         }
+        body
     }
 
     // ---- NAT gateways -------------------------------------------------
@@ -843,6 +991,11 @@ impl Profile {
             ),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic mid-update of plain data.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The first `<tag>…</tag>` element, tags included.

@@ -1175,7 +1175,7 @@ async fn the_record_outlives_a_restarted_gateway() {
         ..Latency::default()
     };
     let first = Gateway::start(&moto.endpoint(), latency).await.unwrap();
-    first.faithful().persist_to(&file);
+    first.faithful().persist_to(&file).unwrap();
     let through = first.sdk_config();
     let (ec2, asg, cw, elb) = (
         aws_sdk_ec2::Client::new(&through),
@@ -1230,7 +1230,7 @@ async fn the_record_outlives_a_restarted_gateway() {
     // A new gateway in front of the same moto, as after a portal restart.
     let second = Gateway::start(&moto.endpoint(), latency).await.unwrap();
     let forgetful = Gateway::start(&moto.endpoint(), latency).await.unwrap();
-    second.faithful().persist_to(&file);
+    second.faithful().persist_to(&file).unwrap();
     let through = second.sdk_config();
     let (asg, cw, elb) = (
         aws_sdk_autoscaling::Client::new(&through),

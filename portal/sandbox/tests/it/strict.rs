@@ -504,3 +504,203 @@ async fn run_command_knows_an_instance_once_its_agent_registers() {
     .await;
     clouds.moto.stop().await;
 }
+
+/// A strict gateway in front of `moto`, keeping its clocks in `record` when
+/// one is given.
+async fn strict_gateway(
+    moto: &MotoServer,
+    strictness: Strictness,
+    record: Option<&std::path::Path>,
+) -> Gateway {
+    let gateway = Gateway::start_strict(
+        &moto.endpoint(),
+        Latency::default(),
+        strictness,
+        Disruption::default(),
+    )
+    .await
+    .expect("start gateway");
+    if let Some(record) = record {
+        gateway
+            .strict()
+            .persist_to(record)
+            .expect("read the record");
+    }
+    gateway
+}
+
+#[tokio::test]
+async fn the_clocks_outlive_a_restarted_gateway() {
+    let figure = 5 * SECOND;
+    let strictness = Strictness {
+        iam_propagation: figure,
+        nat_pending: figure,
+        nat_deleting: figure,
+        eni_linger: figure,
+        ..Strictness::INSTANT
+    };
+    let moto = MotoServer::start().await.expect("start moto");
+    let dir = std::env::temp_dir().join(format!("cloudpulse-clocks-it-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let record = dir.join("gateway-clocks.json");
+
+    let first = strict_gateway(&moto, strictness, Some(&record)).await;
+    let ec2 = aws_sdk_ec2::Client::new(&first.sdk_config());
+    let iam = aws_sdk_iam::Client::new(&first.sdk_config());
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&first.sdk_config());
+    let (vpc, subnets) = vpc_and_subnets(&ec2).await;
+    let profile = iam
+        .create_instance_profile()
+        .instance_profile_name("young")
+        .send()
+        .await
+        .unwrap()
+        .instance_profile
+        .unwrap()
+        .arn;
+    let nat = |client: &aws_sdk_ec2::Client, subnet: &str, eip: &str, token: &str| {
+        client
+            .create_nat_gateway()
+            .subnet_id(subnet)
+            .allocation_id(eip)
+            .client_token(token)
+    };
+    let id = |created: aws_sdk_ec2::operation::create_nat_gateway::CreateNatGatewayOutput| {
+        created.nat_gateway.unwrap().nat_gateway_id.unwrap()
+    };
+    // A: pending across the restart.
+    let eip_a = address(&ec2).await;
+    let created_a = Instant::now();
+    let a = id(nat(&ec2, &subnets[0], &eip_a, "token-a")
+        .send()
+        .await
+        .unwrap());
+    // B: deleting across the restart, holding its address.
+    let eip_b = address(&ec2).await;
+    let b = id(nat(&ec2, &subnets[1], &eip_b, "token-b")
+        .send()
+        .await
+        .unwrap());
+    ec2.delete_nat_gateway()
+        .nat_gateway_id(&b)
+        .send()
+        .await
+        .unwrap();
+    // C: bound to fail once its pending time is over.
+    first.strict().fail_next_nat_gateways(1);
+    let eip_c = address(&ec2).await;
+    let c = id(nat(&ec2, &subnets[0], &eip_c, "token-c")
+        .send()
+        .await
+        .unwrap());
+    // A deleted load balancer whose interfaces hold its security group.
+    let group = ec2
+        .create_security_group()
+        .group_name("alb")
+        .description("alb")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    let lb = elb
+        .create_load_balancer()
+        .name("lingering")
+        .set_subnets(Some(subnets.clone()))
+        .security_groups(&group)
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    elb.delete_load_balancer()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .unwrap();
+    drop(first);
+
+    // As after a portal restart: a new gateway, the same moto and record.
+    let second = strict_gateway(&moto, strictness, Some(&record)).await;
+    let forgetful = strict_gateway(&moto, strictness, None).await;
+    let ec2 = aws_sdk_ec2::Client::new(&second.sdk_config());
+    let old = aws_sdk_ec2::Client::new(&forgetful.sdk_config());
+    let run = |client: &aws_sdk_ec2::Client| {
+        client
+            .run_instances()
+            .image_id(AMI)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&subnets[0])
+            .iam_instance_profile(
+                aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                    .arn(&profile)
+                    .build(),
+            )
+    };
+    let (code, _) = refusal(run(&ec2).send().await);
+    assert_eq!(code, "InvalidParameterValue", "the profile is still young");
+    assert_eq!(nat_state(&ec2, &a).await, Some(NatGatewayState::Pending));
+    assert_eq!(
+        nat_state(&old, &a).await,
+        Some(NatGatewayState::Available),
+        "a gateway without the record forgets"
+    );
+    let again = id(nat(&ec2, &subnets[0], &eip_a, "token-a")
+        .send()
+        .await
+        .unwrap());
+    assert_eq!(again, a, "the token still gives the same gateway");
+    assert_eq!(nat_state(&ec2, &b).await, Some(NatGatewayState::Deleting));
+    let (code, _) = refusal(ec2.release_address().allocation_id(&eip_b).send().await);
+    assert_eq!(code, "AuthFailure", "a deleting gateway holds its address");
+    assert_eq!(nat_state(&ec2, &c).await, Some(NatGatewayState::Pending));
+    let (code, _) = refusal(ec2.delete_security_group().group_id(&group).send().await);
+    assert_eq!(code, "DependencyViolation", "the interfaces still linger");
+
+    // Each clock runs on from where it was.
+    eventually("A is available", || async {
+        nat_state(&ec2, &a).await == Some(NatGatewayState::Available)
+    })
+    .await;
+    assert!(created_a.elapsed() >= figure, "not before its time");
+    eventually("C has failed", || async {
+        nat_state(&ec2, &c).await == Some(NatGatewayState::Failed)
+    })
+    .await;
+    eventually("B is deleted", || async {
+        nat_state(&ec2, &b).await == Some(NatGatewayState::Deleted)
+    })
+    .await;
+    ec2.release_address()
+        .allocation_id(&eip_b)
+        .send()
+        .await
+        .expect("a deleted gateway holds nothing");
+    eventually("the interfaces are released", || async {
+        ec2.delete_security_group()
+            .group_id(&group)
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    eventually("the profile propagates", || async {
+        run(&ec2).send().await.is_ok()
+    })
+    .await;
+    drop((second, forgetful));
+
+    // Restarted once more, after every clock ran out: nothing starts over.
+    let third = strict_gateway(&moto, strictness, Some(&record)).await;
+    let ec2 = aws_sdk_ec2::Client::new(&third.sdk_config());
+    assert_eq!(nat_state(&ec2, &a).await, Some(NatGatewayState::Available));
+    assert_eq!(nat_state(&ec2, &b).await, Some(NatGatewayState::Deleted));
+    assert_eq!(nat_state(&ec2, &c).await, Some(NatGatewayState::Failed));
+    run(&ec2).send().await.expect("an old profile is usable");
+    let _ = std::fs::remove_dir_all(&dir);
+    moto.stop().await;
+}

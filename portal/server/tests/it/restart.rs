@@ -99,6 +99,17 @@ async fn a_restarted_sandbox_finds_its_live_deployment_again() {
     let (_, detail) = get_json(&format!("{}/api/v1/deployments/{deployment}", portal.url)).await;
     let app = detail["outputs"]["app_url"].as_str().unwrap().to_string();
     let instances = served_by(&app).await;
+    let (_, health) = get_json(&format!(
+        "{}/api/v1/deployments/{deployment}/health",
+        portal.url
+    ))
+    .await;
+    let activities = health["activities"].clone();
+    assert_eq!(
+        activities.as_array().map(Vec::len),
+        Some(2),
+        "a launch each: {health}"
+    );
 
     // Killed outright: the instances go with the portal...
     let mut portal = portal;
@@ -121,6 +132,20 @@ async fn a_restarted_sandbox_finds_its_live_deployment_again() {
     .await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["group"]["desired"], 2);
+    assert_eq!(
+        health["activities"], activities,
+        "the gateway's record kept the scaling activities"
+    );
+    // Kept with moto's state, private as it is.
+    for record in ["gateway-record.json", "gateway-clocks.json"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join("restart-moto").join(record);
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    }
 
     // Stopped the polite way, the same.
     let pid = portal.child.id().to_string();
