@@ -289,6 +289,10 @@ pub struct JobView {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// What the job waits for before its first step (a deploy queued behind
+    /// the deploys already under way); absent once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     pub steps: Vec<StepView>,
 }
 

@@ -24,5 +24,7 @@ pub mod runner;
 pub mod steps;
 pub mod store;
 
-pub use runner::{Engine, EngineConfig, EngineError, JobEvent, Progress};
+pub use runner::{
+    Engine, EngineConfig, EngineError, JobEvent, Progress, DEFAULT_MAX_CONCURRENT_DEPLOYS,
+};
 pub use store::{Store, StoreError};

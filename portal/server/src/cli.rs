@@ -644,14 +644,22 @@ fn print_job_summary(job: &JobView) {
     if let Some(error) = &job.error {
         println!("  {error}");
     }
+    if let Some(waiting) = &job.waiting {
+        println!("  {waiting}");
+    }
 }
 
 /// Polls the job, printing one line per step change, until it ends; fails
 /// (exit status 1) unless it ended done.
 async fn follow(client: &Client, job_id: &str) -> anyhow::Result<()> {
     let mut seen: HashMap<String, (StepStatus, u32)> = HashMap::new();
+    let mut waited: Option<String> = None;
     loop {
         let job: JobView = client.get(&format!("/api/v1/jobs/{job_id}")).await?;
+        if job.waiting.is_some() && job.waiting != waited {
+            println!("{}", job.waiting.as_deref().unwrap_or_default());
+        }
+        waited = job.waiting.clone();
         let total = job.steps.len();
         let done = job
             .steps

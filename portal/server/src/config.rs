@@ -119,6 +119,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_live: u32,
 
+    /// Deploys that create resources at once; more wait in turn, and their
+    /// job and page say so. Teardowns never wait.
+    #[arg(long, env = "CLOUDPULSE_MAX_CONCURRENT_DEPLOYS",
+          default_value_t = cloudpulse_engine::DEFAULT_MAX_CONCURRENT_DEPLOYS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_concurrent_deploys: u16,
+
     /// Hours a browser session lasts after its last use, when a token is
     /// set; logout ends it at once.
     #[arg(long, env = "CLOUDPULSE_SESSION_HOURS", default_value_t = 12,
@@ -330,6 +337,7 @@ mod tests {
             probe_secs: 10,
             idle_minutes: 60,
             max_live: 20,
+            max_concurrent_deploys: 4,
             session_hours: 12,
             header_timeout_secs: 10,
             request_timeout_secs: 60,

@@ -241,6 +241,7 @@ impl Application {
                 concurrency: usize::from(args.concurrency),
                 retry_base: Duration::from_secs(1),
                 resume_settle: Duration::from_secs(args.resume_settle_secs),
+                max_concurrent_deploys: usize::from(args.max_concurrent_deploys),
             },
         );
         arm_test_faults(&engine)?;

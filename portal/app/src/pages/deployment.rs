@@ -304,6 +304,7 @@ fn JobTimeline(job: JobView) -> impl IntoView {
             {format!("{done} of {total} steps done · {} s", fixed(span / 1000.0, 1))}
             {job.error.clone().map(|e| view! { <span class="error">" · "{e}</span> })}
         </p>
+        {job.waiting.clone().map(|w| view! { <p class="notice" role="status" data-testid="job-waiting">{w}</p> })}
         <div class="table-scroll">
         <table class="steps" data-testid="steps">
             <thead>

@@ -12,18 +12,35 @@ impl Engine {
             .unwrap_or(false)
     }
 
-    /// Spawns the job unless this process is already running it.
-    pub(super) fn start(&self, job_id: &str) {
+    /// Spawns the job unless this process is already running it. A deploy
+    /// takes one of the deploy slots first, here and now if one is free (so
+    /// jobs started one after another get slots in that order), else it
+    /// waits for one in the background, its job saying why.
+    pub(super) fn start(&self, job_id: &str, kind: JobKind) {
         {
             let mut running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
             if !running.insert(job_id.to_string()) {
                 return;
             }
         }
+        let slot = match kind {
+            JobKind::Deploy => Some(self.inner.deploy_slots.clone().try_acquire_owned()),
+            JobKind::Teardown => None,
+        };
         let engine = self.clone();
         let job_id = job_id.to_string();
         tokio::spawn(async move {
-            if let Err(error) = engine.run(&job_id).await {
+            // The permit, if any, is held until the run ends.
+            let slot = match slot {
+                Some(Err(_)) => engine.queue(&job_id).await,
+                Some(Ok(permit)) => Ok(Some(permit)),
+                None => Ok(None),
+            };
+            let outcome = match slot {
+                Ok(_permit) => engine.run(&job_id).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = outcome {
                 tracing::error!(job = %job_id, %error, "job stopped by an internal error");
                 let _ = engine
                     .inner
@@ -36,6 +53,49 @@ impl Engine {
             }
             engine.emit(&job_id, "", None, Progress::Stopped);
         });
+    }
+
+    /// Waits, in turn, for a deploy slot; the job says what it waits for
+    /// until then. A cancel while it waits ends the wait without a slot: the
+    /// run then starts no step and ends cancelled.
+    async fn queue(
+        &self,
+        job_id: &str,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, EngineError> {
+        let store = &self.inner.store;
+        let limit = self.inner.config.max_concurrent_deploys.max(1);
+        let deployment_id = store.job(job_id).await?.deployment_id;
+        let waiting = format!(
+            "queued: {limit} {} under way, the most that run at once \
+             (--max-concurrent-deploys); this one starts when one of them ends",
+            if limit == 1 {
+                "deploy is"
+            } else {
+                "deploys are"
+            }
+        );
+        store.set_job_waiting(job_id, Some(&waiting)).await?;
+        store
+            .add_event(&deployment_id, EventKind::Job, Some("system"), &waiting)
+            .await?;
+        self.emit(job_id, &deployment_id, None, Progress::Queued);
+        tracing::info!(job = %job_id, limit, "deploy queued");
+        let acquire = self.inner.deploy_slots.clone().acquire_owned();
+        tokio::pin!(acquire);
+        let permit = loop {
+            tokio::select! {
+                permit = &mut acquire => {
+                    break Some(permit.map_err(|e| EngineError::Internal(e.to_string()))?);
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if store.job(job_id).await?.cancel_requested {
+                        break None;
+                    }
+                }
+            }
+        };
+        store.set_job_waiting(job_id, None).await?;
+        Ok(permit)
     }
 
     pub(super) fn emit(

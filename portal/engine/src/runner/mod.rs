@@ -46,7 +46,16 @@ pub struct EngineConfig {
     /// run: a killed process's requests may still be in flight in AWS, and a
     /// step that looked too early would not find what they create.
     pub resume_settle: Duration,
+    /// Deploy jobs running at once; more wait, in the order they came, and
+    /// their job says so. Teardowns never wait: they stop the spending.
+    pub max_concurrent_deploys: usize,
 }
+
+/// Deploys that create resources at once unless configured otherwise: each
+/// holds a few AWS waits (NAT gateways, a load balancer) and a share of the
+/// account's quotas, and a queue is easier to follow than twenty half-made
+/// stacks.
+pub const DEFAULT_MAX_CONCURRENT_DEPLOYS: usize = 4;
 
 impl EngineConfig {
     /// Short waits, fast retries and no settle time, for tests and
@@ -59,6 +68,7 @@ impl EngineConfig {
             concurrency: 8,
             retry_base: Duration::from_millis(50),
             resume_settle: Duration::ZERO,
+            max_concurrent_deploys: DEFAULT_MAX_CONCURRENT_DEPLOYS,
         }
     }
 }
@@ -77,6 +87,8 @@ pub struct JobEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Progress {
+    /// A deploy waits for one of the deploy slots (its job's `waiting` says so).
+    Queued,
     Running,
     /// A step failed in a way worth trying again, and waits to.
     Retrying,
@@ -140,11 +152,16 @@ struct Inner {
     #[cfg(feature = "fault-injection")]
     faults: crate::faults::Faults,
     running: Mutex<HashSet<String>>,
+    /// One permit per deploy job that may run now.
+    deploy_slots: Arc<tokio::sync::Semaphore>,
     events: broadcast::Sender<JobEvent>,
 }
 
 impl Engine {
     pub fn new(store: Store, sdk: SdkConfig, config: EngineConfig) -> Self {
+        let deploy_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_deploys.max(1),
+        ));
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -154,6 +171,7 @@ impl Engine {
                 #[cfg(feature = "fault-injection")]
                 faults: crate::faults::Faults::default(),
                 running: Mutex::new(HashSet::new()),
+                deploy_slots,
                 events: broadcast::channel(1024).0,
             }),
         }
@@ -228,7 +246,7 @@ impl Engine {
             )
             .await?;
         if created.fresh {
-            self.start(&created.job_id);
+            self.start(&created.job_id, JobKind::Deploy);
         }
         Ok(created)
     }
@@ -266,7 +284,7 @@ impl Engine {
             )
             .await?;
         if created.fresh {
-            self.start(&created.job_id);
+            self.start(&created.job_id, JobKind::Teardown);
         }
         Ok(created)
     }
@@ -360,7 +378,7 @@ impl Engine {
             .store
             .set_deployment_status(&job.deployment_id, status, None)
             .await?;
-        self.start(job_id);
+        self.start(job_id, job.kind);
         Ok(self.inner.store.job(job_id).await?)
     }
 
@@ -400,9 +418,10 @@ impl Engine {
         let settle = self.inner.config.resume_settle;
         for job in &jobs {
             let reset = self.inner.store.reset_interrupted_steps(job).await?;
+            let kind = self.inner.store.job(job).await?.kind;
             tracing::info!(job, interrupted_steps = reset, "resuming job");
             if reset == 0 || settle.is_zero() {
-                self.start(job);
+                self.start(job, kind);
                 continue;
             }
             let engine = self.clone();
@@ -414,7 +433,7 @@ impl Engine {
             );
             tokio::spawn(async move {
                 tokio::time::sleep(settle).await;
-                engine.start(&job);
+                engine.start(&job, kind);
             });
         }
         Ok(jobs)

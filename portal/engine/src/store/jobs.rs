@@ -96,7 +96,7 @@ impl Store {
     pub async fn job(&self, job_id: &str) -> Result<JobView, StoreError> {
         let row: Option<JobRow> = sqlx::query_as(
             "SELECT id, deployment_id, kind, status, source, error, cancel_requested,
-                    created_at, started_at, finished_at
+                    created_at, started_at, finished_at, waiting
              FROM jobs WHERE id = ?1",
         )
         .bind(job_id)
@@ -147,6 +147,20 @@ impl Store {
         .bind(at)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// What a job waits for before its first step, or `None` once it runs.
+    pub async fn set_job_waiting(
+        &self,
+        job_id: &str,
+        waiting: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET waiting = ?2 WHERE id = ?1")
+            .bind(job_id)
+            .bind(waiting)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -205,6 +219,7 @@ pub(super) struct JobRow {
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    waiting: Option<String>,
 }
 
 impl JobRow {
@@ -220,6 +235,7 @@ impl JobRow {
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            waiting: self.waiting,
             steps: steps
                 .into_iter()
                 .map(StepRow::into_view)

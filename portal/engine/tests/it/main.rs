@@ -14,6 +14,7 @@ mod operator_policy;
 mod orphans;
 mod params_props;
 mod preflight;
+mod queue;
 mod store;
 mod strict;
 mod throttling;
