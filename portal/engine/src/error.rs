@@ -1,5 +1,7 @@
 //! Step errors, split into what is worth retrying and what needs a person.
 
+use std::time::Duration;
+
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -151,6 +153,37 @@ pub fn is_retryable(code: &str, message: &str) -> bool {
     }
 }
 
+/// Retryable errors that mean AWS has not finished something yet (an
+/// interface still releasing, a resource not yet visible, a profile not yet
+/// propagated), as opposed to AWS pushing back (throttling, its own 5xx).
+/// The first kind is over at a moment the step cannot know, so it is looked
+/// at again at the waits' steady pace; only push-back backs off further.
+pub fn is_waiting(code: &str, message: &str) -> bool {
+    const WAITING: &[&str] = &[
+        "DependencyViolation",
+        "ResourceInUse",
+        "ScalingActivityInProgress",
+        "IncorrectState",
+        "InvalidIPAddress.InUse",
+        "AuthFailure",
+    ];
+    let profile = message.to_ascii_lowercase().contains("instance profile");
+    WAITING.contains(&code)
+        || (code.starts_with("Invalid") && code.ends_with(".NotFound"))
+        || (profile && matches!(code, "InvalidParameterValue" | "ValidationError"))
+}
+
+/// How long a step sleeps before trying again: the back-off `delay` (which
+/// doubles after each try), but never more than `poll` for an error that
+/// only waits on AWS (see [`is_waiting`]).
+pub fn retry_pause(error: &StepError, delay: Duration, poll: Duration) -> Duration {
+    if is_waiting(&error.code, &error.message) {
+        delay.min(poll)
+    } else {
+        delay
+    }
+}
+
 /// What a person can do about a fatal error.
 pub fn hint_for(code: &str, message: &str) -> Option<String> {
     let hint = match code {
@@ -186,6 +219,56 @@ pub fn hint_for(code: &str, message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_on_aws_is_looked_at_at_the_waits_pace_and_push_back_backs_off() {
+        let poll = Duration::from_secs(5);
+        let late = Duration::from_secs(30);
+        let error = |code: &str, message: &str| StepError::retryable(code, message);
+        for (code, message) in [
+            (
+                "DependencyViolation",
+                "resource sg-1 has a dependent object",
+            ),
+            ("InvalidIPAddress.InUse", "Address eipalloc-1 is in use"),
+            (
+                "InvalidSubnetID.NotFound",
+                "The subnet ID 'subnet-1' does not exist",
+            ),
+            ("ValidationError", "Invalid IAM Instance Profile name"),
+            (
+                "ResourceInUse",
+                "Target group is currently in use by a listener",
+            ),
+        ] {
+            assert_eq!(
+                retry_pause(&error(code, message), late, poll),
+                poll,
+                "{code} waits on AWS: look again within the poll"
+            );
+        }
+        for code in [
+            "Throttling",
+            "RequestLimitExceeded",
+            "SlowDown",
+            "InternalError",
+        ] {
+            assert_eq!(
+                retry_pause(&error(code, "slow down"), late, poll),
+                late,
+                "{code} is push-back: the full back-off"
+            );
+        }
+        assert_eq!(
+            retry_pause(
+                &error("DependencyViolation", "x"),
+                Duration::from_secs(1),
+                poll
+            ),
+            Duration::from_secs(1),
+            "an early retry stays early"
+        );
+    }
 
     #[test]
     fn classification() {

@@ -243,7 +243,12 @@ impl Engine {
                     self.emit(&ctx.job_id, &ctx.deployment_id, Some(&key), Progress::Done);
                     return Ok(outputs);
                 }
-                Err(error) if error.retryable && tokio::time::Instant::now() + delay < deadline => {
+                Err(error)
+                    if error.retryable
+                        && tokio::time::Instant::now()
+                            + retry_pause(&error, delay, ctx.timings.poll)
+                            < deadline =>
+                {
                     tracing::info!(step = %ctx.step, %error, "retrying");
                     store
                         .step_retrying(&ctx.job_id, &key, &failure(&error))
@@ -255,7 +260,7 @@ impl Engine {
                         Some(&key),
                         Progress::Retrying,
                     );
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep(retry_pause(&error, delay, ctx.timings.poll)).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
                 Err(error) => {

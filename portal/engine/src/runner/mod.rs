@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 use crate::aws::{Aws, Names};
-use crate::error::{StepError, StepResult};
+use crate::error::{retry_pause, StepError, StepResult};
 use crate::params::{DeploymentParams, FieldErrors};
 use crate::plan::{self, StepId, StepKey};
 use crate::steps::{self, ArtifactSource, StepCtx, Timings};

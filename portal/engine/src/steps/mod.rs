@@ -39,7 +39,9 @@ pub struct Timings {
     pub healthy: Duration,
     /// Auto Scaling group gone on teardown.
     pub asg_delete: Duration,
-    /// How often to look again while waiting.
+    /// How often to look again while waiting, and the longest pause before
+    /// retrying an error that only waits on AWS (see
+    /// [`crate::error::retry_pause`]).
     pub poll: Duration,
     /// How long a step keeps retrying retryable errors.
     pub step_deadline: Duration,
@@ -55,7 +57,9 @@ impl Default for Timings {
             load_balancer: Duration::from_secs(15 * 60),
             healthy: Duration::from_secs(15 * 60),
             asg_delete: Duration::from_secs(15 * 60),
-            poll: Duration::from_secs(5),
+            // A wait ends on average half a poll after AWS is done; 3 s
+            // keeps that short at one describe call per wait per 3 s.
+            poll: Duration::from_secs(3),
             step_deadline: Duration::from_secs(10 * 60),
             recovery_poll: Duration::from_secs(1),
         }
