@@ -324,6 +324,175 @@ def _keep_namespaces_apart():
 
 _keep_namespaces_apart()
 
+
+def _scale_like_auto_scaling():
+    """moto 5.2.5 launches every instance of a group in the first subnet of
+    its VPCZoneIdentifier, scales in the oldest instances wherever they are,
+    and terminates a leaving instance in EC2 at once. Auto Scaling spreads
+    a group evenly over the Availability Zones of its subnets, launches each
+    instance in the zone with the fewest, scales in from the zone with the
+    most, and takes a leaving instance through `Terminating` while its
+    load balancer targets drain; only then is it terminated in EC2. Here:
+
+    - each launch goes to the zone of the group's subnets with the fewest
+      instances in service (ties to the first listed), in that zone's
+      subnet with the fewest, one instance at a time;
+    - a scale-in picks, one at a time, from the zone with the most
+      instances in service, among those unprotected the one closest to its
+      next billing hour (AWS's default termination policy; the launch
+      template step is not modelled: a group's instances share one);
+    - a scaled-in instance, and one terminated through
+      TerminateInstanceInAutoScalingGroup, stays in the group as
+      `Terminating`, running in EC2; the sandbox's data plane terminates it
+      once its targets have drained (an EC2 TerminateInstances, which
+      removes it from the group without a replacement, since it was no
+      longer in service). A replacement is launched as it goes Terminating;
+    - after a change of capacity or a termination leaves the zones more
+      than one apart, the group rebalances: it launches in the emptiest
+      zone first, then takes one out of the fullest;
+    - a deleted group's instances, Terminating or not, are terminated at
+      once, as ForceDelete does."""
+    import datetime
+    from moto.autoscaling import models
+
+    group_class = models.FakeAutoScalingGroup
+    backend_class = models.AutoScalingBackend
+    launch = group_class.replace_autoscaling_group_instances
+    set_desired = group_class.set_desired_capacity
+    delete_group = backend_class.delete_auto_scaling_group
+
+    def zones_and_subnets(group):
+        """The group's zones in the order its subnets name them, each with
+        its subnets (`[None]` for a group given zones, not subnets)."""
+        if not group.vpc_zone_identifier:
+            return {zone: [None] for zone in group.availability_zones}
+        ids = [s.strip() for s in group.vpc_zone_identifier.split(",") if s.strip()]
+        described = group.autoscaling_backend.ec2_backend.describe_subnets(subnet_ids=ids)
+        zone_of = {subnet.id: subnet.availability_zone for subnet in described}
+        zones = {}
+        for subnet in ids:
+            if subnet in zone_of:
+                zones.setdefault(zone_of[subnet], []).append(subnet)
+        return zones
+
+    def in_service_by(group, key):
+        counts = {}
+        for state in group.active_instances():
+            value = key(state)
+            counts[value] = counts.get(value, 0) + 1
+        return counts
+
+    def emptiest(group):
+        zones = zones_and_subnets(group)
+        per_zone = in_service_by(group, lambda s: s.instance.placement.zone)
+        per_subnet = in_service_by(group, lambda s: s.instance.subnet_id)
+        zone = min(zones, key=lambda z: per_zone.get(z, 0))
+        return zone, min(zones[zone], key=lambda s: per_subnet.get(s, 0))
+
+    def launch_evenly(self, count_needed, propagated_tags):
+        if not (self.vpc_zone_identifier or self.availability_zones):
+            return launch(self, count_needed, propagated_tags)
+        for _ in range(count_needed):
+            zone, subnet = emptiest(self)
+            kept = (self.vpc_zone_identifier, self.availability_zones)
+            self.vpc_zone_identifier, self.availability_zones = subnet, [zone]
+            try:
+                launch(self, 1, dict(propagated_tags))
+            finally:
+                self.vpc_zone_identifier, self.availability_zones = kept
+
+    def seconds_into_billing_hour(state):
+        from moto.core.utils import utcnow
+
+        launched = state.instance.launch_time
+        if not isinstance(launched, datetime.datetime):
+            return 0
+        return (utcnow() - launched.replace(tzinfo=None)).total_seconds() % 3600
+
+    def take_out_of_service(group, count):
+        """Marks `count` instances Terminating, as the default policy picks."""
+        for _ in range(count):
+            in_service = group.active_instances()
+            candidates = [s for s in in_service if not s.protected_from_scale_in]
+            if not candidates:
+                return
+            per_zone = in_service_by(group, lambda s: s.instance.placement.zone)
+            zone = max(
+                (s.instance.placement.zone for s in candidates),
+                key=lambda z: per_zone.get(z, 0),
+            )
+            in_zone = [s for s in candidates if s.instance.placement.zone == zone]
+            leaving = max(in_zone, key=seconds_into_billing_hour)
+            leaving.lifecycle_state = "Terminating"
+
+    def rebalance(group):
+        zones = zones_and_subnets(group)
+        for _ in range(len(group.active_instances())):
+            per_zone = in_service_by(group, lambda s: s.instance.placement.zone)
+            counts = [per_zone.get(z, 0) for z in zones]
+            if not counts or max(counts) - min(counts) <= 1:
+                return
+            launch_evenly(group, 1, group.get_propagated_tags())
+            take_out_of_service(group, 1)
+
+    def plain(group):
+        return not getattr(group, "_cloudpulse_at_once", False) and not (
+            group.mixed_instances_policy
+            and group.mixed_instances_policy.get("LaunchTemplate", {}).get("Overrides")
+        )
+
+    def set_desired_evenly(self, new_capacity):
+        if not plain(self):
+            return set_desired(self, new_capacity)
+        target = self.min_size if new_capacity is None else new_capacity
+        excess = len(self.active_instances()) - (target or 0)
+        if excess > 0:
+            take_out_of_service(self, excess)
+        set_desired(self, new_capacity)
+        rebalance(self)
+        if self.name in self.autoscaling_backend.autoscaling_groups:
+            self.autoscaling_backend.update_attached_target_groups(self.name)
+
+    def terminate_through_auto_scaling(self, instance_id, should_decrement):
+        state = next(
+            s
+            for group in self.autoscaling_groups.values()
+            for s in group.instance_states
+            if s.instance.id == instance_id
+        )
+        group = state.instance.autoscaling_group
+        if not plain(group):
+            return terminate_at_once(self, instance_id, should_decrement)
+        original_size = group.desired_capacity
+        state.lifecycle_state = "Terminating"
+        if should_decrement:
+            group.desired_capacity = original_size - 1
+        group.set_desired_capacity(group.desired_capacity)
+        return models.TerminateInstanceActivity(state.instance, original_size)
+
+    def delete_at_once(self, group_name):
+        group = self.autoscaling_groups.get(group_name)
+        if group is not None:
+            group._cloudpulse_at_once = True
+            leaving = [s for s in group.instance_states if s.lifecycle_state != "InService"]
+            if leaving:
+                self.ec2_backend.terminate_instances([s.instance.id for s in leaving])
+                group.instance_states = [s for s in group.instance_states if s not in leaving]
+        try:
+            return delete_group(self, group_name)
+        finally:
+            if group is not None:
+                group._cloudpulse_at_once = False
+
+    terminate_at_once = backend_class.terminate_instance
+    group_class.replace_autoscaling_group_instances = launch_evenly
+    group_class.set_desired_capacity = set_desired_evenly
+    backend_class.terminate_instance = terminate_through_auto_scaling
+    backend_class.delete_auto_scaling_group = delete_at_once
+
+
+_scale_like_auto_scaling()
+
 # A Ctrl-C in the terminal reaches this process too; the portal decides what
 # it means and closes the pipe when moto should go.
 signal.signal(signal.SIGINT, signal.SIG_IGN)

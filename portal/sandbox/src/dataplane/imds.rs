@@ -37,20 +37,51 @@ pub struct InstanceMetadata {
     pub instance_type: String,
     pub local_ipv4: String,
     pub ami_id: String,
+    /// The primary network interface's MAC address, the key under
+    /// `network/interfaces/macs/`.
+    pub mac: String,
+    /// The subnet and VPC of that interface (the instance's own).
+    pub subnet_id: String,
+    pub vpc_id: String,
 }
 
 impl InstanceMetadata {
     /// The value at a path under `/latest/meta-data/`, and the listing of
     /// them all for the directory itself.
     fn lookup(&self, path: &str) -> Option<String> {
-        let value = match path.trim_end_matches('/') {
-            "" => "ami-id\ninstance-id\ninstance-type\nlocal-ipv4\nplacement/",
+        let path = path.trim_end_matches('/');
+        if let Some(rest) = path.strip_prefix("network/interfaces/macs/") {
+            return self.interface(rest);
+        }
+        let value = match path {
+            "" => "ami-id\ninstance-id\ninstance-type\nlocal-ipv4\nmac\nnetwork/\nplacement/",
             "placement" => "availability-zone",
+            "network" => "interfaces/",
+            "network/interfaces" => "macs/",
+            "network/interfaces/macs" => return Some(format!("{}/", self.mac)),
             "instance-id" => &self.instance_id,
             "placement/availability-zone" => &self.availability_zone,
             "instance-type" => &self.instance_type,
             "local-ipv4" => &self.local_ipv4,
             "ami-id" => &self.ami_id,
+            "mac" => &self.mac,
+            _ => return None,
+        };
+        Some(value.to_string())
+    }
+
+    /// `network/interfaces/macs/<mac>/…` of the instance's one interface.
+    fn interface(&self, rest: &str) -> Option<String> {
+        let (mac, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if mac != self.mac {
+            return None;
+        }
+        let value = match key {
+            "" => "local-ipv4s\nmac\nsubnet-id\nvpc-id",
+            "local-ipv4s" => &self.local_ipv4,
+            "mac" => &self.mac,
+            "subnet-id" => &self.subnet_id,
+            "vpc-id" => &self.vpc_id,
             _ => return None,
         };
         Some(value.to_string())
@@ -186,6 +217,9 @@ mod tests {
             instance_type: "t3.micro".into(),
             local_ipv4: "10.0.1.7".into(),
             ami_id: "ami-1234".into(),
+            mac: "0e:12:34:56:78:9a".into(),
+            subnet_id: "subnet-0b".into(),
+            vpc_id: "vpc-01".into(),
         }
     }
 
@@ -240,6 +274,19 @@ mod tests {
         assert_eq!(read("/latest/meta-data/instance-type").await, "t3.micro");
         assert_eq!(read("/latest/meta-data/local-ipv4").await, "10.0.1.7");
         assert_eq!(read("/latest/meta-data/ami-id").await, "ami-1234");
+        assert_eq!(read("/latest/meta-data/mac").await, "0e:12:34:56:78:9a");
+        assert_eq!(
+            read("/latest/meta-data/network/interfaces/macs/0e:12:34:56:78:9a/subnet-id").await,
+            "subnet-0b"
+        );
+        assert_eq!(
+            read("/latest/meta-data/network/interfaces/macs/0e:12:34:56:78:9a/vpc-id").await,
+            "vpc-01"
+        );
         assert!(client.get("/latest/meta-data/no-such-key").await.is_err());
+        assert!(client
+            .get("/latest/meta-data/network/interfaces/macs/0e:00:00:00:00:00/subnet-id")
+            .await
+            .is_err());
     }
 }

@@ -7,8 +7,15 @@
 //! endpoint; each target group's health check probes those processes like an
 //! ALB; each load balancer gets a local listener that routes to healthy
 //! targets; and, as ELB health checks on an ASG do, an instance that stays
-//! unhealthy after its grace period is reported unhealthy and terminated, so
-//! that moto's ASG launches a replacement.
+//! unhealthy after its grace period (counted from when its service starts,
+//! that is from `InService`) is reported unhealthy and terminated through
+//! Auto Scaling, so that the group launches a replacement.
+//!
+//! An instance Auto Scaling takes out (scale-in, a termination through Auto
+//! Scaling, a failed health check) is `Terminating` in moto (see the
+//! launcher's `_scale_like_auto_scaling`): here it keeps running while its
+//! targets drain for their group's deregistration delay, and only then is
+//! it terminated in EC2, which drops it from the group.
 //!
 //! It works by reconciliation: every half second (times the time scale) it
 //! reads the tagged ASGs, their instances, target groups and load balancers
@@ -183,10 +190,12 @@ pub trait DataPlaneView: Send + Sync + std::fmt::Debug {
     fn booting(&self, instance_id: &str) -> bool;
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct InstanceEntry {
     port: u16,
     pid: u32,
+    /// Its IMDS endpoint, `http://127.0.0.1:PORT`.
+    imds: String,
 }
 
 #[derive(Clone, Debug)]
@@ -322,6 +331,7 @@ impl DataPlane {
             first_seen: HashMap::new(),
             judged: HashSet::new(),
             launch_retry: HashMap::new(),
+            terminating_since: HashMap::new(),
             config,
         };
         let (stop, stopped) = oneshot::channel();
@@ -365,6 +375,13 @@ impl DataPlane {
         read(&self.board.instances)
             .get(instance_id)
             .map(|entry| entry.pid)
+    }
+
+    /// The IMDSv2 endpoint an instance's process reads its identity from.
+    pub fn imds_endpoint(&self, instance_id: &str) -> Option<String> {
+        read(&self.board.instances)
+            .get(instance_id)
+            .map(|entry| entry.imds.clone())
     }
 
     /// Instances that currently have a process.
@@ -436,7 +453,7 @@ impl Drop for DataPlane {
 #[derive(Debug)]
 struct Running {
     process: InstanceProcess,
-    _imds: ImdsEmulator,
+    imds: ImdsEmulator,
     asg_name: String,
     started: Instant,
     /// How it was started, for running commands on it.
@@ -462,6 +479,9 @@ struct GroupSpec {
     instance_ids: Vec<String>,
     /// Those in the `InService` lifecycle state (not standby, not leaving).
     in_service: Vec<String>,
+    /// Those Auto Scaling is taking out (`Terminating`): still running in
+    /// EC2 while their targets drain.
+    terminating: Vec<String>,
     target_group_arns: Vec<String>,
     elb_health_checks: bool,
     grace_period: Duration,
@@ -543,6 +563,8 @@ struct Reconciler {
     judged: HashSet<String>,
     /// Per group, when Auto Scaling tries a launch again after a failure.
     launch_retry: HashMap<String, Instant>,
+    /// When each `Terminating` instance was first seen so.
+    terminating_since: HashMap<String, Instant>,
     spawn_failures: HashMap<String, String>,
 }
 
@@ -595,7 +617,11 @@ impl Reconciler {
     }
 
     async fn reconcile(&mut self) -> Moto<()> {
-        let groups = self.tagged_groups().await?;
+        let (groups, strays) = self.tagged_groups().await?;
+        let terminating: HashSet<String> = groups
+            .iter()
+            .flat_map(|g| g.terminating.iter().cloned())
+            .collect();
         let all_ids: Vec<String> = groups
             .iter()
             .flat_map(|g| g.instance_ids.iter().cloned())
@@ -623,7 +649,7 @@ impl Reconciler {
         self.restart_crashed();
         let boot_time = self.config.scaled(self.config.boot_time);
         for (id, group) in &wanted {
-            if self.running.contains_key(id) {
+            if self.running.contains_key(id) || terminating.contains(id) {
                 continue;
             }
             if !self.judged.contains(id) {
@@ -667,7 +693,11 @@ impl Reconciler {
         // not start is a running instance that fails its health checks).
         *write(&self.board.booting) = wanted
             .keys()
-            .filter(|id| !self.running.contains_key(*id) && !self.spawn_failures.contains_key(*id))
+            .filter(|id| {
+                !self.running.contains_key(*id)
+                    && !self.spawn_failures.contains_key(*id)
+                    && !terminating.contains(*id)
+            })
             .cloned()
             .collect();
 
@@ -704,13 +734,15 @@ impl Reconciler {
                 .or_insert_with(|| HealthChecker::start(&arn, settings.clone()));
             checker.update_settings(settings);
             let table = Arc::clone(checker.table());
-            for id in &registered {
+            for id in registered.iter().filter(|id| !terminating.contains(*id)) {
                 if let Some(running) = self.running.get(id) {
                     table.register(id, running.process.port());
                 }
             }
             for id in table.instance_ids() {
-                if !(registered.contains(&id) && self.running.contains_key(&id)) {
+                if terminating.contains(&id)
+                    || !(registered.contains(&id) && self.running.contains_key(&id))
+                {
                     table.drain(&id);
                 }
             }
@@ -741,6 +773,7 @@ impl Reconciler {
         self.deregistration_delays
             .retain(|arn, _| wanted_groups.contains(arn.as_str()));
         self.finish_draining();
+        self.finish_terminating(&groups, strays).await;
         *write(&self.board.groups) = self
             .checkers
             .iter()
@@ -753,8 +786,9 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Every ASG carrying the deployment tag.
-    async fn tagged_groups(&self) -> Moto<Vec<GroupSpec>> {
+    /// Every ASG carrying the deployment tag, and the `Terminating`
+    /// instances of the other groups (which no data plane drains).
+    async fn tagged_groups(&self) -> Moto<(Vec<GroupSpec>, Vec<String>)> {
         let groups: Vec<_> = self
             .asg
             .describe_auto_scaling_groups()
@@ -764,9 +798,22 @@ impl Reconciler {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(moto_error("DescribeAutoScalingGroups"))?;
-        Ok(groups
+        let leaving = |g: &aws_sdk_autoscaling::types::AutoScalingGroup| -> Vec<String> {
+            g.instances()
+                .iter()
+                .filter(|i| {
+                    i.lifecycle_state()
+                        .is_some_and(|s| s.as_str().starts_with("Terminating"))
+                })
+                .filter_map(|i| i.instance_id().map(str::to_string))
+                .collect()
+        };
+        let (tagged, untagged): (Vec<_>, Vec<_>) = groups
             .into_iter()
-            .filter(|g| g.tags().iter().any(|t| t.key() == Some(DEPLOYMENT_TAG)))
+            .partition(|g| g.tags().iter().any(|t| t.key() == Some(DEPLOYMENT_TAG)));
+        let strays = untagged.iter().flat_map(leaving).collect();
+        let tagged = tagged
+            .into_iter()
             .map(|g| GroupSpec {
                 name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
                 instance_ids: g
@@ -780,6 +827,7 @@ impl Reconciler {
                     .filter(|i| i.lifecycle_state() == Some(&LifecycleState::InService))
                     .filter_map(|i| i.instance_id().map(str::to_string))
                     .collect(),
+                terminating: leaving(&g),
                 target_group_arns: g.target_group_arns().to_vec(),
                 elb_health_checks: g.health_check_type() == Some("ELB"),
                 grace_period: self.config.scaled(Duration::from_secs(
@@ -792,7 +840,8 @@ impl Reconciler {
                     ))
                 }),
             })
-            .collect())
+            .collect();
+        Ok((tagged, strays))
     }
 
     async fn describe_instances(&self, ids: &[String]) -> Moto<HashMap<String, Ec2Facts>> {
@@ -851,6 +900,14 @@ impl Reconciler {
                             .unwrap_or_default()
                             .to_string(),
                         ami_id: instance.image_id().unwrap_or_default().to_string(),
+                        mac: instance
+                            .network_interfaces()
+                            .first()
+                            .and_then(|n| n.mac_address())
+                            .unwrap_or_default()
+                            .to_string(),
+                        subnet_id: instance.subnet_id().unwrap_or_default().to_string(),
+                        vpc_id: instance.vpc_id().unwrap_or_default().to_string(),
                     },
                 },
             );
@@ -1177,7 +1234,7 @@ impl Reconciler {
         let process = InstanceProcess::spawn(&self.binary, &spec).map_err(|e| e.to_string())?;
         Ok(Running {
             process,
-            _imds: imds,
+            imds,
             asg_name: asg_name.to_string(),
             started: Instant::now(),
             spec,
@@ -1292,6 +1349,52 @@ impl Reconciler {
         }
     }
 
+    /// Auto Scaling's `Terminating`: a leaving instance runs on while its
+    /// targets drain (the reconcile drains them), and is terminated in EC2
+    /// once the longest deregistration delay of its group's target groups
+    /// is over; moto then drops it from the group, without a replacement
+    /// (it launched one when the instance went Terminating). `strays`, the
+    /// leaving instances of groups that are not a deployment's, have no
+    /// targets here and go at once.
+    async fn finish_terminating(&mut self, groups: &[GroupSpec], strays: Vec<String>) {
+        let now = Instant::now();
+        let mut due = strays;
+        for group in groups {
+            let delay = group
+                .target_group_arns
+                .iter()
+                .filter_map(|tg| self.deregistration_delays.get(tg))
+                .max()
+                .copied()
+                .unwrap_or(Duration::ZERO);
+            for id in &group.terminating {
+                let since = *self.terminating_since.entry(id.clone()).or_insert(now);
+                if now.duration_since(since) >= delay {
+                    due.push(id.clone());
+                }
+            }
+        }
+        let leaving: HashSet<&String> = groups.iter().flat_map(|g| &g.terminating).collect();
+        self.terminating_since.retain(|id, _| leaving.contains(id));
+        if due.is_empty() {
+            return;
+        }
+        match self
+            .ec2
+            .terminate_instances()
+            .set_instance_ids(Some(due.clone()))
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(instance_ids = ?due, "targets drained; terminated the leaving instances in EC2")
+            }
+            Err(error) => {
+                tracing::warn!(instance_ids = ?due, error = ?error, "cannot terminate the leaving instances; will retry")
+            }
+        }
+    }
+
     async fn sync_balancers(&mut self, load_balancers: HashMap<String, Vec<String>>) {
         self.balancer_groups = load_balancers.clone();
         let stale: Vec<String> = self
@@ -1341,12 +1444,14 @@ impl Reconciler {
             .collect();
     }
 
-    /// ELB health checks on an ASG: past its grace period, an instance that
-    /// any of the group's target groups holds unhealthy is marked Unhealthy
-    /// and terminated, and moto's ASG launches its replacement.
+    /// ELB health checks on an ASG: past its grace period (from when its
+    /// service started, which is when Auto Scaling calls it `InService`),
+    /// an instance in service that any of the group's target groups holds
+    /// unhealthy is marked Unhealthy and terminated through Auto Scaling:
+    /// `Terminating` while it drains, its replacement launched at once.
     async fn replace_unhealthy(&mut self, groups: &[GroupSpec]) {
         for group in groups.iter().filter(|g| g.elb_health_checks) {
-            for id in &group.instance_ids {
+            for id in &group.in_service {
                 let Some(running) = self.running.get(id) else {
                     continue;
                 };
@@ -1398,12 +1503,15 @@ impl Reconciler {
             .send()
             .await
             .map_err(moto_error("SetInstanceHealth"))?;
-        self.ec2
-            .terminate_instances()
-            .instance_ids(instance_id)
+        // As Auto Scaling does: Terminating while its targets drain (see
+        // `finish_terminating`), its replacement launched at once.
+        self.asg
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(instance_id)
+            .should_decrement_desired_capacity(false)
             .send()
             .await
-            .map_err(moto_error("TerminateInstances"))?;
+            .map_err(moto_error("TerminateInstanceInAutoScalingGroup"))?;
         Ok(())
     }
 
@@ -1417,6 +1525,7 @@ impl Reconciler {
                     InstanceEntry {
                         port: r.process.port(),
                         pid: r.process.pid(),
+                        imds: r.imds.endpoint(),
                     },
                 )
             })

@@ -191,8 +191,12 @@ struct GroupView {
     max: i32,
     desired: i32,
     default_cooldown: i32,
-    /// Instance id → availability zone.
+    /// Instance id → availability zone, of those not on their way out: an
+    /// instance that goes `Terminating` has left the group's capacity, and
+    /// its termination is recorded then.
     instances: BTreeMap<String, String>,
+    /// Instances `Terminating`, still in the group while they drain.
+    leaving: usize,
 }
 
 #[derive(Debug)]
@@ -933,7 +937,9 @@ impl Faithful {
         let Some(view) = self.describe_group(name).await? else {
             return Ok(Verdict::pass());
         };
-        if params.flag("ForceDelete") != Some(true) && !view.instances.is_empty() {
+        if params.flag("ForceDelete") != Some(true)
+            && (!view.instances.is_empty() || view.leaving > 0)
+        {
             return Err(FaithfulError::refused(
                 "ResourceInUse",
                 "You cannot delete an AutoScalingGroup while there are instances or pending \
@@ -1079,9 +1085,11 @@ impl Faithful {
                 max: g.max_size().unwrap_or(0),
                 desired: g.desired_capacity().unwrap_or(0),
                 default_cooldown: g.default_cooldown().unwrap_or(300),
+                leaving: g.instances().iter().filter(|i| leaving(i)).count(),
                 instances: g
                     .instances()
                     .iter()
+                    .filter(|i| !leaving(i))
                     .filter_map(|i| {
                         Some((
                             i.instance_id()?.to_string(),
@@ -1091,6 +1099,14 @@ impl Faithful {
                     .collect(),
             }))
     }
+}
+
+/// Whether Auto Scaling is taking the instance out (`Terminating`,
+/// `Terminating:Wait`, `Terminating:Proceed`) or has (`Terminated`).
+fn leaving(instance: &aws_sdk_autoscaling::types::Instance) -> bool {
+    instance
+        .lifecycle_state()
+        .is_some_and(|s| s.as_str().starts_with("Terminat"))
 }
 
 fn activity_xml(a: &ScalingActivity) -> String {
@@ -1129,6 +1145,7 @@ mod tests {
             max: 4,
             desired: instances.len() as i32,
             default_cooldown: 300,
+            leaving: 0,
             instances: instances
                 .iter()
                 .map(|i| (i.to_string(), "us-east-1a".to_string()))

@@ -11,3 +11,4 @@ mod gateway;
 mod monitoring;
 mod moto;
 mod strict;
+mod zones;

@@ -500,6 +500,15 @@ async fn chaos_and_recovery(client: &reqwest::Client, url: &str, deployment: &st
             .unwrap()
             .starts_with("us-east-1"));
     }
+    // Auto Scaling spreads the group over its subnets' zones, as the
+    // topology then shows: one instance in each of the two.
+    let mut zones: Vec<&str> = instances
+        .iter()
+        .map(|i| i["availability_zone"].as_str().unwrap())
+        .collect();
+    zones.sort();
+    zones.dedup();
+    assert_eq!(zones.len(), 2, "one instance per zone: {health}");
     assert_eq!(health["healthy_targets"], 2);
     let alarms: Vec<&str> = health["alarms"]
         .as_array()
