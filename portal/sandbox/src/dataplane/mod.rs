@@ -1359,6 +1359,9 @@ impl Reconciler {
     async fn finish_terminating(&mut self, groups: &[GroupSpec], strays: Vec<String>) {
         let now = Instant::now();
         let mut due = strays;
+        // Each drained target leaves its target group first, so that no
+        // answer lists it between its drain and its termination.
+        let mut deregister: HashMap<&String, Vec<String>> = HashMap::new();
         for group in groups {
             let delay = group
                 .target_group_arns
@@ -1371,6 +1374,9 @@ impl Reconciler {
                 let since = *self.terminating_since.entry(id.clone()).or_insert(now);
                 if now.duration_since(since) >= delay {
                     due.push(id.clone());
+                    for tg in &group.target_group_arns {
+                        deregister.entry(tg).or_default().push(id.clone());
+                    }
                 }
             }
         }
@@ -1378,6 +1384,12 @@ impl Reconciler {
         self.terminating_since.retain(|id, _| leaving.contains(id));
         if due.is_empty() {
             return;
+        }
+        for (tg, ids) in deregister {
+            if let Err(error) = self.deregister_targets(tg, None, &ids).await {
+                // The instance goes anyway; the next round deregisters it.
+                tracing::warn!(target_group = %tg, %error, "cannot deregister the drained targets");
+            }
         }
         match self
             .ec2

@@ -254,6 +254,31 @@ async fn failing_health_checks_through_run_command_get_the_instance_replaced() {
     let (now, _) = sandbox.until_healthy(2, Duration::from_secs(20)).await;
     let replaced = sent.elapsed();
     assert!(!now.contains(&victim), "{now:?}");
+    // The replacement goes to the zone that lost an instance: one per zone.
+    let zone_of = |id: String| {
+        let ec2 = sandbox.direct_ec2.clone();
+        async move {
+            ec2.describe_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .unwrap()
+                .reservations()[0]
+                .instances()[0]
+                .placement()
+                .and_then(|p| p.availability_zone())
+                .map(str::to_string)
+        }
+    };
+    let mut zones = vec![zone_of(now[0].clone()).await, zone_of(now[1].clone()).await];
+    zones.sort();
+    assert_eq!(
+        zones,
+        [
+            Some("us-east-1a".to_string()),
+            Some("us-east-1b".to_string())
+        ]
+    );
     // The replacement is on the group's activity record, as in AWS.
     let activities = sandbox
         .gateway

@@ -331,19 +331,21 @@ async fn a_scaled_in_instance_is_terminating_while_its_target_drains_then_termin
     let mut saw = Vec::new();
     let deadline = scaled_in + Duration::from_secs(20);
     loop {
-        let state = sandbox.ec2_state(&victim.id).await;
-        let target = sandbox
-            .health()
-            .await
-            .into_iter()
-            .find(|(id, _, _)| *id == victim.id)
-            .map(|(_, state, _)| state);
+        // Membership first, EC2 last: a termination between the reads
+        // can then only show the instance still in the group.
         let member = sandbox
             .placed(group)
             .await
             .into_iter()
             .find(|p| p.id == victim.id)
             .map(|p| p.lifecycle);
+        let target = sandbox
+            .health()
+            .await
+            .into_iter()
+            .find(|(id, _, _)| *id == victim.id)
+            .map(|(_, state, _)| state);
+        let state = sandbox.ec2_state(&victim.id).await;
         let seen = (
             state.as_ref().map(|s| s.as_str().to_string()),
             target,
