@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use leptos::prelude::*;
 
+use crate::ids::{DeploymentId, JobId};
 use crate::live::{
     CostSummary, CostView, InstanceDetail, LiveView, MetricsRange, MetricsView, UptimeSummary,
     UptimeView,
@@ -120,7 +121,7 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn teardown(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         source: Source,
         idempotency_key: Option<String>,
     ) -> Result<Accepted, BackendError>;
@@ -129,7 +130,7 @@ pub trait Backend: Send + Sync + 'static {
     /// `params` (edited from them); the new one links back to it.
     async fn redeploy(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         params: Option<DeploymentParams>,
         source: Source,
         idempotency_key: Option<String>,
@@ -139,7 +140,7 @@ pub trait Backend: Send + Sync + 'static {
     /// changes nothing.
     async fn set_budget(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         change: BudgetChange,
         source: Source,
     ) -> Result<DeploymentDetail, BackendError>;
@@ -149,32 +150,32 @@ pub trait Backend: Send + Sync + 'static {
     /// parameters to deploy again.
     async fn form_params(
         &self,
-        from: Option<&str>,
+        from: Option<&DeploymentId>,
     ) -> Result<(DeploymentParams, Option<Link>), BackendError>;
 
-    async fn deployment(&self, id: &str) -> Result<DeploymentDetail, BackendError>;
+    async fn deployment(&self, id: &DeploymentId) -> Result<DeploymentDetail, BackendError>;
 
-    async fn job(&self, id: &str) -> Result<JobView, BackendError>;
+    async fn job(&self, id: &JobId) -> Result<JobView, BackendError>;
 
     /// Runs a failed job again from its failed steps.
-    async fn retry_job(&self, id: &str, source: Source) -> Result<JobView, BackendError>;
+    async fn retry_job(&self, id: &JobId, source: Source) -> Result<JobView, BackendError>;
 
     /// Stops a job from starting new steps; a cancelled deploy tears down.
-    async fn cancel_job(&self, id: &str, source: Source) -> Result<JobView, BackendError>;
+    async fn cancel_job(&self, id: &JobId, source: Source) -> Result<JobView, BackendError>;
 
     /// Every resource in `region` (the portal's own without one) that
     /// carries a CloudPulse tag and that no tracked deployment owns.
     async fn orphans(&self, region: Option<&str>) -> Result<OrphanScan, BackendError>;
 
     /// A live deployment's group, targets, alarms and activities, now.
-    async fn health(&self, deployment_id: &str) -> Result<HealthSnapshot, BackendError>;
+    async fn health(&self, deployment_id: &DeploymentId) -> Result<HealthSnapshot, BackendError>;
 
     /// Terminates, stresses or fails the health checks of one instance of a
     /// live deployment (`instance_id`), or of every instance in service
     /// (`None`).
     async fn chaos(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         instance_id: Option<&str>,
         action: ChaosAction,
         source: Source,
@@ -183,18 +184,18 @@ pub trait Backend: Send + Sync + 'static {
     /// The charts' series of a deployment over `range`.
     async fn metrics(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         range: MetricsRange,
     ) -> Result<MetricsView, BackendError>;
 
     /// Availability and incidents of a deployment, from the portal's probes.
-    async fn uptime(&self, deployment_id: &str) -> Result<UptimeView, BackendError>;
+    async fn uptime(&self, deployment_id: &DeploymentId) -> Result<UptimeView, BackendError>;
 
     /// Availability of every deployment ever probed.
     async fn uptime_all(&self) -> Result<UptimeSummary, BackendError>;
 
     /// What a deployment has cost and costs per hour.
-    async fn cost(&self, deployment_id: &str) -> Result<CostView, BackendError>;
+    async fn cost(&self, deployment_id: &DeploymentId) -> Result<CostView, BackendError>;
 
     /// The cost of every deployment, torn-down ones included.
     async fn cost_all(&self) -> Result<CostSummary, BackendError>;
@@ -202,14 +203,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Everything the live part of a deployment's page shows.
     async fn live_view(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         range: MetricsRange,
     ) -> Result<LiveView, BackendError>;
 
     /// One instance of a deployment's group, as the portal has seen it.
     async fn instance(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         instance_id: &str,
         range: MetricsRange,
     ) -> Result<InstanceDetail, BackendError>;

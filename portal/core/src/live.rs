@@ -8,6 +8,7 @@ use std::str::FromStr;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::DeploymentId;
 use crate::model::EventView;
 use crate::pricing::CostCategory;
 
@@ -104,7 +105,7 @@ pub struct Threshold {
 /// The charts' data for one range.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricsView {
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     pub range: MetricsRange,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -139,7 +140,7 @@ pub struct Incident {
 /// How well a deployment stayed up, from the portal's probes of its app URL.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UptimeView {
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     pub name: String,
     /// Good probes out of all, since deploy; `None` before the first probe.
     pub availability_pct: Option<f64>,
@@ -174,7 +175,7 @@ pub struct CostShare {
 /// What a deployment has cost so far and costs now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CostView {
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     pub name: String,
     pub status: String,
     pub region: String,
@@ -224,7 +225,7 @@ pub struct InstanceRecord {
 /// One instance's page: who it is, how it lived, what it measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceDetail {
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     pub deployment_name: String,
     pub deployment_live: bool,
     pub instance: InstanceRecord,

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{DeploymentId, JobId};
+
 /// Which cloud the portal talks to, and whether it can reach it right now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CloudStatus {
@@ -83,7 +85,7 @@ impl DeploymentStatus {
 /// One row of the deployments list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentSummary {
-    pub id: String,
+    pub id: DeploymentId,
     pub name: String,
     pub region: String,
     pub status: DeploymentStatus,
@@ -132,7 +134,7 @@ impl Budget {
 /// Another deployment, by id and name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
-    pub id: String,
+    pub id: DeploymentId,
     pub name: String,
 }
 
@@ -279,8 +281,8 @@ pub struct StepView {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobView {
-    pub id: String,
-    pub deployment_id: String,
+    pub id: JobId,
+    pub deployment_id: DeploymentId,
     pub kind: JobKind,
     pub status: JobStatus,
     pub source: String,
@@ -309,7 +311,7 @@ pub struct ResourceView {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentDetail {
-    pub id: String,
+    pub id: DeploymentId,
     pub name: String,
     pub region: String,
     pub status: DeploymentStatus,
@@ -350,7 +352,7 @@ pub struct EventView {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobSummary {
-    pub id: String,
+    pub id: JobId,
     pub kind: JobKind,
     pub status: JobStatus,
     pub source: String,
@@ -383,7 +385,7 @@ pub struct OrphanResource {
 /// The resources of one deployment that nothing tracks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Orphan {
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     /// Its name, when this database knows it.
     pub name: Option<String>,
     pub reason: OrphanReason,
@@ -406,15 +408,15 @@ pub struct OrphanScan {
 /// A teardown started to remove one orphaned deployment's resources.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrphanCleanup {
-    pub deployment_id: String,
-    pub job_id: String,
+    pub deployment_id: DeploymentId,
+    pub job_id: JobId,
 }
 
 /// A live deployment's health right now, read from AWS in one go
 /// (`GET /api/v1/deployments/{id}/health`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HealthSnapshot {
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     pub taken_at: DateTime<Utc>,
     pub group: GroupHealth,
     /// Targets the load balancer holds healthy.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{Region, SdkConfig};
+use cloudpulse_core::ids::DeploymentId;
 
 pub use cloudpulse_core::tags::{DEPLOYMENT as TAG_DEPLOYMENT, STEP as TAG_STEP};
 
@@ -93,7 +94,7 @@ fn retry_config() -> RetryConfig {
 #[derive(Clone, Debug)]
 pub struct Names {
     /// The deployment's UUID.
-    pub deployment: String,
+    pub deployment: DeploymentId,
     /// The person's name for it.
     pub display: String,
     /// First 8 hex digits of the UUID: short enough for 32-character names.
@@ -101,15 +102,16 @@ pub struct Names {
 }
 
 impl Names {
-    pub fn new(deployment_id: &str, display: &str) -> Self {
+    pub fn new(deployment_id: &DeploymentId, display: &str) -> Self {
         let short: String = deployment_id
+            .as_str()
             .chars()
             .filter(char::is_ascii_hexdigit)
             .take(8)
             .collect::<String>()
             .to_ascii_lowercase();
         Names {
-            deployment: deployment_id.to_string(),
+            deployment: deployment_id.clone(),
             display: display.to_string(),
             short,
         }
@@ -131,6 +133,7 @@ impl Names {
     pub fn bucket(&self) -> String {
         let hex: String = self
             .deployment
+            .as_str()
             .chars()
             .filter(char::is_ascii_hexdigit)
             .collect();
@@ -186,7 +189,7 @@ impl Names {
     /// The tags every resource of step `step` carries, plus its Name.
     pub fn tags(&self, step: &str, what: &str) -> Vec<(String, String)> {
         vec![
-            (TAG_DEPLOYMENT.to_string(), self.deployment.clone()),
+            (TAG_DEPLOYMENT.to_string(), self.deployment.to_string()),
             (TAG_STEP.to_string(), step.to_string()),
             ("Name".to_string(), self.name_tag(what)),
         ]
@@ -200,7 +203,7 @@ mod tests {
     #[test]
     fn names_fit_aws_limits() {
         let names = Names::new(
-            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            &"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
             "a-rather-long-name-of-32-chars-x",
         );
         assert_eq!(names.short, "0f1e2d3c");

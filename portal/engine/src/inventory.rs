@@ -49,7 +49,7 @@ fn found(kind: &str, ids: Vec<String>) -> Vec<Leftover> {
 /// Every resource type CloudPulse creates, listed in AWS.
 pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
     let ec2 = &aws.ec2;
-    let tag = || filter(&format!("tag:{TAG_DEPLOYMENT}"), &names.deployment);
+    let tag = || filter(&format!("tag:{TAG_DEPLOYMENT}"), names.deployment.as_str());
     let mut left = Vec::new();
 
     let instances = ec2
@@ -84,7 +84,7 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
     left.extend(
         nats.nat_gateways()
             .iter()
-            .filter(|g| tagged_by(g.tags(), &names.deployment, None))
+            .filter(|g| tagged_by(g.tags(), names.deployment.as_str(), None))
             .filter(|g| !matches!(g.state(), Some(NatGatewayState::Deleted)))
             .filter_map(|g| {
                 Some(Leftover::new("nat_gateway", g.nat_gateway_id()?).made(g.create_time()))

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_ec2::types::Filter;
 use chrono::{DateTime, Utc};
+use cloudpulse_core::ids::DeploymentId;
 use cloudpulse_core::model::{
     ActivityView, AlarmView, ChaosAccepted, ChaosAction, DeploymentStatus, EventKind, GroupHealth,
     HealthSnapshot, InstanceHealth, Source,
@@ -43,11 +44,11 @@ fn date(value: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
 
 impl Engine {
     /// The clients and names of a deployment that must be live.
-    async fn live(&self, deployment_id: &str) -> Result<(Aws, Names), EngineError> {
+    async fn live(&self, deployment_id: &DeploymentId) -> Result<(Aws, Names), EngineError> {
         let (name, region, status) = self.store().deployment_brief(deployment_id).await?;
         if status != DeploymentStatus::Live {
             return Err(EngineError::NotLive {
-                deployment_id: deployment_id.to_string(),
+                deployment_id: deployment_id.clone(),
                 status,
                 needs: "health and chaos actions need a live deployment",
             });
@@ -60,7 +61,10 @@ impl Engine {
     /// `DescribeInstances` only when the group has an instance not seen
     /// before (what it tells, launch time, type and address, never
     /// changes). The target group's ARN is the one the engine recorded.
-    pub async fn health(&self, deployment_id: &str) -> Result<HealthSnapshot, EngineError> {
+    pub async fn health(
+        &self,
+        deployment_id: &DeploymentId,
+    ) -> Result<HealthSnapshot, EngineError> {
         let (aws, names) = self.live(deployment_id).await?;
         let group = describe_group(&aws, &names).await?;
         let ids: Vec<String> = group
@@ -145,7 +149,7 @@ impl Engine {
             })
             .collect();
         Ok(HealthSnapshot {
-            deployment_id: deployment_id.to_string(),
+            deployment_id: deployment_id.clone(),
             taken_at: Utc::now(),
             group: GroupHealth {
                 name: names.auto_scaling_group(),
@@ -161,7 +165,7 @@ impl Engine {
     }
 
     /// The ARN the engine recorded for the deployment's target group.
-    async fn target_group_arn(&self, deployment_id: &str) -> Option<String> {
+    async fn target_group_arn(&self, deployment_id: &DeploymentId) -> Option<String> {
         self.store()
             .resources(deployment_id, Some(ResourceKind::TargetGroup))
             .await
@@ -176,7 +180,7 @@ impl Engine {
     /// that is one instance at a time).
     pub async fn chaos(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         instance_id: Option<&str>,
         action: ChaosAction,
         source: Source,
@@ -283,7 +287,7 @@ impl Engine {
         let watching_recovery = !matches!(action, ChaosAction::Stress { .. });
         if watching_recovery {
             let engine = self.clone();
-            let deployment = deployment_id.to_string();
+            let deployment = deployment_id.clone();
             let victims = targets.clone();
             tokio::spawn(async move {
                 engine
@@ -304,7 +308,7 @@ impl Engine {
     /// the timeline.
     async fn watch_recovery(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         aws: Aws,
         names: Names,
         victims: Vec<String>,

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
+use cloudpulse_core::ids::DeploymentId;
 use cloudpulse_core::model::{DeploymentStatus, Orphan, OrphanReason, OrphanResource, OrphanScan};
 use cloudpulse_core::pricing::{self, ResourceKind};
 
@@ -86,12 +87,12 @@ fn total(parts: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 }
 
 /// Every deployment id that some resource in the region carries.
-pub async fn tagged_deployments(aws: &Aws) -> StepResult<BTreeSet<String>> {
+pub async fn tagged_deployments(aws: &Aws) -> StepResult<BTreeSet<DeploymentId>> {
     let mut ids = BTreeSet::new();
     // Ids are kept in their hyphenated form, whatever form they came in.
     let mut keep = |value: Option<&str>| {
         if let Some(id) = value.and_then(|v| uuid::Uuid::parse_str(v).ok()) {
-            ids.insert(id.to_string());
+            ids.insert(DeploymentId::from(id.to_string()));
         }
     };
 

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use cloudpulse_app::backend::{BackendError, DeploymentFilter, SharedBackend};
+use cloudpulse_app::ids::{DeploymentId, JobId};
 use cloudpulse_app::live::MetricsRange;
 use cloudpulse_app::model::{BudgetChange, ChaosAction, DeploymentStatus, Preflight, Source};
 use cloudpulse_app::params::{DeploymentParams, FieldErrors};
@@ -147,7 +148,7 @@ async fn create_deployment(
 
 async fn get_deployment(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.backend.deployment(&id).await?).into_response())
 }
@@ -158,7 +159,7 @@ async fn get_deployment(
 async fn change_budget(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
     ApiJson(change): ApiJson<BudgetChange>,
 ) -> Result<Response, ApiError> {
     let detail = state
@@ -173,7 +174,7 @@ async fn change_budget(
 async fn redeploy(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
@@ -222,7 +223,7 @@ fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
 async fn teardown(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let accepted = state.backend.teardown(&id, source(&headers), key).await?;
@@ -235,7 +236,7 @@ async fn teardown(
 
 async fn health(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.backend.health(&id).await?).into_response())
 }
@@ -243,7 +244,7 @@ async fn health(
 /// The deployment's timeline, newest first.
 async fn events(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
 ) -> Result<Response, ApiError> {
     let detail = state.backend.deployment(&id).await?;
     Ok(Json(json!({ "events": detail.events })).into_response())
@@ -266,7 +267,7 @@ fn range(query: RangeQuery) -> Result<MetricsRange, ApiError> {
 /// The charts' series over `?range=` (15m, 1h, 6h, 24h, all).
 async fn metrics(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let range = range(query)?;
@@ -275,7 +276,7 @@ async fn metrics(
 
 async fn uptime(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.backend.uptime(&id).await?).into_response())
 }
@@ -284,7 +285,10 @@ async fn uptime_all(State(state): State<ApiState>) -> Result<Response, ApiError>
     Ok(Json(state.backend.uptime_all().await?).into_response())
 }
 
-async fn cost(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn cost(
+    State(state): State<ApiState>,
+    Path(id): Path<DeploymentId>,
+) -> Result<Response, ApiError> {
     Ok(Json(state.backend.cost(&id).await?).into_response())
 }
 
@@ -295,7 +299,7 @@ async fn cost_all(State(state): State<ApiState>) -> Result<Response, ApiError> {
 /// Everything the deployment page's live part shows, in one answer.
 async fn live(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let range = range(query)?;
@@ -304,7 +308,7 @@ async fn live(
 
 async fn instance(
     State(state): State<ApiState>,
-    Path((id, instance_id)): Path<(String, String)>,
+    Path((id, instance_id)): Path<(DeploymentId, String)>,
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let range = range(query)?;
@@ -335,7 +339,7 @@ fn seconds(body: &[u8]) -> Result<u32, ApiError> {
 async fn instance_chaos(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path((id, instance_id, action)): Path<(String, String, String)>,
+    Path((id, instance_id, action)): Path<(DeploymentId, String, String)>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let action = match action.as_str() {
@@ -366,7 +370,7 @@ async fn instance_chaos(
 async fn stress_group(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let action = ChaosAction::Stress {
@@ -381,7 +385,7 @@ async fn stress_group(
 
 async fn get_job(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(id): Path<JobId>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.backend.job(&id).await?).into_response())
 }
@@ -389,7 +393,7 @@ async fn get_job(
 async fn retry_job(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<JobId>,
 ) -> Result<Response, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
@@ -401,7 +405,7 @@ async fn retry_job(
 async fn cancel_job(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<JobId>,
 ) -> Result<Response, ApiError> {
     Ok((
         StatusCode::ACCEPTED,
@@ -417,10 +421,10 @@ async fn cancel_job(
 /// `Retry-After`.
 async fn job_events(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(id): Path<JobId>,
 ) -> Result<Response, ApiError> {
     let first = state.backend.job(&id).await?;
-    let slot = match state.streams.open(&id) {
+    let slot = match state.streams.open(id.as_str()) {
         Ok(slot) => slot,
         Err(refusal) => return Ok(refusal.into_response()),
     };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cloudpulse_app::backend::{Accepted, Backend, BackendError, DeploymentFilter};
+use cloudpulse_app::ids::{DeploymentId, JobId};
 use cloudpulse_app::live::{
     CostSummary, CostView, InstanceDetail, LiveView, MetricsRange, MetricsView, UptimeSummary,
     UptimeView,
@@ -105,7 +106,7 @@ impl PortalBackend {
         budget
     }
 
-    async fn detail(&self, id: &str) -> Result<DeploymentDetail, BackendError> {
+    async fn detail(&self, id: &DeploymentId) -> Result<DeploymentDetail, BackendError> {
         let mut detail = self
             .engine
             .store()
@@ -123,7 +124,7 @@ impl PortalBackend {
         mut params: DeploymentParams,
         source: Source,
         idempotency_key: Option<String>,
-        redeployed_from: Option<&str>,
+        redeployed_from: Option<&DeploymentId>,
     ) -> Result<Accepted, BackendError> {
         if params.ttl_minutes.is_none() {
             params.ttl_minutes = Some(self.default_ttl());
@@ -206,7 +207,7 @@ impl PortalBackend {
     }
 
     /// The answer a keyed request got the first time.
-    async fn replay(&self, job_id: &str) -> Result<Accepted, BackendError> {
+    async fn replay(&self, job_id: &JobId) -> Result<Accepted, BackendError> {
         let job = self.engine.store().job(job_id).await.map_err(store_error)?;
         self.accepted(Created {
             deployment_id: job.deployment_id,
@@ -236,7 +237,7 @@ impl PortalBackend {
 
 #[async_trait]
 impl Backend for PortalBackend {
-    async fn health(&self, deployment_id: &str) -> Result<HealthSnapshot, BackendError> {
+    async fn health(&self, deployment_id: &DeploymentId) -> Result<HealthSnapshot, BackendError> {
         self.engine
             .health(deployment_id)
             .await
@@ -245,7 +246,7 @@ impl Backend for PortalBackend {
 
     async fn chaos(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         instance_id: Option<&str>,
         action: ChaosAction,
         source: Source,
@@ -258,7 +259,7 @@ impl Backend for PortalBackend {
 
     async fn metrics(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         range: MetricsRange,
     ) -> Result<MetricsView, BackendError> {
         let view = views::metrics(
@@ -272,7 +273,7 @@ impl Backend for PortalBackend {
         found(view, deployment_id)
     }
 
-    async fn uptime(&self, deployment_id: &str) -> Result<UptimeView, BackendError> {
+    async fn uptime(&self, deployment_id: &DeploymentId) -> Result<UptimeView, BackendError> {
         let view = views::uptime(self.db(), deployment_id, Utc::now()).await;
         found(view, deployment_id)
     }
@@ -283,7 +284,7 @@ impl Backend for PortalBackend {
             .map_err(db_error)
     }
 
-    async fn cost(&self, deployment_id: &str) -> Result<CostView, BackendError> {
+    async fn cost(&self, deployment_id: &DeploymentId) -> Result<CostView, BackendError> {
         let view = cost::cost(self.db(), deployment_id, Utc::now()).await;
         found(view, deployment_id)
     }
@@ -296,7 +297,7 @@ impl Backend for PortalBackend {
 
     async fn live_view(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         range: MetricsRange,
     ) -> Result<LiveView, BackendError> {
         let view = views::live(
@@ -312,7 +313,7 @@ impl Backend for PortalBackend {
 
     async fn instance(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         instance_id: &str,
         range: MetricsRange,
     ) -> Result<InstanceDetail, BackendError> {
@@ -355,12 +356,12 @@ impl Backend for PortalBackend {
             .list_deployments(filter.status, filter.page, filter.per_page)
             .await
             .map_err(store_error)?;
-        let ids: Vec<String> = page.items.iter().map(|d| d.id.clone()).collect();
+        let ids: Vec<DeploymentId> = page.items.iter().map(|d| d.id.clone()).collect();
         let now = Utc::now();
         let figures = cost::summaries(self.db(), &ids, now)
             .await
             .map_err(db_error)?;
-        let live: Vec<String> = page
+        let live: Vec<DeploymentId> = page
             .items
             .iter()
             .filter(|d| d.status == DeploymentStatus::Live)
@@ -405,7 +406,7 @@ impl Backend for PortalBackend {
 
     async fn redeploy(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         params: Option<DeploymentParams>,
         source: Source,
         idempotency_key: Option<String>,
@@ -430,7 +431,7 @@ impl Backend for PortalBackend {
 
     async fn set_budget(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         change: BudgetChange,
         source: Source,
     ) -> Result<DeploymentDetail, BackendError> {
@@ -467,7 +468,7 @@ impl Backend for PortalBackend {
 
     async fn form_params(
         &self,
-        from: Option<&str>,
+        from: Option<&DeploymentId>,
     ) -> Result<(DeploymentParams, Option<Link>), BackendError> {
         let Some(from) = from else {
             let params = DeploymentParams {
@@ -491,7 +492,7 @@ impl Backend for PortalBackend {
 
     async fn teardown(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         source: Source,
         idempotency_key: Option<String>,
     ) -> Result<Accepted, BackendError> {
@@ -514,19 +515,19 @@ impl Backend for PortalBackend {
         self.accepted(created).await
     }
 
-    async fn deployment(&self, id: &str) -> Result<DeploymentDetail, BackendError> {
+    async fn deployment(&self, id: &DeploymentId) -> Result<DeploymentDetail, BackendError> {
         self.detail(id).await
     }
 
-    async fn job(&self, id: &str) -> Result<JobView, BackendError> {
+    async fn job(&self, id: &JobId) -> Result<JobView, BackendError> {
         self.engine.store().job(id).await.map_err(store_error)
     }
 
-    async fn retry_job(&self, id: &str, source: Source) -> Result<JobView, BackendError> {
+    async fn retry_job(&self, id: &JobId, source: Source) -> Result<JobView, BackendError> {
         self.engine.retry(id, source).await.map_err(engine_error)
     }
 
-    async fn cancel_job(&self, id: &str, source: Source) -> Result<JobView, BackendError> {
+    async fn cancel_job(&self, id: &JobId, source: Source) -> Result<JobView, BackendError> {
         let job = self.engine.store().job(id).await.map_err(store_error)?;
         if job.status.is_finished() {
             return Err(BackendError::Conflict(format!(
@@ -568,9 +569,9 @@ fn db_error(error: StoreError) -> BackendError {
 }
 
 /// A deployment's view, or why there is none.
-fn found<T>(view: Result<Option<T>, StoreError>, id: &str) -> Result<T, BackendError> {
+fn found<T>(view: Result<Option<T>, StoreError>, id: &DeploymentId) -> Result<T, BackendError> {
     view.map_err(db_error)?
-        .ok_or_else(|| BackendError::NotFound(format!("no deployment with id {id:?}")))
+        .ok_or_else(|| BackendError::NotFound(format!("no deployment with id {:?}", id.as_str())))
 }
 
 fn key_error(error: KeyError) -> BackendError {

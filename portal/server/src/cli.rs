@@ -556,7 +556,7 @@ pub async fn orphans(args: OrphansArgs) -> anyhow::Result<()> {
             "tearing down {} (job {})",
             cleanup.deployment_id, cleanup.job_id
         );
-        if let Err(error) = follow(&client, &cleanup.job_id).await {
+        if let Err(error) = follow(&client, cleanup.job_id.as_str()).await {
             failed.push(format!("{}: {error:#}", cleanup.deployment_id));
         }
     }

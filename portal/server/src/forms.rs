@@ -8,6 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use cloudpulse_app::backend::{BackendError, SharedBackend};
+use cloudpulse_app::ids::DeploymentId;
 use cloudpulse_app::model::{BudgetChange, Source};
 use serde::Deserialize;
 
@@ -89,7 +90,7 @@ fn is_list(back: &str) -> bool {
 
 pub async fn budget(
     State(backend): State<SharedBackend>,
-    Path(id): Path<String>,
+    Path(id): Path<DeploymentId>,
     form: Result<Form<BudgetForm>, FormRejection>,
 ) -> Response {
     let form = match form {
@@ -101,7 +102,7 @@ pub async fn budget(
             return (StatusCode::BAD_REQUEST, rejection.body_text()).into_response();
         }
     };
-    let back = form.back(&id);
+    let back = form.back(id.as_str());
     let outcome = match form.change() {
         Ok(change) => backend
             .set_budget(&id, change, Source::Browser)

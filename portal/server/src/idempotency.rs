@@ -8,6 +8,7 @@
 //! also remembers the parameters' digest, so the same key with other
 //! parameters is refused instead of answered with the first job.
 
+use cloudpulse_app::ids::{DeploymentId, JobId};
 use sha2::{Digest, Sha256};
 
 use crate::db::ServerDb;
@@ -42,11 +43,16 @@ pub struct Scoped {
 impl Scoped {
     /// `key` sent for `operation` on `deployment` (none for a new one) with
     /// `request` (its parameters as JSON, or nothing).
-    pub fn new(operation: &str, deployment: Option<&str>, key: &str, request: &str) -> Self {
+    pub fn new(
+        operation: &str,
+        deployment: Option<&DeploymentId>,
+        key: &str,
+        request: &str,
+    ) -> Self {
         Scoped {
             stored: format!(
                 "{operation} {} {}",
-                deployment.unwrap_or("-"),
+                deployment.map_or("-", DeploymentId::as_str),
                 sha256_hex(key)
             ),
             fingerprint: sha256_hex(request),
@@ -79,7 +85,7 @@ impl Keys {
 
     /// The job the first request under `scoped` started; an error when that
     /// request had other parameters.
-    pub async fn seen(&self, scoped: &Scoped) -> Result<Option<String>, KeyError> {
+    pub async fn seen(&self, scoped: &Scoped) -> Result<Option<JobId>, KeyError> {
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT fingerprint, job_id FROM idempotency_keys WHERE scope = ?1")
                 .bind(&scoped.stored)
@@ -87,20 +93,20 @@ impl Keys {
                 .await?;
         match row {
             None => Ok(None),
-            Some((fingerprint, job)) if fingerprint == scoped.fingerprint => Ok(Some(job)),
+            Some((fingerprint, job)) if fingerprint == scoped.fingerprint => Ok(Some(job.into())),
             Some(_) => Err(KeyError::Reused),
         }
     }
 
     /// Remembers that `scoped` started `job_id`.
-    pub async fn record(&self, scoped: &Scoped, job_id: &str) -> Result<(), KeyError> {
+    pub async fn record(&self, scoped: &Scoped, job_id: &JobId) -> Result<(), KeyError> {
         sqlx::query(
             "INSERT OR IGNORE INTO idempotency_keys (scope, fingerprint, job_id, created_at)
              VALUES (?1, ?2, ?3, ?4)",
         )
         .bind(&scoped.stored)
         .bind(&scoped.fingerprint)
-        .bind(job_id)
+        .bind(job_id.as_str())
         .bind(chrono::Utc::now().timestamp())
         .execute(self.db.pool())
         .await?;
@@ -124,8 +130,8 @@ mod tests {
 
     #[test]
     fn a_scope_names_operation_deployment_and_key() {
-        let a = Scoped::new("teardown", Some("dep-a"), "k", "");
-        let b = Scoped::new("teardown", Some("dep-b"), "k", "");
+        let a = Scoped::new("teardown", Some(&"dep-a".into()), "k", "");
+        let b = Scoped::new("teardown", Some(&"dep-b".into()), "k", "");
         let deploy = Scoped::new("deploy", None, "k", "");
         assert_ne!(a.stored, b.stored);
         assert_ne!(a.stored, deploy.stored);

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use cloudpulse_core::ids::{DeploymentId, JobId};
 use cloudpulse_core::model::{BudgetChange, DeploymentStatus, EventKind, Idle, Source};
 use cloudpulse_core::params::{check_cost_cap, check_ttl_minutes, FieldErrors, MAX_TTL_MINUTES};
 use cloudpulse_engine::store::{BudgetRow, StoreError};
@@ -25,9 +26,9 @@ use crate::{cost, metrics, TelemetryConfig};
 /// What the guard did about one deployment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     pub source: Source,
-    pub job_id: String,
+    pub job_id: JobId,
     pub message: String,
 }
 
@@ -96,7 +97,7 @@ pub async fn check(engine: &Engine, db: &Db, now: DateTime<Utc>, tick: Duration)
 /// idempotency key, the timeline's words and their facts.
 async fn reason(
     db: &Db,
-    id: &str,
+    id: &DeploymentId,
     budget: &BudgetRow,
     now: DateTime<Utc>,
     tick: Duration,
@@ -191,10 +192,10 @@ pub async fn guard(engine: Engine, db: Db, tick: Duration) {
 pub async fn idle(
     db: &Db,
     config: &TelemetryConfig,
-    live: &[String],
-    hourly_usd: &HashMap<String, f64>,
+    live: &[DeploymentId],
+    hourly_usd: &HashMap<DeploymentId, f64>,
     now: DateTime<Utc>,
-) -> DbResult<HashMap<String, Idle>> {
+) -> DbResult<HashMap<DeploymentId, Idle>> {
     let mut out = HashMap::new();
     if live.is_empty() {
         return Ok(out);
@@ -216,6 +217,7 @@ pub async fn idle(
     )
     .await?;
     for (id, from, requests, probes, first_poll) in rows {
+        let id = DeploymentId::from(id);
         // Watched for the whole window (polls start within a period of it).
         let watched = first_poll.is_some_and(|at| at <= from + slack);
         if watched && requests.unwrap_or(0.0) <= probes as f64 {

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use cloudpulse_core::ids::DeploymentId;
 use cloudpulse_core::live::{CostShare, CostSummary, CostView};
 use cloudpulse_core::pricing::{
     self, Lifetime, ResourceKind, BILLED_METRICS_PER_INSTANCE, HOURS_PER_MONTH, PRICES_AS_OF,
@@ -36,8 +37,11 @@ const BILLED: [ResourceKind; 5] = [
 ];
 
 /// Resources and instances of some deployments (or all), by deployment.
-async fn spans(db: &Db, ids: Option<&[String]>) -> DbResult<HashMap<String, Vec<Span>>> {
-    let mut by_deployment: HashMap<String, Vec<Span>> = HashMap::new();
+async fn spans(
+    db: &Db,
+    ids: Option<&[DeploymentId]>,
+) -> DbResult<HashMap<DeploymentId, Vec<Span>>> {
+    let mut by_deployment: HashMap<DeploymentId, Vec<Span>> = HashMap::new();
     for span in db.store().resource_spans(ids, &BILLED).await? {
         by_deployment.entry(span.deployment_id).or_default().push((
             span.kind,
@@ -161,8 +165,12 @@ fn view(deployment: &DeploymentRecord, spans: &[Span], now: DateTime<Utc>) -> Co
 }
 
 /// One deployment's cost, or `None` if there is no such deployment.
-pub async fn cost(db: &Db, deployment_id: &str, now: DateTime<Utc>) -> DbResult<Option<CostView>> {
-    let ids = [deployment_id.to_string()];
+pub async fn cost(
+    db: &Db,
+    deployment_id: &DeploymentId,
+    now: DateTime<Utc>,
+) -> DbResult<Option<CostView>> {
+    let ids = [deployment_id.clone()];
     let Some(deployment) = db.store().deployment_records(Some(&ids)).await?.pop() else {
         return Ok(None);
     };
@@ -205,11 +213,11 @@ pub struct Figures {
 /// Cost and availability of the deployments `ids`, for the deployments list.
 pub async fn summaries(
     db: &Db,
-    ids: &[String],
+    ids: &[DeploymentId],
     now: DateTime<Utc>,
-) -> DbResult<HashMap<String, Figures>> {
+) -> DbResult<HashMap<DeploymentId, Figures>> {
     let spans = spans(db, Some(ids)).await?;
-    let mut out: HashMap<String, Figures> = db
+    let mut out: HashMap<DeploymentId, Figures> = db
         .store()
         .deployment_records(Some(ids))
         .await?

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use cloudpulse_core::ids::DeploymentId;
 use cloudpulse_core::live::{Incident, InstanceRecord};
 use cloudpulse_core::model::{EventKind, HealthSnapshot};
 use cloudpulse_engine::store::{self, StoreError, TimelineEvent};
@@ -66,7 +67,7 @@ impl Sample {
 /// A deployment the poller should be watching, with its app URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Watched {
-    pub id: String,
+    pub id: DeploymentId,
     pub region: String,
     pub app_url: Option<String>,
     pub load_balancer_arn: Option<String>,
@@ -92,7 +93,7 @@ pub async fn live_deployments(db: &Db) -> DbResult<Vec<Watched>> {
 
 /// What a previous run of the poller saw, so that a restart reports only
 /// what changed since.
-pub async fn load_known(db: &Db, deployment_id: &str) -> DbResult<Known> {
+pub async fn load_known(db: &Db, deployment_id: &DeploymentId) -> DbResult<Known> {
     let mut known = Known::default();
     // (id, lifecycle, health, target state, target reason)
     type Row = (
@@ -106,7 +107,7 @@ pub async fn load_known(db: &Db, deployment_id: &str) -> DbResult<Known> {
         "SELECT instance_id, lifecycle, health, target_state, target_reason FROM instances
              WHERE deployment_id = ?1 AND gone_at IS NULL",
     )
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .fetch_all(&db.pool)
     .await?;
     for (id, lifecycle, health, target_state, target_reason) in instances {
@@ -132,7 +133,7 @@ pub async fn load_known(db: &Db, deployment_id: &str) -> DbResult<Known> {
            AND s.at = (SELECT MAX(at) FROM samples t
                        WHERE t.deployment_id = s.deployment_id AND t.series = s.series AND t.resolution = 0)",
     )
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .fetch_all(&db.pool)
     .await?;
     for (series, value) in alarms {
@@ -146,7 +147,7 @@ pub async fn load_known(db: &Db, deployment_id: &str) -> DbResult<Known> {
         "SELECT value FROM samples WHERE deployment_id = ?1 AND series = 'desired' AND resolution = 0
          ORDER BY at DESC LIMIT 1",
     )
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .fetch_optional(&db.pool)
     .await?;
     known.desired = desired.map(|(d,)| d as i32);
@@ -208,7 +209,7 @@ pub async fn record_poll(
                  target_state = excluded.target_state, target_reason = excluded.target_reason,
                  gone_at = NULL",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(&instance.id)
         .bind(&instance.instance_type)
         .bind(Some(&instance.availability_zone).filter(|z| !z.is_empty()))
@@ -232,7 +233,7 @@ pub async fn record_poll(
          WHERE deployment_id = ?1 AND gone_at IS NULL
            AND instance_id NOT IN (SELECT value FROM json_each(?3))",
     )
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .bind(now)
     .bind(serde_json::to_string(&present).unwrap_or_else(|_| "[]".into()))
     .execute(&mut *tx)
@@ -242,7 +243,7 @@ pub async fn record_poll(
             "INSERT OR REPLACE INTO samples (deployment_id, series, at, resolution, value)
              VALUES (?1, ?2, ?3, 0, ?4)",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(&sample.series)
         .bind(sample.at)
         .bind(sample.value)
@@ -269,7 +270,7 @@ const SOURCE: &str = "telemetry";
 /// An uptime event of the app URL, written with the probe that saw it.
 async fn uptime_event(
     conn: &mut sqlx::SqliteConnection,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     at: DateTime<Utc>,
     message: &str,
 ) -> DbResult<()> {
@@ -288,7 +289,7 @@ async fn uptime_event(
 /// for the deployment since `since`.
 pub async fn recovery_recorded_since(
     db: &Db,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     since: DateTime<Utc>,
 ) -> DbResult<bool> {
     db.store.recovery_since(deployment_id, since).await
@@ -297,7 +298,7 @@ pub async fn recovery_recorded_since(
 /// Writes a probe's result, and opens or closes an incident with it.
 pub async fn record_probe(
     db: &Db,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     at: DateTime<Utc>,
     failure: Option<&str>,
     millis: Option<f64>,
@@ -308,7 +309,7 @@ pub async fn record_probe(
         "INSERT OR REPLACE INTO samples (deployment_id, series, at, resolution, value)
          VALUES (?1, 'probe', ?2, 0, ?3)",
     )
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .bind(unix)
     .bind(if failure.is_some() { 0.0 } else { 1.0 })
     .execute(&mut *tx)
@@ -318,7 +319,7 @@ pub async fn record_probe(
             "INSERT OR REPLACE INTO samples (deployment_id, series, at, resolution, value)
              VALUES (?1, 'probe_ms', ?2, 0, ?3)",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(unix)
         .bind(millis)
         .execute(&mut *tx)
@@ -328,7 +329,7 @@ pub async fn record_probe(
         "SELECT id FROM incidents WHERE deployment_id = ?1 AND ended_at IS NULL
          ORDER BY started_at DESC LIMIT 1",
     )
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .fetch_optional(&mut *tx)
     .await?;
     match (open, failure) {
@@ -336,7 +337,7 @@ pub async fn record_probe(
             sqlx::query(
                 "INSERT INTO incidents (deployment_id, started_at, cause) VALUES (?1, ?2, ?3)",
             )
-            .bind(deployment_id)
+            .bind(deployment_id.as_str())
             .bind(at)
             .bind(cause)
             .execute(&mut *tx)
@@ -354,7 +355,7 @@ pub async fn record_probe(
 
 async fn close_incident(
     tx: &mut sqlx::SqliteConnection,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     id: i64,
     at: DateTime<Utc>,
 ) -> DbResult<()> {
@@ -370,11 +371,11 @@ async fn close_incident(
 }
 
 /// Ends what a deployment no longer watched left open: its incident.
-pub async fn stop_watching(db: &Db, deployment_id: &str) -> DbResult<()> {
+pub async fn stop_watching(db: &Db, deployment_id: &DeploymentId) -> DbResult<()> {
     let mut tx = db.pool.begin().await?;
     let open: Option<(i64,)> =
         sqlx::query_as("SELECT id FROM incidents WHERE deployment_id = ?1 AND ended_at IS NULL")
-            .bind(deployment_id)
+            .bind(deployment_id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
     if let Some((id,)) = open {
@@ -411,7 +412,7 @@ pub async fn downsample(db: &Db, keep_raw_before: i64) -> DbResult<u64> {
 /// every target's health.
 pub async fn series(
     db: &Db,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     from: i64,
     to: i64,
     step: i64,
@@ -424,7 +425,7 @@ pub async fn series(
                     ELSE series LIKE '%:' || ?5 END
          GROUP BY series, t ORDER BY series, t",
     )
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .bind(from)
     .bind(to)
     .bind(step.max(1))
@@ -478,12 +479,12 @@ const INSTANCE_COLUMNS: &str = "instance_id, instance_type, availability_zone, p
 
 /// Every instance the deployment's group ever had, in the group first,
 /// newest first.
-pub async fn instances(db: &Db, deployment_id: &str) -> DbResult<Vec<InstanceRecord>> {
+pub async fn instances(db: &Db, deployment_id: &DeploymentId) -> DbResult<Vec<InstanceRecord>> {
     let rows: Vec<InstanceRow> = sqlx::query_as(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM instances WHERE deployment_id = ?1
          ORDER BY gone_at IS NOT NULL, launched_at DESC, instance_id"
     ))
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .fetch_all(&db.pool)
     .await?;
     Ok(rows.into_iter().map(instance_record).collect())
@@ -491,13 +492,13 @@ pub async fn instances(db: &Db, deployment_id: &str) -> DbResult<Vec<InstanceRec
 
 pub async fn instance(
     db: &Db,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     instance_id: &str,
 ) -> DbResult<Option<InstanceRecord>> {
     let row: Option<InstanceRow> = sqlx::query_as(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM instances WHERE deployment_id = ?1 AND instance_id = ?2"
     ))
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .bind(instance_id)
     .fetch_optional(&db.pool)
     .await?;
@@ -507,14 +508,14 @@ pub async fn instance(
 /// Incidents of a deployment, newest first.
 pub async fn incidents(
     db: &Db,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     now: DateTime<Utc>,
 ) -> DbResult<Vec<Incident>> {
     let rows: Vec<(DateTime<Utc>, Option<DateTime<Utc>>, String)> = sqlx::query_as(
         "SELECT started_at, ended_at, cause FROM incidents WHERE deployment_id = ?1
          ORDER BY started_at DESC LIMIT 200",
     )
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .fetch_all(&db.pool)
     .await?;
     Ok(rows
@@ -533,29 +534,48 @@ pub async fn incidents(
 /// deployments `ids` (or of all): the instance-hours the accrual bills.
 pub async fn instance_spans(
     db: &Db,
-    ids: Option<&[String]>,
-) -> DbResult<Vec<(String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>)>> {
+    ids: Option<&[DeploymentId]>,
+) -> DbResult<
+    Vec<(
+        DeploymentId,
+        Option<String>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+    )>,
+> {
+    type Row = (String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
     let ids = ids.map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
-    Ok(sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT deployment_id, instance_type, launched_at, gone_at FROM instances
          WHERE ?1 IS NULL OR deployment_id IN (SELECT value FROM json_each(?1))",
     )
     .bind(ids)
     .fetch_all(&db.pool)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, kind, launched, gone)| (id.into(), kind, launched, gone))
+        .collect())
 }
 
 /// `(deployment, good probes, all probes)` of each of the deployments `ids`
 /// that was probed.
-pub async fn probe_totals(db: &Db, ids: &[String]) -> DbResult<Vec<(String, f64, i64)>> {
-    Ok(sqlx::query_as(
+pub async fn probe_totals(
+    db: &Db,
+    ids: &[DeploymentId],
+) -> DbResult<Vec<(DeploymentId, f64, i64)>> {
+    let rows: Vec<(String, f64, i64)> = sqlx::query_as(
         "SELECT deployment_id, SUM(value), COUNT(*) FROM samples
          WHERE deployment_id IN (SELECT value FROM json_each(?1)) AND series = 'probe'
          GROUP BY deployment_id",
     )
     .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
     .fetch_all(&db.pool)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, good, all)| (id.into(), good, all))
+        .collect())
 }
 
 /// What each of `ids` (a JSON array) served in the `window` seconds of
@@ -603,7 +623,7 @@ pub async fn traffic_in_window(
 }
 
 /// Deployments that were ever probed, newest first (at most 500).
-pub async fn probed(db: &Db) -> DbResult<Vec<String>> {
+pub async fn probed(db: &Db) -> DbResult<Vec<DeploymentId>> {
     let ids = db.store.deployment_ids().await?;
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT d.value FROM json_each(?1) AS d
@@ -613,17 +633,21 @@ pub async fn probed(db: &Db) -> DbResult<Vec<String>> {
     .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
     .fetch_all(&db.pool)
     .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    Ok(rows.into_iter().map(|(id,)| id.into()).collect())
 }
 
 /// Good and all probes of a deployment since `from` (unix seconds).
-pub async fn probe_counts(db: &Db, deployment_id: &str, from: i64) -> DbResult<(u64, u64)> {
+pub async fn probe_counts(
+    db: &Db,
+    deployment_id: &DeploymentId,
+    from: i64,
+) -> DbResult<(u64, u64)> {
     // Downsampled probes are averages over a minute; counted as minutes.
     let (good, all): (Option<f64>, i64) = sqlx::query_as(
         "SELECT SUM(value), COUNT(*) FROM samples
          WHERE deployment_id = ?1 AND series = 'probe' AND at >= ?2",
     )
-    .bind(deployment_id)
+    .bind(deployment_id.as_str())
     .bind(from)
     .fetch_one(&db.pool)
     .await?;
@@ -631,6 +655,9 @@ pub async fn probe_counts(db: &Db, deployment_id: &str, from: i64) -> DbResult<(
 }
 
 /// The last recovery on the timeline: seconds and when.
-pub async fn last_recovery(db: &Db, deployment_id: &str) -> DbResult<Option<(f64, DateTime<Utc>)>> {
+pub async fn last_recovery(
+    db: &Db,
+    deployment_id: &DeploymentId,
+) -> DbResult<Option<(f64, DateTime<Utc>)>> {
     db.store.last_recovery(deployment_id).await
 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
+use cloudpulse_core::ids::DeploymentId;
 use cloudpulse_core::model::{EventKind, HealthSnapshot};
 use cloudpulse_engine::store::StoreError;
 use cloudpulse_engine::{Engine, EngineError};
@@ -111,7 +112,7 @@ pub struct Telemetry {
     config: TelemetryConfig,
     http: reqwest::Client,
     /// When each deployment's metrics were last read.
-    metrics_read: std::sync::Mutex<HashMap<String, Instant>>,
+    metrics_read: std::sync::Mutex<HashMap<DeploymentId, Instant>>,
 }
 
 impl Telemetry {
@@ -152,7 +153,7 @@ impl Telemetry {
 
     async fn supervise(self: Arc<Self>) {
         let db = &self.db;
-        let mut watchers: HashMap<String, JoinHandle<()>> = HashMap::new();
+        let mut watchers: HashMap<DeploymentId, JoinHandle<()>> = HashMap::new();
         let mut thinned: Option<Instant> = None;
         // A job's progress (a deploy going live, a teardown starting) wakes
         // the supervisor at once; otherwise it looks every few seconds.
@@ -161,10 +162,10 @@ impl Telemetry {
         loop {
             match db::live_deployments(db).await {
                 Ok(live) => {
-                    let ids: Vec<&str> = live.iter().map(|d| d.id.as_str()).collect();
-                    let ended: Vec<String> = watchers
+                    let ids: Vec<&DeploymentId> = live.iter().map(|d| &d.id).collect();
+                    let ended: Vec<DeploymentId> = watchers
                         .keys()
-                        .filter(|id| !ids.contains(&id.as_str()))
+                        .filter(|id| !ids.contains(id))
                         .cloned()
                         .collect();
                     for id in ended {
@@ -223,7 +224,7 @@ impl Telemetry {
         // A portal starting with many live deployments spreads their first
         // polls and probes over one cadence instead of sending them at once.
         let start = tokio::time::Instant::now();
-        let spread = |every: Duration| start + every.mul_f64(spread_of(&deployment.id));
+        let spread = |every: Duration| start + every.mul_f64(spread_of(deployment.id.as_str()));
         let mut poll = tokio::time::interval_at(spread(self.config.poll), self.config.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut probe = tokio::time::interval_at(spread(self.config.probe), self.config.probe);
@@ -298,7 +299,7 @@ impl Telemetry {
     }
 
     /// Whether this deployment's metrics are due; marks them read if so.
-    fn metrics_due(&self, deployment_id: &str) -> bool {
+    fn metrics_due(&self, deployment_id: &DeploymentId) -> bool {
         let mut read = self.metrics_read.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         // A little slack, so that a poll cadence that divides the minute
@@ -307,7 +308,7 @@ impl Telemetry {
         match read.get(deployment_id) {
             Some(last) if now.duration_since(*last) < interval => false,
             _ => {
-                read.insert(deployment_id.to_string(), now);
+                read.insert(deployment_id.clone(), now);
                 true
             }
         }
@@ -349,7 +350,7 @@ impl Telemetry {
     }
 
     /// Asks the app URL for its page once and records the answer.
-    pub async fn probe_once(&self, deployment_id: &str, url: &str, healthy: Option<u32>) {
+    pub async fn probe_once(&self, deployment_id: &DeploymentId, url: &str, healthy: Option<u32>) {
         let at = Utc::now();
         let started = Instant::now();
         let failure = match self.http.get(url).send().await {

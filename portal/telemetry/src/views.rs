@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use cloudpulse_core::ids::DeploymentId;
 use cloudpulse_core::live::{
     InstanceDetail, LiveView, Marker, MetricsRange, MetricsView, Series, Threshold, Topology,
     UptimeSummary, UptimeView, Zone,
@@ -40,8 +41,8 @@ struct Basics {
     created_at: DateTime<Utc>,
 }
 
-async fn basics(db: &Db, deployment_id: &str) -> DbResult<Option<Basics>> {
-    let ids = [deployment_id.to_string()];
+async fn basics(db: &Db, deployment_id: &DeploymentId) -> DbResult<Option<Basics>> {
+    let ids = [deployment_id.clone()];
     let found = db.store().deployment_records(Some(&ids)).await?;
     Ok(found.into_iter().next().map(|d| Basics {
         name: d.name,
@@ -63,7 +64,7 @@ pub fn step_for(span_seconds: i64) -> i64 {
 async fn metrics_of(
     db: &Db,
     config: &TelemetryConfig,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     basics: &Basics,
     range: MetricsRange,
     now: DateTime<Utc>,
@@ -101,7 +102,7 @@ async fn metrics_of(
         .collect();
     let poll_seconds = config.poll.as_secs_f64();
     Ok(MetricsView {
-        deployment_id: deployment_id.to_string(),
+        deployment_id: deployment_id.clone(),
         range,
         from,
         to: now,
@@ -130,7 +131,7 @@ async fn metrics_of(
 pub async fn metrics(
     db: &Db,
     config: &TelemetryConfig,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     range: MetricsRange,
     now: DateTime<Utc>,
 ) -> DbResult<Option<MetricsView>> {
@@ -148,7 +149,7 @@ fn percent(good: u64, all: u64) -> Option<f64> {
 
 async fn uptime_of(
     db: &Db,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     basics: &Basics,
     now: DateTime<Utc>,
 ) -> DbResult<UptimeView> {
@@ -157,7 +158,7 @@ async fn uptime_of(
         db::probe_counts(db, deployment_id, (now - TimeDelta::hours(24)).timestamp()).await?;
     let last = db::last_recovery(db, deployment_id).await?;
     Ok(UptimeView {
-        deployment_id: deployment_id.to_string(),
+        deployment_id: deployment_id.clone(),
         name: basics.name.clone(),
         availability_pct: percent(good, all),
         availability_24h_pct: percent(good_24h, all_24h),
@@ -172,7 +173,7 @@ async fn uptime_of(
 /// Availability and incidents of a deployment.
 pub async fn uptime(
     db: &Db,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     now: DateTime<Utc>,
 ) -> DbResult<Option<UptimeView>> {
     let Some(basics) = basics(db, deployment_id).await? else {
@@ -201,7 +202,7 @@ pub async fn uptime_all(db: &Db, now: DateTime<Utc>) -> DbResult<UptimeSummary> 
 }
 
 /// The VPC as built: from the deployment's resources and its subnets' AZs.
-pub async fn topology(db: &Db, deployment_id: &str, cidr: &str) -> DbResult<Topology> {
+pub async fn topology(db: &Db, deployment_id: &DeploymentId, cidr: &str) -> DbResult<Topology> {
     let resources: Vec<(String, String, String)> = db
         .store()
         .resources(deployment_id, None)
@@ -264,7 +265,7 @@ pub async fn topology(db: &Db, deployment_id: &str, cidr: &str) -> DbResult<Topo
 pub async fn live(
     db: &Db,
     config: &TelemetryConfig,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     range: MetricsRange,
     now: DateTime<Utc>,
 ) -> DbResult<Option<LiveView>> {
@@ -288,7 +289,7 @@ pub async fn live(
 pub async fn instance(
     db: &Db,
     config: &TelemetryConfig,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     instance_id: &str,
     range: MetricsRange,
     now: DateTime<Utc>,
@@ -304,7 +305,7 @@ pub async fn instance(
         .recent_events(deployment_id, Some(instance_id), 200)
         .await?;
     Ok(Some(InstanceDetail {
-        deployment_id: deployment_id.to_string(),
+        deployment_id: deployment_id.clone(),
         deployment_name: basics.name.clone(),
         deployment_live: basics.status == DeploymentStatus::Live,
         metrics: metrics_of(

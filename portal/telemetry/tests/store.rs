@@ -2,6 +2,7 @@
 //! migrates it.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use cloudpulse_core::ids::DeploymentId;
 use cloudpulse_core::live::MetricsRange;
 use cloudpulse_core::model::{GroupHealth, HealthSnapshot, InstanceHealth};
 use cloudpulse_engine::store;
@@ -12,6 +13,10 @@ use cloudpulse_telemetry::{budget, cost, metrics, views, TelemetryConfig};
 use sqlx::SqlitePool;
 
 const ID: &str = "0b6c7e2e-0000-4000-8000-000000000001";
+
+fn id() -> DeploymentId {
+    DeploymentId::from(ID)
+}
 
 /// A migrated database holding one live deployment, and a raw pool on it
 /// for what the test reads directly.
@@ -85,7 +90,7 @@ async fn a_restarted_poller_reports_only_what_changed_since() {
     .unwrap();
 
     // A new poller, as after a restart, starts from the database.
-    let mut known = db::load_known(pool, ID).await.unwrap();
+    let mut known = db::load_known(pool, &id()).await.unwrap();
     assert_eq!(known.instances.len(), 2);
     assert_eq!(known.desired, Some(2));
     let later = start + TimeDelta::minutes(10);
@@ -98,13 +103,13 @@ async fn a_restarted_poller_reports_only_what_changed_since() {
     );
     db::record_poll(pool, &second, &[], &events).await.unwrap();
 
-    let records = db::instances(pool, ID).await.unwrap();
+    let records = db::instances(pool, &id()).await.unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(records[0].id, "i-b", "those in the group come first");
     assert_eq!(records[1].gone_at, Some(later));
     // i-a lived 10 minutes, i-b 1 hour so far: 70 instance-minutes.
     let now = start + TimeDelta::hours(1);
-    let cost = cost::cost(pool, ID, now).await.unwrap().unwrap();
+    let cost = cost::cost(pool, &id(), now).await.unwrap().unwrap();
     assert!(
         (cost.instance_hours - 70.0 / 60.0).abs() < 1e-6,
         "{}",
@@ -165,7 +170,7 @@ async fn old_samples_become_minutely_averages() {
     let metrics = views::metrics(
         pool,
         &TelemetryConfig::default(),
-        ID,
+        &id(),
         MetricsRange::All,
         now,
     )
@@ -189,20 +194,26 @@ async fn failed_probes_open_an_incident_and_the_next_good_one_closes_it() {
     let (db, _raw) = store(&dir, start).await;
     let pool = &db;
     let at = |s: i64| start + TimeDelta::seconds(s);
-    db::record_probe(pool, ID, at(10), None, Some(3.0))
+    db::record_probe(pool, &id(), at(10), None, Some(3.0))
         .await
         .unwrap();
-    db::record_probe(pool, ID, at(20), Some("HTTP 502 Bad Gateway"), None)
+    db::record_probe(pool, &id(), at(20), Some("HTTP 502 Bad Gateway"), None)
         .await
         .unwrap();
-    db::record_probe(pool, ID, at(30), Some("HTTP 503 Service Unavailable"), None)
-        .await
-        .unwrap();
-    db::record_probe(pool, ID, at(40), None, Some(4.0))
+    db::record_probe(
+        pool,
+        &id(),
+        at(30),
+        Some("HTTP 503 Service Unavailable"),
+        None,
+    )
+    .await
+    .unwrap();
+    db::record_probe(pool, &id(), at(40), None, Some(4.0))
         .await
         .unwrap();
 
-    let uptime = views::uptime(pool, ID, at(60)).await.unwrap().unwrap();
+    let uptime = views::uptime(pool, &id(), at(60)).await.unwrap().unwrap();
     assert_eq!((uptime.probes, uptime.failed_probes), (4, 2));
     assert_eq!(uptime.availability_pct, Some(50.0));
     assert_eq!(uptime.incidents.len(), 1);
@@ -215,11 +226,20 @@ async fn failed_probes_open_an_incident_and_the_next_good_one_closes_it() {
     assert_eq!(incident.duration_seconds, 20.0);
 
     // One left open is closed when the deployment is no longer watched.
-    db::record_probe(pool, ID, at(50), Some("the connection was refused"), None)
+    db::record_probe(
+        pool,
+        &id(),
+        at(50),
+        Some("the connection was refused"),
+        None,
+    )
+    .await
+    .unwrap();
+    db::stop_watching(pool, &id()).await.unwrap();
+    let uptime = views::uptime(pool, &id(), Utc::now())
         .await
+        .unwrap()
         .unwrap();
-    db::stop_watching(pool, ID).await.unwrap();
-    let uptime = views::uptime(pool, ID, Utc::now()).await.unwrap().unwrap();
     assert!(uptime.incidents.iter().all(|i| i.ended_at.is_some()));
 }
 
@@ -239,15 +259,17 @@ async fn idle_is_judged_on_the_requests_cloudwatch_has_published() {
         idle_after: std::time::Duration::from_secs(2 * 60),
         ..TelemetryConfig::default()
     };
-    let live = [ID.to_string()];
-    let hourly = std::collections::HashMap::from([(ID.to_string(), 0.1)]);
+    let live = [id()];
+    let hourly = std::collections::HashMap::from([(id(), 0.1)]);
     let poll = |at: DateTime<Utc>, samples: Vec<Sample>| {
         let db = &db;
         async move {
             db::record_poll(db, &snapshot(at, vec![]), &samples, &[])
                 .await
                 .unwrap();
-            db::record_probe(db, ID, at, None, Some(3.0)).await.unwrap();
+            db::record_probe(db, &id(), at, None, Some(3.0))
+                .await
+                .unwrap();
         }
     };
     // Polled and probed once a minute, each probe counted by the load
@@ -262,8 +284,8 @@ async fn idle_is_judged_on_the_requests_cloudwatch_has_published() {
     let idle = budget::idle(&db, &config, &live, &hourly, now)
         .await
         .unwrap();
-    assert!(idle.contains_key(ID), "only probes: idle");
-    assert!((idle[ID].daily_usd.unwrap() - 2.4).abs() < 1e-9);
+    assert!(idle.contains_key(&id()), "only probes: idle");
+    assert!((idle[&id()].daily_usd.unwrap() - 2.4).abs() < 1e-9);
 
     // People used it four minutes ago; the datapoint is as late as the rest.
     let busy = vec![Sample::new(metrics::LB_REQUESTS, minute(4), 400.0)];
@@ -286,5 +308,8 @@ async fn idle_is_judged_on_the_requests_cloudwatch_has_published() {
     let idle = budget::idle(&db, &config, &live, &hourly, later)
         .await
         .unwrap();
-    assert!(idle.contains_key(ID), "no datapoint for 20 minutes: idle");
+    assert!(
+        idle.contains_key(&id()),
+        "no datapoint for 20 minutes: idle"
+    );
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
+use crate::ids::DeploymentId;
 use crate::model::{Budget, DeploymentStatus, Link};
 use crate::pages::live::stamp;
 
@@ -66,7 +67,7 @@ pub fn Countdown(expires_at: DateTime<Utc>) -> impl IntoView {
 
 /// The "Extend 1 h" button: a form of its own.
 #[component]
-pub fn ExtendForm(id: String, back: String) -> impl IntoView {
+pub fn ExtendForm(id: DeploymentId, back: String) -> impl IntoView {
     view! {
         <form method="post" action=format!("/deployments/{id}/budget") class="inline">
             <input type="hidden" name="extend_minutes" value=EXTEND_MINUTES.to_string()/>
@@ -97,7 +98,7 @@ pub fn BudgetError() -> impl IntoView {
 /// or, once torn down, the way to deploy it again.
 #[component]
 pub fn BudgetSection(
-    id: String,
+    id: DeploymentId,
     status: DeploymentStatus,
     budget: Budget,
     redeployed_from: Option<Link>,

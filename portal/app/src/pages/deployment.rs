@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::ids::{DeploymentId, JobId};
 use crate::live::LiveView;
 use crate::pages::live::{stamp, LiveTelemetry};
 use crate::text::fixed;
@@ -18,7 +19,7 @@ use crate::model::{
 #[component]
 pub fn DeploymentPage() -> impl IntoView {
     let params = use_params_map();
-    let id = move || params.read().get("id").unwrap_or_default();
+    let id = move || DeploymentId::from(params.read().get("id").unwrap_or_default());
     let detail = Resource::new(id, get_deployment);
     let live = Resource::new(id, |id| {
         crate::pages::live::get_live(id, crate::live::MetricsRange::Hour1.as_str().to_string())
@@ -141,7 +142,7 @@ fn LiveDeployment(detail: DeploymentDetail) -> impl IntoView {
                     _ => view! { <span class="muted">"not live"</span> }.into_any(),
                 }}
             </dd>
-            <dt>"Id"</dt><dd><code>{detail.id.clone()}</code></dd>
+            <dt>"Id"</dt><dd><code>{detail.id.to_string()}</code></dd>
         </dl>
         <Actions detail=detail.clone() job version/>
         <section aria-labelledby="job-title">
@@ -442,7 +443,7 @@ fn JobList(jobs: Vec<JobSummary>) -> impl IntoView {
 /// the page is loaded again.
 #[allow(unused_variables)]
 fn follow_job(
-    job_id: String,
+    job_id: JobId,
     job: RwSignal<Option<JobView>>,
     connected: RwSignal<bool>,
     version: RwSignal<u32>,
@@ -486,7 +487,7 @@ fn follow_job(
 }
 
 #[server]
-pub async fn get_deployment(id: String) -> Result<DeploymentDetail, ServerFnError> {
+pub async fn get_deployment(id: DeploymentId) -> Result<DeploymentDetail, ServerFnError> {
     crate::backend::use_backend()?
         .deployment(&id)
         .await
@@ -494,7 +495,7 @@ pub async fn get_deployment(id: String) -> Result<DeploymentDetail, ServerFnErro
 }
 
 #[server]
-pub async fn teardown_deployment(id: String) -> Result<String, ServerFnError> {
+pub async fn teardown_deployment(id: DeploymentId) -> Result<JobId, ServerFnError> {
     use crate::model::Source;
     let accepted = crate::backend::use_backend()?
         .teardown(&id, Source::Browser, None)
@@ -504,7 +505,7 @@ pub async fn teardown_deployment(id: String) -> Result<String, ServerFnError> {
 }
 
 #[server]
-pub async fn retry_job(id: String) -> Result<String, ServerFnError> {
+pub async fn retry_job(id: JobId) -> Result<JobId, ServerFnError> {
     let job = crate::backend::use_backend()?
         .retry_job(&id, crate::model::Source::Browser)
         .await
@@ -513,7 +514,7 @@ pub async fn retry_job(id: String) -> Result<String, ServerFnError> {
 }
 
 #[server]
-pub async fn cancel_job(id: String) -> Result<String, ServerFnError> {
+pub async fn cancel_job(id: JobId) -> Result<JobId, ServerFnError> {
     let job = crate::backend::use_backend()?
         .cancel_job(&id, crate::model::Source::Browser)
         .await

@@ -6,6 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::charts::{Line, Mark, TargetTimeline, TimeChart};
+use crate::ids::DeploymentId;
 use crate::live::{InstanceDetail, MetricsRange};
 use crate::pages::live::{health_of, refresh_every, span_words, stamp, RecentEvents};
 
@@ -15,7 +16,7 @@ pub fn InstancePage() -> impl IntoView {
     let ids = move || {
         let p = params.read();
         (
-            p.get("id").unwrap_or_default(),
+            DeploymentId::from(p.get("id").unwrap_or_default()),
             p.get("instance").unwrap_or_default(),
         )
     };
@@ -117,7 +118,11 @@ fn LiveInstance(detail: InstanceDetail) -> impl IntoView {
 
 /// Terminate, stress and fail-health, each behind a confirmation.
 #[component]
-fn InstanceActions(id: String, instance: String, data: RwSignal<InstanceDetail>) -> impl IntoView {
+fn InstanceActions(
+    id: DeploymentId,
+    instance: String,
+    data: RwSignal<InstanceDetail>,
+) -> impl IntoView {
     let action = ServerAction::<ChaosInstance>::new();
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -182,7 +187,7 @@ fn InstanceActions(id: String, instance: String, data: RwSignal<InstanceDetail>)
 
 #[server]
 pub async fn get_instance(
-    id: String,
+    id: DeploymentId,
     instance: String,
     range: String,
 ) -> Result<InstanceDetail, ServerFnError> {
@@ -195,7 +200,7 @@ pub async fn get_instance(
 
 #[server]
 pub async fn chaos_instance(
-    id: String,
+    id: DeploymentId,
     instance: String,
     action: String,
     seconds: u32,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 
 use crate::charts::{spans_at_least, Band, Line, Mark, Rule, TargetTimeline, TimeChart};
+use crate::ids::DeploymentId;
 use crate::live::{
     CostView, InstanceRecord, LiveView, MetricsRange, MetricsView, Topology, UptimeView,
 };
@@ -236,7 +237,10 @@ fn InstanceNodes(instances: Vec<InstanceRecord>) -> impl IntoView {
 
 /// The group's instances, linked to their pages.
 #[component]
-pub fn InstancesTable(deployment_id: String, instances: Vec<InstanceRecord>) -> impl IntoView {
+pub fn InstancesTable(
+    deployment_id: DeploymentId,
+    instances: Vec<InstanceRecord>,
+) -> impl IntoView {
     if instances.is_empty() {
         return view! { <p class="muted">"No instance seen yet."</p> }.into_any();
     }
@@ -363,7 +367,7 @@ pub fn RecentEvents(events: Vec<EventView>, testid: &'static str) -> impl IntoVi
 
 /// Everything live on the deployment's page, refreshed while it is open.
 #[island]
-pub fn LiveTelemetry(id: String, view: LiveView, live: bool) -> impl IntoView {
+pub fn LiveTelemetry(id: DeploymentId, view: LiveView, live: bool) -> impl IntoView {
     let data = RwSignal::new(view);
     let range = RwSignal::new(data.with_untracked(|v| v.metrics.range));
     let refresh = move || {
@@ -474,7 +478,7 @@ pub fn refresh_every(refresh: impl Fn() + 'static) {
 }
 
 #[server]
-pub async fn get_live(id: String, range: String) -> Result<LiveView, ServerFnError> {
+pub async fn get_live(id: DeploymentId, range: String) -> Result<LiveView, ServerFnError> {
     let range: MetricsRange = range.parse().map_err(ServerFnError::new)?;
     crate::backend::use_backend()?
         .live_view(&id, range)
@@ -483,7 +487,7 @@ pub async fn get_live(id: String, range: String) -> Result<LiveView, ServerFnErr
 }
 
 #[server]
-pub async fn stress_group(id: String, seconds: u32) -> Result<String, ServerFnError> {
+pub async fn stress_group(id: DeploymentId, seconds: u32) -> Result<String, ServerFnError> {
     use crate::model::{ChaosAction, Source};
     let accepted = crate::backend::use_backend()?
         .chaos(&id, None, ChaosAction::Stress { seconds }, Source::Browser)

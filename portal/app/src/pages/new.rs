@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::DeploymentId;
 use crate::params::{DeploymentParams, FieldErrors, NatMode, INSTANCE_TYPES};
 use crate::pricing::{self, CostEstimate, PRICE_TABLE};
 
@@ -13,7 +14,7 @@ use crate::pricing::{self, CostEstimate, PRICE_TABLE};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Submitted {
     Created {
-        deployment_id: String,
+        deployment_id: DeploymentId,
     },
     /// Nothing was created; each field says what to fix.
     Invalid {
@@ -269,7 +270,7 @@ pub fn NewDeploymentPage() -> impl IntoView {
                                 </p>
                             }.into_any(),
                         }}
-                        <DeploymentForm initial=texts(&params) from=from.map(|o| o.id)/>
+                        <DeploymentForm initial=texts(&params) from=from.map(|o| o.id.into_string())/>
                         <PreflightSection/>
                     }.into_any(),
                     Err(error) => view! {
@@ -616,7 +617,12 @@ pub async fn create_deployment(
         backend.deploy(params, Source::Browser, key).await
     } else {
         backend
-            .redeploy(&from, Some(params), Source::Browser, key)
+            .redeploy(
+                &DeploymentId::from(from),
+                Some(params),
+                Source::Browser,
+                key,
+            )
             .await
     };
     match accepted {
@@ -665,9 +671,9 @@ pub async fn preflight_defaults() -> Result<crate::model::Preflight, ServerFnErr
 pub async fn form_params(
     from: String,
 ) -> Result<(DeploymentParams, Option<crate::model::Link>), ServerFnError> {
-    let from = (!from.is_empty()).then_some(from);
+    let from = (!from.is_empty()).then(|| DeploymentId::from(from));
     crate::backend::use_backend()?
-        .form_params(from.as_deref())
+        .form_params(from.as_ref())
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))
 }

@@ -55,7 +55,7 @@ fn LiveCost(summary: CostSummary) -> impl IntoView {
                         </tr></thead>
                         <tbody>
                             {s.deployments.iter().map(|d| view! {
-                                <tr data-testid="cost-row" data-id=d.deployment_id.clone()>
+                                <tr data-testid="cost-row" data-id=d.deployment_id.to_string()>
                                     <td><a href=format!("/deployments/{}", d.deployment_id)>{d.name.clone()}</a></td>
                                     <td><span class=format!("badge {}", d.status)>{d.status.replace('_', " ")}</span></td>
                                     <td>{d.region.clone()}</td>
@@ -113,7 +113,7 @@ fn LiveUptime(summary: UptimeSummary) -> impl IntoView {
                 <div><dt>"Failed probes"</dt><dd>{s.failed_probes.to_string()}</dd></div>
             </dl>
             {s.deployments.iter().map(|d| view! {
-                <section class="uptime-deployment" data-testid="uptime-row" data-id=d.deployment_id.clone()>
+                <section class="uptime-deployment" data-testid="uptime-row" data-id=d.deployment_id.to_string()>
                     <h2><a href=format!("/deployments/{}", d.deployment_id)>{d.name.clone()}</a></h2>
                     <p>
                         <span data-testid="row-availability">{pct(d.availability_pct)}</span>

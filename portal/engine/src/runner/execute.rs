@@ -4,7 +4,7 @@
 use super::*;
 
 impl Engine {
-    pub(super) fn is_running(&self, job_id: &str) -> bool {
+    pub(super) fn is_running(&self, job_id: &JobId) -> bool {
         self.inner
             .running
             .lock()
@@ -16,10 +16,10 @@ impl Engine {
     /// takes one of the deploy slots first, here and now if one is free (so
     /// jobs started one after another get slots in that order), else it
     /// waits for one in the background, its job saying why.
-    pub(super) fn start(&self, job_id: &str, kind: JobKind) {
+    pub(super) fn start(&self, job_id: &JobId, kind: JobKind) {
         {
             let mut running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
-            if !running.insert(job_id.to_string()) {
+            if !running.insert(job_id.clone()) {
                 return;
             }
         }
@@ -28,7 +28,7 @@ impl Engine {
             JobKind::Teardown => None,
         };
         let engine = self.clone();
-        let job_id = job_id.to_string();
+        let job_id = job_id.clone();
         tokio::spawn(async move {
             // The permit, if any, is held until the run ends.
             let slot = match slot {
@@ -51,7 +51,8 @@ impl Engine {
             if let Ok(mut running) = engine.inner.running.lock() {
                 running.remove(&job_id);
             }
-            engine.emit(&job_id, "", None, Progress::Stopped);
+            // The deployment is not known here: the event names the job only.
+            engine.emit(&job_id, &DeploymentId::from(""), None, Progress::Stopped);
         });
     }
 
@@ -60,7 +61,7 @@ impl Engine {
     /// run then starts no step and ends cancelled.
     async fn queue(
         &self,
-        job_id: &str,
+        job_id: &JobId,
     ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, EngineError> {
         let store = &self.inner.store;
         let limit = self.inner.config.max_concurrent_deploys.max(1);
@@ -100,20 +101,20 @@ impl Engine {
 
     pub(super) fn emit(
         &self,
-        job_id: &str,
-        deployment_id: &str,
+        job_id: &JobId,
+        deployment_id: &DeploymentId,
         step: Option<&str>,
         status: Progress,
     ) {
         let _ = self.inner.events.send(JobEvent {
-            job_id: job_id.to_string(),
-            deployment_id: deployment_id.to_string(),
+            job_id: job_id.clone(),
+            deployment_id: deployment_id.clone(),
             step: step.map(str::to_string),
             status,
         });
     }
 
-    pub(super) async fn run(&self, job_id: &str) -> Result<(), EngineError> {
+    pub(super) async fn run(&self, job_id: &JobId) -> Result<(), EngineError> {
         let store = &self.inner.store;
         let (deployment_id, params) = store.job_deployment(job_id).await?;
         let params: DeploymentParams = serde_json::from_value(params)
@@ -175,7 +176,7 @@ impl Engine {
                         names: names.clone(),
                         params: params.clone(),
                         deployment_id: deployment_id.clone(),
-                        job_id: job_id.to_string(),
+                        job_id: job_id.clone(),
                         step: id,
                         timings: self.inner.config.timings.clone(),
                         artifact: self.inner.config.artifact.clone(),
@@ -323,8 +324,8 @@ impl Engine {
 
     pub(super) async fn finish(
         &self,
-        job_id: &str,
-        deployment_id: &str,
+        job_id: &JobId,
+        deployment_id: &DeploymentId,
         aws: &Aws,
         names: &Names,
     ) -> Result<(), EngineError> {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use cloudpulse_core::ids::{DeploymentId, JobId};
 use cloudpulse_core::model::{
     DeploymentStatus, EventKind, JobKind, JobStatus, JobView, OrphanCleanup, OrphanReason,
     OrphanScan, Source, StepFailure, StepStatus,
@@ -76,8 +77,8 @@ impl EngineConfig {
 /// A change worth telling subscribers about.
 #[derive(Clone, Debug, Serialize)]
 pub struct JobEvent {
-    pub job_id: String,
-    pub deployment_id: String,
+    pub job_id: JobId,
+    pub deployment_id: DeploymentId,
     /// The step that changed, or none for the job itself.
     pub step: Option<String>,
     pub status: Progress,
@@ -119,7 +120,7 @@ pub enum EngineError {
     /// The deployment is not live, and the request needs one that is.
     #[error("deployment {deployment_id} is {}; {needs}", .status.as_str())]
     NotLive {
-        deployment_id: String,
+        deployment_id: DeploymentId,
         status: DeploymentStatus,
         /// What needed it: "health and chaos actions need a live deployment".
         needs: &'static str,
@@ -151,7 +152,7 @@ struct Inner {
     clients: Mutex<HashMap<String, Aws>>,
     #[cfg(feature = "fault-injection")]
     faults: crate::faults::Faults,
-    running: Mutex<HashSet<String>>,
+    running: Mutex<HashSet<JobId>>,
     /// One permit per deploy job that may run now.
     deploy_slots: Arc<tokio::sync::Semaphore>,
     events: broadcast::Sender<JobEvent>,
@@ -255,7 +256,7 @@ impl Engine {
     /// teardown already under way.
     pub async fn teardown(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         source: Source,
         idempotency_key: Option<&str>,
     ) -> Result<Created, EngineError> {
@@ -360,7 +361,7 @@ impl Engine {
     }
 
     /// Runs a failed job again from its failed steps.
-    pub async fn retry(&self, job_id: &str, source: Source) -> Result<JobView, EngineError> {
+    pub async fn retry(&self, job_id: &JobId, source: Source) -> Result<JobView, EngineError> {
         let job = self.inner.store.job(job_id).await?;
         if job.status != JobStatus::Failed && job.status != JobStatus::Cancelled {
             return Err(EngineError::WrongState(format!(
@@ -403,7 +404,7 @@ impl Engine {
     }
 
     /// Asks a running job to stop starting new steps.
-    pub async fn cancel(&self, job_id: &str, source: Source) -> Result<bool, EngineError> {
+    pub async fn cancel(&self, job_id: &JobId, source: Source) -> Result<bool, EngineError> {
         let requested = self.inner.store.request_cancel(job_id).await?;
         if requested {
             let job = self.inner.store.job(job_id).await?;
@@ -413,13 +414,17 @@ impl Engine {
     }
 
     /// Picks up every job a previous process left unfinished.
-    pub async fn resume_unfinished(&self) -> Result<Vec<String>, EngineError> {
+    pub async fn resume_unfinished(&self) -> Result<Vec<JobId>, EngineError> {
         let jobs = self.inner.store.unfinished_jobs().await?;
         let settle = self.inner.config.resume_settle;
         for job in &jobs {
             let reset = self.inner.store.reset_interrupted_steps(job).await?;
             let kind = self.inner.store.job(job).await?.kind;
-            tracing::info!(job, interrupted_steps = reset, "resuming job");
+            tracing::info!(
+                job = job.as_str(),
+                interrupted_steps = reset,
+                "resuming job"
+            );
             if reset == 0 || settle.is_zero() {
                 self.start(job, kind);
                 continue;
@@ -427,7 +432,7 @@ impl Engine {
             let engine = self.clone();
             let job = job.clone();
             tracing::info!(
-                job,
+                job = job.as_str(),
                 seconds = settle.as_secs_f64(),
                 "waiting for the previous run's requests to settle"
             );
@@ -440,7 +445,7 @@ impl Engine {
     }
 
     /// Waits until a job has finished and returns it.
-    pub async fn wait(&self, job_id: &str) -> Result<JobView, EngineError> {
+    pub async fn wait(&self, job_id: &JobId) -> Result<JobView, EngineError> {
         let mut events = self.subscribe();
         loop {
             let job = self.inner.store.job(job_id).await?;

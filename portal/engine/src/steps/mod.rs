@@ -14,6 +14,7 @@ mod load_balancer;
 mod network;
 mod security;
 
+use cloudpulse_core::ids::{DeploymentId, JobId};
 use cloudpulse_core::resource::ResourceKind;
 use std::time::Duration;
 
@@ -88,8 +89,8 @@ pub struct StepCtx {
     pub aws: Aws,
     pub names: Names,
     pub params: DeploymentParams,
-    pub deployment_id: String,
-    pub job_id: String,
+    pub deployment_id: DeploymentId,
+    pub job_id: JobId,
     /// The step being run; stored as text, e.g. `nat_gateway:0` or `undo:vpc`.
     pub step: StepId,
     pub timings: Timings,
@@ -210,7 +211,10 @@ impl StepCtx {
     /// Filters that find what `step` of this deployment made.
     pub fn ec2_filters(&self, step: StepKey) -> Vec<aws_sdk_ec2::types::Filter> {
         vec![
-            filter(&format!("tag:{TAG_DEPLOYMENT}"), &self.deployment_id),
+            filter(
+                &format!("tag:{TAG_DEPLOYMENT}"),
+                self.deployment_id.as_str(),
+            ),
             filter(&format!("tag:{TAG_STEP}"), &step.to_string()),
         ]
     }

@@ -571,13 +571,13 @@ async fn nat_still_holds(ctx: &StepCtx, allocation: &str) -> StepResult<bool> {
         .describe_nat_gateways()
         .filter(filter(
             &format!("tag:{}", crate::aws::TAG_DEPLOYMENT),
-            &ctx.deployment_id,
+            ctx.deployment_id.as_str(),
         ))
         .send()
         .await
         .step()?;
     Ok(found.nat_gateways().iter().any(|g| {
-        super::tagged_by(g.tags(), &ctx.deployment_id, None)
+        super::tagged_by(g.tags(), ctx.deployment_id.as_str(), None)
             && g.state() != Some(&NatGatewayState::Deleted)
             && g.nat_gateway_addresses()
                 .iter()
@@ -600,7 +600,7 @@ async fn tagged_nat_gateways(
     Ok(found
         .nat_gateways()
         .iter()
-        .filter(|g| super::tagged_by(g.tags(), &ctx.deployment_id, Some(&key.to_string())))
+        .filter(|g| super::tagged_by(g.tags(), ctx.deployment_id.as_str(), Some(&key.to_string())))
         .filter_map(|g| {
             g.nat_gateway_id()
                 .map(|id| (id.to_string(), g.state().cloned()))

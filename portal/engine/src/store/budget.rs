@@ -5,23 +5,23 @@ use super::*;
 
 impl Store {
     /// A deployment's TTL, deadline and cost cap.
-    pub async fn budget(&self, id: &str) -> Result<BudgetRow, StoreError> {
+    pub async fn budget(&self, id: &DeploymentId) -> Result<BudgetRow, StoreError> {
         let row: Option<BudgetQueryRow> = sqlx::query_as(
             "SELECT id, name, status, created_at, expires_at,
                     json_extract(params, '$.ttl_minutes') AS ttl_minutes,
                     json_extract(params, '$.cost_cap_usd') AS cost_cap_usd
              FROM deployments WHERE id = ?1",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.ok_or_else(|| not_found("deployment", id))?
+        row.ok_or_else(|| not_found("deployment", id.as_str()))?
             .into_budget()
     }
 
     /// Deployments that still stand and have a TTL or a cost cap: what the
     /// budget guard watches.
-    pub async fn guarded(&self) -> Result<Vec<(String, BudgetRow)>, StoreError> {
+    pub async fn guarded(&self) -> Result<Vec<(DeploymentId, BudgetRow)>, StoreError> {
         let rows: Vec<BudgetQueryRow> = sqlx::query_as(
             "SELECT id, name, status, created_at, expires_at,
                     json_extract(params, '$.ttl_minutes') AS ttl_minutes,
@@ -44,7 +44,7 @@ impl Store {
     /// and says so on its timeline, in one transaction.
     pub async fn set_budget(
         &self,
-        id: &str,
+        id: &DeploymentId,
         ttl_minutes: u32,
         expires_at: Option<DateTime<Utc>>,
         cost_cap_usd: Option<f64>,
@@ -58,7 +58,7 @@ impl Store {
                  expires_at = ?4, updated_at = ?5
              WHERE id = ?1 AND status <> 'torn_down'",
         )
-        .bind(id)
+        .bind(id.as_str())
         .bind(i64::from(ttl_minutes))
         .bind(cost_cap_usd)
         .bind(expires_at)
@@ -67,7 +67,7 @@ impl Store {
         .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotStanding {
-                id: id.to_string(),
+                id: id.clone(),
                 needs: "a budget guards only a deployment that stands",
             });
         }
@@ -93,7 +93,8 @@ pub(super) fn ttl_minutes(stored: Option<i64>) -> Option<u32> {
 
 #[derive(FromRow)]
 pub(super) struct BudgetQueryRow {
-    id: String,
+    #[sqlx(try_from = "String")]
+    id: DeploymentId,
     name: String,
     status: String,
     created_at: DateTime<Utc>,

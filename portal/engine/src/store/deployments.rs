@@ -6,7 +6,7 @@ use super::*;
 /// A deployment as the telemetry prices and charts it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeploymentRecord {
-    pub id: String,
+    pub id: DeploymentId,
     pub name: String,
     pub status: DeploymentStatus,
     pub region: String,
@@ -18,7 +18,7 @@ pub struct DeploymentRecord {
 /// A live deployment and what its deploy reported (app URL, load balancer).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveDeployment {
-    pub id: String,
+    pub id: DeploymentId,
     pub region: String,
     pub outputs: Value,
 }
@@ -27,7 +27,7 @@ impl Store {
     /// The deployments `ids` (or every one), newest first.
     pub async fn deployment_records(
         &self,
-        ids: Option<&[String]>,
+        ids: Option<&[DeploymentId]>,
     ) -> Result<Vec<DeploymentRecord>, StoreError> {
         type Row = (
             String,
@@ -54,7 +54,7 @@ impl Store {
                         status: DeploymentStatus::parse(&status)
                             .ok_or_else(|| StoreError::Invalid(format!("bad status {status:?}")))?,
                         params: serde_json::from_str(&params).unwrap_or_default(),
-                        id,
+                        id: id.into(),
                         name,
                         region,
                         created_at,
@@ -66,12 +66,12 @@ impl Store {
     }
 
     /// Every deployment's id, newest first.
-    pub async fn deployment_ids(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn deployment_ids(&self) -> Result<Vec<DeploymentId>, StoreError> {
         let rows: Vec<(String,)> =
             sqlx::query_as("SELECT id FROM deployments ORDER BY created_at DESC, id")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        Ok(rows.into_iter().map(|(id,)| id.into()).collect())
     }
 
     /// Live deployments with their deploy's outputs, by id.
@@ -85,7 +85,7 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|(id, region, outputs)| LiveDeployment {
-                id,
+                id: id.into(),
                 region,
                 outputs: serde_json::from_str(&outputs).unwrap_or_default(),
             })
@@ -135,9 +135,9 @@ impl Store {
             .map(DeploymentRow::into_summary)
             .collect::<Result<_, _>>()?;
         // The origins' names, for the page's rows only.
-        let origins: Vec<&str> = items
+        let origins: Vec<&DeploymentId> = items
             .iter()
-            .filter_map(|d| d.redeployed_from.as_ref().map(|l| l.id.as_str()))
+            .filter_map(|d| d.redeployed_from.as_ref().map(|l| &l.id))
             .collect();
         if !origins.is_empty() {
             let names = self.names(&origins).await?;
@@ -180,7 +180,8 @@ impl Store {
         if let Some(existing) = self.job_by_idempotency_key(job.idempotency_key).await? {
             return Ok(existing);
         }
-        let deployment_id = uuid::Uuid::new_v4().to_string();
+        // The one place a deployment id is made.
+        let deployment_id = DeploymentId::from(uuid::Uuid::new_v4().to_string());
         let at = now();
         let expires_at = extra
             .ttl
@@ -192,13 +193,13 @@ impl Store {
                  (id, name, region, status, params, created_at, updated_at, expires_at, redeployed_from)
              VALUES (?1, ?2, ?3, 'deploying', ?4, ?5, ?5, ?6, ?7)",
         )
-        .bind(&deployment_id)
+        .bind(deployment_id.as_str())
         .bind(name)
         .bind(region)
         .bind(params.to_string())
         .bind(at)
         .bind(expires_at)
-        .bind(extra.redeployed_from)
+        .bind(extra.redeployed_from.map(DeploymentId::as_str))
         .execute(&mut *tx)
         .await;
         if let Err(error) = inserted {
@@ -237,7 +238,7 @@ impl Store {
 
     pub async fn set_deployment_status(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         status: DeploymentStatus,
         outputs: Option<&Value>,
     ) -> Result<(), StoreError> {
@@ -248,7 +249,7 @@ impl Store {
                  torn_down_at = CASE WHEN ?2 = 'torn_down' THEN ?3 ELSE torn_down_at END
              WHERE id = ?1",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(status.as_str())
         .bind(at)
         .bind(outputs.map(Value::to_string))
@@ -261,11 +262,11 @@ impl Store {
     /// heard of it.
     pub async fn deployment_status(
         &self,
-        id: &str,
+        id: &DeploymentId,
     ) -> Result<Option<(String, DeploymentStatus)>, StoreError> {
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT name, status FROM deployments WHERE id = ?1")
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
         row.map(|(name, status)| {
@@ -280,14 +281,14 @@ impl Store {
     /// deployment needs, without its history.
     pub async fn deployment_brief(
         &self,
-        id: &str,
+        id: &DeploymentId,
     ) -> Result<(String, String, DeploymentStatus), StoreError> {
         let row: Option<(String, String, String)> =
             sqlx::query_as("SELECT name, region, status FROM deployments WHERE id = ?1")
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        let (name, region, status) = row.ok_or_else(|| not_found("deployment", id))?;
+        let (name, region, status) = row.ok_or_else(|| not_found("deployment", id.as_str()))?;
         let status = DeploymentStatus::parse(&status)
             .ok_or_else(|| StoreError::Invalid(format!("bad status {status:?}")))?;
         Ok((name, region, status))
@@ -299,7 +300,7 @@ impl Store {
     /// A deployment that is not torn down is left as it is.
     pub async fn reopen_for_cleanup(
         &self,
-        id: &str,
+        id: &DeploymentId,
         name: &str,
         region: &str,
         params: &Value,
@@ -314,7 +315,7 @@ impl Store {
                  updated_at = excluded.updated_at, torn_down_at = NULL
              WHERE deployments.status = 'torn_down'",
         )
-        .bind(id)
+        .bind(id.as_str())
         .bind(name)
         .bind(region)
         .bind(params.to_string())
@@ -336,8 +337,8 @@ impl Store {
     /// Names of deployments by id.
     async fn names(
         &self,
-        ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        ids: &[&DeploymentId],
+    ) -> Result<std::collections::HashMap<DeploymentId, String>, StoreError> {
         let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, name FROM deployments WHERE id IN (SELECT value FROM json_each(?1))",
@@ -345,24 +346,27 @@ impl Store {
         .bind(list)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| (DeploymentId::from(id), name))
+            .collect())
     }
 
-    pub async fn deployment(&self, id: &str) -> Result<DeploymentDetail, StoreError> {
+    pub async fn deployment(&self, id: &DeploymentId) -> Result<DeploymentDetail, StoreError> {
         let row: Option<DetailRow> = sqlx::query_as(
             "SELECT id, name, region, status, params, outputs, created_at, updated_at, torn_down_at,
                     expires_at, redeployed_from
              FROM deployments WHERE id = ?1",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let row = row.ok_or_else(|| not_found("deployment", id))?;
+        let row = row.ok_or_else(|| not_found("deployment", id.as_str()))?;
         let jobs: Vec<JobSummaryRow> = sqlx::query_as(
             "SELECT id, kind, status, source, created_at, finished_at FROM jobs
              WHERE deployment_id = ?1 ORDER BY created_at DESC, rowid DESC",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?;
         let jobs = jobs
@@ -382,21 +386,18 @@ impl Store {
             warn_from: None,
             cost_cap_usd: params["cost_cap_usd"].as_f64(),
         };
-        let redeployed_from = match &row.redeployed_from {
+        let redeployed_from = match row.redeployed_from.map(DeploymentId::from) {
             Some(origin) => self
-                .names(&[origin])
+                .names(&[&origin])
                 .await?
-                .remove(origin)
-                .map(|name| Link {
-                    id: origin.clone(),
-                    name,
-                }),
+                .remove(&origin)
+                .map(|name| Link { id: origin, name }),
             None => None,
         };
         let redeployed_as: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, name FROM deployments WHERE redeployed_from = ?1 ORDER BY created_at DESC",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(DeploymentDetail {
@@ -404,7 +405,10 @@ impl Store {
             redeployed_from,
             redeployed_as: redeployed_as
                 .into_iter()
-                .map(|(id, name)| Link { id, name })
+                .map(|(id, name)| Link {
+                    id: id.into(),
+                    name,
+                })
                 .collect(),
             resources: self.resources(id, None).await?,
             id: row.id,
@@ -425,7 +429,8 @@ impl Store {
 
 #[derive(FromRow)]
 pub(super) struct DetailRow {
-    id: String,
+    #[sqlx(try_from = "String")]
+    id: DeploymentId,
     name: String,
     region: String,
     status: String,
@@ -440,7 +445,8 @@ pub(super) struct DetailRow {
 
 #[derive(FromRow)]
 pub(super) struct DeploymentRow {
-    id: String,
+    #[sqlx(try_from = "String")]
+    id: DeploymentId,
     name: String,
     region: String,
     status: String,
@@ -485,7 +491,7 @@ impl DeploymentRow {
             },
             // Named by the list query.
             redeployed_from: self.redeployed_from.map(|id| Link {
-                id,
+                id: id.into(),
                 name: String::new(),
             }),
             // The telemetry fills these in.

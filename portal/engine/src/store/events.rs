@@ -6,7 +6,7 @@ use super::*;
 /// One event on a deployment's timeline, as written.
 #[derive(Clone, Copy, Debug)]
 pub struct TimelineEvent<'a> {
-    pub deployment_id: &'a str,
+    pub deployment_id: &'a DeploymentId,
     pub at: DateTime<Utc>,
     pub kind: EventKind,
     /// browser, api, cli, system, telemetry ...: who or what it came from.
@@ -19,7 +19,7 @@ pub struct TimelineEvent<'a> {
 impl<'a> TimelineEvent<'a> {
     /// An event of this moment, without data.
     pub fn now(
-        deployment_id: &'a str,
+        deployment_id: &'a DeploymentId,
         kind: EventKind,
         source: Option<&'a str>,
         message: &'a str,
@@ -45,7 +45,7 @@ pub async fn write_event(
         "INSERT INTO events (deployment_id, at, kind, source, message, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
-    .bind(event.deployment_id)
+    .bind(event.deployment_id.as_str())
     .bind(event.at)
     .bind(event.kind.as_str())
     .bind(event.source)
@@ -64,7 +64,7 @@ pub async fn write_event(
 /// An event of now, without data: what the store's own changes record.
 pub(super) async fn insert_event(
     conn: &mut sqlx::SqliteConnection,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     kind: EventKind,
     source: Option<&str>,
     message: &str,
@@ -77,7 +77,7 @@ impl Store {
     /// A deployment's latest `limit` events, newest first.
     pub async fn events(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         limit: u32,
     ) -> Result<Vec<EventView>, StoreError> {
         self.recent_events(deployment_id, None, limit).await
@@ -87,7 +87,7 @@ impl Store {
     /// `naming`, only those whose message names it (an instance id).
     pub async fn recent_events(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         naming: Option<&str>,
         limit: u32,
     ) -> Result<Vec<EventView>, StoreError> {
@@ -96,7 +96,7 @@ impl Store {
              WHERE deployment_id = ?1 AND (?2 IS NULL OR instr(message, ?2) > 0)
              ORDER BY at DESC, id DESC LIMIT ?3",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(naming)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -116,7 +116,7 @@ impl Store {
     /// oldest first (at most 500): the markers on a chart.
     pub async fn events_between(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         kinds: &[EventKind],
@@ -128,7 +128,7 @@ impl Store {
                AND kind IN (SELECT value FROM json_each(?4))
              ORDER BY at, id LIMIT 500",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(from)
         .bind(to)
         .bind(serde_json::to_string(&kinds).unwrap_or_else(|_| "[]".into()))
@@ -139,14 +139,14 @@ impl Store {
     /// The scaling activities already on the timeline, by activity id.
     pub async fn scaling_activity_ids(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
     ) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT json_extract(data, '$.activity_id') FROM events
              WHERE deployment_id = ?1 AND kind = ?2
                AND json_extract(data, '$.activity_id') IS NOT NULL",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(EventKind::Scaling.as_str())
         .fetch_all(&self.pool)
         .await?;
@@ -157,13 +157,13 @@ impl Store {
     /// recovery for the deployment since `since`.
     pub async fn recovery_since(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         since: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let row: Option<(i64,)> = sqlx::query_as(
             "SELECT 1 FROM events WHERE deployment_id = ?1 AND kind = ?2 AND at >= ?3 LIMIT 1",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(EventKind::Recovery.as_str())
         .bind(since)
         .fetch_optional(&self.pool)
@@ -175,14 +175,14 @@ impl Store {
     /// seconds and when.
     pub async fn last_recovery(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
     ) -> Result<Option<(f64, DateTime<Utc>)>, StoreError> {
         let row: Option<(Option<f64>, DateTime<Utc>)> = sqlx::query_as(
             "SELECT json_extract(data, '$.seconds'), at FROM events
              WHERE deployment_id = ?1 AND kind = ?2 AND json_extract(data, '$.seconds') IS NOT NULL
              ORDER BY at DESC, id DESC LIMIT 1",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(EventKind::Recovery.as_str())
         .fetch_optional(&self.pool)
         .await?;
@@ -191,7 +191,7 @@ impl Store {
 
     pub async fn add_event(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         kind: EventKind,
         source: Option<&str>,
         message: &str,
@@ -203,7 +203,7 @@ impl Store {
     /// An event with facts a program reads back (`data`, JSON).
     pub async fn add_event_data(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         kind: EventKind,
         source: Option<&str>,
         message: &str,

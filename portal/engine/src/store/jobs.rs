@@ -9,7 +9,7 @@ impl Store {
     /// deployment's status, all in one transaction.
     pub async fn create_job(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         status: DeploymentStatus,
         job: NewJob<'_>,
     ) -> Result<Created, StoreError> {
@@ -20,31 +20,31 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // BEGIN IMMEDIATE semantics: take the write lock before reading.
         sqlx::query("UPDATE deployments SET updated_at = updated_at WHERE id = ?1")
-            .bind(deployment_id)
+            .bind(deployment_id.as_str())
             .execute(&mut *tx)
             .await?;
         let running: Option<(String, String)> = sqlx::query_as(
             "SELECT id, kind FROM jobs WHERE deployment_id = ?1 AND status IN ('pending', 'running')",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((id, kind)) = running {
             if kind == job.kind.as_str() {
                 return Ok(Created {
-                    deployment_id: deployment_id.to_string(),
-                    job_id: id,
+                    deployment_id: deployment_id.clone(),
+                    job_id: id.into(),
                     fresh: false,
                 });
             }
             return Err(StoreError::Busy {
                 kind: kind.to_string(),
-                job_id: id,
+                job_id: id.into(),
             });
         }
         let job_id = insert_job(&mut tx, deployment_id, &job, at).await?;
         sqlx::query("UPDATE deployments SET status = ?2, updated_at = ?3 WHERE id = ?1")
-            .bind(deployment_id)
+            .bind(deployment_id.as_str())
             .bind(status.as_str())
             .bind(at)
             .execute(&mut *tx)
@@ -59,7 +59,7 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Created {
-            deployment_id: deployment_id.to_string(),
+            deployment_id: deployment_id.clone(),
             job_id,
             fresh: true,
         })
@@ -77,60 +77,63 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.map(|(job_id, deployment_id)| Created {
-            deployment_id,
-            job_id,
+            deployment_id: deployment_id.into(),
+            job_id: job_id.into(),
             fresh: false,
         }))
     }
 
     /// Jobs a crash interrupted (or that never started).
-    pub async fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn unfinished_jobs(&self) -> Result<Vec<JobId>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT id FROM jobs WHERE status IN ('pending', 'running') ORDER BY created_at",
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        Ok(rows.into_iter().map(|(id,)| id.into()).collect())
     }
 
-    pub async fn job(&self, job_id: &str) -> Result<JobView, StoreError> {
+    pub async fn job(&self, job_id: &JobId) -> Result<JobView, StoreError> {
         let row: Option<JobRow> = sqlx::query_as(
             "SELECT id, deployment_id, kind, status, source, error, cancel_requested,
                     created_at, started_at, finished_at, waiting
              FROM jobs WHERE id = ?1",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let row = row.ok_or_else(|| not_found("job", job_id))?;
+        let row = row.ok_or_else(|| not_found("job", job_id.as_str()))?;
         let steps: Vec<StepRow> = sqlx::query_as(
             "SELECT key, depends_on, status, attempts, started_at, finished_at, progress,
                     error_code, error_message, error_hint, request_id, outputs
              FROM steps WHERE job_id = ?1 ORDER BY rowid",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .fetch_all(&self.pool)
         .await?;
         row.into_view(steps)
     }
 
-    pub async fn job_deployment(&self, job_id: &str) -> Result<(String, Value), StoreError> {
+    pub async fn job_deployment(
+        &self,
+        job_id: &JobId,
+    ) -> Result<(DeploymentId, Value), StoreError> {
         let row: Option<(String, String)> = sqlx::query_as(
             "SELECT d.id, d.params FROM jobs j JOIN deployments d ON d.id = j.deployment_id WHERE j.id = ?1",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let (id, params) = row.ok_or_else(|| not_found("job", job_id))?;
+        let (id, params) = row.ok_or_else(|| not_found("job", job_id.as_str()))?;
         let params = serde_json::from_str(&params).map_err(|e| {
             StoreError::Invalid(format!("deployment {id} has unreadable params: {e}"))
         })?;
-        Ok((id, params))
+        Ok((id.into(), params))
     }
 
     pub async fn set_job_status(
         &self,
-        job_id: &str,
+        job_id: &JobId,
         status: JobStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -141,7 +144,7 @@ impl Store {
                  finished_at = CASE WHEN ?2 IN ('done', 'failed', 'cancelled') THEN ?4 ELSE NULL END
              WHERE id = ?1",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .bind(status.as_str())
         .bind(error)
         .bind(at)
@@ -153,22 +156,22 @@ impl Store {
     /// What a job waits for before its first step, or `None` once it runs.
     pub async fn set_job_waiting(
         &self,
-        job_id: &str,
+        job_id: &JobId,
         waiting: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE jobs SET waiting = ?2 WHERE id = ?1")
-            .bind(job_id)
+            .bind(job_id.as_str())
             .bind(waiting)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub async fn request_cancel(&self, job_id: &str) -> Result<bool, StoreError> {
+    pub async fn request_cancel(&self, job_id: &JobId) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status IN ('pending', 'running')",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -177,17 +180,18 @@ impl Store {
 
 pub(super) async fn insert_job(
     conn: &mut sqlx::SqliteConnection,
-    deployment_id: &str,
+    deployment_id: &DeploymentId,
     job: &NewJob<'_>,
     at: DateTime<Utc>,
-) -> Result<String, StoreError> {
-    let job_id = uuid::Uuid::new_v4().to_string();
+) -> Result<JobId, StoreError> {
+    // The one place a job id is made.
+    let job_id = JobId::from(uuid::Uuid::new_v4().to_string());
     sqlx::query(
         "INSERT INTO jobs (id, deployment_id, kind, status, source, idempotency_key, created_at)
          VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6)",
     )
-    .bind(&job_id)
-    .bind(deployment_id)
+    .bind(job_id.as_str())
+    .bind(deployment_id.as_str())
     .bind(job.kind.as_str())
     .bind(job.source.as_str())
     .bind(job.idempotency_key)
@@ -198,7 +202,7 @@ pub(super) async fn insert_job(
         sqlx::query(
             "INSERT INTO steps (job_id, key, depends_on, status) VALUES (?1, ?2, ?3, 'pending')",
         )
-        .bind(&job_id)
+        .bind(job_id.as_str())
         .bind(step.key.to_string())
         .bind(serde_json::to_string(&step.depends_on).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *conn)
@@ -209,8 +213,10 @@ pub(super) async fn insert_job(
 
 #[derive(FromRow)]
 pub(super) struct JobRow {
-    id: String,
-    deployment_id: String,
+    #[sqlx(try_from = "String")]
+    id: JobId,
+    #[sqlx(try_from = "String")]
+    deployment_id: DeploymentId,
     kind: String,
     status: String,
     source: String,
@@ -246,7 +252,8 @@ impl JobRow {
 
 #[derive(FromRow)]
 pub(super) struct JobSummaryRow {
-    id: String,
+    #[sqlx(try_from = "String")]
+    id: JobId,
     kind: String,
     status: String,
     source: String,

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use cloudpulse_core::ids::{DeploymentId, JobId};
 use cloudpulse_core::model::{
     Budget, DeploymentDetail, DeploymentStatus, DeploymentSummary, EventKind, EventView, JobKind,
     JobStatus, JobSummary, JobView, Link, Page, ResourceView, Source, StepFailure, StepStatus,
@@ -67,11 +68,14 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     /// A job of the deployment is unfinished, so another cannot start.
     #[error("the deployment has an unfinished {kind} job ({job_id}); cancel it or wait for it")]
-    Busy { kind: String, job_id: String },
+    Busy { kind: String, job_id: JobId },
     /// The deployment is torn down or unknown, and the change needs one
     /// that stands.
     #[error("deployment {id} is torn down (or unknown); {needs}")]
-    NotStanding { id: String, needs: &'static str },
+    NotStanding {
+        id: DeploymentId,
+        needs: &'static str,
+    },
 }
 
 /// A handle on the database; cheap to clone.
@@ -176,7 +180,7 @@ pub struct NewDeployment<'a> {
     /// Time until its TTL runs out, on the cloud's clock; `None` for no TTL.
     pub ttl: Option<Duration>,
     /// The torn-down deployment it is deployed again from.
-    pub redeployed_from: Option<&'a str>,
+    pub redeployed_from: Option<&'a DeploymentId>,
 }
 
 /// A deployment's budget as the guard and the budget editor need it.
@@ -201,8 +205,8 @@ pub struct NewJob<'a> {
 /// What `create_deployment` made, or found under the same idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
-    pub deployment_id: String,
-    pub job_id: String,
+    pub deployment_id: DeploymentId,
+    pub job_id: JobId,
     /// False when an earlier request with the same key made them.
     pub fresh: bool,
 }

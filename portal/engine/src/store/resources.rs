@@ -8,7 +8,7 @@ impl Store {
     /// again is harmless.
     pub async fn record_resource(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         r: &NewResource<'_>,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -17,7 +17,7 @@ impl Store {
              ON CONFLICT (deployment_id, kind, aws_id)
              DO UPDATE SET deleted_at = NULL, arn = COALESCE(excluded.arn, resources.arn)",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(r.kind.as_str())
         .bind(r.aws_id)
         .bind(r.arn)
@@ -31,7 +31,7 @@ impl Store {
 
     pub async fn resource_deleted(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         kind: ResourceKind,
         aws_id: &str,
     ) -> Result<(), StoreError> {
@@ -39,7 +39,7 @@ impl Store {
             "UPDATE resources SET deleted_at = ?4
              WHERE deployment_id = ?1 AND kind = ?2 AND aws_id = ?3 AND deleted_at IS NULL",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(kind.as_str())
         .bind(aws_id)
         .bind(now())
@@ -51,7 +51,7 @@ impl Store {
     /// Live resources of a deployment, optionally of one kind.
     pub async fn resources(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         kind: Option<ResourceKind>,
     ) -> Result<Vec<ResourceView>, StoreError> {
         let rows: Vec<ResourceRow> = sqlx::query_as(
@@ -59,7 +59,7 @@ impl Store {
              WHERE deployment_id = ?1 AND (?2 IS NULL OR kind = ?2)
              ORDER BY created_at, kind, aws_id",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(kind.map(ResourceKind::as_str))
         .fetch_all(&self.pool)
         .await?;
@@ -70,7 +70,7 @@ impl Store {
     /// all) was made and deleted: what the cost accrual bills.
     pub async fn resource_spans(
         &self,
-        ids: Option<&[String]>,
+        ids: Option<&[DeploymentId]>,
         kinds: &[ResourceKind],
     ) -> Result<Vec<ResourceSpan>, StoreError> {
         let ids = ids.map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
@@ -91,7 +91,7 @@ impl Store {
                     kind: kind
                         .parse()
                         .map_err(|e| StoreError::Invalid(format!("{e}")))?,
-                    deployment_id,
+                    deployment_id: deployment_id.into(),
                     created_at,
                     deleted_at,
                 })
@@ -103,7 +103,7 @@ impl Store {
 /// One billed resource's life.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResourceSpan {
-    pub deployment_id: String,
+    pub deployment_id: DeploymentId,
     pub kind: ResourceKind,
     pub created_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,

@@ -6,41 +6,41 @@ use super::*;
 impl Store {
     /// Steps interrupted by a crash go back to pending; their actions are
     /// idempotent, so running them again adopts what they had made.
-    pub async fn reset_interrupted_steps(&self, job_id: &str) -> Result<u64, StoreError> {
+    pub async fn reset_interrupted_steps(&self, job_id: &JobId) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE steps SET status = 'pending', progress = NULL WHERE job_id = ?1 AND status = 'running'",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
     }
 
     /// Failed and skipped steps go back to pending, for a retry.
-    pub async fn reset_failed_steps(&self, job_id: &str) -> Result<u64, StoreError> {
+    pub async fn reset_failed_steps(&self, job_id: &JobId) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE steps SET status = 'pending', progress = NULL, finished_at = NULL
              WHERE job_id = ?1 AND status IN ('failed', 'skipped')",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .execute(&self.pool)
         .await?;
         sqlx::query(
             "UPDATE jobs SET status = 'pending', error = NULL, finished_at = NULL, cancel_requested = 0 WHERE id = ?1",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
     }
 
-    pub async fn step_started(&self, job_id: &str, key: &str) -> Result<u32, StoreError> {
+    pub async fn step_started(&self, job_id: &JobId, key: &str) -> Result<u32, StoreError> {
         let (attempts,): (i64,) = sqlx::query_as(
             "UPDATE steps SET status = 'running', attempts = attempts + 1,
                  started_at = COALESCE(started_at, ?3), progress = NULL
              WHERE job_id = ?1 AND key = ?2 RETURNING attempts",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .bind(key)
         .bind(now())
         .fetch_one(&self.pool)
@@ -52,7 +52,7 @@ impl Store {
     /// job shows why it is retrying.
     pub async fn step_retrying(
         &self,
-        job_id: &str,
+        job_id: &JobId,
         key: &str,
         error: &StepFailure,
     ) -> Result<u32, StoreError> {
@@ -61,7 +61,7 @@ impl Store {
                  error_hint = ?5, request_id = ?6
              WHERE job_id = ?1 AND key = ?2 RETURNING attempts",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .bind(key)
         .bind(&error.code)
         .bind(&error.message)
@@ -74,12 +74,12 @@ impl Store {
 
     pub async fn step_progress(
         &self,
-        job_id: &str,
+        job_id: &JobId,
         key: &str,
         progress: &str,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE steps SET progress = ?3 WHERE job_id = ?1 AND key = ?2")
-            .bind(job_id)
+            .bind(job_id.as_str())
             .bind(key)
             .bind(progress)
             .execute(&self.pool)
@@ -89,7 +89,7 @@ impl Store {
 
     pub async fn step_done(
         &self,
-        job_id: &str,
+        job_id: &JobId,
         key: &str,
         outputs: &Value,
     ) -> Result<(), StoreError> {
@@ -97,7 +97,7 @@ impl Store {
             "UPDATE steps SET status = 'done', finished_at = ?3, outputs = ?4, progress = NULL
              WHERE job_id = ?1 AND key = ?2",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .bind(key)
         .bind(now())
         .bind(outputs.to_string())
@@ -108,7 +108,7 @@ impl Store {
 
     pub async fn step_failed(
         &self,
-        job_id: &str,
+        job_id: &JobId,
         key: &str,
         error: &StepFailure,
     ) -> Result<(), StoreError> {
@@ -117,7 +117,7 @@ impl Store {
                  error_message = ?5, error_hint = ?6, request_id = ?7
              WHERE job_id = ?1 AND key = ?2",
         )
-        .bind(job_id)
+        .bind(job_id.as_str())
         .bind(key)
         .bind(now())
         .bind(&error.code)
@@ -129,9 +129,9 @@ impl Store {
         Ok(())
     }
 
-    pub async fn steps_skipped(&self, job_id: &str) -> Result<(), StoreError> {
+    pub async fn steps_skipped(&self, job_id: &JobId) -> Result<(), StoreError> {
         sqlx::query("UPDATE steps SET status = 'skipped' WHERE job_id = ?1 AND status = 'pending'")
-            .bind(job_id)
+            .bind(job_id.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -141,7 +141,7 @@ impl Store {
     /// contains `key_part` (e.g. every subnet step), oldest job first.
     pub async fn deploy_outputs_of(
         &self,
-        deployment_id: &str,
+        deployment_id: &DeploymentId,
         key_part: &str,
     ) -> Result<Vec<(String, Value)>, StoreError> {
         let rows: Vec<(String, String)> = sqlx::query_as(
@@ -150,7 +150,7 @@ impl Store {
                AND instr(s.key, ?4) > 0
              ORDER BY j.created_at",
         )
-        .bind(deployment_id)
+        .bind(deployment_id.as_str())
         .bind(JobKind::Deploy.as_str())
         .bind(StepStatus::Done.as_str())
         .bind(key_part)

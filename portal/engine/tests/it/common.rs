@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cloudpulse_core::ids::DeploymentId;
 use cloudpulse_core::model::{JobStatus, JobView, Source};
 use cloudpulse_engine::aws::{Aws, Names};
 use cloudpulse_engine::params::DeploymentParams;
@@ -111,7 +112,7 @@ impl Harness {
     }
 
     /// Deploys and waits; panics with the job's errors unless it is done.
-    pub async fn deploy(&self, params: DeploymentParams) -> (String, JobView) {
+    pub async fn deploy(&self, params: DeploymentParams) -> (DeploymentId, JobView) {
         let created = self
             .engine
             .deploy(params, Source::Api, None)
@@ -122,7 +123,7 @@ impl Harness {
         (created.deployment_id, job)
     }
 
-    pub async fn teardown(&self, deployment_id: &str) -> JobView {
+    pub async fn teardown(&self, deployment_id: &DeploymentId) -> JobView {
         let created = self
             .engine
             .teardown(deployment_id, Source::Api, None)
@@ -133,7 +134,7 @@ impl Harness {
         job
     }
 
-    pub async fn names(&self, deployment_id: &str) -> Names {
+    pub async fn names(&self, deployment_id: &DeploymentId) -> Names {
         let detail = self.engine.store().deployment(deployment_id).await.unwrap();
         Names::new(deployment_id, &detail.name)
     }

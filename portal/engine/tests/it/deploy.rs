@@ -37,7 +37,7 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     let vpcs = aws
         .ec2
         .describe_vpcs()
-        .filters(tagged(&id))
+        .filters(tagged(id.as_str()))
         .send()
         .await
         .unwrap();
@@ -61,7 +61,7 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     let subnets = aws
         .ec2
         .describe_subnets()
-        .filters(tagged(&id))
+        .filters(tagged(id.as_str()))
         .send()
         .await
         .unwrap();
@@ -90,7 +90,7 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     let igws = aws
         .ec2
         .describe_internet_gateways()
-        .filters(tagged(&id))
+        .filters(tagged(id.as_str()))
         .send()
         .await
         .unwrap();
@@ -104,7 +104,7 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     let nats = aws
         .ec2
         .describe_nat_gateways()
-        .filter(tagged(&id))
+        .filter(tagged(id.as_str()))
         .send()
         .await
         .unwrap();
@@ -112,7 +112,7 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     let eips = aws
         .ec2
         .describe_addresses()
-        .filters(tagged(&id))
+        .filters(tagged(id.as_str()))
         .send()
         .await
         .unwrap();
@@ -121,7 +121,7 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     let tables = aws
         .ec2
         .describe_route_tables()
-        .filters(tagged(&id))
+        .filters(tagged(id.as_str()))
         .send()
         .await
         .unwrap();
@@ -167,7 +167,7 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     let acls = aws
         .ec2
         .describe_network_acls()
-        .filters(tagged(&id))
+        .filters(tagged(id.as_str()))
         .send()
         .await
         .unwrap();
@@ -203,7 +203,7 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     let groups = aws
         .ec2
         .describe_security_groups()
-        .filters(tagged(&id))
+        .filters(tagged(id.as_str()))
         .send()
         .await
         .unwrap();
@@ -332,7 +332,7 @@ async fn deploy_builds_the_reference_stack_and_teardown_removes_it() {
     let templates = aws
         .ec2
         .describe_launch_templates()
-        .filters(tagged(&id))
+        .filters(tagged(id.as_str()))
         .send()
         .await
         .unwrap();

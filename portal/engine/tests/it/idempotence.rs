@@ -7,15 +7,15 @@ use cloudpulse_engine::aws::Names;
 use cloudpulse_engine::inventory;
 use cloudpulse_engine::plan::{deploy_dag, StepId};
 use cloudpulse_engine::steps::{run_action, run_undo, ArtifactSource, StepCtx, Timings};
-use common::{artifact, harness, params, Harness};
+use common::{artifact, harness, params, DeploymentId, Harness};
 
-fn ctx(h: &Harness, deployment_id: &str, names: &Names, step: StepId) -> StepCtx {
+fn ctx(h: &Harness, deployment_id: &DeploymentId, names: &Names, step: StepId) -> StepCtx {
     StepCtx {
         store: h.engine.store().clone(),
         aws: h.aws(),
         names: names.clone(),
         params: params(&names.display),
-        deployment_id: deployment_id.to_string(),
+        deployment_id: deployment_id.clone(),
         job_id: "idempotence-check".into(),
         step,
         timings: Timings::for_tests(),

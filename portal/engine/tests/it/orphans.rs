@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use cloudpulse_core::model::{DeploymentStatus, OrphanReason, Source};
 use cloudpulse_engine::aws::{Names, TAG_DEPLOYMENT, TAG_STEP};
 use cloudpulse_engine::{inventory, Engine};
-use common::{assert_done, engine_on, harness, params};
+use common::{assert_done, engine_on, harness, params, DeploymentId};
 
-async fn census(engine: &Engine, id: &str) -> BTreeMap<String, usize> {
+async fn census(engine: &Engine, id: &DeploymentId) -> BTreeMap<String, usize> {
     let mut kinds = BTreeMap::new();
     for left in inventory::remaining(&engine.aws("us-east-1"), &Names::new(id, ""))
         .await
@@ -123,7 +123,7 @@ async fn a_leftover_of_a_torn_down_deployment_is_found_and_removed() {
                 .tags(
                     aws_sdk_ec2::types::Tag::builder()
                         .key(TAG_DEPLOYMENT)
-                        .value(&id)
+                        .value(id.as_str())
                         .build(),
                 )
                 .tags(

@@ -30,7 +30,7 @@ async fn one_at_a_time() -> (common::Harness, Engine, tempfile::TempDir) {
 /// Polls `job_id` until `done` holds of it, for at most a minute.
 async fn until(
     engine: &Engine,
-    job_id: &str,
+    job_id: &cloudpulse_core::ids::JobId,
     what: &str,
     done: impl Fn(&cloudpulse_core::model::JobView) -> bool,
 ) -> cloudpulse_core::model::JobView {

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use cloudpulse_engine::aws::Names;
 use cloudpulse_engine::inventory;
 use cloudpulse_sandbox::{Disruption, Gateway, Latency, MotoServer};
-use common::{harness, harness_on, params, Harness};
+use common::{harness, harness_on, params, DeploymentId, Harness};
 
-async fn census(h: &Harness, deployment: &str) -> BTreeMap<String, usize> {
+async fn census(h: &Harness, deployment: &DeploymentId) -> BTreeMap<String, usize> {
     let detail = h.engine.store().deployment(deployment).await.unwrap();
     let names = Names::new(deployment, &detail.name);
     let mut kinds = BTreeMap::new();

@@ -194,7 +194,7 @@ async fn a_kill_during_heavy_writes_loses_no_job_and_leaves_the_database_whole()
     assert_eq!(verdict, "ok");
     for job in &accepted {
         let view = store
-            .job(job)
+            .job(&job.as_str().into())
             .await
             .expect("every accepted job is still there");
         assert_eq!(view.steps.len(), 27, "with its whole plan");
@@ -263,7 +263,7 @@ async fn census(
     name: &str,
 ) -> std::collections::BTreeMap<String, usize> {
     let aws = cloudpulse_engine::aws::Aws::new(sdk, "us-east-1");
-    let names = cloudpulse_engine::aws::Names::new(id, name);
+    let names = cloudpulse_engine::aws::Names::new(&id.into(), name);
     let mut kinds = std::collections::BTreeMap::new();
     for left in cloudpulse_engine::inventory::remaining(&aws, &names)
         .await
