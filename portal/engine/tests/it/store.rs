@@ -1,6 +1,7 @@
 //! The database against real SQLite files in a temporary folder.
 
-use cloudpulse_core::model::DeploymentStatus;
+use cloudpulse_core::ids::DeploymentId;
+use cloudpulse_core::model::{DeploymentStatus, EventKind};
 use cloudpulse_engine::store::connect;
 use cloudpulse_engine::{Store, StoreError};
 use sqlx::SqlitePool;
@@ -174,4 +175,123 @@ async fn a_path_that_cannot_be_opened_for_writing_is_reported() {
     let err = Store::open(dir.path()).await.unwrap_err();
     assert!(matches!(err, StoreError::Unwritable { .. }), "{err:?}");
     assert!(err.to_string().contains("writable"), "{err}");
+}
+
+async fn insert_event(store: &Store, kind: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO events (deployment_id, at, kind, source, message)
+         VALUES ('a', '2026-11-01T10:00:00Z', ?1, 'system', 'm')",
+    )
+    .bind(kind)
+    .execute(&raw(store).await)
+    .await
+    .map(|_| ())
+}
+
+#[tokio::test]
+async fn the_database_refuses_an_unknown_event_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("portal.db")).await.unwrap();
+    insert(&store, "a", "alpha", "live", "2026-11-01T10:00:00Z").await;
+    let error = insert_event(&store, "deploy_step")
+        .await
+        .expect_err("an event kind EventKind does not have must be refused");
+    assert!(error.to_string().contains("CHECK"), "{error}");
+}
+
+#[tokio::test]
+async fn the_database_accepts_every_event_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("portal.db")).await.unwrap();
+    insert(&store, "a", "alpha", "live", "2026-11-01T10:00:00Z").await;
+    for kind in EventKind::ALL {
+        insert_event(&store, kind.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("kind {kind} refused: {e}"));
+    }
+    let stored = store.events(&DeploymentId::from("a"), 100).await.unwrap();
+    assert_eq!(stored.len(), EventKind::ALL.len());
+}
+
+/// A database made by the migrations before `events.kind` had its CHECK
+/// keeps every event, with its id, its data and the index, and new ids
+/// follow the old ones.
+#[tokio::test]
+async fn the_event_kind_migration_keeps_ids_data_and_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let before = dir.path().join("migrations");
+    std::fs::create_dir(&before).unwrap();
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < "20261216000001" {
+            std::fs::copy(entry.path(), before.join(&name)).unwrap();
+        }
+    }
+    {
+        let pool = connect(&path, 1).await.unwrap();
+        sqlx::migrate::Migrator::new(before.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO deployments (id, name, region, status, params, created_at, updated_at)
+             VALUES ('a', 'alpha', 'us-east-1', 'live', '{}', 'now', 'now')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (id, kind) in [(3, "job"), (7, "scaling"), (9, "uptime")] {
+            sqlx::query(
+                "INSERT INTO events (id, deployment_id, at, kind, source, message, data)
+                 VALUES (?1, 'a', '2026-11-01T10:00:00Z', ?2, 'telemetry', 'm', '{\"n\":1}')",
+            )
+            .bind(id)
+            .bind(kind)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        // The highest id was deleted: the counter must not reuse it.
+        sqlx::query("DELETE FROM events WHERE id = 9")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let store = Store::open(&path).await.unwrap();
+    let pool = raw(&store).await;
+    let kept: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, kind, data FROM events ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        vec![
+            (3, "job".to_string(), "{\"n\":1}".to_string()),
+            (7, "scaling".to_string(), "{\"n\":1}".to_string()),
+        ]
+    );
+    let index: Option<(String,)> = sqlx::query_as(
+        "SELECT tbl_name FROM sqlite_master WHERE type = 'index' AND name = 'events_by_deployment'",
+    )
+    .fetch_optional(&pool)
+    .await
+    .unwrap();
+    assert_eq!(index, Some(("events".to_string(),)));
+    store
+        .add_event(&DeploymentId::from("a"), EventKind::System, None, "after")
+        .await
+        .unwrap();
+    let (newest,): (i64,) = sqlx::query_as("SELECT MAX(id) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(newest, 10);
+    assert!(insert_event(&store, "bogus").await.is_err());
 }
