@@ -1,0 +1,200 @@
+//! The Auto Scaling group and its simple-scaling policies.
+
+use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
+use serde_json::{json, Value};
+
+use super::{describe_group, size};
+use crate::error::{SdkResultExt, StepError, StepResult};
+use crate::plan::StepKey;
+use crate::steps::{gone_ok, StepCtx};
+use cloudpulse_core::resource::ResourceKind;
+
+pub async fn auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {
+    let name = ctx.names.auto_scaling_group();
+    let p = &ctx.params;
+    if describe_group(ctx).await?.is_none() {
+        let template = ctx
+            .id(ResourceKind::LaunchTemplate, StepKey::LaunchTemplate)
+            .await?;
+        let target_group = ctx
+            .arn(ResourceKind::TargetGroup, StepKey::TargetGroup)
+            .await?;
+        let mut subnets = Vec::new();
+        for az in 0..p.azs {
+            subnets.push(
+                ctx.id(ResourceKind::Subnet, StepKey::PrivateSubnet(az))
+                    .await?,
+            );
+        }
+        let tags = ctx
+            .names
+            .tags(&StepKey::AutoScalingGroup.to_string(), "app")
+            .into_iter()
+            .map(|(k, v)| {
+                AsgTag::builder()
+                    .key(k)
+                    .value(v)
+                    .propagate_at_launch(true)
+                    .resource_id(&name)
+                    .resource_type("auto-scaling-group")
+                    .build()
+            })
+            .collect();
+        let created = ctx
+            .aws
+            .asg
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&name)
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(&template)
+                    .version("$Latest")
+                    .build(),
+            )
+            .min_size(size(p.min))
+            .max_size(size(p.max))
+            .desired_capacity(size(p.desired))
+            .vpc_zone_identifier(subnets.join(","))
+            .target_group_arns(&target_group)
+            .health_check_type("ELB")
+            .health_check_grace_period(size(p.grace_period))
+            .default_cooldown(size(p.cooldown))
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .step();
+        match created {
+            Err(e) if e.code == "AlreadyExists" => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    ctx.record(
+        ResourceKind::AutoScalingGroup,
+        &name,
+        None,
+        StepKey::AutoScalingGroup,
+    )
+    .await?;
+    Ok(json!({ "auto_scaling_group": name, "min": p.min, "desired": p.desired, "max": p.max }))
+}
+
+pub async fn undo_auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {
+    let name = ctx.names.auto_scaling_group();
+    if describe_group(ctx).await?.is_some() {
+        // Force: terminate its instances instead of refusing.
+        gone_ok(
+            ctx.aws
+                .asg
+                .delete_auto_scaling_group()
+                .auto_scaling_group_name(&name)
+                .force_delete(true)
+                .send()
+                .await
+                .step(),
+        )?;
+        ctx.wait_for(
+            &format!("Auto Scaling group {name} deleted"),
+            ctx.timings.asg_delete,
+            || async {
+                Ok(describe_group(ctx).await?.map(|g| {
+                    format!(
+                        "{} ({} instances)",
+                        g.status().unwrap_or("deleting"),
+                        g.instances().len()
+                    )
+                }))
+            },
+        )
+        .await?;
+    }
+    ctx.forget(ResourceKind::AutoScalingGroup, &name).await?;
+    Ok(json!({ "deleted": name }))
+}
+
+/// Creates (or updates) one simple-scaling policy and returns its ARN.
+async fn policy(ctx: &StepCtx, name: &str, adjustment: i32) -> StepResult<String> {
+    let asg = ctx.names.auto_scaling_group();
+    let out = ctx
+        .aws
+        .asg
+        .put_scaling_policy()
+        .auto_scaling_group_name(&asg)
+        .policy_name(name)
+        .policy_type("SimpleScaling")
+        .adjustment_type("ChangeInCapacity")
+        .scaling_adjustment(adjustment)
+        .cooldown(size(ctx.params.cooldown))
+        .send()
+        .await
+        .step()?;
+    if let Some(arn) = out.policy_arn() {
+        return Ok(arn.to_string());
+    }
+    // Some implementations leave the ARN out of the response; ask for it.
+    let described = ctx
+        .aws
+        .asg
+        .describe_policies()
+        .auto_scaling_group_name(&asg)
+        .policy_names(name)
+        .send()
+        .await
+        .step()?;
+    described
+        .scaling_policies()
+        .first()
+        .and_then(|p| p.policy_arn())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            StepError::retryable("PolicyNotVisible", format!("policy {name} has no ARN yet"))
+        })
+}
+
+pub async fn scaling_policies(ctx: &StepCtx) -> StepResult<Value> {
+    let out_name = ctx.names.scale_out_policy();
+    let in_name = ctx.names.scale_in_policy();
+    let out_arn = policy(ctx, &out_name, 1).await?;
+    ctx.record(
+        ResourceKind::ScalingPolicy,
+        &out_name,
+        Some(&out_arn),
+        StepKey::ScalingPolicies,
+    )
+    .await?;
+    let in_arn = policy(ctx, &in_name, -1).await?;
+    ctx.record(
+        ResourceKind::ScalingPolicy,
+        &in_name,
+        Some(&in_arn),
+        StepKey::ScalingPolicies,
+    )
+    .await?;
+    Ok(json!({ "scale_out": out_arn, "scale_in": in_arn }))
+}
+
+pub async fn undo_scaling_policies(ctx: &StepCtx) -> StepResult<Value> {
+    let asg = ctx.names.auto_scaling_group();
+    let names = [ctx.names.scale_out_policy(), ctx.names.scale_in_policy()];
+    for name in &names {
+        let result = ctx
+            .aws
+            .asg
+            .delete_policy()
+            .auto_scaling_group_name(&asg)
+            .policy_name(name)
+            .send()
+            .await
+            .step();
+        match result {
+            // Deleting the group already removed its policies.
+            Err(e) if e.code == "ValidationError" && e.message.contains("not found") => {}
+            other => {
+                gone_ok(other)?;
+            }
+        }
+        ctx.forget(ResourceKind::ScalingPolicy, name).await?;
+    }
+    Ok(json!({ "deleted": names }))
+}

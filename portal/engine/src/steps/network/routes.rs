@@ -1,0 +1,202 @@
+//! The route tables: the public one through the internet gateway, one
+//! private one per zone, and their default routes.
+
+use aws_sdk_ec2::types::ResourceType;
+use serde_json::{json, Value};
+
+use super::created;
+use crate::error::{SdkResultExt, StepResult};
+use crate::plan::{nat_for, StepKey};
+use crate::steps::{gone_ok, StepCtx};
+use cloudpulse_core::resource::ResourceKind;
+
+/// Finds or creates the route table of `key` and associates it with `subnets`.
+async fn route_table(
+    ctx: &StepCtx,
+    key: StepKey,
+    what: &str,
+    subnets: &[String],
+) -> StepResult<String> {
+    let ec2 = &ctx.aws.ec2;
+    let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
+    let found = ec2
+        .describe_route_tables()
+        .set_filters(Some(ctx.ec2_filters(key)))
+        .send()
+        .await
+        .step()?;
+    let existing = found.route_tables().first().cloned();
+    let (id, associated): (String, Vec<String>) = match existing {
+        Some(table) => (
+            table.route_table_id().unwrap_or_default().to_string(),
+            table
+                .associations()
+                .iter()
+                .filter_map(|a| a.subnet_id().map(str::to_string))
+                .collect(),
+        ),
+        None => {
+            let out = ec2
+                .create_route_table()
+                .vpc_id(&vpc)
+                .tag_specifications(ctx.ec2_tags(ResourceType::RouteTable, key, what))
+                .send()
+                .await
+                .step()?;
+            let id = created(
+                out.route_table()
+                    .and_then(|t| t.route_table_id())
+                    .map(str::to_string),
+                "route table",
+            )?;
+            (id, Vec::new())
+        }
+    };
+    ctx.record(ResourceKind::RouteTable, &id, None, key).await?;
+    for subnet in subnets {
+        if !associated.contains(subnet) {
+            ec2.associate_route_table()
+                .route_table_id(&id)
+                .subnet_id(subnet)
+                .send()
+                .await
+                .step()?;
+        }
+    }
+    Ok(id)
+}
+
+/// Adds (or points) the default route of `table` at a gateway.
+async fn default_route(ctx: &StepCtx, table: &str, gateway: Gateway<'_>) -> StepResult<()> {
+    let ec2 = &ctx.aws.ec2;
+    let tables = ec2
+        .describe_route_tables()
+        .route_table_ids(table)
+        .send()
+        .await
+        .step()?;
+    let current = tables.route_tables().first().and_then(|t| {
+        t.routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .cloned()
+    });
+    let (igw, nat) = match gateway {
+        Gateway::Internet(id) => (Some(id), None),
+        Gateway::Nat(id) => (None, Some(id)),
+    };
+    match current {
+        Some(route) if route.gateway_id() == igw && route.nat_gateway_id() == nat => Ok(()),
+        Some(_) => {
+            ec2.replace_route()
+                .route_table_id(table)
+                .destination_cidr_block("0.0.0.0/0")
+                .set_gateway_id(igw.map(str::to_string))
+                .set_nat_gateway_id(nat.map(str::to_string))
+                .send()
+                .await
+                .step()?;
+            Ok(())
+        }
+        None => {
+            ec2.create_route()
+                .route_table_id(table)
+                .destination_cidr_block("0.0.0.0/0")
+                .set_gateway_id(igw.map(str::to_string))
+                .set_nat_gateway_id(nat.map(str::to_string))
+                .send()
+                .await
+                .step()?;
+            Ok(())
+        }
+    }
+}
+
+enum Gateway<'a> {
+    Internet(&'a str),
+    Nat(&'a str),
+}
+
+pub async fn public_routes(ctx: &StepCtx) -> StepResult<Value> {
+    let mut subnets = Vec::new();
+    for az in 0..ctx.params.azs {
+        subnets.push(
+            ctx.id(ResourceKind::Subnet, StepKey::PublicSubnet(az))
+                .await?,
+        );
+    }
+    let igw = ctx
+        .id(ResourceKind::InternetGateway, StepKey::InternetGateway)
+        .await?;
+    let table = route_table(ctx, StepKey::PublicRoutes, "public-rt", &subnets).await?;
+    default_route(ctx, &table, Gateway::Internet(&igw)).await?;
+    Ok(json!({ "route_table_id": table, "subnets": subnets }))
+}
+
+pub async fn private_routes(ctx: &StepCtx, az: u8) -> StepResult<Value> {
+    let subnet = ctx
+        .id(ResourceKind::Subnet, StepKey::PrivateSubnet(az))
+        .await?;
+    let table = route_table(
+        ctx,
+        StepKey::PrivateRoutes(az),
+        &format!("private-rt-{az}"),
+        std::slice::from_ref(&subnet),
+    )
+    .await?;
+    Ok(json!({ "route_table_id": table, "subnet": subnet }))
+}
+
+pub async fn nat_route(ctx: &StepCtx, az: u8) -> StepResult<Value> {
+    let table = ctx
+        .id(ResourceKind::RouteTable, StepKey::PrivateRoutes(az))
+        .await?;
+    let nat = ctx
+        .id(
+            ResourceKind::NatGateway,
+            StepKey::NatGateway(nat_for(&ctx.params, az)),
+        )
+        .await?;
+    default_route(ctx, &table, Gateway::Nat(&nat)).await?;
+    Ok(json!({ "route_table_id": table, "nat_gateway_id": nat }))
+}
+
+pub async fn undo_route_table(ctx: &StepCtx, key: StepKey) -> StepResult<Value> {
+    let ec2 = &ctx.aws.ec2;
+    let found = ec2
+        .describe_route_tables()
+        .set_filters(Some(ctx.ec2_filters(key)))
+        .send()
+        .await
+        .step()?;
+    let mut deleted = Vec::new();
+    for table in found.route_tables() {
+        let Some(id) = table.route_table_id() else {
+            continue;
+        };
+        for association in table.associations() {
+            if association.main() == Some(true) {
+                continue;
+            }
+            if let Some(assoc) = association.route_table_association_id() {
+                gone_ok(
+                    ec2.disassociate_route_table()
+                        .association_id(assoc)
+                        .send()
+                        .await
+                        .step(),
+                )?;
+            }
+        }
+        gone_ok(
+            ec2.delete_route_table()
+                .route_table_id(id)
+                .send()
+                .await
+                .step(),
+        )?;
+        ctx.forget(ResourceKind::RouteTable, id).await?;
+        deleted.push(id.to_string());
+    }
+    Ok(json!({ "deleted": deleted }))
+}

@@ -1,0 +1,132 @@
+//! The region's zones and a public and a private subnet in each zone used.
+
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+use serde_json::{json, Value};
+
+use super::created;
+use crate::aws::Aws;
+use crate::error::{SdkResultExt, StepError, StepResult};
+use crate::plan::StepKey;
+use crate::steps::{filter, gone_ok, StepCtx};
+use cloudpulse_core::resource::ResourceKind;
+
+/// The region's available zones (not local or wavelength zones), in name
+/// order: a deployment with `azs = n` uses the first `n`.
+pub async fn zones(aws: &Aws) -> StepResult<Vec<String>> {
+    let out = aws
+        .ec2
+        .describe_availability_zones()
+        .filters(filter("state", "available"))
+        .send()
+        .await
+        .step()?;
+    let mut zones: Vec<String> = out
+        .availability_zones()
+        .iter()
+        .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
+        .filter_map(|z| z.zone_name().map(str::to_string))
+        .collect();
+    zones.sort();
+    Ok(zones)
+}
+
+/// The `az`-th availability zone of the region, in name order.
+async fn zone(ctx: &StepCtx, az: u8) -> StepResult<String> {
+    let zones = zones(&ctx.aws).await?;
+    zones.get(usize::from(az)).cloned().ok_or_else(|| {
+        StepError::fatal(
+            "NotEnoughZones",
+            format!(
+                "region {} offers {} availability zones; use azs={}",
+                ctx.aws.region,
+                zones.len(),
+                zones.len().min(3)
+            ),
+        )
+    })
+}
+
+pub async fn subnet(ctx: &StepCtx, az: u8, public: bool) -> StepResult<Value> {
+    let ec2 = &ctx.aws.ec2;
+    let key = if public {
+        StepKey::PublicSubnet(az)
+    } else {
+        StepKey::PrivateSubnet(az)
+    };
+    let plan = ctx
+        .params
+        .subnets()
+        .map_err(|e| StepError::fatal("InvalidParameters", e))?;
+    let cidr = if public { &plan.public } else { &plan.private }
+        .get(usize::from(az))
+        .cloned()
+        .ok_or_else(|| {
+            StepError::fatal(
+                "InvalidParameters",
+                format!("no subnet planned for AZ {az}"),
+            )
+        })?;
+    let zone = zone(ctx, az).await?;
+    let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
+    let found = ec2
+        .describe_subnets()
+        .set_filters(Some(ctx.ec2_filters(key)))
+        .send()
+        .await
+        .step()?;
+    let id = match found.subnets().iter().find_map(|s| s.subnet_id()) {
+        Some(id) => id.to_string(),
+        None => {
+            let what = format!("{}-{zone}", if public { "public" } else { "private" });
+            let out = ec2
+                .create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block(&cidr)
+                .availability_zone(&zone)
+                .tag_specifications(ctx.ec2_tags(ResourceType::Subnet, key, &what))
+                .send()
+                .await
+                .step()?;
+            created(
+                out.subnet().and_then(|s| s.subnet_id()).map(str::to_string),
+                "subnet",
+            )?
+        }
+    };
+    ctx.record(ResourceKind::Subnet, &id, None, key).await?;
+    if public {
+        ec2.modify_subnet_attribute()
+            .subnet_id(&id)
+            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+            .send()
+            .await
+            .step()?;
+    }
+    Ok(json!({ "subnet_id": id, "cidr": cidr, "availability_zone": zone }))
+}
+
+pub async fn undo_subnet(ctx: &StepCtx, key: StepKey) -> StepResult<Value> {
+    let found = ctx
+        .aws
+        .ec2
+        .describe_subnets()
+        .set_filters(Some(ctx.ec2_filters(key)))
+        .send()
+        .await
+        .step()?;
+    let mut deleted = Vec::new();
+    for id in found.subnets().iter().filter_map(|s| s.subnet_id()) {
+        gone_ok(
+            ctx.aws
+                .ec2
+                .delete_subnet()
+                .subnet_id(id)
+                .send()
+                .await
+                .step(),
+        )?;
+        ctx.forget(ResourceKind::Subnet, id).await?;
+        deleted.push(id.to_string());
+    }
+    Ok(json!({ "deleted": deleted }))
+}
