@@ -188,7 +188,13 @@ pub fn retry_pause(error: &StepError, delay: Duration, poll: Duration) -> Durati
 pub fn hint_for(code: &str, message: &str) -> Option<String> {
     let hint = match code {
         "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
-            "the credentials lack a permission; attach the operator policy (policy/operator-policy.json, see docs/aws.md) to this identity"
+            return Some(match denied_action(message) {
+                Some(action) => format!(
+                    "the credentials lack {action}, which the operator policy grants ({}); attach both of its documents (policy/operator-policy.json and policy/operator-iam-policy.json, see docs/aws.md) to this identity",
+                    policy_file(action)
+                ),
+                None => "the credentials lack a permission; attach the operator policy (policy/operator-policy.json and policy/operator-iam-policy.json, see docs/aws.md) to this identity".into(),
+            });
         }
         "AddressLimitExceeded" => {
             "the region's Elastic IP quota is used up; release unused addresses or raise the quota in Service Quotas (EC2, EC2-VPC Elastic IPs)"
@@ -214,6 +220,29 @@ pub fn hint_for(code: &str, message: &str) -> Option<String> {
         _ => return None,
     };
     Some(hint.to_string())
+}
+
+/// The action a denial names: IAM's messages say "… is not authorized to
+/// perform: ec2:CreateVpc on resource: …" (S3's often say only "Access
+/// Denied").
+fn denied_action(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("to perform: ")?;
+    let action = rest
+        .split_whitespace()
+        .next()?
+        .trim_end_matches([',', '.', ';']);
+    let (service, name) = action.split_once(':')?;
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    (word(service) && word(name)).then_some(action)
+}
+
+/// Which of the operator policy's two documents grants `action`.
+fn policy_file(action: &str) -> &'static str {
+    if action.starts_with("iam:") {
+        "policy/operator-iam-policy.json"
+    } else {
+        "policy/operator-policy.json"
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +324,34 @@ mod tests {
         ));
         assert!(!is_retryable("UnauthorizedOperation", ""));
         assert!(!is_retryable("AddressLimitExceeded", ""));
+    }
+
+    #[test]
+    fn a_denial_names_the_action_it_lacks() {
+        let hint = hint_for(
+            "UnauthorizedOperation",
+            "You are not authorized to perform this operation. User: arn:aws:iam::1:user/op is \
+             not authorized to perform: ec2:CreateVpc on resource: arn:aws:ec2:us-east-1:1:vpc/* \
+             because no identity-based policy allows the ec2:CreateVpc action.",
+        )
+        .unwrap();
+        assert!(
+            hint.starts_with("the credentials lack ec2:CreateVpc,"),
+            "{hint}"
+        );
+        assert!(hint.contains("(policy/operator-policy.json)"), "{hint}");
+        let hint = hint_for(
+            "AccessDenied",
+            "User: arn:aws:iam::1:user/op is not authorized to perform: iam:CreateRole",
+        )
+        .unwrap();
+        assert!(hint.contains("lack iam:CreateRole, which the operator policy grants (policy/operator-iam-policy.json)"), "{hint}");
+        let hint = hint_for("AccessDenied", "Access Denied").unwrap();
+        assert!(
+            hint.starts_with("the credentials lack a permission;"),
+            "{hint}"
+        );
+        assert!(hint.contains("policy/operator-policy.json"), "{hint}");
     }
 
     #[test]

@@ -186,9 +186,15 @@ impl Gateway {
         self.shared.disrupted.load(Ordering::Relaxed)
     }
 
-    /// An SDK configuration that talks to moto through this gateway.
+    /// An SDK configuration that talks to moto through this gateway, as
+    /// AWS's own services do (allowed everything; see [`crate::iam`]).
     pub fn sdk_config(&self) -> SdkConfig {
         crate::moto::sdk_config(&self.endpoint())
+    }
+
+    /// The same, signed as the portal: the operator policy only.
+    pub fn operator_sdk_config(&self) -> SdkConfig {
+        crate::moto::operator_sdk_config(&self.endpoint())
     }
 
     /// The AWS rules and records this gateway applies (see
@@ -296,6 +302,20 @@ const HOP_HEADERS: [HeaderName; 4] = [
     header::CONNECTION,
 ];
 
+/// The request's headers for moto, with the `Host` and `Content-Length`
+/// the caller signed: moto checks the signature (IAM is enforced), and the
+/// body goes on unchanged (an empty one would otherwise lose its
+/// `Content-Length: 0`).
+fn signed_for_moto(headers: &HeaderMap) -> HeaderMap {
+    let mut out = end_to_end(headers);
+    for name in [header::HOST, header::CONTENT_LENGTH] {
+        if let Some(value) = headers.get(&name) {
+            out.insert(name, value.clone());
+        }
+    }
+    out
+}
+
 fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     let mut out = headers.clone();
     for name in &HOP_HEADERS {
@@ -370,7 +390,7 @@ async fn relay(shared: &Shared, request: Request) -> Result<Response, String> {
     let upstream = shared
         .client
         .request(parts.method, target)
-        .headers(end_to_end(&parts.headers))
+        .headers(signed_for_moto(&parts.headers))
         .body(body)
         .send()
         .await

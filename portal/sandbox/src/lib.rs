@@ -6,15 +6,16 @@
 //! checks, a load balancer, alarm evaluation) is emulated here.
 //!
 //! Nothing in this crate may reach a real AWS endpoint: every client it builds
-//! has an explicit loopback endpoint and static test credentials.
+//! has an explicit loopback endpoint and the sandbox's own test credentials.
 
 pub mod dataplane;
 pub mod faithful;
 pub mod gateway;
+pub mod iam;
 pub mod moto;
 
 pub use dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, DataPlaneView};
 pub use faithful::strict::{Strict, Strictness};
 pub use faithful::{Faithful, FaithfulError, LaunchFailure, UnsafeRecord};
 pub use gateway::{Disruption, Gateway, GatewayError, Latency};
-pub use moto::{sdk_config, MotoError, MotoServer};
+pub use moto::{operator_sdk_config, sdk_config, MotoError, MotoServer};

@@ -8,6 +8,10 @@
 //! `policy/instance-boundary.json`) is there from the start, and again after
 //! a [`MotoServer::reset`].
 //!
+//! moto checks every request's signature and permissions: only the
+//! identities of [`crate::iam`] may sign, the portal's with the operator
+//! policy ([`MotoServer::operator_sdk_config`]).
+//!
 //! moto answers the sandbox on this machine only: its launcher turns moto's
 //! global CORS off and refuses what a browser or a rebound name sends (see
 //! `moto_launcher.py`). A folder its state is kept in must be this user's
@@ -72,6 +76,8 @@ pub enum MotoError {
     Request { path: String, reason: String },
     #[error("the sandbox's state folder {path} is not safe to read moto's state from: {reason}")]
     UnsafeState { path: PathBuf, reason: String },
+    #[error("cannot give the sandbox's operator identity its policy: {0}")]
+    Policy(String),
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +90,10 @@ pub struct MotoOptions {
     /// A folder where moto's state is kept across restarts: read back at
     /// start, written every few seconds and at stop. `None`: memory only.
     pub state_dir: Option<PathBuf>,
+    /// The operator policy's documents (name, JSON) the portal's identity
+    /// holds, as sandbox copies ([`crate::iam::sandbox_copy`]): the real
+    /// `policy/` files unless a test takes an action out.
+    pub operator_policy: Vec<(String, String)>,
 }
 
 impl Default for MotoOptions {
@@ -93,6 +103,7 @@ impl Default for MotoOptions {
             port: None,
             startup_timeout: Duration::from_secs(60),
             state_dir: None,
+            operator_policy: crate::iam::operator_policy(),
         }
     }
 }
@@ -121,6 +132,8 @@ impl MotoServer {
         if let Some(dir) = &options.state_dir {
             own_private_folder(dir)?;
         }
+        let identities =
+            crate::iam::identities(&options.operator_policy).map_err(MotoError::Policy)?;
         // Another process may take a port between our probe and moto's bind;
         // when the port was ours to choose, choose again.
         let attempts = if options.port.is_some() { 1 } else { 3 };
@@ -130,7 +143,7 @@ impl MotoServer {
                 Some(port) => port,
                 None => free_port().map_err(MotoError::NoPort)?,
             };
-            match Self::spawn(&python, port, &options).await {
+            match Self::spawn(&python, port, &options, &identities).await {
                 Err(MotoError::Exited { status, last_line })
                     if last_line.contains("Address already in use") =>
                 {
@@ -142,7 +155,12 @@ impl MotoServer {
         Err(last.unwrap_or_else(|| MotoError::NoPort(std::io::Error::other("no attempt made"))))
     }
 
-    async fn spawn(python: &Path, port: u16, options: &MotoOptions) -> Result<Self, MotoError> {
+    async fn spawn(
+        python: &Path,
+        port: u16,
+        options: &MotoOptions,
+        identities: &str,
+    ) -> Result<Self, MotoError> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let mut command = Command::new(python);
         if let Some(state) = &options.state_dir {
@@ -154,6 +172,11 @@ impl MotoServer {
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // Without this, attaching AWS-managed policies (SSM for instances) fails.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            // Every request is checked against IAM, from the first: only
+            // the identities the launcher installs may sign (`crate::iam`).
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+            .env("CLOUDPULSE_SANDBOX_IDENTITIES", identities)
+            .env("CLOUDPULSE_SANDBOX_SERVICE_USER", crate::iam::SERVICE_USER)
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -219,9 +242,15 @@ impl MotoServer {
     }
 
     /// An SDK configuration for this server: its endpoint, the sandbox region
-    /// and static test credentials.
+    /// and the keys of [`crate::iam::SERVICE_USER`], allowed everything.
     pub fn sdk_config(&self) -> SdkConfig {
         sdk_config(&self.endpoint())
+    }
+
+    /// The same, signed as the portal: [`crate::iam::OPERATOR_USER`], with
+    /// the operator policy only.
+    pub fn operator_sdk_config(&self) -> SdkConfig {
+        operator_sdk_config(&self.endpoint())
     }
 
     /// Forgets every resource: the server is as new (the account's
@@ -319,16 +348,28 @@ impl MotoServer {
     }
 }
 
-/// An SDK configuration that talks to the sandbox at `endpoint`, never to AWS.
+/// An SDK configuration that talks to the sandbox at `endpoint`, never to
+/// AWS, as AWS's own services and the account's administrator do
+/// ([`crate::iam::SERVICE_USER`]: allowed everything).
 pub fn sdk_config(endpoint: &str) -> SdkConfig {
+    signed_as(endpoint, crate::iam::SERVICE_KEY)
+}
+
+/// An SDK configuration that talks to the sandbox at `endpoint` as the
+/// portal's identity ([`crate::iam::OPERATOR_USER`]: the operator policy).
+pub fn operator_sdk_config(endpoint: &str) -> SdkConfig {
+    signed_as(endpoint, crate::iam::OPERATOR_KEY)
+}
+
+fn signed_as(endpoint: &str, (key, secret): (&str, &str)) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(SANDBOX_REGION))
         .endpoint_url(endpoint)
         .credentials_provider(
             aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                "sandbox",
-                "sandbox",
+                key,
+                secret,
                 None,
                 None,
                 "cloudpulse-sandbox",

@@ -20,6 +20,7 @@
 # own and closed to everyone else (mode 0700), and so must every file read
 # from it; anything else stops moto with a message saying what to fix.
 import io
+import json
 import os
 import pickle
 import signal
@@ -269,10 +270,27 @@ def _refusal(environ):
     return None
 
 
+_signed = threading.local()
+
+
+def _keep_form_body(environ):
+    """The exact bytes of a form-encoded body (the query protocol's), kept
+    for the signature check: werkzeug parses such a body into a form and
+    moto would check the signature against its own re-encoding of it."""
+    _signed.body = None
+    kind = environ.get("CONTENT_TYPE", "")
+    length = environ.get("CONTENT_LENGTH", "")
+    if kind.startswith("application/x-www-form-urlencoded") and length.isdigit():
+        body = environ["wsgi.input"].read(int(length))
+        environ["wsgi.input"] = io.BytesIO(body)
+        _signed.body = body
+
+
 class _OnlyThisMachine(moto.server.DomainDispatcherApplication):
     def __call__(self, environ, start_response):
         reason = _refusal(environ)
         if reason is None:
+            _keep_form_body(environ)
             return super().__call__(environ, start_response)
         body = f"403 Forbidden: moto serves the sandbox on this machine only; {reason}\n".encode()
         start_response(
@@ -493,6 +511,190 @@ def _scale_like_auto_scaling():
 
 _scale_like_auto_scaling()
 
+# IAM is enforced: moto checks every request's signature and permissions
+# (the portal's launcher sets INITIAL_NO_AUTH_ACTION_COUNT=0, so no request
+# goes unchecked). The identities that may sign come from
+# CLOUDPULSE_SANDBOX_IDENTITIES, a JSON list of IAM users, each with its
+# access key and inline policies: the sandbox's own (AWS's services and the
+# account's administrator) and the portal's (the operator policy's sandbox
+# copy). They are put into moto's IAM at start, after a restored state and
+# after every reset, with the keys the portal was given, so its credentials
+# hold across both.
+IDENTITIES = json.loads(os.environ.get("CLOUDPULSE_SANDBOX_IDENTITIES") or "[]")
+# The identity that stands for AWS's own services: when it assumes a role,
+# it does so as EC2 does for an instance profile.
+SERVICE_USER = os.environ.get("CLOUDPULSE_SANDBOX_SERVICE_USER")
+
+
+def _install_identities():
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iam.models import AccessKey, iam_backends
+
+    iam = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    for identity in IDENTITIES:
+        name = identity["user"]
+        user = iam.users.get(name) or iam.create_user(region_name="us-east-1", user_name=name)
+        for old in list(user.access_keys):
+            iam.access_keys.pop(old.physical_resource_id, None)
+        user.access_keys = []
+        user.policies = {}
+        for policy_name, document in identity["policies"].items():
+            iam.put_user_policy(name, policy_name, document)
+        key = AccessKey(name, prefix="AKIA", account_id=DEFAULT_ACCOUNT_ID)
+        key.access_key_id = identity["access_key_id"]
+        key.secret_access_key = identity["secret_access_key"]
+        user.access_keys.append(key)
+        iam.access_keys[key.physical_resource_id] = key
+
+
+def _reinstall_identities_after_reset():
+    from moto.moto_api._internal.models import MotoAPIBackend
+
+    reset = MotoAPIBackend.reset
+
+    def reset_and_reinstall(self):
+        reset(self)
+        _install_identities()
+
+    MotoAPIBackend.reset = reset_and_reinstall
+
+
+# What moto 5.2.5 names differently from IAM: CloudWatch's actions by its
+# signing name (`monitoring:`), and these S3 requests.
+_S3_ACTIONS = {
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "s3:DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+}
+
+
+def _iam_action(action, method, path):
+    service, _, name = action.partition(":")
+    if service == "monitoring":
+        return f"cloudwatch:{name}"
+    if service == "s3":
+        query = path.partition("?")[2]
+        keys = {part.partition("=")[0] for part in query.split("&") if part}
+        # moto authorises a bucket's encryption as its create or its delete.
+        if "encryption" in keys:
+            return "s3:GetEncryptionConfiguration" if method == "GET" else "s3:PutEncryptionConfiguration"
+        return _S3_ACTIONS.get(action, action)
+    return action
+
+
+def _statement_allows(statement, action, principal_of):
+    import fnmatch
+
+    if statement.get("Effect") != "Allow":
+        return False
+    actions = statement.get("Action", [])
+    actions = [actions] if isinstance(actions, str) else actions
+    if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions):
+        return False
+    principal = statement.get("Principal", {})
+    if principal == "*":
+        return True
+    return any(principal_of(kind, principal.get(kind)) for kind in ("AWS", "Service"))
+
+
+def _faithful_iam_checks():
+    """moto's IAM checks, as IAM makes them where moto 5.2.5 does not: the
+    signature checked against the body as sent (see _keep_form_body), a
+    refusal in each protocol's own form (EC2's `UnauthorizedOperation`, the
+    JSON services' `AccessDeniedException`), actions named as IAM names
+    them (above), and the trust policy of a role
+    being assumed read with its Service principals. AWS's own services sign
+    as SERVICE_USER; when it assumes a role (the data plane handing an
+    instance its role's credentials) the trust policy must name
+    ec2.amazonaws.com, as AWS requires of an instance profile's role. Any
+    other caller must be named among the AWS principals (its ARN, its
+    account's root, or "*"). moto's own check fails on a Service principal."""
+    from moto.iam import access_control
+
+    base_init = access_control.IAMRequestBase.__init__
+
+    def init(self, account_id, method, path, data, body, headers, action):
+        base_init(self, account_id, method, path, data, body, headers, action)
+        self._action = _iam_action(self._action, method, path)
+
+    def trusted(self, role_arn):
+        role = self.backend.get_role_by_arn(role_arn)
+        document = json.loads(role.assume_role_policy_document)
+        caller = self._access_key.arn
+        as_service = SERVICE_USER is not None and caller.endswith(f":user/{SERVICE_USER}")
+
+        def principal_of(kind, named):
+            names = [named] if isinstance(named, str) else (named or [])
+            if kind == "Service":
+                return as_service and "ec2.amazonaws.com" in names
+            root = f"arn:aws:iam::{self.account_id}:root"
+            return not as_service and any(n in ("*", caller, root, self.account_id) for n in names)
+
+        statements = document.get("Statement", [])
+        statements = [statements] if isinstance(statements, dict) else statements
+        return any(_statement_allows(s, self._action, principal_of) for s in statements)
+
+    base_request = access_control.IAMRequestBase._create_aws_request
+
+    def signed_request(self):
+        request = base_request(self)
+        body = getattr(_signed, "body", None)
+        if body is not None:
+            request.data = body
+        return request
+
+    from moto.core.exceptions import JsonRESTError, _RESTError
+
+    class UnauthorizedOperation(_RESTError):
+        code = 403
+
+        def __init__(self, user_arn, action):
+            super().__init__(
+                "UnauthorizedOperation",
+                f"You are not authorized to perform this operation. User: {user_arn} is not "
+                f"authorized to perform: {action} because no identity-based policy allows the "
+                f"{action} action",
+            )
+
+    class QueryAccessDenied(_RESTError):
+        """The query protocol's error (IAM, ELB, Auto Scaling, CloudWatch):
+        `<ErrorResponse><Error>`, not moto's `<Errors>` list, which the SDK
+        cannot read."""
+
+        code = 403
+
+        def __init__(self, user_arn, action):
+            super().__init__("AccessDenied", "")
+            from xml.sax.saxutils import escape
+
+            message = escape(f"User: {user_arn} is not authorized to perform: {action}")
+            self.description = (
+                '<?xml version="1.0" encoding="utf-8"?>\n<ErrorResponse><Error><Type>Sender</Type>'
+                f"<Code>AccessDenied</Code><Message>{message}</Message></Error></ErrorResponse>"
+            )
+
+    def denied(self):
+        arn, action = self._access_key.arn, self._action
+        if self._service == "ec2":
+            raise UnauthorizedOperation(arn, action)
+        kind = self._headers.get("Content-Type", "") or ""
+        if kind.startswith("application/x-amz-json"):
+            raise JsonRESTError(
+                "AccessDeniedException",
+                f"User: {arn} is not authorized to perform: {action}",
+            )
+        raise QueryAccessDenied(arn, action)
+
+    access_control.IAMRequest._raise_access_denied = denied
+    access_control.IAMRequestBase.__init__ = init
+    access_control.IAMRequestBase._create_aws_request = signed_request
+    access_control.IAMRequestBase._check_role_trust_relationship = trusted
+
+
+_faithful_iam_checks()
+_reinstall_identities_after_reset()
+
 # A Ctrl-C in the terminal reaches this process too; the portal decides what
 # it means and closes the pipe when moto should go.
 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -504,5 +706,6 @@ if STATE:
         print(f"cloudpulse-moto: {error}", flush=True)
         sys.exit(4)
     threading.Thread(target=_save_now_and_then, daemon=True).start()
+_install_identities()
 threading.Thread(target=_exit_when_parent_is_gone, daemon=True).start()
 sys.exit(main(sys.argv[1:]))

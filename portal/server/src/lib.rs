@@ -147,7 +147,9 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
                 &args.serve,
                 &db,
                 CloudMode::Sandbox,
-                gateway.sdk_config(),
+                // The portal signs as its own identity, which holds the
+                // operator policy and nothing more (IAM is enforced).
+                gateway.operator_sdk_config(),
                 args.serve.telemetry(args.time_scale),
             )
             .await?;

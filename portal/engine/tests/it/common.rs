@@ -25,6 +25,11 @@ pub struct Harness {
     /// The strict gateway the engine talks through, when the harness made it.
     pub gateway: Option<Gateway>,
     pub engine: Engine,
+    /// The account as its administrator and AWS's own services see it
+    /// (the sandbox's service identity, allowed everything), for what a
+    /// test looks at or does behind the portal's back; the engine signs as
+    /// the operator, with the operator policy only.
+    pub world: aws_config::SdkConfig,
     pub _dir: tempfile::TempDir,
 }
 
@@ -56,18 +61,20 @@ pub async fn strict_harness(strictness: Strictness, alb_provisioning: Duration) 
             .await
             .expect("start the gateway");
     gateway.faithful().set_time_scale(TIME_SCALE);
-    let mut h = harness_on(moto, gateway.sdk_config()).await;
+    let mut h = harness_on(moto, gateway.operator_sdk_config()).await;
     h.gateway = Some(gateway);
     h
 }
 
 /// A harness whose engine talks to AWS through `sdk` (a gateway, say).
 pub async fn harness_on(moto: MotoServer, sdk: aws_config::SdkConfig) -> Harness {
+    let world = cloudpulse_sandbox::sdk_config(sdk.endpoint_url().expect("a sandbox endpoint"));
     let (engine, dir) = engine_on(sdk).await;
     Harness {
         moto,
         gateway: None,
         engine,
+        world,
         _dir: dir,
     }
 }
@@ -107,8 +114,9 @@ impl Harness {
         })
     }
 
+    /// Clients that see the whole account ([`Harness::world`]).
     pub fn aws(&self) -> Aws {
-        self.engine.aws("us-east-1")
+        Aws::new(&self.world, "us-east-1")
     }
 
     /// Deploys and waits; panics with the job's errors unless it is done.

@@ -59,7 +59,7 @@ async fn with_dataplane(name: &str) -> (Harness, Gateway, DataPlane, PathBuf) {
     .expect("start data plane");
     gateway.attach(dataplane.view());
     gateway.faithful().set_time_scale(TIME_SCALE);
-    let h = harness_on(moto, gateway.sdk_config()).await;
+    let h = harness_on(moto, gateway.operator_sdk_config()).await;
     (h, gateway, dataplane, work_dir)
 }
 

@@ -8,6 +8,7 @@ mod common;
 mod boundary;
 mod deploy;
 mod faults;
+mod iam_enforced;
 mod idempotence;
 mod launch_failures;
 mod operator_policy;

@@ -41,7 +41,7 @@ async fn a_lost_database_leaves_orphans_that_the_scan_finds_prices_and_removes()
 
     // A second portal with a fresh database: the first one's stack is
     // unknown to it, its own stack is not an orphan.
-    let (portal, _dir) = engine_on(h.gateway().sdk_config()).await;
+    let (portal, _dir) = engine_on(h.gateway().operator_sdk_config()).await;
     let created = portal
         .deploy(params("kept"), Source::Api, None)
         .await

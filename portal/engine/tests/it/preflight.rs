@@ -29,7 +29,7 @@ async fn preflight_passes_the_defaults_and_fails_what_cannot_deploy() {
     let gateway = Gateway::start(&moto.endpoint(), Latency::default())
         .await
         .unwrap();
-    let h = harness_on(moto, gateway.sdk_config()).await;
+    let h = harness_on(moto, gateway.operator_sdk_config()).await;
     let aws = h.aws();
 
     // The defaults: everything moto can answer passes.

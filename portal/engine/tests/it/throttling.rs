@@ -40,7 +40,7 @@ async fn a_burst_of_throttling_through_a_whole_deploy_and_teardown() {
     let gateway = Gateway::start_disrupted(&moto.endpoint(), Latency::default(), disruption)
         .await
         .unwrap();
-    let h = harness_on(moto, gateway.sdk_config()).await;
+    let h = harness_on(moto, gateway.operator_sdk_config()).await;
 
     let (deployment, job) = h.deploy(params("throttled")).await;
     let during_deploy = gateway.disrupted();

@@ -10,6 +10,13 @@
 //! with a TTL header, and every metadata read must present a live token.
 //! Like AWS, a token request carrying `X-Forwarded-For` is refused, so a
 //! proxy in front of an instance cannot mint tokens for a caller.
+//!
+//! An instance launched with an instance profile finds its role's
+//! temporary credentials at `iam/security-credentials/<role>`, as on EC2:
+//! STS's `AssumeRole` of the profile's role, made by the sandbox as EC2
+//! makes it (the role's trust policy must name `ec2.amazonaws.com`), and
+//! made again before they expire. There are no static keys: what the
+//! instance may do is what its role grants.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -43,6 +50,8 @@ pub struct InstanceMetadata {
     /// The subnet and VPC of that interface (the instance's own).
     pub subnet_id: String,
     pub vpc_id: String,
+    /// The instance profile it was launched with, if any.
+    pub instance_profile_arn: Option<String>,
 }
 
 impl InstanceMetadata {
@@ -54,7 +63,7 @@ impl InstanceMetadata {
             return self.interface(rest);
         }
         let value = match path {
-            "" => "ami-id\ninstance-id\ninstance-type\nlocal-ipv4\nmac\nnetwork/\nplacement/",
+            "" => "ami-id\niam/\ninstance-id\ninstance-type\nlocal-ipv4\nmac\nnetwork/\nplacement/",
             "placement" => "availability-zone",
             "network" => "interfaces/",
             "network/interfaces" => "macs/",
@@ -95,18 +104,106 @@ pub struct ImdsEmulator {
     shutdown: Option<oneshot::Sender<()>>,
 }
 
+/// Where an instance's role credentials come from: the sandbox's IAM and STS
+/// (moto, asked as AWS's own services ask), and the last ones handed out.
+#[derive(Debug)]
+pub struct RoleSource {
+    iam: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
+    last: tokio::sync::Mutex<Option<RoleCredentials>>,
+}
+
+#[derive(Clone, Debug)]
+struct RoleCredentials {
+    role: String,
+    document: String,
+    expires: chrono::DateTime<chrono::Utc>,
+}
+
+/// How long a role's credentials last; they are renewed when less than
+/// [`RENEW_BEFORE`] is left, as EC2 renews them well before they expire.
+const CREDENTIALS_SECONDS: i32 = 3_600;
+const RENEW_BEFORE: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+impl RoleSource {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Arc<RoleSource> {
+        Arc::new(RoleSource {
+            iam: aws_sdk_iam::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
+            last: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The role of `profile_arn` and its current credentials, as IMDS
+    /// serves them; `None` if the profile or its role is gone.
+    async fn credentials(&self, profile_arn: &str, session: &str) -> Option<RoleCredentials> {
+        let mut last = self.last.lock().await;
+        if let Some(current) = last.as_ref() {
+            if current.expires - chrono::Utc::now() > RENEW_BEFORE {
+                return Some(current.clone());
+            }
+        }
+        let profile_name = profile_arn.rsplit('/').next()?;
+        let profile = self
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(profile_name)
+            .send()
+            .await
+            .map_err(|e| tracing::warn!(profile_arn, error = %aws_sdk_iam::error::DisplayErrorContext(&e), "cannot read an instance's profile"))
+            .ok()?;
+        let role = profile.instance_profile()?.roles().first()?.clone();
+        let assumed = self
+            .sts
+            .assume_role()
+            .role_arn(role.arn())
+            .role_session_name(session)
+            .duration_seconds(CREDENTIALS_SECONDS)
+            .send()
+            .await
+            .map_err(|e| tracing::warn!(role = role.role_name(), error = %aws_sdk_sts::error::DisplayErrorContext(&e), "cannot assume an instance's role"))
+            .ok()?;
+        let credentials = assumed.credentials()?;
+        let expires = chrono::DateTime::from_timestamp(credentials.expiration().secs(), 0)?;
+        let stamp = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let document = serde_json::json!({
+            "Code": "Success",
+            "LastUpdated": stamp(chrono::Utc::now()),
+            "Type": "AWS-HMAC",
+            "AccessKeyId": credentials.access_key_id(),
+            "SecretAccessKey": credentials.secret_access_key(),
+            "Token": credentials.session_token(),
+            "Expiration": stamp(expires),
+        })
+        .to_string();
+        let fresh = RoleCredentials {
+            role: role.role_name().to_string(),
+            document,
+            expires,
+        };
+        *last = Some(fresh.clone());
+        Some(fresh)
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     metadata: InstanceMetadata,
+    roles: Option<Arc<RoleSource>>,
     /// Live tokens and when each expires. Expired ones are swept on issue.
     tokens: Mutex<HashMap<String, Instant>>,
 }
 
 impl ImdsEmulator {
-    /// Starts answering for `metadata` on a free loopback port.
-    pub async fn start(metadata: InstanceMetadata) -> std::io::Result<ImdsEmulator> {
+    /// Starts answering for `metadata` on a free loopback port; `roles`
+    /// hands out its instance profile's role credentials.
+    pub async fn start(
+        metadata: InstanceMetadata,
+        roles: Option<Arc<RoleSource>>,
+    ) -> std::io::Result<ImdsEmulator> {
         let shared = Arc::new(Shared {
             metadata,
+            roles,
             tokens: Mutex::new(HashMap::new()),
         });
         let app = Router::new()
@@ -193,7 +290,38 @@ async fn read_metadata(
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(rest) = path.strip_prefix("iam/") {
+        if !authorised(&shared, &headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        return match role_answer(&shared, rest).await {
+            Some(value) => value.into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        };
+    }
     answer(&shared, &headers, &path)
+}
+
+/// `iam/security-credentials/` (the role's name) and
+/// `iam/security-credentials/<role>` (its credentials).
+async fn role_answer(shared: &Shared, rest: &str) -> Option<String> {
+    let profile = shared.metadata.instance_profile_arn.as_deref()?;
+    if rest.trim_end_matches('/').is_empty() {
+        return Some("security-credentials/".into());
+    }
+    let asked = rest.strip_prefix("security-credentials")?.trim_matches('/');
+    let credentials = shared
+        .roles
+        .as_ref()?
+        .credentials(profile, &shared.metadata.instance_id)
+        .await?;
+    if asked.is_empty() {
+        Some(credentials.role)
+    } else if asked == credentials.role {
+        Some(credentials.document)
+    } else {
+        None
+    }
 }
 
 fn answer(shared: &Shared, headers: &HeaderMap, path: &str) -> Response {
@@ -220,12 +348,13 @@ mod tests {
             mac: "0e:12:34:56:78:9a".into(),
             subnet_id: "subnet-0b".into(),
             vpc_id: "vpc-01".into(),
+            instance_profile_arn: None,
         }
     }
 
     #[tokio::test]
     async fn metadata_needs_a_token_and_the_sdk_client_gets_one() {
-        let imds = ImdsEmulator::start(metadata()).await.unwrap();
+        let imds = ImdsEmulator::start(metadata(), None).await.unwrap();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let base = imds.endpoint();
 

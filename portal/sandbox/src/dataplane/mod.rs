@@ -58,7 +58,7 @@ use crate::moto::SANDBOX_REGION;
 pub use balancer::Balancer;
 pub use commands::RunCommand;
 pub use health::{HealthCheckSettings, Matcher, TargetReason, TargetState, TargetVerdict};
-pub use imds::{ImdsEmulator, InstanceMetadata};
+pub use imds::{ImdsEmulator, InstanceMetadata, RoleSource};
 pub use process::{InstanceProcess, LaunchSpec, ProcessError};
 
 use balancer::PortBook;
@@ -309,6 +309,7 @@ impl DataPlane {
             asg: aws_sdk_autoscaling::Client::new(&sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            sdk: sdk.clone(),
             faithful,
             meters: HashMap::new(),
             metrics: monitoring::MetricLog::default(),
@@ -529,6 +530,8 @@ struct Reconciler {
     asg: aws_sdk_autoscaling::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+    /// Signed as AWS's own services, for the instances' role credentials.
+    sdk: aws_config::SdkConfig,
     faithful: Faithful,
     meters: HashMap<String, cpu::CpuMeter>,
     metrics: monitoring::MetricLog,
@@ -908,6 +911,10 @@ impl Reconciler {
                             .to_string(),
                         subnet_id: instance.subnet_id().unwrap_or_default().to_string(),
                         vpc_id: instance.vpc_id().unwrap_or_default().to_string(),
+                        instance_profile_arn: instance
+                            .iam_instance_profile()
+                            .and_then(|p| p.arn())
+                            .map(str::to_string),
                     },
                 },
             );
@@ -1207,7 +1214,11 @@ impl Reconciler {
         metadata: &InstanceMetadata,
         detailed_monitoring: bool,
     ) -> Result<Running, String> {
-        let imds = ImdsEmulator::start(metadata.clone())
+        let roles = metadata
+            .instance_profile_arn
+            .is_some()
+            .then(|| RoleSource::new(&self.sdk));
+        let imds = ImdsEmulator::start(metadata.clone(), roles)
             .await
             .map_err(|e| format!("cannot start the IMDS emulator: {e}"))?;
         let port = self.unused_port().map_err(|e| e.to_string())?;

@@ -234,9 +234,8 @@ pub fn environment(spec: &LaunchSpec) -> Vec<(&'static str, String)> {
         ("ASG_NAME", spec.asg_name.clone()),
         ("AWS_REGION", spec.region.clone()),
         ("AWS_ENDPOINT_URL", spec.aws_endpoint.clone()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        // No shared config or profile of the developer's may apply.
+        // No keys and no shared config or profile of the developer's: the
+        // SDK finds the instance role's credentials in IMDS, as on EC2.
         ("AWS_CONFIG_FILE", "/dev/null".into()),
         ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
         (

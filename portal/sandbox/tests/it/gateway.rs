@@ -309,8 +309,10 @@ async fn pages_rebound_names_and_moto_api_are_refused_before_moto_sees_them() {
         .vpc_id
         .unwrap();
 
-    // The same request, plain, as the SDK sends it, is answered by moto:
-    // every refusal below is the browser's or the stranger's doing.
+    // The same request, plain, as the SDK sends it, reaches moto, which
+    // answers it as EC2 does (its signature is made up and IAM is enforced:
+    // `AuthFailure`): every refusal below is the browser's or the
+    // stranger's doing.
     for host in [
         addr.clone(),
         format!("localhost:{port}"),
@@ -319,8 +321,8 @@ async fn pages_rebound_names_and_moto_api_are_refused_before_moto_sees_them() {
         "127.0.0.1".to_string(),
     ] {
         let (status, _, body) = raw(&addr, &post("/", &host, "", DESCRIBE_VPCS)).await;
-        assert_eq!(status, 200, "{host}: {body}");
-        assert!(body.contains(&vpc), "{host}: {body}");
+        assert_eq!(status, 401, "{host}: {body}");
+        assert!(body.contains("<Code>AuthFailure</Code>"), "{host}: {body}");
     }
 
     let reset = "POST /moto-api/reset HTTP/1.1";
@@ -493,9 +495,11 @@ async fn moto_itself_answers_no_page_and_grants_no_cross_origin_read() {
             "{body}"
         );
     }
-    // The SDK's own requests, and the portal's reset, still work.
+    // The SDK's own requests reach moto (which checks their signature), and
+    // the portal's reset still works.
     let (status, _, body) = raw(&addr, &post("/", &addr, "", DESCRIBE_VPCS)).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("<Code>AuthFailure</Code>"), "{body}");
     moto.reset().await.expect("reset");
     moto.stop().await;
 }

@@ -46,7 +46,7 @@ async fn a_live_deployment_costs_at_most_twelve_calls_a_minute() {
     let artifact = Arc::new(Artifact::new(b"#!/bin/sh\necho calls\n".to_vec()));
     let engine = Engine::new(
         store,
-        gateway.sdk_config(),
+        gateway.operator_sdk_config(),
         EngineConfig::for_tests(ArtifactSource::Ready(artifact)),
     );
     let created = engine
