@@ -109,8 +109,14 @@ pub fn command(vars: &[(&str, &str)]) -> Command {
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
         ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
+        // moto enforces IAM: the sandbox's own identity, allowed everything
+        // (these tests are about the service, not its role; the sandbox's
+        // instances get their role's credentials from IMDS).
+        ("AWS_ACCESS_KEY_ID", cloudpulse_sandbox::iam::SERVICE_KEY.0),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            cloudpulse_sandbox::iam::SERVICE_KEY.1,
+        ),
         ("AWS_CONFIG_FILE", "/dev/null"),
         ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
         ("AWS_EC2_METADATA_DISABLED", "true"),

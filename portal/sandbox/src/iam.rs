@@ -24,14 +24,18 @@ use serde_json::{json, Map, Value};
 /// The identity that stands for AWS's own services and the account's
 /// administrator in the sandbox.
 pub const SERVICE_USER: &str = "cloudpulse-sandbox-aws";
-pub(crate) const SERVICE_KEY: (&str, &str) = (
+/// Its access key and secret, for a process that plays AWS's part outside
+/// this crate (the instance service's tests).
+pub const SERVICE_KEY: (&str, &str) = (
     "AKIACLOUDPULSESBXAWS",
     "cloudpulse-sandbox-aws-secret-not-for-aws",
 );
 
 /// The portal's identity in the sandbox: the operator policy, nothing else.
 pub const OPERATOR_USER: &str = "cloudpulse-operator";
-pub(crate) const OPERATOR_KEY: (&str, &str) = (
+/// Its access key and secret, for a portal started against the sandbox's
+/// endpoint with keys of its own (`AWS_ACCESS_KEY_ID`, as on AWS).
+pub const OPERATOR_KEY: (&str, &str) = (
     "AKIACLOUDPULSESBXOPR",
     "cloudpulse-operator-secret-not-for-aws",
 );

@@ -28,8 +28,13 @@ pub fn isolated(command: &mut Command, dir: &Path) {
         .env_remove("AWS_PROFILE")
         .env_remove("CLOUDPULSE_TOKEN")
         .env_remove("CLOUDPULSE_TOKEN_FILE")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        // The sandbox's operator identity: IAM is enforced there, and it
+        // holds the operator policy, as the portal's keys do on AWS.
+        .env("AWS_ACCESS_KEY_ID", cloudpulse_sandbox::iam::OPERATOR_KEY.0)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            cloudpulse_sandbox::iam::OPERATOR_KEY.1,
+        )
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
