@@ -637,6 +637,21 @@ fn placeholder(word: &str) -> Option<&'static str> {
         text.rsplit_once(':')
             .is_some_and(|(host, port)| !host.is_empty() && digits(port))
     };
+    // An Availability Zone (`us-east-1b`): instances spread over the zones
+    // in an order the recording cannot fix.
+    let zone = |text: &str| {
+        let bytes = text.as_bytes();
+        bytes.len() > 3
+            && bytes[bytes.len() - 1].is_ascii_lowercase()
+            && bytes[bytes.len() - 2].is_ascii_digit()
+            && text[..text.len() - 2].ends_with('-')
+            && text[..text.len() - 2]
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+    };
+    if zone(word) {
+        return Some("<az>");
+    }
     if is_uuid(word) {
         Some("<uuid>")
     } else if is_aws_id(word) {
@@ -904,6 +919,10 @@ fn masking_keeps_words_and_replaces_ids_times_and_ports() {
     assert_eq!(
         text("job 1b6c1f0e-3a5e-4c8e-9d7e-1234567890ab (vpc-1a2b3c4d): gone"),
         Json::String("job <uuid> (<aws-id>): gone".into())
+    );
+    assert_eq!(
+        text("i-0a1b2c3d4e5f67890 joined the group in us-east-1b (t3.micro, InService)"),
+        Json::String("<aws-id> joined the group in <az> (t3.micro, InService)".into())
     );
     assert_eq!(
         text("cp-0b6c1f0e-alb at 127.0.0.1:41234, http://127.0.0.1:41234/"),
