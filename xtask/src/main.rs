@@ -8,10 +8,9 @@
 //! bundle and the server). Everything it installs comes from the package
 //! registries (crates.io, PyPI, npm); nothing is downloaded from elsewhere.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::process::{Child, Command, ExitCode};
+use std::time::{Duration, Instant};
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -36,7 +35,8 @@ fn main() -> ExitCode {
         "rust-tests" => Project::new().and_then(|p| {
             p.setup()?;
             p.build_all()?;
-            p.rust_tests()
+            let build = p.start_test_build()?;
+            p.rust_tests(build)
         }),
         "help" | "--help" | "-h" => {
             print_help();
@@ -330,8 +330,9 @@ impl Project {
         phase("the shipped binary refuses test faults", || {
             self.refuses_test_faults()
         })?;
-        // Before `cargo test`, which rebuilds the same path with test-only
-        // features: the browser tests drive the binary people run.
+        // The tests build (with test-only features, into other files) while
+        // the browser tests drive the binary people run.
+        let test_build = self.start_test_build()?;
         phase("Playwright", || {
             run(self
                 .cmd("npx")
@@ -341,7 +342,7 @@ impl Project {
                 .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
                 .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
         })?;
-        phase("Rust tests", || self.rust_tests())?;
+        phase("Rust tests", || self.rust_tests(test_build))?;
         println!(
             "all checks passed in {:.0} s",
             started.elapsed().as_secs_f64()
@@ -476,107 +477,145 @@ impl Project {
         }
     }
 
-    /// Every test binary, even after one fails, each timed; a table at the
-    /// end says which took how long and which failed.
-    fn rust_tests(&self) -> Result {
-        let built = Instant::now();
-        let names = self.test_binaries()?;
-        let build_seconds = built.elapsed().as_secs_f64();
-        let mut child = self
-            .cmd("sh")
-            .args([
-                "-c",
-                "exec cargo test --workspace --exclude cloudpulse-frontend --no-fail-fast 2>&1",
-            ])
-            .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
-            .env("CLOUDPULSE_SITE_ROOT", self.site_root())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run cargo test: {e}"))?;
-        let stdout = child.stdout.take().ok_or("cargo test has no output")?;
-        let mut binaries: Vec<(String, f64, String)> = Vec::new();
-        let mut current: Option<(String, Instant)> = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.map_err(|e| format!("cannot read cargo test's output: {e}"))?;
-            println!("{line}");
-            let trimmed = line.trim_start();
-            if trimmed.starts_with("Running ") || trimmed.starts_with("Doc-tests ") {
-                if let Some((name, since)) = current.take() {
-                    binaries.push((name, since.elapsed().as_secs_f64(), "no result".into()));
-                }
-                let path = trimmed
-                    .rsplit_once('(')
-                    .map(|(_, p)| p.trim_end_matches(')'));
-                let name = match path.and_then(|p| names.get(p)) {
-                    Some(name) => name.clone(),
-                    None => trimmed.to_string(),
-                };
-                current = Some((name, Instant::now()));
-            } else if let Some(result) = trimmed.strip_prefix("test result: ") {
-                if let Some((name, since)) = current.take() {
-                    binaries.push((name, since.elapsed().as_secs_f64(), result.to_string()));
-                }
+    /// Builds every test binary, at the lowest CPU priority, so it can run
+    /// while the browser tests (which mostly wait on the sandbox) do; cargo's
+    /// JSON messages go to a file [`Self::rust_tests`] reads.
+    fn start_test_build(&self) -> Result<TestBuild> {
+        let messages = self.target.join("test-build.json");
+        let file = std::fs::File::create(&messages)
+            .map_err(|e| format!("cannot create {}: {e}", messages.display()))?;
+        let mut command = self.cmd("nice");
+        command
+            .args(["-n", "19", "cargo", "test"])
+            .args(TEST_PACKAGES)
+            .args(["--no-run", "--message-format=json-render-diagnostics"])
+            .stdout(file);
+        Ok(TestBuild {
+            child: command
+                .spawn()
+                .map_err(|e| format!("cannot build the tests: {e}"))?,
+            started: Instant::now(),
+            messages,
+        })
+    }
+
+    /// Every test binary, even after one fails, a few at a time (their tests
+    /// mostly wait on the sandbox's clock, not on the CPU), each one's output
+    /// shown whole when it ends; a table at the end says which took how long
+    /// and which failed. `CLOUDPULSE_TEST_JOBS` sets how many run at once.
+    fn rust_tests(&self, build: TestBuild) -> Result {
+        let built = build.wait()?;
+        let jobs: usize = std::env::var("CLOUDPULSE_TEST_JOBS")
+            .ok()
+            .and_then(|j| j.parse().ok())
+            .filter(|j| *j > 0)
+            .unwrap_or(3);
+        let started = Instant::now();
+        let mut queue: std::collections::VecDeque<TestBinary> = built.binaries.into();
+        let mut running: Vec<Running> = Vec::new();
+        let mut results: Vec<(String, f64, String)> = Vec::new();
+        while !queue.is_empty() || !running.is_empty() {
+            // A binary that measures CPU (the stress test reads how busy an
+            // instance is) runs only once the others are done.
+            let alone = |b: &TestBinary| ALONE.contains(&b.name.as_str());
+            let limit = match queue.front() {
+                Some(next) if alone(next) => 1,
+                _ => jobs,
+            };
+            if queue.front().is_some_and(alone) && !running.is_empty() {
+                std::thread::sleep(Duration::from_millis(200));
+                self.reap(&mut running, &mut results)?;
+                continue;
             }
+            while running.len() < limit {
+                let Some(binary) = queue.pop_front() else {
+                    break;
+                };
+                let log = self
+                    .target
+                    .join(format!("test-{}.log", results.len() + running.len()));
+                let (file, err) = log_file(&log)?;
+                let child = self
+                    .cmd(&binary.executable.to_string_lossy())
+                    .current_dir(&binary.dir)
+                    .env("CARGO_MANIFEST_DIR", &binary.dir)
+                    .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python())
+                    .env("CLOUDPULSE_SITE_ROOT", self.site_root())
+                    .stdout(file)
+                    .stderr(err)
+                    .spawn()
+                    .map_err(|e| format!("cannot run {}: {e}", binary.name))?;
+                println!("---- {} started", binary.name);
+                running.push((binary, child, log, Instant::now()));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            self.reap(&mut running, &mut results)?;
         }
-        let status = child
-            .wait()
-            .map_err(|e| format!("cargo test did not finish: {e}"))?;
-        println!("---- test binaries ----");
-        println!("{build_seconds:>8.1} s  building the tests");
-        for (name, seconds, result) in &binaries {
+        let doc = Instant::now();
+        let doc_tests = run(self
+            .cmd("cargo")
+            .args(["test", "--doc"])
+            .args(TEST_PACKAGES)
+            .env("CLOUDPULSE_MOTO_PYTHON", self.venv_python()));
+        results.push((
+            "doc tests".into(),
+            doc.elapsed().as_secs_f64(),
+            match &doc_tests {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("FAILED: {e}"),
+            },
+        ));
+        println!("---- test binaries ({jobs} at a time) ----");
+        println!(
+            "{:>8.1} s  building the tests (beside the browser tests)",
+            built.seconds
+        );
+        for (name, seconds, result) in &results {
             println!("{seconds:>8.1} s  {name}: {result}");
         }
-        if status.success() {
+        println!(
+            "{:>8.1} s  running them all",
+            started.elapsed().as_secs_f64()
+        );
+        let failed: Vec<&str> = results
+            .iter()
+            .filter(|(_, _, result)| !result.starts_with("ok"))
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        if failed.is_empty() {
             Ok(())
         } else {
-            let failed: Vec<&str> = binaries
-                .iter()
-                .filter(|(_, _, result)| !result.starts_with("ok"))
-                .map(|(name, _, _)| name.as_str())
-                .collect();
-            Err(format!(
-                "cargo test failed ({status}); failing: {}",
-                failed.join(", ")
-            ))
+            Err(format!("failing: {}", failed.join(", ")))
         }
     }
 
-    /// Builds every test binary; maps each one's path to "package (target)".
-    fn test_binaries(&self) -> Result<std::collections::HashMap<String, String>> {
-        let output = self
-            .cmd("cargo")
-            .args([
-                "test",
-                "--workspace",
-                "--exclude",
-                "cloudpulse-frontend",
-                "--no-run",
-                "--message-format=json-render-diagnostics",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot run cargo test --no-run: {e}"))?;
-        if !output.status.success() {
-            return Err(format!("the tests do not build ({})", output.status));
-        }
-        let mut names = std::collections::HashMap::new();
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let (Some(executable), Some(package), Some(target)) = (
-                json_string(line, "\"executable\":"),
-                json_string(line, "\"package_id\":"),
-                json_string(line, "\"name\":"),
-            ) else {
+    /// Collects the test binaries that ended: prints each one's output and
+    /// records its result.
+    fn reap(&self, running: &mut Vec<Running>, results: &mut Vec<(String, f64, String)>) -> Result {
+        let mut index = 0;
+        while index < running.len() {
+            let status = running[index]
+                .1
+                .try_wait()
+                .map_err(|e| format!("cannot wait for {}: {e}", running[index].0.name))?;
+            let Some(status) = status else {
+                index += 1;
                 continue;
             };
-            // "path+file:///…/portal/engine#cloudpulse-engine@0.1.0"
-            let package = package
-                .rsplit_once('#')
-                .map(|(_, p)| p.split('@').next().unwrap_or(p))
-                .unwrap_or(&package)
-                .to_string();
-            names.insert(executable, format!("{package} ({target})"));
+            let (binary, _, log, since) = running.swap_remove(index);
+            let output = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            println!("---- {} ({status})\n{output}", binary.name);
+            let result = output
+                .lines()
+                .rev()
+                .find_map(|l| l.trim_start().strip_prefix("test result: "))
+                .map(str::to_string)
+                .filter(|_| status.success())
+                .unwrap_or_else(|| format!("FAILED ({status})"));
+            results.push((binary.name, since.elapsed().as_secs_f64(), result));
         }
-        Ok(names)
+        Ok(())
     }
 
     /// A build without the `fault-injection` feature must not start when
@@ -619,11 +658,7 @@ struct Background {
 impl Background {
     fn start(mut command: Command) -> Result<Background> {
         let log = std::env::temp_dir().join(format!("cloudpulse-xtask-{}.log", std::process::id()));
-        let file = std::fs::File::create(&log)
-            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-        let err = file
-            .try_clone()
-            .map_err(|e| format!("cannot share {}: {e}", log.display()))?;
+        let (file, err) = log_file(&log)?;
         let child = command
             .stdout(file)
             .stderr(err)
@@ -647,6 +682,105 @@ impl Background {
             Err(format!("failed ({status}):\n{}", tail.join("\n")))
         }
     }
+}
+
+/// The packages whose tests CI runs (the browser crate has none to run on
+/// the host).
+const TEST_PACKAGES: &[&str] = &["--workspace", "--exclude", "cloudpulse-frontend"];
+
+/// Test binaries that run by themselves, after the others.
+/// The scaling test and the instance service's unit tests measure how busy
+/// a CPU is, which other suites beside them would change.
+const ALONE: &[&str] = &[
+    "cloudpulse-sandbox (scaling)",
+    "cloudpulse-instance (cloudpulse_instance)",
+];
+
+/// A test binary running: the binary, its process, its log, since when.
+type Running = (TestBinary, Child, PathBuf, Instant);
+
+/// One test binary as cargo built it.
+struct TestBinary {
+    /// "package (target)".
+    name: String,
+    executable: PathBuf,
+    /// The package's folder, where cargo would run it.
+    dir: PathBuf,
+}
+
+/// The tests' build, under way in the background.
+struct TestBuild {
+    child: Child,
+    started: Instant,
+    messages: PathBuf,
+}
+
+/// The finished build: its binaries, slowest kinds first.
+struct BuiltTests {
+    binaries: Vec<TestBinary>,
+    seconds: f64,
+}
+
+impl TestBuild {
+    fn wait(mut self) -> Result<BuiltTests> {
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| format!("the tests' build did not finish: {e}"))?;
+        let seconds = self.started.elapsed().as_secs_f64();
+        if !status.success() {
+            return Err(format!("the tests do not build ({status})"));
+        }
+        let messages = std::fs::read_to_string(&self.messages)
+            .map_err(|e| format!("cannot read {}: {e}", self.messages.display()))?;
+        let mut binaries = Vec::new();
+        // Only test harnesses: `--no-run` also builds the examples and the
+        // plain binaries, which are programs, not tests.
+        for line in messages.lines().filter(|l| built_for_tests(l)) {
+            let (Some(executable), Some(package), Some(target), Some(manifest)) = (
+                json_string(line, "\"executable\":"),
+                json_string(line, "\"package_id\":"),
+                json_string(line, "\"name\":"),
+                json_string(line, "\"manifest_path\":"),
+            ) else {
+                continue;
+            };
+            let package = package_name(&package);
+            let dir = Path::new(&manifest)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            binaries.push(TestBinary {
+                name: format!("{package} ({target})"),
+                executable: PathBuf::from(executable),
+                dir,
+            });
+        }
+        // The integration suites wait longest: start them first; the ones
+        // that run alone go last.
+        binaries.sort_by_key(|b| {
+            let rank = [
+                "cloudpulse-server (it)",
+                "cloudpulse-engine (it)",
+                "cloudpulse-sandbox (it)",
+            ]
+            .iter()
+            .position(|slow| b.name == *slow)
+            .unwrap_or(usize::MAX);
+            (ALONE.contains(&b.name.as_str()), rank, b.name.clone())
+        });
+        Ok(BuiltTests { binaries, seconds })
+    }
+}
+
+/// A new log file, twice: for a child's stdout and its stderr.
+fn log_file(path: &Path) -> Result<(std::fs::File, std::fs::File)> {
+    let file = std::fs::File::create(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let again = file
+        .try_clone()
+        .map_err(|e| format!("cannot share {}: {e}", path.display()))?;
+    Ok((file, again))
 }
 
 fn phase(name: &str, body: impl FnOnce() -> Result) -> Result {
@@ -680,6 +814,28 @@ fn json_string(line: &str, key: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_string())
 }
 
+/// Whether one of cargo's artifact messages is a test harness: its profile
+/// (not its target, where `"test":true` only says tests may be built from
+/// it) says it was compiled with `--test`.
+fn built_for_tests(line: &str) -> bool {
+    let Some(start) = line.find("\"profile\":{") else {
+        return false;
+    };
+    let profile = &line[start..];
+    let profile = &profile[..profile.find('}').unwrap_or(profile.len())];
+    profile.contains("\"test\":true")
+}
+
+/// A package's name from its id: "path+file:///…/portal/engine#cloudpulse-engine@0.1.0",
+/// or "path+file:///…/xtask#0.1.0" when the folder is named as the package.
+fn package_name(id: &str) -> String {
+    let (path, fragment) = id.rsplit_once('#').unwrap_or(("", id));
+    match fragment.split_once('@') {
+        Some((name, _)) => name.to_string(),
+        None => path.rsplit('/').next().unwrap_or(fragment).to_string(),
+    }
+}
+
 /// The version of `name` in Cargo.lock.
 fn locked_version(root: &Path, name: &str) -> Result<String> {
     let lock = std::fs::read_to_string(root.join("Cargo.lock"))
@@ -711,4 +867,32 @@ fn size_report(path: &Path) -> Result<String> {
         .stdout
         .len();
     Ok(format!("{} KB ({} KB gzip)", raw / 1000, gzip / 1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two of cargo's artifact messages, as `cargo test --no-run` prints
+    /// them: the portal's binary (a program) and its integration tests.
+    const PROGRAM: &str = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/portal/server#cloudpulse-server@0.1.0","manifest_path":"/w/portal/server/Cargo.toml","target":{"kind":["bin"],"crate_types":["bin"],"name":"cloudpulse","src_path":"/w/portal/server/src/main.rs","edition":"2021","doc":true,"doctest":false,"test":true},"profile":{"opt_level":"0","debuginfo":"line-tables-only","debug_assertions":true,"overflow_checks":true,"test":false},"features":[],"filenames":["/t/debug/cloudpulse"],"executable":"/t/debug/cloudpulse","fresh":true}"#;
+    const HARNESS: &str = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/portal/server#cloudpulse-server@0.1.0","manifest_path":"/w/portal/server/Cargo.toml","target":{"kind":["test"],"crate_types":["bin"],"name":"it","src_path":"/w/portal/server/tests/it/main.rs","edition":"2021","doc":false,"doctest":false,"test":true},"profile":{"opt_level":"0","debuginfo":"line-tables-only","debug_assertions":true,"overflow_checks":true,"test":true},"features":[],"filenames":["/t/debug/deps/it-1"],"executable":"/t/debug/deps/it-1","fresh":true}"#;
+
+    #[test]
+    fn only_harnesses_count_as_tests() {
+        assert!(!built_for_tests(PROGRAM));
+        assert!(built_for_tests(HARNESS));
+        assert!(!built_for_tests(
+            r#"{"reason":"build-finished","success":true}"#
+        ));
+    }
+
+    #[test]
+    fn package_names_come_from_ids() {
+        assert_eq!(
+            package_name("path+file:///w/portal/engine#cloudpulse-engine@0.1.0"),
+            "cloudpulse-engine"
+        );
+        assert_eq!(package_name("path+file:///w/xtask#0.1.0"), "xtask");
+    }
 }
