@@ -8,12 +8,161 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::NatGatewayState;
 use aws_sdk_ec2::types::{InstanceStateName, RequestLaunchTemplateData};
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ProtocolEnum};
-use cloudpulse_sandbox::{DataPlane, DataPlaneConfig, Gateway, Latency, MotoServer};
+use cloudpulse_sandbox::{
+    DataPlane, DataPlaneConfig, Disruption, Gateway, Latency, MotoServer, Strictness,
+};
 
 /// Ten times AWS's pace: a 5 s health check interval becomes 0.5 s.
 pub const TIME_SCALE: f64 = 0.1;
+
+/// Any image id does for moto.
+pub const AMI: &str = "ami-12345678";
+
+/// moto and a gateway in front of it, with a client of each for a service:
+/// `(through the gateway, as the portal calls, straight to moto)`.
+pub struct Clouds {
+    pub moto: MotoServer,
+    pub gateway: Gateway,
+}
+
+impl Clouds {
+    pub async fn start() -> Clouds {
+        Clouds::start_with(Latency::default()).await
+    }
+
+    pub async fn start_with(latency: Latency) -> Clouds {
+        let moto = MotoServer::start().await.expect("start moto");
+        let gateway = Gateway::start(&moto.endpoint(), latency)
+            .await
+            .expect("start gateway");
+        Clouds { moto, gateway }
+    }
+
+    pub async fn start_strict(strictness: Strictness) -> Clouds {
+        let moto = MotoServer::start().await.expect("start moto");
+        let gateway = strict_gateway(&moto, strictness).await;
+        Clouds { moto, gateway }
+    }
+
+    pub fn ec2(&self) -> (aws_sdk_ec2::Client, aws_sdk_ec2::Client) {
+        (
+            aws_sdk_ec2::Client::new(&self.gateway.sdk_config()),
+            aws_sdk_ec2::Client::new(&self.moto.sdk_config()),
+        )
+    }
+
+    pub fn asg(&self) -> (aws_sdk_autoscaling::Client, aws_sdk_autoscaling::Client) {
+        (
+            aws_sdk_autoscaling::Client::new(&self.gateway.sdk_config()),
+            aws_sdk_autoscaling::Client::new(&self.moto.sdk_config()),
+        )
+    }
+
+    pub fn cloudwatch(&self) -> (aws_sdk_cloudwatch::Client, aws_sdk_cloudwatch::Client) {
+        (
+            aws_sdk_cloudwatch::Client::new(&self.gateway.sdk_config()),
+            aws_sdk_cloudwatch::Client::new(&self.moto.sdk_config()),
+        )
+    }
+
+    /// Load balancing through the gateway.
+    pub fn elb(&self) -> aws_sdk_elasticloadbalancingv2::Client {
+        aws_sdk_elasticloadbalancingv2::Client::new(&self.gateway.sdk_config())
+    }
+}
+
+/// A strict gateway in front of `moto`, with AWS's latency off.
+pub async fn strict_gateway(moto: &MotoServer, strictness: Strictness) -> Gateway {
+    Gateway::start_strict(
+        &moto.endpoint(),
+        Latency::default(),
+        strictness,
+        Disruption::default(),
+    )
+    .await
+    .expect("start gateway")
+}
+
+/// The error code and message of a refused SDK call.
+pub fn refusal<T, E, R>(result: Result<T, aws_sdk_ec2::error::SdkError<E, R>>) -> (String, String)
+where
+    T: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    let error = result.expect_err("AWS refuses this");
+    let service = error
+        .as_service_error()
+        .unwrap_or_else(|| panic!("not a service error: {error:?}"));
+    (
+        service.code().unwrap_or_default().to_string(),
+        service.message().unwrap_or_default().to_string(),
+    )
+}
+
+/// Calls `attempt` until it says yes; a minute is far past any figure in
+/// these tests.
+pub async fn eventually<F, Fut>(what: &str, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !attempt().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A VPC and its two subnets, one in each of two zones.
+pub struct Network {
+    pub vpc: String,
+    pub subnets: Vec<String>,
+}
+
+/// `10.{second_octet}.0.0/16` with a /24 in us-east-1a and one in us-east-1b.
+pub async fn network(ec2: &aws_sdk_ec2::Client, second_octet: u8) -> Network {
+    let vpc = vpc(ec2, &format!("10.{second_octet}.0.0/16")).await;
+    let mut subnets = Vec::new();
+    for (i, zone) in ["us-east-1a", "us-east-1b"].into_iter().enumerate() {
+        subnets.push(
+            ec2.create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block(format!("10.{second_octet}.{}.0/24", i + 1))
+                .availability_zone(zone)
+                .send()
+                .await
+                .unwrap()
+                .subnet
+                .unwrap()
+                .subnet_id
+                .unwrap(),
+        );
+    }
+    Network { vpc, subnets }
+}
+
+/// A new VPC's id.
+pub async fn vpc(ec2: &aws_sdk_ec2::Client, cidr: &str) -> String {
+    let created = ec2.create_vpc().cidr_block(cidr).send().await.unwrap();
+    created.vpc.and_then(|v| v.vpc_id).expect("a VPC id")
+}
+
+/// A NAT gateway's state, `None` once it is no longer listed.
+pub async fn nat_state(ec2: &aws_sdk_ec2::Client, id: &str) -> Option<NatGatewayState> {
+    ec2.describe_nat_gateways()
+        .nat_gateway_ids(id)
+        .send()
+        .await
+        .unwrap()
+        .nat_gateways()
+        .first()
+        .and_then(|n| n.state().cloned())
+}
 
 /// `target/debug/cloudpulse-instance`, beside the folder of this test binary.
 pub fn instance_binary() -> PathBuf {
@@ -114,32 +263,7 @@ impl Sandbox {
     /// tagged as a deployment's, with ELB health checks.
     pub async fn deploy(&mut self, name: &str) {
         let ec2 = &self.ec2;
-        let vpc = ec2
-            .create_vpc()
-            .cidr_block("10.0.0.0/16")
-            .send()
-            .await
-            .unwrap()
-            .vpc
-            .unwrap()
-            .vpc_id
-            .unwrap();
-        let mut subnets = Vec::new();
-        for (i, zone) in ["us-east-1a", "us-east-1b"].into_iter().enumerate() {
-            let subnet = ec2
-                .create_subnet()
-                .vpc_id(&vpc)
-                .cidr_block(format!("10.0.{}.0/24", i + 1))
-                .availability_zone(zone)
-                .send()
-                .await
-                .unwrap()
-                .subnet
-                .unwrap()
-                .subnet_id
-                .unwrap();
-            subnets.push(subnet);
-        }
+        let Network { vpc, subnets } = network(ec2, 0).await;
         let sg = ec2
             .create_security_group()
             .group_name(format!("{name}-sg"))

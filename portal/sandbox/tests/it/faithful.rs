@@ -6,102 +6,13 @@ use std::time::Duration;
 
 use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, HistoryItemType, StateValue, Statistic};
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::DomainType;
 use cloudpulse_sandbox::faithful::{Cause, Trigger};
 use cloudpulse_sandbox::{Gateway, Latency, MotoServer};
 
-/// Any image id does for moto.
-const AMI: &str = "ami-12345678";
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 
-struct Clouds {
-    moto: MotoServer,
-    gateway: Gateway,
-}
-
-impl Clouds {
-    async fn start() -> Clouds {
-        let moto = MotoServer::start().await.expect("start moto");
-        let gateway = Gateway::start(&moto.endpoint(), Latency::default())
-            .await
-            .expect("start gateway");
-        Clouds { moto, gateway }
-    }
-
-    fn ec2(&self) -> (aws_sdk_ec2::Client, aws_sdk_ec2::Client) {
-        (
-            aws_sdk_ec2::Client::new(&self.gateway.sdk_config()),
-            aws_sdk_ec2::Client::new(&self.moto.sdk_config()),
-        )
-    }
-
-    fn asg(&self) -> (aws_sdk_autoscaling::Client, aws_sdk_autoscaling::Client) {
-        (
-            aws_sdk_autoscaling::Client::new(&self.gateway.sdk_config()),
-            aws_sdk_autoscaling::Client::new(&self.moto.sdk_config()),
-        )
-    }
-
-    fn cloudwatch(&self) -> (aws_sdk_cloudwatch::Client, aws_sdk_cloudwatch::Client) {
-        (
-            aws_sdk_cloudwatch::Client::new(&self.gateway.sdk_config()),
-            aws_sdk_cloudwatch::Client::new(&self.moto.sdk_config()),
-        )
-    }
-
-    fn elb(&self) -> aws_sdk_elasticloadbalancingv2::Client {
-        aws_sdk_elasticloadbalancingv2::Client::new(&self.gateway.sdk_config())
-    }
-}
-
-/// The error code and message of a failed SDK call.
-fn refusal<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    result: Result<T, aws_sdk_ec2::error::SdkError<E, R>>,
-) -> (String, String) {
-    let error = result.expect_err("AWS refuses this");
-    let service = error
-        .as_service_error()
-        .unwrap_or_else(|| panic!("not a service error: {error:?}"));
-    (
-        service.code().unwrap_or_default().to_string(),
-        service.message().unwrap_or_default().to_string(),
-    )
-}
-
-struct Network {
-    vpc: String,
-    subnets: Vec<String>,
-}
-
-async fn network(ec2: &aws_sdk_ec2::Client, second_octet: u8) -> Network {
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block(format!("10.{second_octet}.0.0/16"))
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .unwrap()
-        .vpc_id
-        .unwrap();
-    let mut subnets = Vec::new();
-    for (i, zone) in ["us-east-1a", "us-east-1b"].into_iter().enumerate() {
-        subnets.push(
-            ec2.create_subnet()
-                .vpc_id(&vpc)
-                .cidr_block(format!("10.{second_octet}.{}.0/24", i + 1))
-                .availability_zone(zone)
-                .send()
-                .await
-                .unwrap()
-                .subnet
-                .unwrap()
-                .subnet_id
-                .unwrap(),
-        );
-    }
-    Network { vpc, subnets }
-}
+use crate::common::{network, refusal, Clouds, Network, AMI};
 
 async fn instance(ec2: &aws_sdk_ec2::Client, subnet: &str, group: Option<&str>) -> String {
     ec2.run_instances()

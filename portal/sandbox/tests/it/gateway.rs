@@ -7,58 +7,9 @@ use aws_sdk_ec2::types::NatGatewayState;
 use aws_sdk_elasticloadbalancingv2::types::LoadBalancerStateEnum;
 use cloudpulse_sandbox::{Gateway, Latency, MotoServer};
 
+use crate::common::{nat_state, network, Clouds};
+
 const DELAY: Duration = Duration::from_secs(3);
-
-async fn moto_and_gateway(latency: Latency) -> (MotoServer, Gateway) {
-    let moto = MotoServer::start().await.expect("start moto");
-    let gateway = Gateway::start(&moto.endpoint(), latency)
-        .await
-        .expect("start gateway");
-    (moto, gateway)
-}
-
-/// A VPC with a public subnet in each of two zones, made through `ec2`.
-async fn network(ec2: &aws_sdk_ec2::Client) -> Vec<String> {
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .unwrap()
-        .vpc_id
-        .unwrap();
-    let mut subnets = Vec::new();
-    for (i, zone) in ["us-east-1a", "us-east-1b"].into_iter().enumerate() {
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(format!("10.0.{}.0/24", i + 1))
-            .availability_zone(zone)
-            .send()
-            .await
-            .unwrap()
-            .subnet
-            .unwrap()
-            .subnet_id
-            .unwrap();
-        subnets.push(subnet);
-    }
-    subnets
-}
-
-async fn nat_state(ec2: &aws_sdk_ec2::Client, id: &str) -> NatGatewayState {
-    ec2.describe_nat_gateways()
-        .nat_gateway_ids(id)
-        .send()
-        .await
-        .unwrap()
-        .nat_gateways()[0]
-        .state()
-        .cloned()
-        .unwrap()
-}
 
 async fn lb_state(
     elb: &aws_sdk_elasticloadbalancingv2::Client,
@@ -92,14 +43,14 @@ where
 
 #[tokio::test]
 async fn nat_gateway_is_pending_until_its_delay_has_passed() {
-    let (moto, gateway) = moto_and_gateway(Latency {
+    let Clouds { moto, gateway } = Clouds::start_with(Latency {
         nat_pending: DELAY,
         ..Latency::default()
     })
     .await;
     let ec2 = aws_sdk_ec2::Client::new(&gateway.sdk_config());
     let direct = aws_sdk_ec2::Client::new(&moto.sdk_config());
-    let subnets = network(&ec2).await;
+    let subnets = network(&ec2, 0).await.subnets;
     let allocation = ec2
         .allocate_address()
         .domain(aws_sdk_ec2::types::DomainType::Vpc)
@@ -121,14 +72,14 @@ async fn nat_gateway_is_pending_until_its_delay_has_passed() {
     assert_eq!(nat.state(), Some(&NatGatewayState::Pending));
     let id = nat.nat_gateway_id().unwrap();
 
-    assert_eq!(nat_state(&ec2, id).await, NatGatewayState::Pending);
+    assert_eq!(nat_state(&ec2, id).await, Some(NatGatewayState::Pending));
     assert_eq!(
         nat_state(&direct, id).await,
-        NatGatewayState::Available,
+        Some(NatGatewayState::Available),
         "moto alone has no pending state"
     );
     let took = until(since, || async {
-        nat_state(&ec2, id).await == NatGatewayState::Available
+        nat_state(&ec2, id).await == Some(NatGatewayState::Available)
     })
     .await;
     assert!(took >= DELAY - Duration::from_millis(500), "{took:?}");
@@ -137,7 +88,7 @@ async fn nat_gateway_is_pending_until_its_delay_has_passed() {
 
 #[tokio::test]
 async fn load_balancer_is_provisioning_until_its_delay_has_passed() {
-    let (moto, gateway) = moto_and_gateway(Latency {
+    let Clouds { moto, gateway } = Clouds::start_with(Latency {
         alb_provisioning: DELAY,
         ..Latency::default()
     })
@@ -145,7 +96,7 @@ async fn load_balancer_is_provisioning_until_its_delay_has_passed() {
     let ec2 = aws_sdk_ec2::Client::new(&gateway.sdk_config());
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&gateway.sdk_config());
     let direct = aws_sdk_elasticloadbalancingv2::Client::new(&moto.sdk_config());
-    let subnets = network(&ec2).await;
+    let subnets = network(&ec2, 0).await.subnets;
 
     let created = elb
         .create_load_balancer()
@@ -176,7 +127,7 @@ async fn load_balancer_is_provisioning_until_its_delay_has_passed() {
 
 #[tokio::test]
 async fn other_calls_pass_through_unchanged() {
-    let (moto, gateway) = moto_and_gateway(Latency {
+    let Clouds { moto, gateway } = Clouds::start_with(Latency {
         nat_pending: DELAY,
         alb_provisioning: DELAY,
     })
@@ -234,7 +185,7 @@ async fn other_calls_pass_through_unchanged() {
         .await
         .unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&plain.sdk_config());
-    let subnets = network(&ec2).await;
+    let subnets = network(&ec2, 0).await.subnets;
     let allocation = ec2
         .allocate_address()
         .send()
@@ -293,21 +244,12 @@ fn post(path: &str, host: &str, extra: &str, body: &str) -> String {
 
 #[tokio::test]
 async fn pages_rebound_names_and_moto_api_are_refused_before_moto_sees_them() {
-    let (moto, gateway) = moto_and_gateway(Latency::default()).await;
+    let Clouds { moto, gateway } = Clouds::start_with(Latency::default()).await;
     let addr = gateway.endpoint().trim_start_matches("http://").to_string();
     let port = addr.rsplit(':').next().unwrap().to_string();
     // Something to lose: a VPC, made through the gateway as the portal does.
     let ec2 = aws_sdk_ec2::Client::new(&gateway.sdk_config());
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.7.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .unwrap()
-        .vpc_id
-        .unwrap();
+    let vpc = crate::common::vpc(&ec2, "10.7.0.0/16").await;
 
     // The same request, plain, as the SDK sends it, reaches moto, which
     // answers it as EC2 does (its signature is made up and IAM is enforced:

@@ -162,16 +162,7 @@ async fn state_kept_in_a_folder_survives_a_restart_and_a_torn_file_does_not_stop
     };
     let moto = MotoServer::start_with(options()).await.expect("start moto");
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.9.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .unwrap()
-        .vpc_id
-        .unwrap();
+    let vpc = crate::common::vpc(&ec2, "10.9.0.0/16").await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&moto.sdk_config())
             .force_path_style(true)

@@ -3,103 +3,18 @@
 //! and refuses as AWS does until AWS's figure (here a second or two) has
 //! passed. Each wait is polled to its end, never timed.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     DomainType, LaunchTemplateIamInstanceProfileSpecificationRequest, NatGatewayState,
     RequestLaunchTemplateData,
 };
-use cloudpulse_sandbox::{Disruption, Gateway, Latency, MotoServer, Strictness};
+use cloudpulse_sandbox::{Gateway, MotoServer, Strictness};
 
-const AMI: &str = "ami-12345678";
+use crate::common::{eventually, nat_state, network, refusal, Clouds, Network, AMI};
+
 const SECOND: Duration = Duration::from_secs(1);
-
-struct Clouds {
-    moto: MotoServer,
-    gateway: Gateway,
-}
-
-impl Clouds {
-    async fn start(strictness: Strictness) -> Clouds {
-        let moto = MotoServer::start().await.expect("start moto");
-        let gateway = Gateway::start_strict(
-            &moto.endpoint(),
-            Latency::default(),
-            strictness,
-            Disruption::default(),
-        )
-        .await
-        .expect("start gateway");
-        Clouds { moto, gateway }
-    }
-
-    fn ec2(&self) -> (aws_sdk_ec2::Client, aws_sdk_ec2::Client) {
-        (
-            aws_sdk_ec2::Client::new(&self.gateway.sdk_config()),
-            aws_sdk_ec2::Client::new(&self.moto.sdk_config()),
-        )
-    }
-}
-
-/// The error code and message of a refused call.
-fn refusal<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    result: Result<T, aws_sdk_ec2::error::SdkError<E, R>>,
-) -> (String, String) {
-    let error = result.expect_err("AWS refuses this");
-    let service = error
-        .as_service_error()
-        .unwrap_or_else(|| panic!("not a service error: {error:?}"));
-    (
-        service.code().unwrap_or_default().to_string(),
-        service.message().unwrap_or_default().to_string(),
-    )
-}
-
-/// Calls `attempt` until it says yes; a minute is far past any figure here.
-async fn eventually<F, Fut>(what: &str, mut attempt: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !attempt().await {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn vpc_and_subnets(ec2: &aws_sdk_ec2::Client) -> (String, Vec<String>) {
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .unwrap()
-        .vpc_id
-        .unwrap();
-    let mut subnets = Vec::new();
-    for (i, zone) in ["us-east-1a", "us-east-1b"].into_iter().enumerate() {
-        subnets.push(
-            ec2.create_subnet()
-                .vpc_id(&vpc)
-                .cidr_block(format!("10.0.{}.0/24", i + 1))
-                .availability_zone(zone)
-                .send()
-                .await
-                .unwrap()
-                .subnet
-                .unwrap()
-                .subnet_id
-                .unwrap(),
-        );
-    }
-    (vpc, subnets)
-}
 
 async fn address(ec2: &aws_sdk_ec2::Client) -> String {
     ec2.allocate_address()
@@ -111,20 +26,9 @@ async fn address(ec2: &aws_sdk_ec2::Client) -> String {
         .unwrap()
 }
 
-async fn nat_state(ec2: &aws_sdk_ec2::Client, id: &str) -> Option<NatGatewayState> {
-    ec2.describe_nat_gateways()
-        .nat_gateway_ids(id)
-        .send()
-        .await
-        .unwrap()
-        .nat_gateways()
-        .first()
-        .and_then(|n| n.state().cloned())
-}
-
 #[tokio::test]
 async fn a_new_instance_profile_is_refused_until_it_propagates() {
-    let clouds = Clouds::start(Strictness {
+    let clouds = Clouds::start_strict(Strictness {
         iam_propagation: 2 * SECOND,
         ..Strictness::INSTANT
     })
@@ -132,7 +36,7 @@ async fn a_new_instance_profile_is_refused_until_it_propagates() {
     let (ec2, direct) = clouds.ec2();
     let iam = aws_sdk_iam::Client::new(&clouds.gateway.sdk_config());
     let asg = aws_sdk_autoscaling::Client::new(&clouds.gateway.sdk_config());
-    let (_, subnets) = vpc_and_subnets(&ec2).await;
+    let Network { subnets, .. } = network(&ec2, 0).await;
     let arn = iam
         .create_instance_profile()
         .instance_profile_name("fresh")
@@ -223,7 +127,7 @@ async fn a_new_instance_profile_is_refused_until_it_propagates() {
 
 #[tokio::test]
 async fn a_nat_gateway_pends_then_deletes_slowly_holding_its_address() {
-    let clouds = Clouds::start(Strictness {
+    let clouds = Clouds::start_strict(Strictness {
         nat_pending: SECOND,
         nat_deleting: 2 * SECOND,
         nat_deleted_visible: SECOND,
@@ -231,7 +135,7 @@ async fn a_nat_gateway_pends_then_deletes_slowly_holding_its_address() {
     })
     .await;
     let (ec2, direct) = clouds.ec2();
-    let (vpc, subnets) = vpc_and_subnets(&ec2).await;
+    let Network { vpc, subnets } = network(&ec2, 0).await;
     let eip = address(&ec2).await;
     let created = ec2
         .create_nat_gateway()
@@ -322,13 +226,13 @@ async fn a_nat_gateway_pends_then_deletes_slowly_holding_its_address() {
 
 #[tokio::test]
 async fn a_failed_nat_gateway_says_why_and_its_token_gives_it_back() {
-    let clouds = Clouds::start(Strictness {
+    let clouds = Clouds::start_strict(Strictness {
         nat_pending: SECOND,
         ..Strictness::INSTANT
     })
     .await;
     let (ec2, _) = clouds.ec2();
-    let (_, subnets) = vpc_and_subnets(&ec2).await;
+    let Network { subnets, .. } = network(&ec2, 0).await;
     let eip = address(&ec2).await;
     let create = |client: &aws_sdk_ec2::Client, token: &str| {
         client
@@ -393,14 +297,14 @@ async fn a_failed_nat_gateway_says_why_and_its_token_gives_it_back() {
 
 #[tokio::test]
 async fn a_deleted_load_balancers_interfaces_hold_its_groups_and_subnets() {
-    let clouds = Clouds::start(Strictness {
+    let clouds = Clouds::start_strict(Strictness {
         eni_linger: 2 * SECOND,
         ..Strictness::INSTANT
     })
     .await;
     let (ec2, direct) = clouds.ec2();
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&clouds.gateway.sdk_config());
-    let (vpc, subnets) = vpc_and_subnets(&ec2).await;
+    let Network { vpc, subnets } = network(&ec2, 0).await;
     let group = ec2
         .create_security_group()
         .group_name("alb")
@@ -458,7 +362,7 @@ async fn a_deleted_load_balancers_interfaces_hold_its_groups_and_subnets() {
 
 #[tokio::test]
 async fn run_command_knows_an_instance_once_its_agent_registers() {
-    let clouds = Clouds::start(Strictness {
+    let clouds = Clouds::start_strict(Strictness {
         instance_boot: SECOND,
         ssm_registration: SECOND,
         ..Strictness::INSTANT
@@ -467,7 +371,7 @@ async fn run_command_knows_an_instance_once_its_agent_registers() {
     let (ec2, _) = clouds.ec2();
     let ssm = aws_sdk_ssm::Client::new(&clouds.gateway.sdk_config());
     let direct = aws_sdk_ssm::Client::new(&clouds.moto.sdk_config());
-    let (_, subnets) = vpc_and_subnets(&ec2).await;
+    let Network { subnets, .. } = network(&ec2, 0).await;
     let instance = ec2
         .run_instances()
         .image_id(AMI)
@@ -512,14 +416,7 @@ async fn strict_gateway(
     strictness: Strictness,
     record: Option<&std::path::Path>,
 ) -> Gateway {
-    let gateway = Gateway::start_strict(
-        &moto.endpoint(),
-        Latency::default(),
-        strictness,
-        Disruption::default(),
-    )
-    .await
-    .expect("start gateway");
+    let gateway = crate::common::strict_gateway(moto, strictness).await;
     if let Some(record) = record {
         gateway
             .strict()
@@ -548,7 +445,7 @@ async fn the_clocks_outlive_a_restarted_gateway() {
     let ec2 = aws_sdk_ec2::Client::new(&first.sdk_config());
     let iam = aws_sdk_iam::Client::new(&first.sdk_config());
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&first.sdk_config());
-    let (vpc, subnets) = vpc_and_subnets(&ec2).await;
+    let Network { vpc, subnets } = network(&ec2, 0).await;
     let profile = iam
         .create_instance_profile()
         .instance_profile_name("young")

@@ -285,19 +285,9 @@ async fn telemetry_while_live(url: &str, deployment: &str) {
         .contains("15m, 1h, 6h, 24h or all"));
 
     // Every change became an event: the victim leaving, the failing
-    // target, the group's activities.
-    let instances = events_of(url, deployment, "instance").await;
-    assert!(
-        instances
-            .iter()
-            .any(|m| m.starts_with(&format!("{victim} left the group"))),
-        "{instances:?}"
-    );
-    assert!(
-        instances.iter().any(|m| m.contains("joined the group")),
-        "{instances:?}"
-    );
-    // The instance whose health checks failed was replaced: it left too.
+    // target, the group's activities. The instance whose health checks
+    // failed was replaced: it leaves too, once its target has drained
+    // (it is Terminating meanwhile).
     let failed = events_of(url, deployment, "chaos")
         .await
         .iter()
@@ -306,10 +296,16 @@ async fn telemetry_while_live(url: &str, deployment: &str) {
                 .map(|r| r[..r.find(' ').unwrap()].to_string())
         })
         .unwrap();
+    let instances = events_until(url, deployment, "instance", |events| {
+        [&victim, &failed].iter().all(|id| {
+            events
+                .iter()
+                .any(|m| m.starts_with(&format!("{id} left the group")))
+        })
+    })
+    .await;
     assert!(
-        instances
-            .iter()
-            .any(|m| m.starts_with(&format!("{failed} left the group"))),
+        instances.iter().any(|m| m.contains("joined the group")),
         "{instances:?}"
     );
     let targets = events_of(url, deployment, "target").await;
@@ -441,6 +437,28 @@ async fn events_of(url: &str, deployment: &str, kind: &str) -> Vec<String> {
         .filter(|e| e["kind"] == kind)
         .map(|e| e["message"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The timeline's messages of `kind` once `done` holds for them (within a
+/// minute).
+async fn events_until(
+    url: &str,
+    deployment: &str,
+    kind: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = events_of(url, deployment, kind).await;
+        if done(&events) {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{kind} events never arrived: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Waits for the `n`th recovery on the timeline and returns its message.
@@ -729,17 +747,8 @@ async fn the_sandbox_can_hold_nat_gateways_pending_and_the_job_shows_it() {
         dir.path(),
         &[],
     );
-    let client = reqwest::Client::new();
-    let accepted: Value = client
-        .post(format!("{}/api/v1/deployments", portal.url))
-        .json(&json!({ "name": "slow-nat", "nat": "single" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job = accepted["job"]["id"].as_str().unwrap();
+    let (_, job) = deploy(&portal.url, json!({ "name": "slow-nat", "nat": "single" })).await;
+    let job = job.as_str();
     let mut saw_progress = None;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

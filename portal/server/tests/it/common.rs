@@ -127,6 +127,16 @@ pub async fn post_json(client: &reqwest::Client, url: &str, body: Value) -> (u16
     (status, response.json().await.unwrap())
 }
 
+/// POSTs a deploy with `body`, expects it accepted, and returns
+/// (deployment id, job id).
+pub async fn deploy(url: &str, body: Value) -> (String, String) {
+    let client = reqwest::Client::new();
+    let (status, accepted) = post_json(&client, &format!("{url}/api/v1/deployments"), body).await;
+    assert_eq!(status, 202, "not accepted: {accepted}");
+    let id = |part: &str| accepted[part]["id"].as_str().unwrap().to_string();
+    (id("deployment"), id("job"))
+}
+
 pub fn run_to_end(args: &[&str], dir: &Path) -> Output {
     let mut command = Command::new(BIN);
     command.args(args);

@@ -84,17 +84,8 @@ async fn a_restarted_sandbox_finds_its_live_deployment_again() {
     let dir = tempfile::tempdir().unwrap();
     let portal = sandbox(dir.path());
     let client = reqwest::Client::new();
-    let accepted: serde_json::Value = client
-        .post(format!("{}/api/v1/deployments", portal.url))
-        .json(&json!({ "name": "survivor", "nat": "single" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let deployment = accepted["deployment"]["id"].as_str().unwrap().to_string();
-    let job = accepted["job"]["id"].as_str().unwrap().to_string();
+    let (deployment, job) =
+        deploy(&portal.url, json!({ "name": "survivor", "nat": "single" })).await;
     assert_eq!(wait_job(&client, &portal.url, &job).await["status"], "done");
     let (_, detail) = get_json(&format!("{}/api/v1/deployments/{deployment}", portal.url)).await;
     let app = detail["outputs"]["app_url"].as_str().unwrap().to_string();
