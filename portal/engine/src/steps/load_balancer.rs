@@ -330,19 +330,11 @@ pub async fn listener(ctx: &StepCtx) -> StepResult<Value> {
 }
 
 pub async fn undo_listener(ctx: &StepCtx) -> StepResult<Value> {
-    let mut deleted = Vec::new();
-    for (arn, _) in ctx.ids(ResourceKind::Listener, StepKey::Listener).await? {
-        gone_ok(
-            ctx.aws
-                .elb
-                .delete_listener()
-                .listener_arn(&arn)
-                .send()
-                .await
-                .step(),
-        )?;
-        ctx.forget(ResourceKind::Listener, &arn).await?;
-        deleted.push(arn);
-    }
-    Ok(json!({ "deleted": deleted }))
+    let elb = &ctx.aws.elb;
+    let arns = ctx.ids(ResourceKind::Listener, StepKey::Listener).await?;
+    ctx.delete_each(ResourceKind::Listener, arns, |arn, _| async move {
+        let deleted = elb.delete_listener().listener_arn(arn);
+        deleted.send().await.step().map(drop)
+    })
+    .await
 }

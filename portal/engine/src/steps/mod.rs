@@ -131,6 +131,28 @@ impl StepCtx {
             .map_err(|e| StepError::fatal("Database", e.to_string()))
     }
 
+    /// What every undo ends with: deletes each `(id, item)` with `delete`
+    /// (one already gone counts as deleted), forgets it, and lists the ids
+    /// in the step's output.
+    pub async fn delete_each<T, F, Fut>(
+        &self,
+        kind: ResourceKind,
+        found: impl IntoIterator<Item = (String, T)>,
+        mut delete: F,
+    ) -> StepResult<serde_json::Value>
+    where
+        F: FnMut(String, T) -> Fut,
+        Fut: std::future::Future<Output = StepResult<()>>,
+    {
+        let mut deleted = Vec::new();
+        for (id, item) in found {
+            gone_ok(delete(id.clone(), item).await)?;
+            self.forget(kind, &id).await?;
+            deleted.push(id);
+        }
+        Ok(serde_json::json!({ "deleted": deleted }))
+    }
+
     pub async fn progress(&self, text: &str) {
         if let Err(e) = self
             .store

@@ -222,13 +222,15 @@ pub async fn undo_security_groups(ctx: &StepCtx) -> StepResult<Value> {
     }
     // A load balancer's network interfaces linger for minutes after it is
     // deleted; DependencyViolation is retryable, so the runner tries again.
-    let mut deleted = Vec::new();
-    for id in groups.iter().filter_map(|g| g.group_id()) {
-        gone_ok(ec2.delete_security_group().group_id(id).send().await.step())?;
-        ctx.forget(ResourceKind::SecurityGroup, id).await?;
-        deleted.push(id.to_string());
-    }
-    Ok(json!({ "deleted": deleted }))
+    let ids = groups
+        .iter()
+        .filter_map(|g| Some((g.group_id()?.to_string(), ())))
+        .collect::<Vec<_>>();
+    ctx.delete_each(ResourceKind::SecurityGroup, ids, |id, ()| async move {
+        let deleted = ec2.delete_security_group().group_id(id);
+        deleted.send().await.step().map(drop)
+    })
+    .await
 }
 
 /// The private subnets' ACL: app traffic from inside the VPC and return
@@ -350,11 +352,12 @@ pub async fn undo_network_acl(ctx: &StepCtx) -> StepResult<Value> {
         .send()
         .await
         .step()?;
-    let mut deleted = Vec::new();
-    for acl in found.network_acls() {
-        let Some(id) = acl.network_acl_id() else {
-            continue;
-        };
+    let acls = found
+        .network_acls()
+        .iter()
+        .filter_map(|a| Some((a.network_acl_id()?.to_string(), a)))
+        .collect::<Vec<_>>();
+    ctx.delete_each(ResourceKind::NetworkAcl, acls, |id, acl| async move {
         // Hand the subnets back to the VPC's default ACL first.
         if let Some(vpc) = acl.vpc_id() {
             let default = ec2
@@ -369,29 +372,28 @@ pub async fn undo_network_acl(ctx: &StepCtx) -> StepResult<Value> {
                 .iter()
                 .find_map(|a| a.network_acl_id())
             {
-                for assoc in acl.associations() {
-                    if let Some(assoc_id) = assoc.network_acl_association_id() {
-                        gone_ok(
-                            ec2.replace_network_acl_association()
-                                .association_id(assoc_id)
-                                .network_acl_id(default_id)
-                                .send()
-                                .await
-                                .step(),
-                        )?;
-                    }
+                for assoc_id in acl
+                    .associations()
+                    .iter()
+                    .filter_map(|a| a.network_acl_association_id())
+                {
+                    gone_ok(
+                        ec2.replace_network_acl_association()
+                            .association_id(assoc_id)
+                            .network_acl_id(default_id)
+                            .send()
+                            .await
+                            .step(),
+                    )?;
                 }
             }
         }
-        gone_ok(
-            ec2.delete_network_acl()
-                .network_acl_id(id)
-                .send()
-                .await
-                .step(),
-        )?;
-        ctx.forget(ResourceKind::NetworkAcl, id).await?;
-        deleted.push(id.to_string());
-    }
-    Ok(json!({ "deleted": deleted }))
+        ec2.delete_network_acl()
+            .network_acl_id(id)
+            .send()
+            .await
+            .step()
+            .map(drop)
+    })
+    .await
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::latest_ami;
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
-use crate::steps::{gone_ok, StepCtx};
+use crate::steps::StepCtx;
 use cloudpulse_core::resource::ResourceKind;
 use cloudpulse_instance::user_data::UserData;
 
@@ -182,23 +182,15 @@ pub async fn undo_launch_template(ctx: &StepCtx) -> StepResult<Value> {
         .send()
         .await
         .step()?;
-    let mut deleted = Vec::new();
-    for id in found
+    let ec2 = &ctx.aws.ec2;
+    let ids = found
         .launch_templates()
         .iter()
-        .filter_map(|lt| lt.launch_template_id())
-    {
-        gone_ok(
-            ctx.aws
-                .ec2
-                .delete_launch_template()
-                .launch_template_id(id)
-                .send()
-                .await
-                .step(),
-        )?;
-        ctx.forget(ResourceKind::LaunchTemplate, id).await?;
-        deleted.push(id.to_string());
-    }
-    Ok(json!({ "deleted": deleted }))
+        .filter_map(|lt| Some((lt.launch_template_id()?.to_string(), ())))
+        .collect::<Vec<_>>();
+    ctx.delete_each(ResourceKind::LaunchTemplate, ids, |id, ()| async move {
+        let deleted = ec2.delete_launch_template().launch_template_id(id);
+        deleted.send().await.step().map(drop)
+    })
+    .await
 }

@@ -169,11 +169,12 @@ pub async fn undo_route_table(ctx: &StepCtx, key: StepKey) -> StepResult<Value> 
         .send()
         .await
         .step()?;
-    let mut deleted = Vec::new();
-    for table in found.route_tables() {
-        let Some(id) = table.route_table_id() else {
-            continue;
-        };
+    let tables = found
+        .route_tables()
+        .iter()
+        .filter_map(|t| Some((t.route_table_id()?.to_string(), t)))
+        .collect::<Vec<_>>();
+    ctx.delete_each(ResourceKind::RouteTable, tables, |id, table| async move {
         for association in table.associations() {
             if association.main() == Some(true) {
                 continue;
@@ -188,15 +189,12 @@ pub async fn undo_route_table(ctx: &StepCtx, key: StepKey) -> StepResult<Value> 
                 )?;
             }
         }
-        gone_ok(
-            ec2.delete_route_table()
-                .route_table_id(id)
-                .send()
-                .await
-                .step(),
-        )?;
-        ctx.forget(ResourceKind::RouteTable, id).await?;
-        deleted.push(id.to_string());
-    }
-    Ok(json!({ "deleted": deleted }))
+        ec2.delete_route_table()
+            .route_table_id(id)
+            .send()
+            .await
+            .step()
+            .map(drop)
+    })
+    .await
 }

@@ -7,7 +7,7 @@ use super::created;
 use crate::aws::Aws;
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
-use crate::steps::{filter, gone_ok, StepCtx};
+use crate::steps::{filter, StepCtx};
 use cloudpulse_core::resource::ResourceKind;
 
 /// The region's available zones (not local or wavelength zones), in name
@@ -114,19 +114,19 @@ pub async fn undo_subnet(ctx: &StepCtx, key: StepKey) -> StepResult<Value> {
         .send()
         .await
         .step()?;
-    let mut deleted = Vec::new();
-    for id in found.subnets().iter().filter_map(|s| s.subnet_id()) {
-        gone_ok(
-            ctx.aws
-                .ec2
-                .delete_subnet()
-                .subnet_id(id)
-                .send()
-                .await
-                .step(),
-        )?;
-        ctx.forget(ResourceKind::Subnet, id).await?;
-        deleted.push(id.to_string());
-    }
-    Ok(json!({ "deleted": deleted }))
+    let ec2 = &ctx.aws.ec2;
+    let ids = found
+        .subnets()
+        .iter()
+        .filter_map(|s| Some((s.subnet_id()?.to_string(), ())))
+        .collect::<Vec<_>>();
+    ctx.delete_each(ResourceKind::Subnet, ids, |id, ()| async move {
+        ec2.delete_subnet()
+            .subnet_id(id)
+            .send()
+            .await
+            .step()
+            .map(drop)
+    })
+    .await
 }

@@ -138,32 +138,32 @@ pub async fn undo_internet_gateway(ctx: &StepCtx) -> StepResult<Value> {
         .send()
         .await
         .step()?;
-    let mut deleted = Vec::new();
-    for igw in found.internet_gateways() {
-        let Some(id) = igw.internet_gateway_id() else {
-            continue;
-        };
-        for attachment in igw.attachments() {
-            if let Some(vpc) = attachment.vpc_id() {
+    let gateways = found
+        .internet_gateways()
+        .iter()
+        .filter_map(|g| Some((g.internet_gateway_id()?.to_string(), g)))
+        .collect::<Vec<_>>();
+    ctx.delete_each(
+        ResourceKind::InternetGateway,
+        gateways,
+        |id, igw| async move {
+            for vpc in igw.attachments().iter().filter_map(|a| a.vpc_id()) {
                 gone_ok(
                     ec2.detach_internet_gateway()
-                        .internet_gateway_id(id)
+                        .internet_gateway_id(&id)
                         .vpc_id(vpc)
                         .send()
                         .await
                         .step(),
                 )?;
             }
-        }
-        gone_ok(
             ec2.delete_internet_gateway()
                 .internet_gateway_id(id)
                 .send()
                 .await
-                .step(),
-        )?;
-        ctx.forget(ResourceKind::InternetGateway, id).await?;
-        deleted.push(id.to_string());
-    }
-    Ok(json!({ "deleted": deleted }))
+                .step()
+                .map(drop)
+        },
+    )
+    .await
 }
