@@ -188,6 +188,11 @@ pub trait DataPlaneView: Send + Sync + std::fmt::Debug {
     /// Whether an instance is still booting: running in moto, but `pending`
     /// as AWS would say, its service not started yet.
     fn booting(&self, instance_id: &str) -> bool;
+    /// Whether the data plane saw this member of `group` at its last pass
+    /// (`None`: it has not looked at that group yet). One it has not seen
+    /// was launched since, so it is not yet booting in its books, though
+    /// AWS would call it `Pending` already.
+    fn seen(&self, group: &str, instance_id: &str) -> Option<bool>;
 }
 
 #[derive(Clone, Debug)]
@@ -219,6 +224,9 @@ struct Board {
     commands: RwLock<Option<mpsc::UnboundedSender<RunCommand>>>,
     /// Running instances without a service yet (booting, or about to start).
     booting: RwLock<HashSet<String>>,
+    /// The groups the data plane runs, each with the members it saw at its
+    /// last pass.
+    seen: RwLock<HashMap<String, HashSet<String>>>,
     /// Launches to refuse, and how many more (see [`DataPlane::fail_launches`]).
     launch_failures: RwLock<Option<(LaunchFailure, u32)>>,
 }
@@ -253,6 +261,12 @@ impl DataPlaneView for Board {
 
     fn booting(&self, instance_id: &str) -> bool {
         read(&self.booting).contains(instance_id)
+    }
+
+    fn seen(&self, group: &str, instance_id: &str) -> Option<bool> {
+        read(&self.seen)
+            .get(group)
+            .map(|members| members.contains(instance_id))
     }
 }
 
@@ -692,6 +706,10 @@ impl Reconciler {
         self.spawn_failures.retain(|id, _| wanted.contains_key(id));
         self.judged.retain(|id| wanted.contains_key(id));
         self.first_seen.retain(|id, _| wanted.contains_key(id));
+        *write(&self.board.seen) = groups
+            .iter()
+            .map(|g| (g.name.clone(), g.instance_ids.iter().cloned().collect()))
+            .collect();
         // Booting: running in moto, no service yet (a service that could
         // not start is a running instance that fails its health checks).
         *write(&self.board.booting) = wanted
@@ -1561,6 +1579,7 @@ impl Reconciler {
         *write(&self.board.groups) = HashMap::new();
         *write(&self.board.balancers) = HashMap::new();
         *write(&self.board.booting) = HashSet::new();
+        *write(&self.board.seen) = HashMap::new();
         let ids: Vec<String> = self.running.keys().cloned().collect();
         for id in ids {
             self.begin_leaving(&id);

@@ -105,7 +105,11 @@ impl Overlay {
                 },
             ),
             Kind::Instances => rewrite_booting_instances(xml, |id| self.view.booting(id)),
-            Kind::GroupInstances => rewrite_booting_members(xml, |id| self.view.booting(id)),
+            Kind::GroupInstances => rewrite_booting_members(
+                xml,
+                |id| self.view.booting(id),
+                |group, id| self.view.seen(group, id),
+            ),
         };
         rewritten.map(Bytes::from).unwrap_or(body)
     }
@@ -132,11 +136,25 @@ fn rewrite_booting_instances(xml: &str, booting: impl Fn(&str) -> bool) -> Optio
 }
 
 /// Auto Scaling's instance lists: `<Instances><member>` inside each group's
-/// `<AutoScalingGroups><member>`, or `<AutoScalingInstances><member>`.
-fn rewrite_booting_members(xml: &str, booting: impl Fn(&str) -> bool) -> Option<String> {
-    let pending = |member: &str| {
+/// `<AutoScalingGroups><member>`, or `<AutoScalingInstances><member>`. A
+/// member is `Pending` while it boots, and also when it is `InService` but
+/// launched since the data plane last looked at its group, or in a
+/// deployment's group the data plane has not looked at yet (moto has an
+/// instance in service the moment it exists; AWS never does).
+fn rewrite_booting_members(
+    xml: &str,
+    booting: impl Fn(&str) -> bool,
+    seen: impl Fn(&str, &str) -> Option<bool>,
+) -> Option<String> {
+    let pending = |group: &str, deployment: bool, member: &str| {
         let id = text_of(member, "InstanceId")?.trim();
-        if !booting(id) {
+        let in_service = member.contains("<LifecycleState>InService</LifecycleState>");
+        let not_looked_at = match seen(group, id) {
+            Some(seen) => !seen,
+            None => deployment,
+        };
+        let is_pending = booting(id) || (in_service && not_looked_at);
+        if !is_pending {
             return None;
         }
         replace_element(
@@ -147,12 +165,20 @@ fn rewrite_booting_members(xml: &str, booting: impl Fn(&str) -> bool) -> Option<
     };
     let instances = top_level_blocks(xml, "AutoScalingInstances", "member");
     if !instances.is_empty() {
-        return rewrite_blocks(xml, &instances, pending);
+        return rewrite_blocks(xml, &instances, |member| {
+            let group = text_of(member, "AutoScalingGroupName").unwrap_or_default();
+            pending(group.trim(), false, member)
+        });
     }
+    let deployment_tag = format!("<Key>{}</Key>", cloudpulse_core::tags::DEPLOYMENT);
     let groups = top_level_blocks(xml, "AutoScalingGroups", "member");
     rewrite_blocks(xml, &groups, |group| {
         let members = top_level_blocks(group, "Instances", "member");
-        rewrite_blocks(group, &members, pending)
+        let name = text_of(group, "AutoScalingGroupName").unwrap_or_default();
+        let deployment = group.contains(&deployment_tag);
+        rewrite_blocks(group, &members, |member| {
+            pending(name.trim(), deployment, member)
+        })
     })
 }
 
@@ -428,7 +454,7 @@ mod tests {
             <member><InstanceId>i-b</InstanceId><LifecycleState>InService</LifecycleState></member>\
             </Instances><Tags><member><Key>k</Key></member></Tags></member></AutoScalingGroups>\
             </DescribeAutoScalingGroupsResult>";
-        let out = rewrite_booting_members(groups, booting).unwrap();
+        let out = rewrite_booting_members(groups, booting, |_, _| Some(true)).unwrap();
         assert!(
             out.contains("<InstanceId>i-a</InstanceId><LifecycleState>Pending</LifecycleState>")
         );
@@ -437,8 +463,37 @@ mod tests {
         );
         let one = "<AutoScalingInstances><member><InstanceId>i-a</InstanceId>\
             <LifecycleState>InService</LifecycleState></member></AutoScalingInstances>";
-        assert!(rewrite_booting_members(one, booting)
+        assert!(rewrite_booting_members(one, booting, |_, _| Some(true))
             .unwrap()
             .contains("<LifecycleState>Pending</LifecycleState>"));
+
+        // Launched since the data plane last looked at group g: pending,
+        // not moto's InService; a member of another group, or one already
+        // leaving, keeps its state.
+        let seen = |group: &str, id: &str| (group == "g").then_some(id != "i-b");
+        let out = rewrite_booting_members(groups, |_| false, seen).unwrap();
+        assert!(
+            out.contains("<InstanceId>i-b</InstanceId><LifecycleState>Pending</LifecycleState>")
+        );
+        assert!(
+            out.contains("<InstanceId>i-a</InstanceId><LifecycleState>InService</LifecycleState>")
+        );
+        let leaving = groups.replace(
+            "<InstanceId>i-b</InstanceId><LifecycleState>InService",
+            "<InstanceId>i-b</InstanceId><LifecycleState>Terminating",
+        );
+        assert_eq!(rewrite_booting_members(&leaving, |_| false, seen), None);
+        // A group not looked at yet: a deployment's members are pending,
+        // any other group's keep moto's state.
+        let never = |_: &str, _: &str| None;
+        assert_eq!(rewrite_booting_members(groups, |_| false, never), None);
+        let tagged = groups.replace(
+            "<Key>k</Key>",
+            &format!("<Key>{}</Key>", cloudpulse_core::tags::DEPLOYMENT),
+        );
+        let out = rewrite_booting_members(&tagged, |_| false, never).unwrap();
+        assert!(
+            out.contains("<InstanceId>i-a</InstanceId><LifecycleState>Pending</LifecycleState>")
+        );
     }
 }
