@@ -232,18 +232,25 @@ impl Project {
     // ---- build -------------------------------------------------------------
 
     fn build_all(&self) -> Result {
-        phase("browser bundle", || self.build_bundle())?;
         // The instance service ships with the portal: sandbox deployments
-        // upload the one beside the `cloudpulse` binary.
-        phase("server and instance service", || {
-            run(self.cmd("cargo").args([
-                "build",
-                "-p",
-                "cloudpulse-server",
-                "-p",
-                "cloudpulse-instance",
-            ]))
-        })
+        // upload the one beside the `cloudpulse` binary. It builds beside
+        // the bundle (another target, another lock): the bundle's link-time
+        // optimisation and wasm-opt each keep one core busy, not two.
+        let mut server = self.cmd("cargo");
+        server.args([
+            "build",
+            "-p",
+            "cloudpulse-server",
+            "-p",
+            "cloudpulse-instance",
+        ]);
+        let server = Background::start("server", server)?;
+        let bundle = phase("browser bundle", || self.build_bundle());
+        phase(
+            "server and instance service (built beside the bundle)",
+            || server.wait(),
+        )?;
+        bundle
     }
 
     /// wasm32 build, wasm-bindgen glue, then binaryen's wasm-opt from npm
@@ -315,7 +322,7 @@ impl Project {
         // clippy: on two cores each leaves the other idle often enough.
         let install = self
             .wasm_bindgen_install()?
-            .map(Background::start)
+            .map(|install| Background::start("wasm-bindgen", install))
             .transpose()?;
         let checks = self.static_checks();
         phase(
@@ -656,8 +663,11 @@ struct Background {
 }
 
 impl Background {
-    fn start(mut command: Command) -> Result<Background> {
-        let log = std::env::temp_dir().join(format!("cloudpulse-xtask-{}.log", std::process::id()));
+    fn start(name: &str, mut command: Command) -> Result<Background> {
+        let log = std::env::temp_dir().join(format!(
+            "cloudpulse-xtask-{}-{name}.log",
+            std::process::id()
+        ));
         let (file, err) = log_file(&log)?;
         let child = command
             .stdout(file)
