@@ -105,8 +105,11 @@ def gateway():
 
 wait("the portal", up, limit=180)
 endpoint = wait("the gateway's address in the log", gateway, limit=30)
+# The sandbox enforces IAM: watch as its own service identity, which may
+# read everything (SERVICE_KEY in portal/sandbox/src/iam.rs).
 aws = dict(endpoint_url=endpoint, region_name="us-east-1",
-           aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
+           aws_access_key_id="AKIACLOUDPULSESBXAWS",
+           aws_secret_access_key="cloudpulse-sandbox-aws-secret-not-for-aws")
 asg, elb = boto3.client("autoscaling", **aws), boto3.client("elbv2", **aws)
 
 def at(text):
@@ -127,8 +130,11 @@ def watch():
                     for t in elb.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]:
                         if t["TargetHealth"]["State"] == "healthy":
                             seen["healthy"].setdefault(t["Target"]["Id"], time.time())
-        except Exception:
-            pass
+        except Exception as error:
+            # Said once: a watcher that cannot see leaves its phases blank.
+            if not seen.get("error"):
+                seen["error"] = str(error)
+                print(f"  (the watcher cannot read the group: {error})", flush=True)
         time.sleep(0.5)
 watcher = threading.Thread(target=watch, daemon=True)
 
