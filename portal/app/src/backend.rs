@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use leptos::prelude::*;
 
-use crate::ids::{DeploymentId, JobId};
+use crate::change::ChangePlan;
+use crate::ids::{DeploymentId, JobId, PlanId};
 use crate::live::{
     CostSummary, CostView, InstanceDetail, LiveView, MetricsRange, MetricsView, UptimeSummary,
     UptimeView,
@@ -46,6 +47,14 @@ pub enum BackendError {
     /// As many deployments stand as the portal allows; nothing was created.
     #[error("{0}")]
     TooMany(String),
+    /// A change a live stack cannot take: `code` says whether it needs a
+    /// teardown (`change_refused`) or is not applied in place yet
+    /// (`change_not_supported`); each field says what to do.
+    #[error("the stack cannot take these changes in place: {}", summarize(.fields))]
+    Refused {
+        code: &'static str,
+        fields: FieldErrors,
+    },
     /// The preflight before a deploy failed; nothing was created.
     #[error("the preflight failed, nothing was created: {}", failed_checks(.0))]
     Preflight(Preflight),
@@ -144,6 +153,23 @@ pub trait Backend: Send + Sync + 'static {
         change: BudgetChange,
         source: Source,
     ) -> Result<DeploymentDetail, BackendError>;
+
+    /// What moving a live deployment to its parameters merged with
+    /// `changes` (a JSON merge patch) does to each resource, and what it
+    /// costs; changes nothing but keeps the plan for [`Backend::apply_plan`].
+    async fn plan_change(
+        &self,
+        deployment_id: &DeploymentId,
+        changes: serde_json::Value,
+        source: Source,
+    ) -> Result<ChangePlan, BackendError>;
+
+    /// A plan as it was made.
+    async fn plan(&self, plan_id: &PlanId) -> Result<ChangePlan, BackendError>;
+
+    /// Runs a plan as a job; refused when the deployment has changed since
+    /// the plan was made, is not live, or is busy.
+    async fn apply_plan(&self, plan_id: &PlanId, source: Source) -> Result<Accepted, BackendError>;
 
     /// What the new-deployment form starts from: the defaults (with the
     /// TTL this portal's cloud suggests), or a torn-down deployment's

@@ -94,6 +94,11 @@ id_type! {
     pub struct JobId;
 }
 
+id_type! {
+    /// A change plan's id: `change_plans.id`, `/plans/{id}`.
+    pub struct PlanId;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

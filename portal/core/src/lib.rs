@@ -11,6 +11,7 @@
 #[macro_use]
 mod text_enum;
 
+pub mod change;
 pub mod ids;
 pub mod live;
 pub mod model;

@@ -192,6 +192,8 @@ text_enum! {
     pub enum JobKind {
         Deploy = "deploy",
         Teardown = "teardown",
+        /// A change plan applied to a live stack.
+        Apply = "apply",
     }
 }
 

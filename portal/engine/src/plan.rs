@@ -174,6 +174,58 @@ pub fn teardown_plan(params: &DeploymentParams) -> Vec<PlannedStep> {
     steps
 }
 
+/// The DAG of an apply that changes the parameters named in `changed`
+/// (dotted, as `cloudpulse_core::change::field_changes` names them) on a
+/// live stack. Each step converges AWS to the deployment's new parameters,
+/// so running one again is harmless. A change of the budget alone makes no
+/// step: the portal holds it.
+pub fn apply_plan(changed: &[&str]) -> Vec<PlannedStep> {
+    use StepKey::*;
+    let any = |names: &[&str]| changed.iter().any(|c| names.contains(c));
+    let mut dag: Vec<(StepKey, Vec<StepKey>)> = Vec::new();
+    let group = if any(&["desired"]) {
+        Some(ResizeGroup)
+    } else if any(&["min", "max", "grace_period", "cooldown"]) {
+        Some(UpdateGroup)
+    } else {
+        None
+    };
+    if let Some(group) = group {
+        dag.push((group, vec![]));
+    }
+    if any(&["cooldown"]) {
+        dag.push((ScalingPolicies, vec![]));
+    }
+    if any(&["scale_out_cpu", "scale_in_cpu"]) {
+        // The alarms name the policies: after them when both run.
+        let after = if any(&["cooldown"]) {
+            vec![ScalingPolicies]
+        } else {
+            vec![]
+        };
+        dag.push((Alarms, after));
+    }
+    let target_group = changed
+        .iter()
+        .any(|c| c.starts_with("health_check.") || *c == "deregistration_delay");
+    if target_group {
+        dag.push((TargetGroup, vec![]));
+    }
+    if any(&["min", "max", "desired"]) {
+        let mut deps: Vec<StepKey> = group.into_iter().collect();
+        if target_group {
+            deps.push(TargetGroup);
+        }
+        dag.push((WaitCapacity, deps));
+    }
+    dag.into_iter()
+        .map(|(key, deps)| PlannedStep {
+            key: StepId::Do(key),
+            depends_on: deps.into_iter().map(StepId::Do).collect(),
+        })
+        .collect()
+}
+
 /// The deploy DAG as a Mermaid flowchart: an arrow from each step to every
 /// step that waits for it, in the plan's order.
 pub fn mermaid(params: &DeploymentParams) -> String {
@@ -378,5 +430,46 @@ mod tests {
             }
         }
         assert!("undo:sweep".parse::<StepId>().is_err());
+    }
+
+    #[test]
+    fn an_apply_runs_only_the_steps_its_changes_need() {
+        let keys = |plan: Vec<PlannedStep>| -> Vec<String> {
+            assert_acyclic(&plan);
+            plan.iter().map(|s| s.key.to_string()).collect()
+        };
+        assert_eq!(
+            keys(apply_plan(&["desired"])),
+            ["resize_group", "wait_capacity"]
+        );
+        assert_eq!(
+            keys(apply_plan(&["cooldown"])),
+            ["update_group", "scaling_policies"]
+        );
+        assert_eq!(
+            keys(apply_plan(&[
+                "max",
+                "health_check.path",
+                "scale_in_cpu",
+                "cooldown"
+            ])),
+            [
+                "update_group",
+                "scaling_policies",
+                "alarms",
+                "target_group",
+                "wait_capacity"
+            ]
+        );
+        let plan = apply_plan(&["min", "deregistration_delay"]);
+        assert_eq!(
+            names(&find(&plan, "wait_capacity").depends_on),
+            ["update_group", "target_group"]
+        );
+        assert!(
+            !plan.iter().any(|s| s.key == StepId::Do(StepKey::Alarms)),
+            "{plan:?}"
+        );
+        assert!(apply_plan(&["ttl_minutes", "cost_cap_usd"]).is_empty());
     }
 }

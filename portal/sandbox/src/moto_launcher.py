@@ -511,6 +511,32 @@ def _scale_like_auto_scaling():
 
 _scale_like_auto_scaling()
 
+
+def _update_keeps_the_cooldown():
+    """moto 5.2.5's UpdateAutoScalingGroup ignores DefaultCooldown, so a
+    changed cooldown would never reach the group (and the faithful layer,
+    which reads it back, would keep timing scaling by the old one). AWS
+    sets it, 0 included. Here the update runs as moto has it, then the
+    group takes the cooldown the request gave."""
+    from moto.autoscaling import responses
+
+    update = responses.AutoScalingResponse.update_auto_scaling_group
+
+    def update_with_cooldown(self):
+        answer = update(self)
+        cooldown = self._get_int_param("DefaultCooldown")
+        if cooldown is not None:
+            name = self._get_param("AutoScalingGroupName")
+            group = self.autoscaling_backend.autoscaling_groups.get(name)
+            if group is not None:
+                group.default_cooldown = cooldown
+        return answer
+
+    responses.AutoScalingResponse.update_auto_scaling_group = update_with_cooldown
+
+
+_update_keeps_the_cooldown()
+
 # IAM is enforced: moto checks every request's signature and permissions
 # (the portal's launcher sets INITIAL_NO_AUTH_ACTION_COUNT=0, so no request
 # goes unchecked). The identities that may sign come from

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use cloudpulse_app::backend::{BackendError, DeploymentFilter, SharedBackend};
-use cloudpulse_app::ids::{DeploymentId, JobId};
+use cloudpulse_app::ids::{DeploymentId, JobId, PlanId};
 use cloudpulse_app::live::MetricsRange;
 use cloudpulse_app::model::{BudgetChange, ChaosAction, DeploymentStatus, Preflight, Source};
 use cloudpulse_app::params::{DeploymentParams, FieldErrors};
@@ -50,6 +50,9 @@ pub fn routes() -> Router<ApiState> {
         )
         .route("/deployments/{id}/teardown", post(teardown))
         .route("/deployments/{id}/redeploy", post(redeploy))
+        .route("/deployments/{id}/plan", post(plan_change))
+        .route("/deployments/{id}/apply", post(apply_plan))
+        .route("/plans/{id}", get(get_plan))
         .route("/deployments/{id}/health", get(health))
         .route("/deployments/{id}/events", get(events))
         .route("/deployments/{id}/metrics", get(metrics))
@@ -189,7 +192,7 @@ async fn redeploy(
             ));
         }
         let mut params = state.backend.deployment(&id).await?.params;
-        merge(&mut params, changes);
+        cloudpulse_app::change::merge_patch(&mut params, changes);
         Some(
             serde_json::from_value::<DeploymentParams>(params).map_err(|e| {
                 ApiError::bad_request(format!("the parameters cannot be read: {e}"))
@@ -203,21 +206,60 @@ async fn redeploy(
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
-/// JSON merge patch (RFC 7386): objects merge key by key, `null` removes,
-/// anything else replaces.
-fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
-    match (target, patch) {
-        (serde_json::Value::Object(target), serde_json::Value::Object(patch)) => {
-            for (key, value) in patch {
-                if value.is_null() {
-                    target.remove(&key);
-                } else {
-                    merge(target.entry(key).or_insert(serde_json::Value::Null), value);
-                }
-            }
-        }
-        (target, patch) => *target = patch,
+/// What a change does, without doing it: the body is a partial parameters
+/// object merged over the current ones (`{"desired": 3}`); 200 with
+/// `{"plan": …}`, 422 for a change the live stack cannot take.
+async fn plan_change(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<DeploymentId>,
+    ApiJson(changes): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    if !changes.is_object() {
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object of the parameters to change, like {\"desired\": 3}",
+        ));
     }
+    let plan = state
+        .backend
+        .plan_change(&id, changes, source(&headers))
+        .await?;
+    Ok(Json(json!({ "plan": plan })).into_response())
+}
+
+async fn get_plan(
+    State(state): State<ApiState>,
+    Path(id): Path<PlanId>,
+) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "plan": state.backend.plan(&id).await? })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyBody {
+    plan_id: PlanId,
+}
+
+/// Runs a plan of this deployment; 202 with the job.
+async fn apply_plan(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<DeploymentId>,
+    ApiJson(body): ApiJson<ApplyBody>,
+) -> Result<Response, ApiError> {
+    let plan = state.backend.plan(&body.plan_id).await?;
+    if plan.deployment_id != id {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("deployment {id} has no plan {}", body.plan_id),
+        ));
+    }
+    let accepted = state
+        .backend
+        .apply_plan(&body.plan_id, source(&headers))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 async fn teardown(
@@ -654,6 +696,13 @@ impl From<BackendError> for ApiError {
             BackendError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            BackendError::Refused { code, fields } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                message: "the stack cannot take these changes in place; see fields".into(),
+                fields: Some(fields),
+                preflight: None,
+            },
             BackendError::TooMany(message) => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_deployments",
@@ -690,31 +739,5 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "error": error });
         (self.status, Json(body)).into_response()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::merge;
-    use serde_json::json;
-
-    #[test]
-    fn a_redeploy_body_merges_over_the_old_parameters() {
-        let mut params = json!({
-            "name": "demo", "desired": 2,
-            "health_check": { "path": "/health", "interval": 30 },
-            "cost_cap_usd": 2.0
-        });
-        merge(
-            &mut params,
-            json!({ "desired": 3, "health_check": { "interval": 10 }, "cost_cap_usd": null }),
-        );
-        assert_eq!(
-            params,
-            json!({
-                "name": "demo", "desired": 3,
-                "health_check": { "path": "/health", "interval": 10 }
-            })
-        );
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cloudpulse_app::backend::{Accepted, Backend, BackendError, DeploymentFilter};
-use cloudpulse_app::ids::{DeploymentId, JobId};
+use cloudpulse_app::change::ChangePlan;
+use cloudpulse_app::ids::{DeploymentId, JobId, PlanId};
 use cloudpulse_app::live::{
     CostSummary, CostView, InstanceDetail, LiveView, MetricsRange, MetricsView, UptimeSummary,
     UptimeView,
@@ -115,6 +116,37 @@ impl PortalBackend {
             .map_err(store_error)?;
         detail.budget = self.with_warning(detail.budget);
         Ok(detail)
+    }
+
+    /// The budget part of a change from `before` to `after`, checked as a
+    /// budget change is (a TTL already past, a cap already reached are
+    /// refused): `None` when neither the TTL nor the cap changes, else the
+    /// new deadline.
+    async fn changed_budget(
+        &self,
+        id: &DeploymentId,
+        before: &DeploymentParams,
+        after: &DeploymentParams,
+    ) -> Result<Option<Option<chrono::DateTime<Utc>>>, BackendError> {
+        let ttl = |p: &DeploymentParams| p.ttl_minutes.unwrap_or(0);
+        let change = BudgetChange {
+            ttl_minutes: (ttl(before) != ttl(after)).then_some(after.ttl_minutes),
+            cost_cap_usd: (before.cost_cap_usd != after.cost_cap_usd).then_some(after.cost_cap_usd),
+            extend_minutes: None,
+        };
+        if change.ttl_minutes.is_none() && change.cost_cap_usd.is_none() {
+            return Ok(None);
+        }
+        let row = self.engine.store().budget(id).await.map_err(store_error)?;
+        let now = Utc::now();
+        let accrued = cost::cost(self.db(), id, now)
+            .await
+            .map_err(db_error)?
+            .filter(|view| view.priced)
+            .map(|view| view.accrued_usd);
+        let new = budget::apply(&row, &change, self.telemetry.config(), accrued, now)
+            .map_err(BackendError::Validation)?;
+        Ok(Some(new.expires_at))
     }
 
     /// Validates the budget part of `params` (the TTL's default filled in
@@ -466,6 +498,63 @@ impl Backend for PortalBackend {
         self.detail(deployment_id).await
     }
 
+    async fn plan_change(
+        &self,
+        deployment_id: &DeploymentId,
+        changes: serde_json::Value,
+        source: Source,
+    ) -> Result<ChangePlan, BackendError> {
+        let current = self.detail(deployment_id).await?;
+        let unreadable = |e: serde_json::Error| {
+            BackendError::Invalid(format!("the parameters cannot be read: {e}"))
+        };
+        let before: DeploymentParams =
+            serde_json::from_value(current.params.clone()).map_err(unreadable)?;
+        let mut merged = current.params;
+        cloudpulse_app::change::merge_patch(&mut merged, changes);
+        let after: DeploymentParams = serde_json::from_value(merged).map_err(unreadable)?;
+        self.changed_budget(deployment_id, &before, &after).await?;
+        self.engine
+            .plan_change(deployment_id, after, source)
+            .await
+            .map_err(engine_error)
+    }
+
+    async fn plan(&self, plan_id: &PlanId) -> Result<ChangePlan, BackendError> {
+        let stored = self
+            .engine
+            .change_plan(plan_id)
+            .await
+            .map_err(engine_error)?;
+        Ok(stored.plan)
+    }
+
+    async fn apply_plan(&self, plan_id: &PlanId, source: Source) -> Result<Accepted, BackendError> {
+        let stored = self
+            .engine
+            .change_plan(plan_id)
+            .await
+            .map_err(engine_error)?;
+        let unreadable =
+            |e: serde_json::Error| BackendError::Internal(format!("plan {plan_id}: {e}"));
+        let before: DeploymentParams = serde_json::from_value(stored.before).map_err(unreadable)?;
+        let after: DeploymentParams = serde_json::from_value(stored.after).map_err(unreadable)?;
+        // Checked again now: a TTL that was fine at plan time may be past.
+        let expires_at = match stored.job_id {
+            Some(_) => None,
+            None => {
+                self.changed_budget(&stored.plan.deployment_id, &before, &after)
+                    .await?
+            }
+        };
+        let created = self
+            .engine
+            .apply_change(plan_id, source, expires_at)
+            .await
+            .map_err(engine_error)?;
+        self.accepted(created).await
+    }
+
     async fn form_params(
         &self,
         from: Option<&DeploymentId>,
@@ -585,9 +674,11 @@ fn store_error(error: StoreError) -> BackendError {
     match error {
         StoreError::Invalid(message) => BackendError::Invalid(message),
         StoreError::NotFound { .. } => BackendError::NotFound(error.to_string()),
-        StoreError::NameInUse(_) | StoreError::Busy { .. } | StoreError::NotStanding { .. } => {
-            BackendError::Conflict(error.to_string())
-        }
+        StoreError::NameInUse(_)
+        | StoreError::Busy { .. }
+        | StoreError::NotStanding { .. }
+        | StoreError::NotLive { .. }
+        | StoreError::Stale { .. } => BackendError::Conflict(error.to_string()),
         other => BackendError::Database(other.to_string()),
     }
 }
@@ -603,5 +694,6 @@ fn engine_error(error: EngineError) -> BackendError {
             BackendError::Internal(error.to_string())
         }
         EngineError::Aws(e) => BackendError::Cloud(e.to_string()),
+        EngineError::Refused { code, fields } => BackendError::Refused { code, fields },
     }
 }

@@ -1,5 +1,6 @@
 //! `cloudpulse deploy | teardown | status | preflight | orphans`: a client of a running portal's
-//! REST API, so the command line and the browser drive the same code.
+//! REST API, so the command line and the browser drive the same code
+//! (`plan` and `apply` are in [`crate::cli_change`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -216,9 +217,12 @@ impl DeployArgs {
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
+    /// How a refused field is named: `--desired` for a command's flags,
+    /// `desired=` for `--set FIELD=VALUE`.
+    sets: bool,
 }
 
 /// The portal's access token, as the server reads it: `CLOUDPULSE_TOKEN`,
@@ -250,7 +254,7 @@ fn access_token() -> anyhow::Result<Option<String>> {
 }
 
 impl Client {
-    fn new(portal: &PortalArg) -> anyhow::Result<Self> {
+    pub(crate) fn new(portal: &PortalArg) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -258,7 +262,13 @@ impl Client {
         Ok(Client {
             http,
             base: portal.portal.trim_end_matches('/').to_string(),
+            sets: false,
         })
+    }
+
+    /// Names refused fields as `FIELD=` (the `--set` form).
+    pub(crate) fn naming_sets(self) -> Self {
+        Client { sets: true, ..self }
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
@@ -289,11 +299,12 @@ impl Client {
             let details: Vec<String> = fields
                 .iter()
                 .map(|(field, why)| {
-                    format!(
-                        "--{}: {}",
-                        field.replace(['_', '.'], "-"),
-                        why.as_str().unwrap_or("")
-                    )
+                    let why = why.as_str().unwrap_or("");
+                    if self.sets {
+                        format!("{field}=: {why}")
+                    } else {
+                        format!("--{}: {why}", field.replace(['_', '.'], "-"))
+                    }
                 })
                 .collect();
             message = format!("{message}: {}", details.join("; "));
@@ -301,14 +312,17 @@ impl Client {
         bail!("{message} (HTTP {})", status.as_u16())
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(crate) async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<T> {
         let body = self
             .send(self.http.get(format!("{}{path}", self.base)))
             .await?;
         serde_json::from_value(body).context("unexpected answer from the portal")
     }
 
-    async fn post(&self, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let mut request = self.http.post(format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(body);
@@ -651,7 +665,7 @@ fn print_job_summary(job: &JobView) {
 
 /// Polls the job, printing one line per step change, until it ends; fails
 /// (exit status 1) unless it ended done.
-async fn follow(client: &Client, job_id: &str) -> anyhow::Result<()> {
+pub(crate) async fn follow(client: &Client, job_id: &str) -> anyhow::Result<()> {
     let mut seen: HashMap<String, (StepStatus, u32)> = HashMap::new();
     let mut waited: Option<String> = None;
     loop {

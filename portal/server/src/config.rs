@@ -35,6 +35,11 @@ pub enum Command {
     Budget(crate::cli::BudgetArgs),
     /// Deploy a torn-down deployment again with the same parameters.
     Redeploy(crate::cli::RedeployArgs),
+    /// Show what changing a live deployment's parameters does to each
+    /// resource and its cost, changing nothing; prints a plan id to apply.
+    Plan(crate::cli_change::PlanArgs),
+    /// Apply a plan made by `cloudpulse plan` to its live deployment.
+    Apply(crate::cli_change::ApplyArgs),
     /// Show deployments, or one deployment and its current job.
     Status(crate::cli::StatusArgs),
     /// Check credentials, region, image, zones and quotas for a deploy,

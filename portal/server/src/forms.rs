@@ -1,6 +1,7 @@
 //! Plain HTML forms the pages post to, so the budget controls work before
-//! (and without) the browser bundle: the answer is a redirect back to the
-//! page, with `budget_error` in its query when nothing was changed.
+//! (and without) the browser bundle, and a plan's Apply costs the bundle
+//! nothing: the answer is a redirect back to the page, with `budget_error`
+//! or `apply_error` in its query when nothing was changed.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
@@ -8,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use cloudpulse_app::backend::{BackendError, SharedBackend};
-use cloudpulse_app::ids::DeploymentId;
+use cloudpulse_app::ids::{DeploymentId, PlanId};
 use cloudpulse_app::model::{BudgetChange, Source};
 use serde::Deserialize;
 
@@ -121,6 +122,48 @@ pub async fn budget(
             let joiner = if back.contains('?') { '&' } else { '?' };
             format!("{back}{joiner}budget_error={}", percent_encode(&message))
         }
+    };
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+/// The plan form of a deployment's Edit part.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyForm {
+    plan_id: String,
+}
+
+/// Applies a plan of this deployment and goes back to its page, which
+/// follows the job; a refusal (a stale plan, a busy deployment) comes back
+/// as `apply_error` in the page's query.
+pub async fn apply(
+    State(backend): State<SharedBackend>,
+    Path(id): Path<DeploymentId>,
+    form: Result<Form<ApplyForm>, FormRejection>,
+) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return crate::limits::too_large();
+        }
+        Err(rejection) => {
+            return (StatusCode::BAD_REQUEST, rejection.body_text()).into_response();
+        }
+    };
+    let back = format!("/deployments/{}", percent_encode(id.as_str()));
+    let plan_id = PlanId::from(form.plan_id);
+    let outcome = match backend.plan(&plan_id).await {
+        Ok(plan) if plan.deployment_id == id => backend
+            .apply_plan(&plan_id, Source::Browser)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Ok(_) => Err(format!("plan {plan_id} is not one of this deployment's")),
+        Err(e) => Err(e.to_string()),
+    };
+    let location = match outcome {
+        Ok(()) => back,
+        Err(message) => format!("{back}?apply_error={}", percent_encode(&message)),
     };
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }

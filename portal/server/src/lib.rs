@@ -9,6 +9,7 @@ pub mod access;
 pub mod api;
 pub mod backend;
 pub mod cli;
+pub mod cli_change;
 pub mod cloud;
 pub mod config;
 pub mod db;
@@ -71,6 +72,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Teardown(args) => cli::teardown(args).await,
         Command::Budget(args) => cli::budget(args).await,
         Command::Redeploy(args) => cli::redeploy(args).await,
+        Command::Plan(args) => cli_change::plan(args).await,
+        Command::Apply(args) => cli_change::apply(args).await,
         Command::Status(args) => cli::status(args).await,
         Command::Preflight(args) => cli::preflight(args).await,
         Command::Orphans(args) => cli::orphans(args).await,
@@ -407,6 +410,7 @@ pub fn router(state: ApiState, site_root: &Path, guards: Guards) -> Router {
             "/deployments/{id}/budget",
             axum::routing::post(forms::budget),
         )
+        .route("/deployments/{id}/apply", axum::routing::post(forms::apply))
         .with_state(state)
         .route(
             cloudpulse_app::shell::STYLESHEET_PATH,

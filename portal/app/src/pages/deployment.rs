@@ -52,6 +52,16 @@ pub fn DeploymentPage() -> impl IntoView {
 fn DeploymentView(detail: DeploymentDetail, telemetry: Option<LiveView>) -> impl IntoView {
     let is_live = detail.status == DeploymentStatus::Live;
     let id = detail.id.clone();
+    // A live deployment without a job under way can be changed.
+    let idle = detail
+        .current_job
+        .as_ref()
+        .is_none_or(|job| job.status.is_finished());
+    let editable = (is_live && idle)
+        .then(|| {
+            serde_json::from_value::<crate::params::DeploymentParams>(detail.params.clone()).ok()
+        })
+        .flatten();
     let params = serde_json::to_string_pretty(&detail.params).unwrap_or_default();
     let live_resources = detail
         .resources
@@ -77,6 +87,9 @@ fn DeploymentView(detail: DeploymentDetail, telemetry: Option<LiveView>) -> impl
             redeployed_from=detail.redeployed_from.clone()
             redeployed_as=detail.redeployed_as.clone()/>
         {telemetry.map(|view| view! { <LiveTelemetry id=id.clone() view live=is_live/> })}
+        {editable.map(|params| view! {
+            <crate::pages::edit::EditSection id=id.to_string() params/>
+        })}
         <section aria-labelledby="resources-title">
             <h2 id="resources-title">{format!("Resources ({live_resources} present)")}</h2>
             <ResourceTable resources=detail.resources.clone()/>

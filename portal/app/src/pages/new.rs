@@ -16,6 +16,8 @@ pub enum Submitted {
     Created {
         deployment_id: DeploymentId,
     },
+    /// A change of a live deployment, worked out and not applied.
+    Planned(crate::pages::edit::PlanShown),
     /// Nothing was created; each field says what to fix.
     Invalid {
         fields: FieldErrors,
@@ -52,7 +54,7 @@ struct Form {
 /// Every input's starting text, by field name: what the server hands the
 /// form island (a map of strings costs the browser no new deserializer,
 /// where the parameters' own structs would).
-fn texts(p: &DeploymentParams) -> FieldErrors {
+pub(crate) fn texts(p: &DeploymentParams) -> FieldErrors {
     let plain = |v: &dyn ToString| v.to_string();
     let hc = &p.health_check;
     [
@@ -270,7 +272,7 @@ pub fn NewDeploymentPage() -> impl IntoView {
                                 </p>
                             }.into_any(),
                         }}
-                        <DeploymentForm initial=texts(&params) from=from.map(|o| o.id.into_string())/>
+                        <DeploymentForm initial=texts(&params) from=from.map(|o| o.id.into_string()) edit=None/>
                         <PreflightSection/>
                     }.into_any(),
                     Err(error) => view! {
@@ -324,11 +326,19 @@ fn PreflightSection() -> impl IntoView {
 
 /// The form and its estimate: an island, the page around it is static.
 /// `from` is the torn-down deployment it deploys again, if any.
+/// The parameters form: a new deployment (or a torn-down one's again, with
+/// `from`), or, with `edit` (a live deployment's id), a change of that
+/// deployment, reviewed as a plan before it is applied.
 #[island]
-fn DeploymentForm(initial: FieldErrors, from: Option<String>) -> impl IntoView {
+pub(crate) fn DeploymentForm(
+    initial: FieldErrors,
+    from: Option<String>,
+    edit: Option<String>,
+) -> impl IntoView {
     let form = Form::new(&initial);
     let errors = RwSignal::new(FieldErrors::new());
     let submit = ServerAction::<CreateDeployment>::new();
+    let editing = edit.is_some();
     let hydrated = RwSignal::new(false);
     // One key per form: a double click or a resubmission makes one deployment.
     let key = RwSignal::new(String::new());
@@ -346,6 +356,7 @@ fn DeploymentForm(initial: FieldErrors, from: Option<String>) -> impl IntoView {
             open_page(&format!("/deployments/{deployment_id}"));
         }
         Some(Ok(Submitted::Invalid { fields })) => errors.set(fields),
+        Some(Ok(Submitted::Planned(_))) => {}
         Some(Err(error)) => {
             errors.set(FieldErrors::from([("form".to_string(), error.to_string())]));
         }
@@ -364,7 +375,15 @@ fn DeploymentForm(initial: FieldErrors, from: Option<String>) -> impl IntoView {
             params,
             key: key.get_untracked(),
             from: from.clone().unwrap_or_default(),
+            edit: edit.clone().unwrap_or_default(),
         });
+    };
+    let pending = move || submit.pending().get();
+    let button = move || match (editing, pending()) {
+        (true, true) => "Working out the changes…",
+        (true, false) => "Review changes",
+        (false, true) => "Deploying…",
+        (false, false) => "Deploy",
     };
 
     view! {
@@ -448,12 +467,19 @@ fn DeploymentForm(initial: FieldErrors, from: Option<String>) -> impl IntoView {
                     <TextField numeric=true form_field=form.cost_cap_usd field="cost_cap_usd" label="Cost cap (USD)" errors
                         help="Torn down once its accrued cost reaches this. Empty: no cap."/>
                 </fieldset>
-                <button type="submit" class="primary" data-testid="deploy"
-                    disabled=move || !hydrated.get() || submit.pending().get()>
-                    {move || if submit.pending().get() { "Deploying…" } else { "Deploy" }}
+                <button type="submit" class="primary"
+                    data-testid={if editing { "review-changes" } else { "deploy" }}
+                    disabled=move || !hydrated.get() || pending()>
+                    {button}
                 </button>
                 <noscript><p class="muted">"Deploying from this page needs JavaScript; the API and the command line do not."</p></noscript>
             </form>
+            {move || match submit.value().get() {
+                Some(Ok(Submitted::Planned(plan))) => {
+                    view! { <crate::pages::edit::PlanReview plan/> }.into_any()
+                }
+                _ => ().into_any(),
+            }}
             <EstimatePanel estimate/>
         </div>
     }
@@ -602,15 +628,21 @@ fn SelectField(
 }
 
 /// Validates with the API's rules and starts the deploy; invalid parameters
-/// come back per field and create nothing.
+/// come back per field and create nothing. With `edit` (a live
+/// deployment's id), plans that deployment's change to `params` instead,
+/// changing nothing.
 #[server(input = leptos::server_fn::codec::Json)]
 pub async fn create_deployment(
     params: DeploymentParams,
     key: String,
     from: String,
+    #[server(default)] edit: String,
 ) -> Result<Submitted, ServerFnError> {
     use crate::backend::{use_backend, BackendError};
     use crate::model::Source;
+    if !edit.is_empty() {
+        return crate::pages::edit::plan(DeploymentId::from(edit), params).await;
+    }
     let key = (!key.is_empty()).then_some(key);
     let backend = use_backend()?;
     let accepted = if from.is_empty() {

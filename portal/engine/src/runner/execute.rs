@@ -25,7 +25,7 @@ impl Engine {
         }
         let slot = match kind {
             JobKind::Deploy => Some(self.inner.deploy_slots.clone().try_acquire_owned()),
-            JobKind::Teardown => None,
+            JobKind::Teardown | JobKind::Apply => None,
         };
         let engine = self.clone();
         let job_id = job_id.clone();
@@ -357,6 +357,9 @@ impl Engine {
         let deployment_status = match (job.kind, job_status) {
             (JobKind::Deploy, JobStatus::Done) => DeploymentStatus::Live,
             (JobKind::Teardown, JobStatus::Done) => DeploymentStatus::TornDown,
+            // A failed or cancelled change leaves a stack that stands and
+            // serves; a retry converges it to the new parameters.
+            (JobKind::Apply, _) => DeploymentStatus::Live,
             _ => DeploymentStatus::Failed,
         };
         let outputs = match (job.kind, job_status) {

@@ -28,6 +28,7 @@ use crate::steps::{self, ArtifactSource, StepCtx, Timings};
 use crate::store::{Created, NewDeployment, NewJob, Store, StoreError};
 use crate::{inventory, orphans};
 
+mod change;
 mod execute;
 
 /// The progress line of a step an injected fault holds after its action.
@@ -138,6 +139,14 @@ pub enum EngineError {
     Internal(String),
     #[error("AWS refused: {0}")]
     Aws(StepError),
+    /// A change the live stack cannot take: `code` is `change_refused`
+    /// (it needs a teardown) or `change_not_supported` (not applied to a
+    /// live stack yet), and each field says what to do.
+    #[error("the stack cannot take these changes in place")]
+    Refused {
+        code: &'static str,
+        fields: FieldErrors,
+    },
 }
 
 #[derive(Clone)]
@@ -374,6 +383,8 @@ impl Engine {
         let status = match job.kind {
             JobKind::Deploy => DeploymentStatus::Deploying,
             JobKind::Teardown => DeploymentStatus::TearingDown,
+            // The stack stands and serves while a change is applied.
+            JobKind::Apply => DeploymentStatus::Live,
         };
         self.inner
             .store

@@ -195,6 +195,12 @@ catalogue! { |ctx, key|
         => compute::scaling_policies(ctx), undo run(compute::undo_scaling_policies(ctx));
     Alarms = "alarms" => compute::alarms(ctx), undo run(compute::undo_alarms(ctx));
     WaitHealthy = "wait_healthy" => compute::wait_healthy(ctx), undo nothing;
+    /// An apply's: the group's bounds, grace period and cooldown.
+    UpdateGroup = "update_group" => compute::update_group(ctx, false), undo nothing;
+    /// An apply's: the same and the desired capacity.
+    ResizeGroup = "resize_group" => compute::update_group(ctx, true), undo nothing;
+    /// An apply's: the group settled at its new size.
+    WaitCapacity = "wait_capacity" => compute::wait_capacity(ctx), undo nothing;
 }
 
 #[cfg(test)]

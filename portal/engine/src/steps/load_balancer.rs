@@ -2,9 +2,10 @@
 
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, IpAddressType, LoadBalancer, LoadBalancerSchemeEnum,
-    LoadBalancerStateEnum, LoadBalancerTypeEnum, Matcher, ProtocolEnum, Tag, TargetGroupAttribute,
-    TargetTypeEnum,
+    LoadBalancerStateEnum, LoadBalancerTypeEnum, Matcher, ProtocolEnum, Tag, TargetGroup,
+    TargetGroupAttribute, TargetTypeEnum,
 };
+use cloudpulse_core::params::HealthCheck;
 use serde_json::{json, Value};
 
 use super::{gone_ok, StepCtx};
@@ -29,6 +30,13 @@ fn seconds(value: u32) -> i32 {
 
 /// The deployment's target group ARN, found by its deterministic name.
 async fn find_target_group(ctx: &StepCtx) -> StepResult<Option<String>> {
+    Ok(describe_target_group(ctx)
+        .await?
+        .and_then(|t| t.target_group_arn().map(str::to_string)))
+}
+
+/// The deployment's target group as AWS describes it.
+async fn describe_target_group(ctx: &StepCtx) -> StepResult<Option<TargetGroup>> {
     let found = gone_ok(
         ctx.aws
             .elb
@@ -38,12 +46,16 @@ async fn find_target_group(ctx: &StepCtx) -> StepResult<Option<String>> {
             .await
             .step(),
     )?;
-    Ok(found.and_then(|f| {
-        f.target_groups()
-            .first()
-            .and_then(|t| t.target_group_arn())
-            .map(str::to_string)
-    }))
+    Ok(found.and_then(|f| f.target_groups().first().cloned()))
+}
+
+/// Whether a target group checks health as the parameters say.
+fn checks_as_asked(group: &TargetGroup, hc: &HealthCheck) -> bool {
+    group.health_check_path() == Some(hc.path.as_str())
+        && group.health_check_interval_seconds() == Some(seconds(hc.interval))
+        && group.health_check_timeout_seconds() == Some(seconds(hc.timeout))
+        && group.healthy_threshold_count() == Some(seconds(hc.healthy_threshold))
+        && group.unhealthy_threshold_count() == Some(seconds(hc.unhealthy_threshold))
 }
 
 /// The deployment's load balancer, found by its deterministic name.
@@ -65,8 +77,24 @@ pub async fn target_group(ctx: &StepCtx) -> StepResult<Value> {
     let name = ctx.names.target_group();
     let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
     let hc = &ctx.params.health_check;
-    let arn = match find_target_group(ctx).await? {
-        Some(arn) => arn,
+    let arn = match describe_target_group(ctx).await? {
+        Some(group) => {
+            let arn = group.target_group_arn().unwrap_or_default().to_string();
+            // A change of a live stack's health check lands here.
+            if !checks_as_asked(&group, hc) {
+                elb.modify_target_group()
+                    .target_group_arn(&arn)
+                    .health_check_path(&hc.path)
+                    .health_check_interval_seconds(seconds(hc.interval))
+                    .health_check_timeout_seconds(seconds(hc.timeout))
+                    .healthy_threshold_count(seconds(hc.healthy_threshold))
+                    .unhealthy_threshold_count(seconds(hc.unhealthy_threshold))
+                    .send()
+                    .await
+                    .step()?;
+            }
+            arn
+        }
         None => {
             let out = elb
                 .create_target_group()

@@ -55,7 +55,7 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE deployments
              SET params = json_set(params, '$.ttl_minutes', ?2, '$.cost_cap_usd', ?3),
-                 expires_at = ?4, updated_at = ?5
+                 params_version = params_version + 1, expires_at = ?4, updated_at = ?5
              WHERE id = ?1 AND status <> 'torn_down'",
         )
         .bind(id.as_str())

@@ -26,6 +26,7 @@ mod budget;
 mod deployments;
 mod events;
 mod jobs;
+mod plans;
 mod resources;
 mod steps;
 
@@ -34,6 +35,7 @@ pub use deployments::{DeploymentRecord, LiveDeployment};
 use events::insert_event;
 pub use events::{write_event, TimelineEvent};
 use jobs::{insert_job, JobSummaryRow};
+pub use plans::{PlanApply, StoredPlan};
 pub use resources::ResourceSpan;
 use steps::StepRow;
 
@@ -69,6 +71,16 @@ pub enum StoreError {
     /// A job of the deployment is unfinished, so another cannot start.
     #[error("the deployment has an unfinished {kind} job ({job_id}); cancel it or wait for it")]
     Busy { kind: String, job_id: JobId },
+    /// A change needs a live deployment and this one is not.
+    #[error("deployment {id} is {status}; a change applies only to a live deployment (redeploy a torn-down one)")]
+    NotLive { id: DeploymentId, status: String },
+    /// A plan was made against parameters that have changed since.
+    #[error("plan {plan} was made against version {made_at} of the deployment's parameters; they are at version {now} now (an apply or a budget change since): make a new plan")]
+    Stale {
+        plan: cloudpulse_core::ids::PlanId,
+        made_at: i64,
+        now: i64,
+    },
     /// The deployment is torn down or unknown, and the change needs one
     /// that stands.
     #[error("deployment {id} is torn down (or unknown); {needs}")]

@@ -6,6 +6,7 @@
 mod common;
 
 mod boundary;
+mod change;
 mod deploy;
 mod faults;
 mod iam_enforced;

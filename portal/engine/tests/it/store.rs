@@ -220,24 +220,8 @@ async fn the_database_accepts_every_event_kind() {
 async fn the_event_kind_migration_keeps_ids_data_and_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portal.db");
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
-    let before = dir.path().join("migrations");
-    std::fs::create_dir(&before).unwrap();
-    for entry in std::fs::read_dir(&all).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().into_string().unwrap();
-        if name.as_str() < "20261216000001" {
-            std::fs::copy(entry.path(), before.join(&name)).unwrap();
-        }
-    }
     {
-        let pool = connect(&path, 1).await.unwrap();
-        sqlx::migrate::Migrator::new(before.as_path())
-            .await
-            .unwrap()
-            .run(&pool)
-            .await
-            .unwrap();
+        let pool = migrated_before(dir.path(), &path, "20261216000001").await;
         sqlx::query(
             "INSERT INTO deployments (id, name, region, status, params, created_at, updated_at)
              VALUES ('a', 'alpha', 'us-east-1', 'live', '{}', 'now', 'now')",
@@ -294,4 +278,113 @@ async fn the_event_kind_migration_keeps_ids_data_and_the_index() {
         .unwrap();
     assert_eq!(newest, 10);
     assert!(insert_event(&store, "bogus").await.is_err());
+}
+
+/// A database at `path` migrated up to, not including, the migration
+/// whose name starts with `first_left_out`, as an older portal left it.
+async fn migrated_before(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    first_left_out: &str,
+) -> sqlx::SqlitePool {
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let before = dir.join("migrations");
+    std::fs::create_dir(&before).unwrap();
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < first_left_out {
+            std::fs::copy(entry.path(), before.join(&name)).unwrap();
+        }
+    }
+    let pool = connect(path, 1).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+/// The migration that adds the `apply` job kind makes `jobs`, `steps` and
+/// `idempotency_keys` again: every row stays, steps in their order, the
+/// references still cascade, and the kind is checked as before.
+#[tokio::test]
+async fn the_apply_kind_migration_keeps_jobs_steps_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    {
+        let pool = migrated_before(dir.path(), &path, "20261218000001").await;
+        for statement in [
+            "INSERT INTO deployments (id, name, region, status, params, created_at, updated_at)
+             VALUES ('a', 'alpha', 'us-east-1', 'live', '{}', '2026-11-01T10:00:00Z', '2026-11-01T10:00:00Z')",
+            "INSERT INTO jobs (id, deployment_id, kind, status, source, idempotency_key, created_at, waiting)
+             VALUES ('j', 'a', 'deploy', 'done', 'api', 'deploy - k', '2026-11-01T10:00:00Z', NULL)",
+            // Inserted out of name order: the job lists them as inserted.
+            "INSERT INTO steps (job_id, key, status, outputs) VALUES ('j', 'vpc', 'done', '{\"v\":1}')",
+            "INSERT INTO steps (job_id, key, status) VALUES ('j', 'bucket', 'done')",
+            "INSERT INTO steps (job_id, key, status) VALUES ('j', 'alarms', 'done')",
+            "INSERT INTO idempotency_keys (scope, fingerprint, job_id, created_at)
+             VALUES ('deploy - k', 'f', 'j', 1)",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = Store::open(&path).await.unwrap();
+    let pool = raw(&store).await;
+    let job = store.job(&"j".into()).await.unwrap();
+    let keys: Vec<&str> = job.steps.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, ["vpc", "bucket", "alarms"]);
+    assert_eq!(job.steps[0].outputs["v"], 1);
+    let (kept,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM idempotency_keys WHERE job_id = 'j'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, 1);
+    let (version,): (i64,) =
+        sqlx::query_as("SELECT params_version FROM deployments WHERE id = 'a'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(version, 1);
+    let broken: Vec<(String, i64, String, i64)> = sqlx::query_as("PRAGMA foreign_key_check")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(broken.is_empty(), "{broken:?}");
+    for (kind, accepted) in [("apply", true), ("bogus", false)] {
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, deployment_id, kind, status, source, created_at)
+             VALUES (?1, 'a', ?2, 'done', 'api', '2026-11-01T10:00:00Z')",
+        )
+        .bind(format!("job-{kind}"))
+        .bind(kind)
+        .execute(&pool)
+        .await;
+        assert_eq!(inserted.is_ok(), accepted, "{kind}: {inserted:?}");
+    }
+    for index in ["jobs_by_deployment", "jobs_unfinished"] {
+        let (table,): (String,) =
+            sqlx::query_as("SELECT tbl_name FROM sqlite_master WHERE type = 'index' AND name = ?1")
+                .bind(index)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(table, "jobs");
+    }
+    // Deleting the deployment still takes its jobs, steps and keys with it.
+    sqlx::query("DELETE FROM deployments WHERE id = 'a'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for table in ["jobs", "steps", "idempotency_keys"] {
+        let (left,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{table}");
+    }
 }

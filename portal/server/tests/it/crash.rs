@@ -95,18 +95,7 @@ async fn a_killed_portal_resumes_the_deploy_without_duplicates() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut portal = serve(dir.path(), &gateway.endpoint());
-    let client = reqwest::Client::new();
-    let accepted: Value = client
-        .post(format!("{}/api/v1/deployments", portal.url))
-        .json(&json!({ "name": "crash-test" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job_id = accepted["job"]["id"].as_str().unwrap().to_string();
-    let deployment = accepted["deployment"]["id"].as_str().unwrap().to_string();
+    let (deployment, job_id) = deploy(&portal.url, json!({ "name": "crash-test" })).await;
 
     // Wait until a NAT gateway step is running, then kill without warning.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -217,26 +206,6 @@ async fn a_kill_during_heavy_writes_loses_no_job_and_leaves_the_database_whole()
     }
 }
 
-/// Starts a deploy of `name` with `nat` and returns (deployment id, job id).
-async fn deploy(url: &str, name: &str, nat: &str) -> (String, String) {
-    let accepted: Value = reqwest::Client::new()
-        .post(format!("{url}/api/v1/deployments"))
-        .json(&json!({ "name": name, "nat": nat }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        accepted["deployment"]["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("not accepted: {accepted}"))
-            .to_string(),
-        accepted["job"]["id"].as_str().unwrap().to_string(),
-    )
-}
-
 async fn wait_done(url: &str, job_id: &str, within: Duration) -> Value {
     let deadline = Instant::now() + within;
     loop {
@@ -291,21 +260,8 @@ async fn crash_at(
         &moto.endpoint(),
         &[("CLOUDPULSE_TEST_FAULTS", faults)],
     );
-    let (deployment, job_id) = deploy(&portal.url, &name, CRASH_NAT).await;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let job = job(&portal.url, &job_id).await;
-        let held = job["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["key"] == step && s["progress"] == cloudpulse_engine::runner::HELD);
-        if held {
-            break;
-        }
-        assert!(Instant::now() < deadline, "step {step} never held: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (deployment, job_id) = deploy(&portal.url, json!({ "name": name, "nat": CRASH_NAT })).await;
+    wait_held(&portal.url, &job_id, step).await;
     portal.child.kill().unwrap();
     portal.child.wait().unwrap();
 
@@ -337,6 +293,25 @@ async fn crash_at(
     recovery
 }
 
+/// Waits until the injected fault holds step `step` of the job after its
+/// action, the moment the test kills the portal.
+async fn wait_held(url: &str, job_id: &str, step: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let job = job(url, job_id).await;
+        let held = job["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["key"] == step && s["progress"] == cloudpulse_engine::runner::HELD);
+        if held {
+            return;
+        }
+        assert!(Instant::now() < deadline, "step {step} never held: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Tears a counted deployment down, making room for the next ones.
 async fn tear_down(url: &str, deployment: &str) {
     let accepted: Value = reqwest::Client::new()
@@ -358,7 +333,11 @@ async fn a_kill_at_every_step_of_the_deploy_resumes_and_duplicates_nothing() {
     // The census of a deploy nobody interrupted is what every crash must reach.
     let dir = tempfile::tempdir().unwrap();
     let portal = serve(dir.path(), &moto.endpoint());
-    let (deployment, job_id) = deploy(&portal.url, "undisturbed", CRASH_NAT).await;
+    let (deployment, job_id) = deploy(
+        &portal.url,
+        json!({ "name": "undisturbed", "nat": CRASH_NAT }),
+    )
+    .await;
     wait_done(&portal.url, &job_id, Duration::from_secs(120)).await;
     let expected = census(&moto.sdk_config(), &deployment, "undisturbed").await;
     assert!(expected.len() >= 15, "a whole stack: {expected:?}");
@@ -395,11 +374,69 @@ async fn a_kill_at_every_step_of_the_deploy_resumes_and_duplicates_nothing() {
 }
 
 #[tokio::test]
+async fn a_kill_during_an_apply_resumes_it_and_makes_nothing_twice() {
+    let moto = MotoServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "crash-apply";
+    let mut portal = serve_with(
+        dir.path(),
+        &moto.endpoint(),
+        &[(
+            "CLOUDPULSE_TEST_FAULTS",
+            format!("{name}/resize_group=hold"),
+        )],
+    );
+    let (deployment, job_id) = deploy(&portal.url, json!({ "name": name, "nat": CRASH_NAT })).await;
+    wait_done(&portal.url, &job_id, Duration::from_secs(120)).await;
+    let before = census(&moto.sdk_config(), &deployment, name).await;
+    let client = reqwest::Client::new();
+    let base = format!("{}/api/v1/deployments/{deployment}", portal.url);
+    let (status, plan) = post_json(&client, &format!("{base}/plan"), json!({ "desired": 3 })).await;
+    assert_eq!(status, 200, "{plan}");
+    let (status, accepted) = post_json(
+        &client,
+        &format!("{base}/apply"),
+        json!({ "plan_id": plan["plan"]["id"] }),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let apply = accepted["job"]["id"].as_str().unwrap().to_string();
+    wait_held(&portal.url, &apply, "resize_group").await;
+    portal.child.kill().unwrap();
+    portal.child.wait().unwrap();
+
+    let portal = serve(dir.path(), &moto.endpoint());
+    let done = wait_done(&portal.url, &apply, Duration::from_secs(120)).await;
+    let resized = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "resize_group")
+        .unwrap();
+    assert_eq!(
+        resized["attempts"], 2,
+        "run again after the restart: {done}"
+    );
+    let mut after = census(&moto.sdk_config(), &deployment, name).await;
+    let mut grown = before.clone();
+    *grown.entry("instance".to_string()).or_insert(0) += 1;
+    after.retain(|_, n| *n > 0);
+    assert_eq!(after, grown, "one instance more, nothing else");
+    let (_, detail) = get_json(&format!("{}/api/v1/deployments/{deployment}", portal.url)).await;
+    assert_eq!(
+        (&detail["status"], &detail["params"]["desired"]),
+        (&json!("live"), &json!(3))
+    );
+    tear_down(&portal.url, &deployment).await;
+}
+
+#[tokio::test]
 async fn after_a_lost_database_the_orphan_scan_finds_the_stack_and_deletes_it() {
     let moto = MotoServer::start().await.unwrap();
     let first = tempfile::tempdir().unwrap();
     let portal = serve(first.path(), &moto.endpoint());
-    let (deployment, job_id) = deploy(&portal.url, "forgotten", "per-az").await;
+    let (deployment, job_id) =
+        deploy(&portal.url, json!({ "name": "forgotten", "nat": "per-az" })).await;
     wait_done(&portal.url, &job_id, Duration::from_secs(120)).await;
     drop(portal);
     drop(first); // The database is gone, the stack is not.

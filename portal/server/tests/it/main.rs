@@ -8,6 +8,7 @@ mod common;
 mod access;
 mod api;
 mod budget;
+mod change;
 mod crash;
 mod dockerfile;
 mod hostile;

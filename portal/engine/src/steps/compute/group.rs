@@ -80,6 +80,48 @@ pub async fn auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {
     Ok(json!({ "auto_scaling_group": name, "min": p.min, "desired": p.desired, "max": p.max }))
 }
 
+/// Brings a live group's bounds, grace period and cooldown to the
+/// parameters, and with `resize` its desired capacity too. Without it AWS
+/// keeps the desired capacity (moved into the new bounds), so a change of
+/// the grace period alone does not undo a scale-out the alarms made.
+pub async fn update_group(ctx: &StepCtx, resize: bool) -> StepResult<Value> {
+    let p = &ctx.params;
+    let group = describe_group(ctx).await?.ok_or_else(|| {
+        StepError::fatal(
+            "GroupMissing",
+            "the Auto Scaling group is gone: the stack no longer matches its deployment \
+             (tear it down and deploy it again)",
+        )
+    })?;
+    let was = json!({
+        "min": group.min_size(),
+        "max": group.max_size(),
+        "desired": group.desired_capacity(),
+        "grace_period": group.health_check_grace_period(),
+        "cooldown": group.default_cooldown(),
+    });
+    ctx.aws
+        .asg
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(ctx.names.auto_scaling_group())
+        .min_size(size(p.min))
+        .max_size(size(p.max))
+        .set_desired_capacity(resize.then(|| size(p.desired)))
+        .health_check_grace_period(size(p.grace_period))
+        .default_cooldown(size(p.cooldown))
+        .send()
+        .await
+        .step()?;
+    Ok(json!({
+        "was": was,
+        "min": p.min,
+        "max": p.max,
+        "desired": resize.then_some(p.desired),
+        "grace_period": p.grace_period,
+        "cooldown": p.cooldown,
+    }))
+}
+
 pub async fn undo_auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {
     let name = ctx.names.auto_scaling_group();
     if describe_group(ctx).await?.is_some() {

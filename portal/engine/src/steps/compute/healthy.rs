@@ -98,10 +98,31 @@ async fn failed_launch(ctx: &StepCtx) -> StepResult<Option<LaunchFailure>> {
 /// Live when the group has `desired` instances in service and as many
 /// healthy targets; otherwise says which instances never turned healthy.
 pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
+    wait_serving(ctx, Settled::AtLeastDesired).await
+}
+
+/// After a change of the group's size: done when it has exactly its own
+/// desired capacity in service and healthy, and nothing else (no instance
+/// still launching, none still draining). The group's desired capacity,
+/// not the parameters': an alarm may act while the change settles.
+pub async fn wait_capacity(ctx: &StepCtx) -> StepResult<Value> {
+    wait_serving(ctx, Settled::Exactly).await
+}
+
+/// When the wait for a serving group ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// At least the parameters' desired count in service and healthy.
+    AtLeastDesired,
+    /// The group's desired count in service and healthy, and no other
+    /// instance in the group.
+    Exactly,
+}
+
+async fn wait_serving(ctx: &StepCtx, settled: Settled) -> StepResult<Value> {
     let target_group = ctx
         .arn(ResourceKind::TargetGroup, StepKey::TargetGroup)
         .await?;
-    let desired = usize::try_from(ctx.params.desired).unwrap_or(usize::MAX);
     let last = std::sync::Mutex::new((Vec::<String>::new(), Vec::<String>::new()));
     let waited = ctx
         .wait_for(
@@ -111,6 +132,14 @@ pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
                 let group = describe_group(ctx).await?.ok_or_else(|| {
                     StepError::fatal("GroupMissing", "the Auto Scaling group disappeared")
                 })?;
+                let desired = match settled {
+                    Settled::AtLeastDesired => ctx.params.desired,
+                    Settled::Exactly => group
+                        .desired_capacity()
+                        .and_then(|d| u32::try_from(d).ok())
+                        .unwrap_or(ctx.params.desired),
+                };
+                let desired = usize::try_from(desired).unwrap_or(usize::MAX);
                 let in_service: Vec<String> = group
                     .instances()
                     .iter()
@@ -135,12 +164,23 @@ pub async fn wait_healthy(ctx: &StepCtx) -> StepResult<Value> {
                     .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
                     .filter(|id| in_service.contains(id))
                     .collect();
-                let done = in_service.len() >= desired && healthy.len() >= desired;
+                let others = group.instances().len() - in_service.len();
+                let done = match settled {
+                    Settled::AtLeastDesired => {
+                        in_service.len() >= desired && healthy.len() >= desired
+                    }
+                    Settled::Exactly => {
+                        in_service.len() == desired && healthy.len() == desired && others == 0
+                    }
+                };
                 let mut state = format!(
                     "{}/{desired} in service, {}/{desired} healthy",
                     in_service.len(),
                     healthy.len()
                 );
+                if settled == Settled::Exactly && others > 0 {
+                    state = format!("{state}, {others} launching or draining");
+                }
                 if !done {
                     // AWS reports a launch it could not make only here: a
                     // fatal kind fails the step now, not at the deadline.

@@ -13,8 +13,9 @@ mod template;
 pub use alarms::{alarms, undo_alarms};
 pub use group::{
     auto_scaling_group, scaling_policies, undo_auto_scaling_group, undo_scaling_policies,
+    update_group,
 };
-pub use healthy::wait_healthy;
+pub use healthy::{wait_capacity, wait_healthy};
 pub use template::{launch_template, undo_launch_template};
 
 /// The latest Amazon Linux 2023 AMI for x86_64, from AWS's public parameter.

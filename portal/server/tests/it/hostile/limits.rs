@@ -149,6 +149,11 @@ async fn bodies_over_the_limit_are_answered_413() {
             "/deployments/some-id/budget",
             "application/x-www-form-urlencoded",
         ),
+        (
+            "/deployments/some-id/apply",
+            "application/x-www-form-urlencoded",
+        ),
+        ("/api/v1/deployments/some-id/plan", "application/json"),
         (server_fn, "application/json"),
     ] {
         // Announced at 3 MB and never sent: the length alone is refused.

@@ -1,0 +1,650 @@
+//! Changing a live deployment: which parameters can change in place, what a
+//! change does to each resource of the stack, how much it disturbs, and what
+//! it costs before and after. Pure: the engine fills in the AWS ids and
+//! stores the plan; the pages and the CLI show it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{DeploymentId, PlanId};
+use crate::params::{DeploymentParams, FieldErrors};
+use crate::pricing::{estimate, usd, CostCategory, CostEstimate};
+use crate::resource::ResourceKind;
+
+text_enum! {
+    /// What a plan does to one resource.
+    pub enum ChangeAction {
+        UpdateInPlace = "update in place",
+        Replace = "replace",
+        Create = "create",
+        Delete = "delete",
+        NoChange = "no change",
+    }
+}
+
+/// How much a change disturbs the app, from least to most.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Disruption {
+    /// Requests are served as before.
+    #[serde(rename = "none")]
+    None,
+    /// Instances are replaced a few at a time, capacity kept.
+    #[serde(rename = "rolling")]
+    Rolling { at_a_time: u32 },
+    /// Some traffic stops for a moment, and why.
+    #[serde(rename = "brief outage")]
+    BriefOutage { why: String },
+}
+
+/// One parameter's value before and after, by its dotted name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Value,
+    pub after: Value,
+}
+
+/// Hourly and monthly cost before and after a change, in US dollars.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CostChange {
+    pub before_hourly_usd: f64,
+    pub after_hourly_usd: f64,
+    pub before_monthly_usd: f64,
+    pub after_monthly_usd: f64,
+}
+
+impl CostChange {
+    fn between(before: (f64, f64), after: (f64, f64)) -> CostChange {
+        CostChange {
+            before_hourly_usd: before.0,
+            after_hourly_usd: after.0,
+            before_monthly_usd: before.1,
+            after_monthly_usd: after.1,
+        }
+    }
+}
+
+/// What a plan does to one resource of the stack (or to its budget, which
+/// lives in the portal, not in AWS: `resource_kind` "budget").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    pub resource_kind: String,
+    /// The resource's AWS id or name, where the stack has one.
+    pub resource_id: Option<String>,
+    pub action: ChangeAction,
+    pub fields: Vec<FieldChange>,
+    /// The AWS calls that make the change.
+    pub aws_calls: Vec<String>,
+    pub disruption: Disruption,
+    /// What a person should know before applying it.
+    pub note: Option<String>,
+    /// This resource's share of the cost, where it changes.
+    pub cost: Option<CostChange>,
+}
+
+/// The whole stack's cost before and after.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanCost {
+    #[serde(flatten)]
+    pub change: CostChange,
+    pub prices_as_of: String,
+}
+
+/// A change of a live deployment's parameters, worked out and not yet
+/// applied. It holds for the version of the parameters it was made
+/// against; once they change, applying it is refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangePlan {
+    pub id: PlanId,
+    pub deployment_id: DeploymentId,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub changes: Vec<ResourceChange>,
+    /// `None` where the region has no prices.
+    pub cost: Option<PlanCost>,
+    /// The worst disruption of all the changes.
+    pub disruption: Disruption,
+}
+
+/// How a parameter can change on a live stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldClass {
+    /// In place, on these resources with these calls: [`IN_PLACE`].
+    InPlace,
+    /// By replacing or adding resources, which this portal does not apply
+    /// to a live stack yet; the text says what it would take.
+    NotYet(&'static str),
+    /// Not without tearing the stack down; the text says why.
+    Refused(&'static str),
+}
+
+/// A parameter that changes in place: the resource it lives on and the
+/// calls that change it.
+pub struct InPlace {
+    pub field: &'static str,
+    pub resource: &'static str,
+    pub calls: &'static [&'static str],
+}
+
+/// Every parameter that changes in place, and where. A parameter may touch
+/// more than one resource (the cooldown is the group's and each policy's).
+pub const IN_PLACE: &[InPlace] = &[
+    in_place("min", "auto_scaling_group", &["UpdateAutoScalingGroup"]),
+    in_place("max", "auto_scaling_group", &["UpdateAutoScalingGroup"]),
+    in_place("desired", "auto_scaling_group", &["UpdateAutoScalingGroup"]),
+    in_place(
+        "grace_period",
+        "auto_scaling_group",
+        &["UpdateAutoScalingGroup"],
+    ),
+    in_place(
+        "cooldown",
+        "auto_scaling_group",
+        &["UpdateAutoScalingGroup"],
+    ),
+    in_place("cooldown", "scaling_policy", &["PutScalingPolicy"]),
+    in_place("scale_out_cpu", "alarm", &["PutMetricAlarm"]),
+    in_place("scale_in_cpu", "alarm", &["PutMetricAlarm"]),
+    in_place("health_check.path", "target_group", &["ModifyTargetGroup"]),
+    in_place(
+        "health_check.interval",
+        "target_group",
+        &["ModifyTargetGroup"],
+    ),
+    in_place(
+        "health_check.timeout",
+        "target_group",
+        &["ModifyTargetGroup"],
+    ),
+    in_place(
+        "health_check.healthy_threshold",
+        "target_group",
+        &["ModifyTargetGroup"],
+    ),
+    in_place(
+        "health_check.unhealthy_threshold",
+        "target_group",
+        &["ModifyTargetGroup"],
+    ),
+    in_place(
+        "deregistration_delay",
+        "target_group",
+        &["ModifyTargetGroupAttributes"],
+    ),
+    in_place("ttl_minutes", BUDGET, &[]),
+    in_place("cost_cap_usd", BUDGET, &[]),
+];
+
+/// The resource kind of a plan's budget change: the portal's, not AWS's.
+pub const BUDGET: &str = "budget";
+
+const fn in_place(
+    field: &'static str,
+    resource: &'static str,
+    calls: &'static [&'static str],
+) -> InPlace {
+    InPlace {
+        field,
+        resource,
+        calls,
+    }
+}
+
+/// How `field` (a dotted name, as [`field_changes`] gives it) can change.
+pub fn classify(field: &str) -> FieldClass {
+    if IN_PLACE.iter().any(|p| p.field == field) {
+        return FieldClass::InPlace;
+    }
+    match field {
+        "instance_type" => FieldClass::NotYet(
+            "a new instance type means a new launch-template version and every instance \
+             replaced by a rolling instance refresh (launch before terminate)",
+        ),
+        "nat" => FieldClass::NotYet(
+            "switching NAT gateways means new gateways first, then each private route \
+             replaced (egress pauses for the switch), then the old gateways deleted",
+        ),
+        "azs" => FieldClass::NotYet(
+            "another zone count means subnets, routes and a NAT gateway made or removed, \
+             and the group and load balancer spread again",
+        ),
+        "region" => FieldClass::Refused(
+            "a stack cannot move to another region: every resource would be made again",
+        ),
+        "vpc_cidr" => FieldClass::Refused(
+            "a VPC's range cannot change in place, and every subnet is carved from it",
+        ),
+        "name" => FieldClass::Refused(
+            "the name is in every resource's Name tag, which is set only when it is made",
+        ),
+        _ => FieldClass::Refused("this portal does not know how to change it"),
+    }
+}
+
+/// Every leaf parameter whose value differs, by dotted name, in the order
+/// the parameters are declared.
+pub fn field_changes(before: &DeploymentParams, after: &DeploymentParams) -> Vec<FieldChange> {
+    let mut changes = Vec::new();
+    let (Ok(before), Ok(after)) = (serde_json::to_value(before), serde_json::to_value(after))
+    else {
+        return changes;
+    };
+    diff("", &before, &after, &mut changes);
+    changes
+}
+
+fn diff(prefix: &str, before: &Value, after: &Value, out: &mut Vec<FieldChange>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (key, b_value) in b {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                diff(&name, b_value, a.get(key).unwrap_or(&Value::Null), out);
+            }
+        }
+        (b, a) if b != a => out.push(FieldChange {
+            field: prefix.to_string(),
+            before: b.clone(),
+            after: a.clone(),
+        }),
+        _ => {}
+    }
+}
+
+/// Why a change cannot be planned: the error code (`change_refused` when a
+/// field needs a teardown, `change_not_supported` when it needs what this
+/// portal does not apply yet) and each such field with what to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub fields: FieldErrors,
+}
+
+/// The changes `before` → `after` makes to each resource, without AWS ids
+/// (the engine knows them), or why they cannot be made on a live stack.
+/// The budget's values compare as the store keeps them: no TTL is 0.
+pub fn resource_changes(
+    before: &DeploymentParams,
+    after: &DeploymentParams,
+) -> Result<Vec<ResourceChange>, Refusal> {
+    let fields = field_changes(&budget_as_stored(before), &budget_as_stored(after));
+    let mut refused = FieldErrors::new();
+    let mut not_yet = FieldErrors::new();
+    for change in &fields {
+        match classify(&change.field) {
+            FieldClass::InPlace => {}
+            FieldClass::NotYet(what) => {
+                not_yet.insert(
+                    change.field.clone(),
+                    format!(
+                        "{what}; this portal does not change that on a live stack yet: \
+                         plan the other changes alone, or tear down and redeploy with it"
+                    ),
+                );
+            }
+            FieldClass::Refused(why) => {
+                refused.insert(
+                    change.field.clone(),
+                    format!("{why}; tear the deployment down, then redeploy it with the new value"),
+                );
+            }
+        }
+    }
+    if !refused.is_empty() {
+        refused.extend(not_yet);
+        return Err(Refusal {
+            code: "change_refused",
+            fields: refused,
+        });
+    }
+    if !not_yet.is_empty() {
+        return Err(Refusal {
+            code: "change_not_supported",
+            fields: not_yet,
+        });
+    }
+    let mut changes: Vec<ResourceChange> = Vec::new();
+    for place in IN_PLACE {
+        let Some(field) = fields.iter().find(|f| f.field == place.field) else {
+            continue;
+        };
+        let change = match changes
+            .iter_mut()
+            .position(|c| c.resource_kind == place.resource)
+        {
+            Some(i) => &mut changes[i],
+            None => {
+                changes.push(ResourceChange {
+                    resource_kind: place.resource.to_string(),
+                    resource_id: None,
+                    action: ChangeAction::UpdateInPlace,
+                    fields: Vec::new(),
+                    aws_calls: Vec::new(),
+                    disruption: Disruption::None,
+                    note: None,
+                    cost: None,
+                });
+                changes.last_mut().expect("just pushed")
+            }
+        };
+        change.fields.push(field.clone());
+        for call in place.calls {
+            if !change.aws_calls.iter().any(|c| c == call) {
+                change.aws_calls.push(call.to_string());
+            }
+        }
+    }
+    for change in &mut changes {
+        change.note = note(change, before, after);
+    }
+    if let Some(group) = changes
+        .iter_mut()
+        .find(|c| c.resource_kind == ResourceKind::AutoScalingGroup.as_str())
+    {
+        group.cost = category_cost(before, after, CostCategory::Instances);
+    }
+    Ok(changes)
+}
+
+/// The parameters as the store keeps a live deployment's: its TTL is
+/// always a number, 0 for none.
+fn budget_as_stored(params: &DeploymentParams) -> DeploymentParams {
+    DeploymentParams {
+        ttl_minutes: Some(params.ttl_minutes.unwrap_or(0)),
+        ..params.clone()
+    }
+}
+
+/// What a person should know about one resource's change.
+fn note(
+    change: &ResourceChange,
+    before: &DeploymentParams,
+    after: &DeploymentParams,
+) -> Option<String> {
+    let changed = |name: &str| change.fields.iter().any(|f| f.field == name);
+    match change.resource_kind.as_str() {
+        "auto_scaling_group" if after.desired < before.desired || after.max < before.desired => {
+            Some(format!(
+                "instances leaving the group drain for the deregistration delay ({} s), \
+                 then terminate",
+                after.deregistration_delay
+            ))
+        }
+        "target_group" if changed("health_check.path") => Some(format!(
+            "a target that does not answer 200 at {} is taken out after {} failed checks \
+             and replaced",
+            after.health_check.path, after.health_check.unhealthy_threshold
+        )),
+        _ => None,
+    }
+}
+
+fn category_cost(
+    before: &DeploymentParams,
+    after: &DeploymentParams,
+    category: CostCategory,
+) -> Option<CostChange> {
+    let line = |e: &CostEstimate| {
+        e.lines
+            .iter()
+            .find(|l| l.category == category)
+            .map(|l| (l.per_hour, l.per_month))
+    };
+    let (b, a) = (estimate(before).ok()?, estimate(after).ok()?);
+    let (b, a) = (line(&b)?, line(&a)?);
+    (b != a).then(|| CostChange::between(b, a))
+}
+
+/// The whole stack's cost before and after, or `None` where the region has
+/// no prices.
+pub fn plan_cost(before: &DeploymentParams, after: &DeploymentParams) -> Option<PlanCost> {
+    let (b, a) = (estimate(before).ok()?, estimate(after).ok()?);
+    Some(PlanCost {
+        change: CostChange::between((b.per_hour, b.per_month), (a.per_hour, a.per_month)),
+        prices_as_of: a.prices_as_of,
+    })
+}
+
+/// The worst disruption among `changes`.
+pub fn worst_disruption(changes: &[ResourceChange]) -> Disruption {
+    changes
+        .iter()
+        .map(|c| c.disruption.clone())
+        .max()
+        .unwrap_or(Disruption::None)
+}
+
+/// A plan as a person reads it: a row per changed field (resource,
+/// action, field, before, after) and the lines under the table (notes, the
+/// cost before and after, the disruption). The pages and the CLI show it
+/// so.
+pub struct PlanText {
+    pub rows: Vec<[String; 5]>,
+    pub lines: Vec<String>,
+}
+
+pub fn plan_text(plan: &ChangePlan) -> PlanText {
+    let mut rows = Vec::new();
+    let mut lines = Vec::new();
+    for change in &plan.changes {
+        let resource = match &change.resource_id {
+            Some(id) => format!("{} {id}", change.resource_kind),
+            None => change.resource_kind.clone(),
+        };
+        for field in &change.fields {
+            rows.push([
+                resource.clone(),
+                change.action.as_str().to_string(),
+                field.field.clone(),
+                field.before.to_string(),
+                field.after.to_string(),
+            ]);
+        }
+        if let Some(note) = &change.note {
+            lines.push(format!("note ({}): {note}", change.resource_kind));
+        }
+    }
+    if let Some(cost) = &plan.cost {
+        let c = &cost.change;
+        lines.push(format!(
+            "cost {}/h -> {}/h ({} -> {} a month, prices of {})",
+            usd(c.before_hourly_usd),
+            usd(c.after_hourly_usd),
+            usd(c.before_monthly_usd),
+            usd(c.after_monthly_usd),
+            cost.prices_as_of
+        ));
+    }
+    lines.push(format!(
+        "disruption: {}",
+        match &plan.disruption {
+            Disruption::None => "none".to_string(),
+            Disruption::Rolling { at_a_time } => format!("rolling, {at_a_time} at a time"),
+            Disruption::BriefOutage { why } => format!("a brief outage: {why}"),
+        }
+    ));
+    PlanText { rows, lines }
+}
+
+/// A JSON merge patch (RFC 7386): objects merge key by key, `null` removes
+/// a key, anything else replaces the value.
+pub fn merge_patch(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(&key);
+                } else {
+                    merge_patch(target.entry(key).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn live() -> DeploymentParams {
+        DeploymentParams {
+            name: "demo".into(),
+            ttl_minutes: Some(0),
+            ..DeploymentParams::default()
+        }
+    }
+
+    fn leaves(value: &Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    let name = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    leaves(value, &name, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+
+    #[test]
+    fn every_parameter_has_a_class_of_its_own() {
+        let mut names = Vec::new();
+        leaves(
+            &serde_json::to_value(DeploymentParams::default()).unwrap(),
+            "",
+            &mut names,
+        );
+        for name in names {
+            assert_ne!(
+                classify(&name),
+                FieldClass::Refused("this portal does not know how to change it"),
+                "{name} has no entry: say how it changes on a live stack"
+            );
+        }
+    }
+
+    #[test]
+    fn a_nested_field_is_named_by_its_path() {
+        let mut after = live();
+        after.health_check.interval = 10;
+        after.desired = 3;
+        let changes = field_changes(&live(), &after);
+        let names: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(names, ["desired", "health_check.interval"]);
+        assert_eq!(changes[1].before, json!(30));
+        assert_eq!(changes[1].after, json!(10));
+    }
+
+    #[test]
+    fn in_place_changes_group_by_resource_with_their_calls() {
+        let mut after = live();
+        after.desired = 4;
+        after.cooldown = 120;
+        after.scale_out_cpu = 80.0;
+        after.deregistration_delay = 45;
+        let changes = resource_changes(&live(), &after).unwrap();
+        let kinds: Vec<&str> = changes.iter().map(|c| c.resource_kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "auto_scaling_group",
+                "scaling_policy",
+                "alarm",
+                "target_group"
+            ]
+        );
+        let group = &changes[0];
+        assert_eq!(group.aws_calls, ["UpdateAutoScalingGroup"]);
+        assert_eq!(group.fields.len(), 2, "desired and cooldown");
+        let cost = group.cost.as_ref().expect("more instances cost more");
+        assert!(cost.after_hourly_usd > cost.before_hourly_usd);
+        assert!(changes.iter().all(|c| c.disruption == Disruption::None));
+    }
+
+    #[test]
+    fn a_scale_in_says_its_instances_drain() {
+        let mut before = live();
+        before.desired = 3;
+        let changes = resource_changes(&before, &live()).unwrap();
+        let note = changes[0].note.as_deref().unwrap();
+        assert!(
+            note.contains("drain for the deregistration delay (30 s)"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn a_change_that_needs_a_teardown_is_refused_by_name() {
+        let mut after = live();
+        after.region = "eu-west-1".into();
+        after.instance_type = "t3.small".into();
+        let refusal = resource_changes(&live(), &after).unwrap_err();
+        assert_eq!(refusal.code, "change_refused");
+        assert!(refusal.fields["region"].contains("tear the deployment down"));
+        assert!(refusal.fields.contains_key("instance_type"));
+
+        let mut after = live();
+        after.nat = crate::params::NatMode::Single;
+        let refusal = resource_changes(&live(), &after).unwrap_err();
+        assert_eq!(refusal.code, "change_not_supported");
+        assert!(refusal.fields["nat"].contains("does not change that on a live stack yet"));
+    }
+
+    #[test]
+    fn no_ttl_and_a_ttl_of_zero_are_the_same() {
+        let after = DeploymentParams {
+            ttl_minutes: None,
+            ..live()
+        };
+        assert_eq!(resource_changes(&live(), &after).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn the_plan_cost_is_the_estimate_before_and_after() {
+        let mut after = live();
+        after.desired = 4;
+        after.max = 4;
+        let cost = plan_cost(&live(), &after).unwrap();
+        assert_eq!(
+            cost.change.before_hourly_usd,
+            estimate(&live()).unwrap().per_hour
+        );
+        assert_eq!(
+            cost.change.after_hourly_usd,
+            estimate(&after).unwrap().per_hour
+        );
+    }
+
+    #[test]
+    fn disruptions_order_from_none_to_an_outage() {
+        let rolling = Disruption::Rolling { at_a_time: 1 };
+        let outage = Disruption::BriefOutage { why: "x".into() };
+        assert!(Disruption::None < rolling && rolling < outage);
+        assert_eq!(
+            serde_json::to_value(&outage).unwrap(),
+            json!({"kind": "brief outage", "why": "x"})
+        );
+        assert_eq!(
+            serde_json::to_value(Disruption::None).unwrap(),
+            json!({"kind": "none"})
+        );
+    }
+
+    #[test]
+    fn a_merge_patch_merges_objects_and_removes_nulls() {
+        let mut target = json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge_patch(&mut target, json!({"b": {"c": 5, "d": null}, "e": [1]}));
+        assert_eq!(target, json!({"a": 1, "b": {"c": 5}, "e": [1]}));
+    }
+}

@@ -1,0 +1,292 @@
+//! Changing a live stack through the strict sandbox: a plan changes
+//! nothing, an apply brings every in-place setting to the new parameters,
+//! and plans are refused when they cannot hold.
+
+use crate::common;
+
+use cloudpulse_core::change::ChangeAction;
+use cloudpulse_core::model::{DeploymentStatus, JobKind, Source};
+use cloudpulse_engine::params::DeploymentParams;
+use cloudpulse_engine::{EngineError, StoreError};
+use common::{assert_done, harness, params, Harness};
+
+/// The group's (min, desired, max, grace period, cooldown, in service).
+async fn group(h: &Harness, name: &str) -> (i32, i32, i32, i32, i32, usize) {
+    let out = h
+        .aws()
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .unwrap();
+    let g = &out.auto_scaling_groups()[0];
+    let in_service = g
+        .instances()
+        .iter()
+        .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+        .count();
+    (
+        g.min_size().unwrap(),
+        g.desired_capacity().unwrap(),
+        g.max_size().unwrap(),
+        g.health_check_grace_period().unwrap(),
+        g.default_cooldown().unwrap(),
+        in_service,
+    )
+}
+
+#[tokio::test]
+async fn a_plan_changes_nothing_and_its_apply_changes_every_setting_in_place() {
+    let h = harness().await;
+    let (id, _) = h.deploy(params("edit-in-place")).await;
+    let names = h.names(&id).await;
+    let before = group(&h, &names.auto_scaling_group()).await;
+    assert_eq!((before.0, before.1, before.2), (2, 2, 4), "as deployed");
+
+    let after = DeploymentParams {
+        desired: 3,
+        max: 5,
+        grace_period: 60,
+        cooldown: 120,
+        scale_out_cpu: 80.0,
+        deregistration_delay: 45,
+        health_check: cloudpulse_engine::params::HealthCheck {
+            interval: 10,
+            ..Default::default()
+        },
+        ..params("edit-in-place")
+    };
+    let plan = h
+        .engine
+        .plan_change(&id, after.clone(), Source::Api)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = plan
+        .changes
+        .iter()
+        .map(|c| c.resource_kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "auto_scaling_group",
+            "scaling_policy",
+            "alarm",
+            "target_group"
+        ]
+    );
+    assert!(plan
+        .changes
+        .iter()
+        .all(|c| c.action == ChangeAction::UpdateInPlace));
+    assert_eq!(
+        plan.changes[0].resource_id.as_deref(),
+        Some(names.auto_scaling_group().as_str())
+    );
+    let cost = plan.cost.as_ref().expect("us-east-1 is priced");
+    assert!(cost.change.after_hourly_usd > cost.change.before_hourly_usd);
+    assert_eq!(
+        group(&h, &names.auto_scaling_group()).await,
+        before,
+        "a plan touches nothing"
+    );
+
+    // A second plan made now goes stale once the first is applied.
+    let rival = h
+        .engine
+        .plan_change(
+            &id,
+            DeploymentParams {
+                min: 1,
+                ..params("edit-in-place")
+            },
+            Source::Api,
+        )
+        .await
+        .unwrap();
+
+    let created = h
+        .engine
+        .apply_change(&plan.id, Source::Api, None)
+        .await
+        .unwrap();
+    assert!(created.fresh);
+    let job = h.engine.wait(&created.job_id).await.unwrap();
+    assert_done(&job);
+    assert_eq!(job.kind, JobKind::Apply);
+    let keys: Vec<&str> = job.steps.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "resize_group",
+            "scaling_policies",
+            "alarms",
+            "target_group",
+            "wait_capacity"
+        ]
+    );
+
+    let aws = h.aws();
+    assert_eq!(
+        group(&h, &names.auto_scaling_group()).await,
+        (2, 3, 5, 60, 120, 3)
+    );
+    let policies = aws
+        .asg
+        .describe_policies()
+        .auto_scaling_group_name(names.auto_scaling_group())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(policies.scaling_policies().len(), 2);
+    for policy in policies.scaling_policies() {
+        assert_eq!(policy.cooldown(), Some(120), "{:?}", policy.policy_name());
+    }
+    let alarms = aws
+        .cloudwatch
+        .describe_alarms()
+        .alarm_names(names.high_cpu_alarm())
+        .send()
+        .await
+        .unwrap();
+    let high = &alarms.metric_alarms()[0];
+    assert_eq!(high.threshold(), Some(80.0));
+    assert_eq!(
+        high.alarm_actions(),
+        [policies
+            .scaling_policies()
+            .iter()
+            .find(|p| p.policy_name() == Some(names.scale_out_policy().as_str()))
+            .and_then(|p| p.policy_arn())
+            .unwrap()
+            .to_string()],
+        "the alarm still runs the scale-out policy"
+    );
+    let groups = aws
+        .elb
+        .describe_target_groups()
+        .names(names.target_group())
+        .send()
+        .await
+        .unwrap();
+    let tg = &groups.target_groups()[0];
+    assert_eq!(tg.health_check_interval_seconds(), Some(10));
+    let attributes = aws
+        .elb
+        .describe_target_group_attributes()
+        .target_group_arn(tg.target_group_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(attributes.attributes().iter().any(|a| {
+        a.key() == Some("deregistration_delay.timeout_seconds") && a.value() == Some("45")
+    }));
+    let stored = h.engine.store().deployment(&id).await.unwrap();
+    assert_eq!(stored.status, DeploymentStatus::Live);
+    assert_eq!(stored.params["desired"], 3);
+    assert_eq!(stored.params["health_check"]["interval"], 10);
+
+    // The same plan again gives its job; the rival plan is stale.
+    let again = h
+        .engine
+        .apply_change(&plan.id, Source::Api, None)
+        .await
+        .unwrap();
+    assert_eq!((again.fresh, &again.job_id), (false, &created.job_id));
+    let stale = h
+        .engine
+        .apply_change(&rival.id, Source::Api, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            EngineError::Store(StoreError::Stale {
+                made_at: 1,
+                now: 2,
+                ..
+            })
+        ),
+        "{stale}"
+    );
+
+    h.teardown(&id).await;
+    let gone = h
+        .engine
+        .plan_change(&id, after, Source::Api)
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, EngineError::NotLive { .. }), "{gone}");
+}
+
+#[tokio::test]
+async fn a_plan_says_what_it_cannot_change_and_changes_nothing() {
+    let h = harness().await;
+    let (id, _) = h.deploy(params("edit-refused")).await;
+    let current = params("edit-refused");
+    let refused = |e: EngineError| match e {
+        EngineError::Refused { code, fields } => (code, fields),
+        other => panic!("not refused: {other}"),
+    };
+
+    let moved = DeploymentParams {
+        region: "eu-west-1".into(),
+        instance_type: "t3.small".into(),
+        ..current.clone()
+    };
+    let (code, fields) = refused(
+        h.engine
+            .plan_change(&id, moved, Source::Api)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "change_refused");
+    assert!(
+        fields["region"].contains("tear the deployment down"),
+        "{fields:?}"
+    );
+    assert!(fields.contains_key("instance_type"), "{fields:?}");
+
+    let nat = DeploymentParams {
+        nat: cloudpulse_engine::params::NatMode::Single,
+        ..current.clone()
+    };
+    let (code, fields) = refused(
+        h.engine
+            .plan_change(&id, nat, Source::Api)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "change_not_supported");
+    assert!(fields["nat"].contains("not change that on a live stack yet"));
+
+    let invalid = DeploymentParams {
+        desired: 50,
+        ..current.clone()
+    };
+    let error = h
+        .engine
+        .plan_change(&id, invalid, Source::Api)
+        .await
+        .unwrap_err();
+    let EngineError::Validation(fields) = error else {
+        panic!("not a validation error: {error}");
+    };
+    assert!(fields.contains_key("desired"), "{fields:?}");
+
+    let error = h
+        .engine
+        .plan_change(&id, current, Source::Api)
+        .await
+        .unwrap_err();
+    let EngineError::Validation(fields) = error else {
+        panic!("not a validation error: {error}");
+    };
+    assert!(
+        fields["form"].starts_with("nothing to change"),
+        "{fields:?}"
+    );
+    assert_eq!(h.engine.store().params_version(&id).await.unwrap(), 1);
+    h.teardown(&id).await;
+}

@@ -1,0 +1,168 @@
+//! Changing a live sandbox deployment through the REST API and the CLI:
+//! plans that refuse what they cannot do, an apply that grows the group
+//! and one that shrinks it (its instance drained by the data plane), and a
+//! plan gone stale.
+
+use crate::common;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// `cloudpulse ARGS` against `url`; (success, stdout, stderr).
+fn cli(dir: &std::path::Path, url: &str, args: &[&str]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(BIN);
+    command.args(args).env("CLOUDPULSE_URL", url);
+    isolated(&mut command, dir);
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The group's desired capacity and its healthy targets, as the portal reads them.
+async fn size(url: &str, id: &str) -> (u64, u64) {
+    let (status, health) = get_json(&format!("{url}/api/v1/deployments/{id}/health")).await;
+    assert_eq!(status, 200, "{health}");
+    (
+        health["group"]["desired"].as_u64().unwrap(),
+        health["healthy_targets"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = sandbox_at_a_fifth(dir.path(), "change.db");
+    let url = portal.url.clone();
+    let client = reqwest::Client::new();
+    let (id, job) = deploy(&url, json!({ "name": "edit-api", "nat": "single" })).await;
+    assert_eq!(wait_job(&client, &url, &job).await["status"], "done");
+    let plan_url = format!("{url}/api/v1/deployments/{id}/plan");
+
+    // What it cannot do, each answered with the field and nothing changed.
+    for (body, status, code, field) in [
+        (
+            json!({ "region": "eu-west-1" }),
+            422,
+            "change_refused",
+            "region",
+        ),
+        (
+            json!({ "instance_type": "t3.small" }),
+            422,
+            "change_not_supported",
+            "instance_type",
+        ),
+        (json!({ "desired": 50 }), 400, "validation", "desired"),
+        (json!({}), 400, "validation", "form"),
+    ] {
+        let (got, answer) = post_json(&client, &plan_url, body.clone()).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+        assert!(
+            answer["error"]["fields"][field].is_string(),
+            "{body}: {answer}"
+        );
+    }
+    for body in [json!([1]), json!({ "bogus": 1 })] {
+        let (got, answer) = post_json(&client, &plan_url, body.clone()).await;
+        assert_eq!(
+            (got, &answer["error"]["code"]),
+            (400, &json!("bad_request")),
+            "{body}: {answer}"
+        );
+    }
+    let (missing, _) = get_json(&format!("{url}/api/v1/plans/no-such-plan")).await;
+    assert_eq!(missing, 404);
+
+    // The CLI plans a scale-out, names a refused field as it was set, and
+    // applies the plan, following its steps.
+    let (ok, out, err) = cli(dir.path(), &url, &["plan", &id, "--set", "desired=3"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("auto_scaling_group") && out.contains("desired"),
+        "{out}"
+    );
+    assert!(
+        out.contains("update in place") && out.contains("cost $"),
+        "{out}"
+    );
+    let plan_id = out
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(|p| p.trim_end_matches(';').to_string())
+        .expect("the plan id on the last line");
+    let (ok, _, err) = cli(
+        dir.path(),
+        &url,
+        &["plan", &id, "--set", "region=eu-west-1"],
+    );
+    assert!(!ok && err.contains("region=:"), "{err}");
+
+    let (ok, out, err) = cli(dir.path(), &url, &["apply", &plan_id, "--wait"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("done    resize_group"), "{out}");
+    assert!(out.contains("done    wait_capacity"), "{out}");
+    assert_eq!(size(&url, &id).await, (3, 3));
+
+    // Applying it again gives the same job.
+    let apply_url = format!("{url}/api/v1/deployments/{id}/apply");
+    let (status, again) = post_json(&client, &apply_url, json!({ "plan_id": plan_id })).await;
+    assert_eq!((status, &again["fresh"]), (202, &json!(false)), "{again}");
+
+    // Two plans from one version: the first applied, the second is stale.
+    let (_, back) = post_json(&client, &plan_url, json!({ "desired": 2 })).await;
+    let (_, rival) = post_json(&client, &plan_url, json!({ "max": 5 })).await;
+    let back_id = back["plan"]["id"].as_str().unwrap();
+    assert_eq!(back["plan"]["changes"][0]["fields"][0]["before"], 3);
+    assert!(
+        back["plan"]["changes"][0]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("drain")),
+        "{back}"
+    );
+    let (status, accepted) = post_json(&client, &apply_url, json!({ "plan_id": back_id })).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["job"]["kind"], "apply");
+    let job = accepted["job"]["id"].as_str().unwrap();
+    let done: Value = wait_job(&client, &url, job).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(
+        size(&url, &id).await,
+        (2, 2),
+        "scaled in, the third drained"
+    );
+    let (status, stale) = post_json(
+        &client,
+        &apply_url,
+        json!({ "plan_id": rival["plan"]["id"] }),
+    )
+    .await;
+    assert_eq!(status, 409, "{stale}");
+    assert!(
+        stale["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("make a new plan"),
+        "{stale}"
+    );
+
+    let (_, detail) = get_json(&format!("{url}/api/v1/deployments/{id}")).await;
+    assert_eq!(detail["status"], "live");
+    assert_eq!(detail["params"]["desired"], 2);
+
+    let (status, down) = post_json(
+        &client,
+        &format!("{url}/api/v1/deployments/{id}/teardown"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 202, "{down}");
+    let job = down["job"]["id"].as_str().unwrap();
+    assert_eq!(wait_job(&client, &url, job).await["status"], "done");
+    let (status, gone) = post_json(&client, &plan_url, json!({ "desired": 3 })).await;
+    assert_eq!(status, 409, "{gone}");
+}
