@@ -39,6 +39,8 @@ struct Basics {
     status: DeploymentStatus,
     params: DeploymentParams,
     created_at: DateTime<Utc>,
+    /// When it was torn down: its charts end there.
+    torn_down_at: Option<DateTime<Utc>>,
 }
 
 async fn basics(db: &Db, deployment_id: &DeploymentId) -> DbResult<Option<Basics>> {
@@ -49,6 +51,7 @@ async fn basics(db: &Db, deployment_id: &DeploymentId) -> DbResult<Option<Basics
         status: d.status,
         params: d.params,
         created_at: d.created_at,
+        torn_down_at: d.torn_down_at,
     }))
 }
 
@@ -70,6 +73,9 @@ async fn metrics_of(
     now: DateTime<Utc>,
     instance: Option<&str>,
 ) -> DbResult<MetricsView> {
+    // A torn-down deployment's charts end at its teardown: a day later its
+    // last hour is still the hour before it went, not an empty one.
+    let now = basics.torn_down_at.map_or(now, |end| end.min(now));
     let from = match range.span() {
         Some(span) => (now - span).max(basics.created_at.min(now - TimeDelta::minutes(1))),
         None => basics.created_at,

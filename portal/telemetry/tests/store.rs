@@ -313,3 +313,37 @@ async fn idle_is_judged_on_the_requests_cloudwatch_has_published() {
         "no datapoint for 20 minutes: idle"
     );
 }
+
+#[tokio::test]
+async fn an_ended_deployments_charts_end_at_its_teardown() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let (db, raw) = store(&dir, now - TimeDelta::days(2)).await;
+    let ended = now - TimeDelta::days(1);
+    let last = ended.timestamp() - 120;
+    let samples = vec![Sample::new("cpu", last, 37.0)];
+    db::record_poll(&db, &snapshot(ended, vec![]), &samples, &[])
+        .await
+        .unwrap();
+    sqlx::query("UPDATE deployments SET status = 'torn_down', torn_down_at = ?2 WHERE id = ?1")
+        .bind(ID)
+        .bind(ended)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let metrics = views::metrics(
+        &db,
+        &TelemetryConfig::default(),
+        &id(),
+        MetricsRange::Hour1,
+        now,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // The hour before the teardown, not the empty hour before now.
+    assert_eq!(metrics.to.timestamp(), ended.timestamp());
+    let cpu = metrics.series("cpu").expect("the last hour's samples");
+    assert_eq!(cpu.points.len(), 1);
+    assert_eq!(cpu.points[0].1, 37.0);
+}
