@@ -86,6 +86,17 @@ test('charts fill live, a terminate from the instance page is healed, cost and u
     })
     .toBe('torn_down');
 
+  // The page says what is gone: the stack as it was, every instance left,
+  // the last reading as such.
+  await page.goto(`/deployments/${id}`);
+  await expect(page.getByTestId('topology-deleted')).toContainText('deleted with the stack');
+  await expect(page.getByTestId('poll-note')).toContainText('last reading:');
+  const states = await page
+    .getByTestId('instance-row')
+    .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-state')));
+  expect(states.length).toBeGreaterThan(0);
+  expect(states.every((s) => s === 'gone')).toBe(true);
+
   const cost = await (await request.get(`/api/v1/deployments/${id}/cost`)).json();
   expect(cost.hourly_usd).toBe(0);
   expect(cost.accrued_usd).toBeGreaterThan(0);

@@ -254,6 +254,9 @@ pub struct Topology {
     pub vpc_cidr: String,
     pub load_balancer: Option<String>,
     pub zones: Vec<Zone>,
+    /// When the stack was torn down: then this is the stack as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -209,12 +209,23 @@ pub async fn uptime_all(db: &Db, now: DateTime<Utc>) -> DbResult<UptimeSummary> 
 
 /// The VPC as built: from the deployment's resources and its subnets' AZs.
 pub async fn topology(db: &Db, deployment_id: &DeploymentId, cidr: &str) -> DbResult<Topology> {
+    as_built(db, deployment_id, cidr, false).await
+}
+
+/// [`topology`] from the resources still there, or with `deleted`, from
+/// every resource the deployment ever had.
+async fn as_built(
+    db: &Db,
+    deployment_id: &DeploymentId,
+    cidr: &str,
+    deleted: bool,
+) -> DbResult<Topology> {
     let resources: Vec<(String, String, String)> = db
         .store()
         .resources(deployment_id, None)
         .await?
         .into_iter()
-        .filter(|r| r.deleted_at.is_none() && TOPOLOGY.contains(&r.kind.as_str()))
+        .filter(|r| (deleted || r.deleted_at.is_none()) && TOPOLOGY.contains(&r.kind.as_str()))
         .map(|r| (r.kind, r.aws_id, r.step_key))
         .collect();
     let outputs = db
@@ -281,13 +292,24 @@ pub async fn live(
     let Some(cost) = cost::cost(db, deployment_id, now).await? else {
         return Ok(None);
     };
+    let mut instances = db::instances(db, deployment_id).await?;
+    let mut topology = topology(db, deployment_id, &basics.params.vpc_cidr).await?;
+    // Torn down: every instance went with the stack, and the topology is
+    // the stack as it was, saying so.
+    if let Some(end) = basics.torn_down_at {
+        for instance in instances.iter_mut().filter(|i| i.gone_at.is_none()) {
+            instance.gone_at = Some(end);
+        }
+        topology = as_built(db, deployment_id, &basics.params.vpc_cidr, true).await?;
+        topology.deleted_at = Some(end);
+    }
     Ok(Some(LiveView {
         metrics: metrics_of(db, config, deployment_id, &basics, range, now, None).await?,
-        instances: db::instances(db, deployment_id).await?,
+        instances,
         uptime: uptime_of(db, deployment_id, &basics, now).await?,
         cost,
         events: db.store().events(deployment_id, RECENT_EVENTS).await?,
-        topology: topology(db, deployment_id, &basics.params.vpc_cidr).await?,
+        topology,
     }))
 }
 

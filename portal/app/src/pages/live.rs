@@ -158,6 +158,9 @@ pub fn TopologyView(topology: Topology, instances: Vec<InstanceRecord>) -> impl 
                     <strong>"VPC "</strong>
                     <code>{topology.vpc_id.clone().unwrap_or_else(|| "not made yet".into())}</code>
                     " · "{topology.vpc_cidr.clone()}
+                    {topology.deleted_at.map(|at| view! {
+                        <span class="muted" data-testid="topology-deleted">" · deleted with the stack "{stamp(at)}</span>
+                    })}
                 </p>
                 <p class="alb">
                     <strong>"Load balancer "</strong>
@@ -414,7 +417,8 @@ pub fn LiveTelemetry(id: DeploymentId, view: LiveView, live: bool) -> impl IntoV
                 view! {
                     <p class="muted" data-testid="poll-note">
                         {match (healthy, desired) {
-                            (Some(h), Some(d)) => format!("{} of {} healthy targets · ", fixed(h, 0), fixed(d, 0)),
+                            (Some(h), Some(d)) if live => format!("{} of {} healthy targets · ", fixed(h, 0), fixed(d, 0)),
+                            (Some(h), Some(d)) => format!("last reading: {} of {} healthy targets · ", fixed(h, 0), fixed(d, 0)),
                             _ => String::new(),
                         }}
                         {format!("polled every {} s ({} AWS calls a minute) · points of {} s",
