@@ -26,40 +26,26 @@
 #   SKIP_BUILD=1 bench/deploy.sh
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TIME_SCALE="${TIME_SCALE:-1}"
 PORT="${PORT:-38421}"
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="${CLOUDPULSE_BIN:-$TARGET/debug/cloudpulse}"
-export CLOUDPULSE_MOTO_PYTHON="${CLOUDPULSE_MOTO_PYTHON:-$ROOT/.venv/bin/python}"
+build_debug
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    echo "== building the portal and the instance service"
-    cargo build -p cloudpulse-server --bin cloudpulse -p cloudpulse-instance
-fi
-[[ -x "$BIN" ]] || { echo "$BIN missing; run without SKIP_BUILD" >&2; exit 1; }
-[[ -x "$CLOUDPULSE_MOTO_PYTHON" ]] || { echo "no moto virtualenv; run cargo xtask setup" >&2; exit 1; }
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/cloudpulse-deploy.XXXXXX")"
+make_work deploy
 CLOUDPULSE_LOG="${CLOUDPULSE_LOG:-info}" "$BIN" sandbox --bind "127.0.0.1:$PORT" \
     --database "$WORK/deploy.db" --time-scale "$TIME_SCALE" >"$WORK/portal.log" 2>&1 &
 PORTAL_PID=$!
-cleanup() {
-    kill "$PORTAL_PID" 2>/dev/null || true
-    wait "$PORTAL_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 echo "== $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg); time scale $TIME_SCALE"
 "$CLOUDPULSE_MOTO_PYTHON" - "http://127.0.0.1:$PORT" "$TIME_SCALE" "$WORK/portal.log" <<'PY'
-import datetime, json, re, sys, threading, time, urllib.error, urllib.request
+import datetime, json, re, sys, threading, time
 
 import boto3
+from portal_api import Portal, wait
 
 url, scale, log = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+portal = Portal(url)
 
 # The figures the sandbox models (AWS seconds, docs/sandbox.md) and AWS's
 # own, as those tables give them.
@@ -68,31 +54,6 @@ MODEL = {"nat": 90, "alb": 90, "boot": 30, "nat_deleting": 60, "linger": 120,
 AWS = {"nat": "60-220 s", "alb": "60-300 s", "boot": "25-40 s",
        "healthy": "2 checks 30 s apart", "nat_deleting": "about 60 s",
        "linger": "minutes"}
-
-def call(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url + path, data=data, method=method,
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as error:
-        raise SystemExit(f"{method} {path}: {error.code} {error.read().decode()}")
-
-def wait(what, check, limit=1800, every=0.5):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    raise SystemExit(f"timed out waiting for {what}")
-
-def up():
-    try:
-        return call("GET", "/healthz")
-    except Exception:
-        return None
 
 def gateway():
     with open(log) as f:
@@ -103,7 +64,7 @@ def gateway():
                     return found.group(1)
     return None
 
-wait("the portal", up, limit=180)
+wait("the portal", portal.up, limit=180)
 endpoint = wait("the gateway's address in the log", gateway, limit=30)
 # The sandbox enforces IAM: watch as its own service identity, which may
 # read everything (SERVICE_KEY in portal/sandbox/src/iam.rs).
@@ -138,10 +99,6 @@ def watch():
         time.sleep(0.5)
 watcher = threading.Thread(target=watch, daemon=True)
 
-def finished(job):
-    j = call("GET", f"/api/v1/jobs/{job}")
-    return j["status"] in ("done", "failed", "cancelled") and j
-
 def steps(job):
     out = {}
     for s in job["steps"]:
@@ -157,9 +114,9 @@ def span(found, *prefixes):
 
 watcher.start()
 started = time.time()
-accepted = call("POST", "/api/v1/deployments", {"name": "deploy-bench"})
+accepted = portal.call("POST", "/api/v1/deployments", {"name": "deploy-bench"})
 deployment, job = accepted["deployment"]["id"], accepted["job"]["id"]
-done = wait("the deploy", lambda: finished(job))
+done = wait("the deploy", lambda: portal.finished(job), limit=1800)
 deploy_wall = time.time() - started
 watching.set()
 watcher.join()
@@ -194,8 +151,8 @@ row("wait_healthy step", healthy_step and healthy_step[1] - healthy_step[0], "-"
 print(f"  longest modelled chain {chain_deploy:.1f} s; portal overhead {deploy_wall - chain_deploy:.1f} s (goal <= 10 s)")
 
 started = time.time()
-teardown = call("POST", f"/api/v1/deployments/{deployment}/teardown")["job"]["id"]
-done = wait("the teardown", lambda: finished(teardown))
+teardown = portal.call("POST", f"/api/v1/deployments/{deployment}/teardown")["job"]["id"]
+done = wait("the teardown", lambda: portal.finished(teardown), limit=1800)
 teardown_wall = time.time() - started
 found = steps(done)
 chain_teardown = max(s(MODEL["linger"]), s(MODEL["nat_deleting"]), s(MODEL["deregistration"]))

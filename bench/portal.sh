@@ -23,8 +23,7 @@
 #   SKIP_BUILD=1 bench/portal.sh         # reuse target/release binaries
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SIZES="${SIZES:-0 1000 10000}"
 DURATION="${DURATION:-10s}"
@@ -41,23 +40,10 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     cargo build --release -p cloudpulse-server --bin cloudpulse
     cargo build --release -p cloudpulse-engine --example seed
 fi
-[[ -x "$BIN" ]] || { echo "$BIN missing; run without SKIP_BUILD" >&2; exit 1; }
-[[ -x "$SEED" ]] || { echo "$SEED missing; run without SKIP_BUILD" >&2; exit 1; }
+require_executable "$BIN"
+require_executable "$SEED"
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/cloudpulse-bench.XXXXXX")"
-PORTAL_PID=""
-stop_portal() {
-    if [[ -n "$PORTAL_PID" ]] && kill -0 "$PORTAL_PID" 2>/dev/null; then
-        kill "$PORTAL_PID" 2>/dev/null || true
-        wait "$PORTAL_PID" 2>/dev/null || true
-    fi
-    PORTAL_PID=""
-}
-cleanup() {
-    stop_portal
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+make_work bench
 trap 'exit 130' INT TERM
 
 BASE="http://127.0.0.1:$PORT"

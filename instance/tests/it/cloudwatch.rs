@@ -13,6 +13,29 @@ use aws_smithy_types::DateTime;
 use cloudpulse_sandbox::MotoServer;
 use common::*;
 
+/// The sum of `RequestCount` in `namespace` for one dimension over the last
+/// ten minutes, by the minute.
+async fn request_count(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    (name, value): (&str, &str),
+) -> f64 {
+    let now = std::time::SystemTime::now();
+    let stats = cloudwatch
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name("RequestCount")
+        .dimensions(Dimension::builder().name(name).value(value).build())
+        .start_time(DateTime::from(now - Duration::from_secs(600)))
+        .end_time(DateTime::from(now + Duration::from_secs(60)))
+        .period(60)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .send()
+        .await
+        .expect("GetMetricStatistics");
+    stats.datapoints().iter().filter_map(|d| d.sum()).sum()
+}
+
 #[tokio::test]
 async fn pinned_cloudwatch_sdk_round_trips_through_moto() {
     let moto = MotoServer::start().await.expect("start moto");
@@ -130,25 +153,7 @@ async fn the_service_publishes_its_metrics_to_moto() {
     }
 
     // The requests made above were counted.
-    let now = std::time::SystemTime::now();
-    let stats = cloudwatch
-        .get_metric_statistics()
-        .namespace("CloudPulseTest")
-        .metric_name("RequestCount")
-        .dimensions(
-            Dimension::builder()
-                .name("InstanceId")
-                .value(INSTANCE_ID)
-                .build(),
-        )
-        .start_time(DateTime::from(now - Duration::from_secs(600)))
-        .end_time(DateTime::from(now + Duration::from_secs(60)))
-        .period(60)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .send()
-        .await
-        .expect("GetMetricStatistics");
-    let sum: f64 = stats.datapoints().iter().filter_map(|d| d.sum()).sum();
+    let sum = request_count(&cloudwatch, "CloudPulseTest", ("InstanceId", INSTANCE_ID)).await;
     assert!(sum >= 5.0, "{sum}");
     drop(service);
     moto.stop().await;
@@ -185,25 +190,12 @@ async fn sigterm_publishes_the_partial_interval() {
     assert!(exit.success());
 
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&moto.sdk_config());
-    let now = std::time::SystemTime::now();
-    let stats = cloudwatch
-        .get_metric_statistics()
-        .namespace("CloudPulseFinal")
-        .metric_name("RequestCount")
-        .dimensions(
-            Dimension::builder()
-                .name("AutoScalingGroupName")
-                .value("final-asg")
-                .build(),
-        )
-        .start_time(DateTime::from(now - Duration::from_secs(600)))
-        .end_time(DateTime::from(now + Duration::from_secs(60)))
-        .period(60)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .send()
-        .await
-        .expect("GetMetricStatistics");
-    let sum: f64 = stats.datapoints().iter().filter_map(|d| d.sum()).sum();
+    let sum = request_count(
+        &cloudwatch,
+        "CloudPulseFinal",
+        ("AutoScalingGroupName", "final-asg"),
+    )
+    .await;
     assert_eq!(sum, 4.0, "{:?}", service.log());
     moto.stop().await;
 }

@@ -62,6 +62,19 @@ impl Service {
         }
     }
 
+    /// [`Service::start`] for `web-asg` with neither AWS nor the instance
+    /// metadata in reach (both endpoints refuse every connection), and with
+    /// `more` of its environment.
+    pub async fn without_aws(more: &[(&str, &str)]) -> Service {
+        let (aws, imds) = (closed_port(), closed_port());
+        let unreachable = [
+            ("ASG_NAME", "web-asg"),
+            ("AWS_ENDPOINT_URL", aws.as_str()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
+        ];
+        Service::start(&[&unreachable[..], more].concat()).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -147,6 +160,12 @@ pub async fn get_json(url: &str) -> (u16, reqwest::header::HeaderMap, serde_json
     let body = response.text().await.expect("body");
     let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
     (status, headers, json)
+}
+
+/// The body of a GET of `url`, as text.
+pub async fn get_text(url: &str) -> String {
+    let response = client().get(url).send().await.expect("request");
+    response.text().await.expect("body")
 }
 
 /// moto with one Auto Scaling group (min 1, max 3, desired 2).

@@ -54,14 +54,7 @@ async fn what_aws_refused_is_logged_but_never_shown() {
     assert_eq!(status, 500, "{body}");
     let error = body["error"].as_str().unwrap();
     assert!(error.starts_with("Failed to describe instances"), "{error}");
-    let html = client()
-        .get(service.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_text(&service.url("/")).await;
     assert!(html.contains(r#"data-testid="instances-error""#), "{html}");
     for shown in [error, html.as_str()] {
         assert!(
@@ -94,13 +87,7 @@ async fn what_the_service_user_plants_in_the_control_directory_breaks_nothing() 
     let control = tempfile::tempdir().unwrap();
     let dir = control.path();
     let control_dir = dir.to_str().unwrap();
-    let service = Service::start(&[
-        ("ASG_NAME", "web-asg"),
-        ("AWS_ENDPOINT_URL", &closed_port()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed_port()),
-        ("CONTROL_DIR", control_dir),
-    ])
-    .await;
+    let service = Service::without_aws(&[("CONTROL_DIR", control_dir)]).await;
     let health = || async { get_json(&service.url("/health")).await.0 };
     let file = dir.join("fail-health-until");
 
@@ -137,12 +124,7 @@ async fn what_the_service_user_plants_in_the_control_directory_breaks_nothing() 
 
 #[tokio::test]
 async fn oversized_and_odd_requests_get_an_answer_and_the_service_stays_up() {
-    let service = Service::start(&[
-        ("ASG_NAME", "web-asg"),
-        ("AWS_ENDPOINT_URL", &closed_port()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed_port()),
-    ])
-    .await;
+    let service = Service::without_aws(&[]).await;
     let http = client();
     // A header far past what any browser sends.
     let huge = http

@@ -221,12 +221,7 @@ async fn a_hanging_aws_call_is_bounded() {
 
 #[tokio::test]
 async fn without_imds_health_stays_up_and_status_says_why() {
-    let service = Service::start(&[
-        ("ASG_NAME", "web-asg"),
-        ("AWS_ENDPOINT_URL", &closed_port()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed_port()),
-    ])
-    .await;
+    let service = Service::without_aws(&[]).await;
     let (status, _, body) = get_json(&service.url("/health")).await;
     assert_eq!((status, body), (200, json!({"status": "healthy"})));
     let (status, _, body) = get_json(&service.url("/api/status")).await;
@@ -354,14 +349,7 @@ async fn env_file_is_read_and_the_real_environment_wins() {
         ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed_port()),
     ])
     .await;
-    let html = client()
-        .get(service.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_text(&service.url("/")).await;
     assert!(html.contains("<strong>from-file</strong>"));
     assert!(html.contains(r#"data-refresh-ms="9000""#));
 
@@ -401,13 +389,7 @@ async fn aws_answers_are_cached_between_refreshes() {
 async fn fail_health_turns_health_503_for_the_time_asked_and_stress_exits() {
     let control = tempfile::tempdir().unwrap();
     let control_dir = control.path().to_str().unwrap();
-    let service = Service::start(&[
-        ("ASG_NAME", "web-asg"),
-        ("AWS_ENDPOINT_URL", &closed_port()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed_port()),
-        ("CONTROL_DIR", control_dir),
-    ])
-    .await;
+    let service = Service::without_aws(&[("CONTROL_DIR", control_dir)]).await;
     let (status, _, _) = get_json(&service.url("/health")).await;
     assert_eq!(status, 200);
 

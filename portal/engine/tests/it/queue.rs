@@ -27,6 +27,17 @@ async fn one_at_a_time() -> (common::Harness, Engine, tempfile::TempDir) {
     (h, engine, dir)
 }
 
+/// Starts a deploy that holds the one slot: its VPC step never ends.
+async fn hold_the_slot(engine: &Engine) {
+    engine
+        .faults()
+        .arm("holder", "vpc", Fault::HoldAfterAction, 1);
+    engine
+        .deploy(params("holder"), Source::Api, None)
+        .await
+        .unwrap();
+}
+
 /// Polls `job_id` until `done` holds of it, for at most a minute.
 async fn until(
     engine: &Engine,
@@ -90,14 +101,7 @@ async fn a_deploy_beyond_the_limit_waits_saying_so_and_runs_when_a_slot_frees() 
 #[tokio::test]
 async fn a_queued_deploy_says_why_and_a_cancel_ends_it_without_a_step() {
     let (_h, engine, _dir) = one_at_a_time().await;
-    // The first holds its slot: its VPC step never ends.
-    engine
-        .faults()
-        .arm("holder", "vpc", Fault::HoldAfterAction, 1);
-    engine
-        .deploy(params("holder"), Source::Api, None)
-        .await
-        .unwrap();
+    hold_the_slot(&engine).await;
     let queued = engine
         .deploy(params("queued"), Source::Api, None)
         .await
@@ -133,13 +137,7 @@ async fn teardowns_never_wait_for_a_deploy_slot() {
         .await
         .unwrap();
     common::assert_done(&engine.wait(&done.job_id).await.unwrap());
-    engine
-        .faults()
-        .arm("holder", "vpc", Fault::HoldAfterAction, 1);
-    engine
-        .deploy(params("holder"), Source::Api, None)
-        .await
-        .unwrap();
+    hold_the_slot(&engine).await;
     let teardown = engine
         .teardown(&done.deployment_id, Source::Api, None)
         .await

@@ -423,6 +423,16 @@ mod tests {
     use super::super::health::{HealthCheckSettings, Probe, TargetReason};
     use super::*;
 
+    /// What `lb` answers to six requests in a row.
+    async fn six_answers(http: &reqwest::Client, lb: &Balancer) -> Vec<String> {
+        let mut answers = Vec::new();
+        for _ in 0..6 {
+            let answer = http.get(lb.url()).send().await.unwrap();
+            answers.push(answer.text().await.unwrap());
+        }
+        answers
+    }
+
     /// A target that answers its own name.
     async fn target(name: &'static str) -> u16 {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -459,34 +469,12 @@ mod tests {
             .await
             .unwrap();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let mut answers = Vec::new();
-        for _ in 0..6 {
-            answers.push(
-                http.get(lb.url())
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap(),
-            );
-        }
+        let answers = six_answers(&http, &lb).await;
         assert!(answers.iter().all(|a| a == "a"), "{answers:?}");
 
         // Both unhealthy: like an ALB, route to all rather than to none.
         set(&table, "i-a", a, false);
-        let mut seen = HashSet::new();
-        for _ in 0..6 {
-            seen.insert(
-                http.get(lb.url())
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap(),
-            );
-        }
+        let seen: HashSet<_> = six_answers(&http, &lb).await.into_iter().collect();
         assert_eq!(seen, HashSet::from(["a".to_string(), "b".to_string()]));
 
         // A refused connection is retried on another target.

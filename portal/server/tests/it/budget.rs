@@ -25,27 +25,6 @@ fn sandbox(dir: &Path, database: &str) -> Portal {
     )
 }
 
-async fn deploy(client: &reqwest::Client, url: &str, body: Value) -> (String, String) {
-    let (status, accepted) = post_json(client, &format!("{url}/api/v1/deployments"), body).await;
-    assert_eq!(status, 202, "{accepted}");
-    (
-        accepted["deployment"]["id"].as_str().unwrap().to_string(),
-        accepted["job"]["id"].as_str().unwrap().to_string(),
-    )
-}
-
-/// Tears `id` down and waits for the job; returns it.
-async fn tear_down(client: &reqwest::Client, url: &str, id: &str) -> Value {
-    let (status, teardown) = post_json(
-        client,
-        &format!("{url}/api/v1/deployments/{id}/teardown"),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(status, 202, "{teardown}");
-    wait_job(client, url, teardown["job"]["id"].as_str().unwrap()).await
-}
-
 async fn patch(client: &reqwest::Client, url: &str, id: &str, body: Value) -> (u16, Value) {
     let response = client
         .patch(format!("{url}/api/v1/deployments/{id}"))
@@ -88,14 +67,7 @@ async fn torn_down_by(client: &reqwest::Client, url: &str, id: &str, source: &st
         {
             assert_eq!(job["source"], source, "{job}");
             let done = wait_job(client, url, job["id"].as_str().unwrap()).await;
-            assert_eq!(done["status"], "done", "{done}");
-            let verify = done["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["key"] == "verify")
-                .unwrap();
-            assert_eq!(verify["outputs"]["remaining"], json!([]), "{verify}");
+            assert_nothing_remains(&done);
             assert_eq!(detail(url, id).await["status"], "torn_down");
             return done;
         }
@@ -145,24 +117,17 @@ async fn ttl_cost_cap_extend_redeploy_and_idle() {
     assert!(fields["cost_cap_usd"].is_string(), "{body}");
 
     let (ttl_id, ttl_job) = deploy(
-        &client,
         &url,
         json!({ "name": "ttl-demo", "nat": "single", "ttl_minutes": 0 }),
     )
     .await;
     let (cap_id, cap_job) = deploy(
-        &client,
         &url,
         json!({ "name": "cap-demo", "nat": "single", "cost_cap_usd": 50 }),
     )
     .await;
     // No TTL given: the sandbox's default of four hours.
-    let (keep_id, keep_job) = deploy(
-        &client,
-        &url,
-        json!({ "name": "keep-demo", "nat": "single" }),
-    )
-    .await;
+    let (keep_id, keep_job) = deploy(&url, json!({ "name": "keep-demo", "nat": "single" })).await;
     for job in [&ttl_job, &cap_job, &keep_job] {
         assert_eq!(wait_job(&client, &url, job).await["status"], "done");
     }
@@ -332,7 +297,6 @@ async fn a_deadline_passed_while_the_portal_was_down_is_acted_on_at_start() {
     let portal = sandbox(dir.path(), "late.db");
     let client = reqwest::Client::new();
     let (id, job) = deploy(
-        &client,
         &portal.url,
         json!({ "name": "late-demo", "nat": "single", "ttl_minutes": 0 }),
     )

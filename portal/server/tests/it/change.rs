@@ -154,15 +154,7 @@ async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli
     assert_eq!(detail["status"], "live");
     assert_eq!(detail["params"]["desired"], 2);
 
-    let (status, down) = post_json(
-        &client,
-        &format!("{url}/api/v1/deployments/{id}/teardown"),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(status, 202, "{down}");
-    let job = down["job"]["id"].as_str().unwrap();
-    assert_eq!(wait_job(&client, &url, job).await["status"], "done");
+    assert_eq!(tear_down(&client, &url, &id).await["status"], "done");
     let (status, gone) = post_json(&client, &plan_url, json!({ "desired": 3 })).await;
     assert_eq!(status, 409, "{gone}");
 }

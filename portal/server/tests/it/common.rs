@@ -50,6 +50,17 @@ pub fn closed_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// `cloudpulse <command>` on a free loopback port with its database at `db`,
+/// then `more`: the arguments most portals here start with.
+pub fn on_free_port<'a>(command: &'a str, db: &'a Path, more: &[&'a str]) -> Vec<&'a str> {
+    let database = db.to_str().unwrap();
+    [
+        &[command, "--bind", "127.0.0.1:0", "--database", database][..],
+        more,
+    ]
+    .concat()
+}
+
 pub fn start(args: &[&str], dir: &Path, extra_env: &[(&str, String)]) -> Portal {
     let mut command = Command::new(BIN);
     command
@@ -76,6 +87,27 @@ pub fn start(args: &[&str], dir: &Path, extra_env: &[(&str, String)]) -> Portal 
     Portal { child, url }
 }
 
+/// A portal against AWS whose endpoint refuses every connection, on a free
+/// loopback port (unless `env` names another), with `args` added; and that
+/// port.
+pub fn serve(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (Portal, u16) {
+    let db = dir.join("portal.db");
+    let mut env = env.to_vec();
+    if !env.iter().any(|(name, _)| *name == "AWS_ENDPOINT_URL") {
+        env.push((
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", closed_port()),
+        ));
+    }
+    let portal = start(&on_free_port("serve", &db, args), dir, &env);
+    let port = port_of(&portal);
+    (portal, port)
+}
+
+pub fn port_of(portal: &Portal) -> u16 {
+    portal.url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
 /// A sandbox portal on `dir/database`. Its instances run the real
 /// `cloudpulse-instance` built beside the portal binary, with every sandbox
 /// interval at a fifth of AWS's, and the strict behaviours on with short
@@ -90,27 +122,26 @@ pub fn sandbox_at_a_fifth(dir: &Path, database: &str) -> Portal {
 pub fn sandbox_at_a_fifth_with(dir: &Path, database: &str, env: &[(&str, String)]) -> Portal {
     let db = dir.join(database);
     start(
-        &[
+        &on_free_port(
             "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-            "--time-scale",
-            "0.2",
-            "--nat-pending-secs",
-            "10",
-            "--alb-provisioning-secs",
-            "10",
-            "--instance-boot-secs",
-            "5",
-            "--nat-deleting-secs",
-            "5",
-            "--eni-linger-secs",
-            "10",
-            "--ssm-registration-secs",
-            "5",
-        ],
+            &db,
+            &[
+                "--time-scale",
+                "0.2",
+                "--nat-pending-secs",
+                "10",
+                "--alb-provisioning-secs",
+                "10",
+                "--instance-boot-secs",
+                "5",
+                "--nat-deleting-secs",
+                "5",
+                "--eni-linger-secs",
+                "10",
+                "--ssm-registration-secs",
+                "5",
+            ],
+        ),
         dir,
         env,
     )
@@ -176,4 +207,38 @@ pub async fn wait_job(client: &reqwest::Client, url: &str, job: &str) -> Value {
         assert!(Instant::now() < deadline, "job did not finish: {job}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Asks for the teardown of `deployment`, expects it accepted, and returns
+/// its job once finished.
+pub async fn tear_down(client: &reqwest::Client, url: &str, deployment: &str) -> Value {
+    let (status, accepted) = post_json(
+        client,
+        &format!("{url}/api/v1/deployments/{deployment}/teardown"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    wait_job(client, url, accepted["job"]["id"].as_str().unwrap()).await
+}
+
+/// The step `key` of a job as the API shows it.
+pub fn step<'a>(job: &'a Value, key: &str) -> &'a Value {
+    job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("no step {key}: {job}"))
+}
+
+/// A teardown that finished, and whose last look found nothing left.
+pub fn assert_nothing_remains(teardown: &Value) {
+    assert_eq!(teardown["status"], "done", "{teardown}");
+    let verify = step(teardown, "verify");
+    assert_eq!(
+        verify["outputs"]["remaining"],
+        serde_json::json!([]),
+        "{verify}"
+    );
 }

@@ -22,15 +22,11 @@ fn serve_with(dir: &std::path::Path, endpoint: &str, env: &[(&str, String)]) -> 
     let artifact = dir.join("cloudpulse-instance");
     std::fs::write(&artifact, b"#!/bin/sh\necho test instance\n").unwrap();
     start(
-        &[
+        &on_free_port(
             "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            dir.join("crash.db").to_str().unwrap(),
-            "--instance-binary",
-            artifact.to_str().unwrap(),
-        ],
+            &dir.join("crash.db"),
+            &["--instance-binary", artifact.to_str().unwrap()],
+        ),
         dir,
         &[&[("AWS_ENDPOINT_URL", endpoint.to_string())], env].concat(),
     )
@@ -314,16 +310,8 @@ async fn wait_held(url: &str, job_id: &str, step: &str) {
 
 /// Tears a counted deployment down, making room for the next ones.
 async fn tear_down(url: &str, deployment: &str) {
-    let accepted: Value = reqwest::Client::new()
-        .post(format!("{url}/api/v1/deployments/{deployment}/teardown"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job = accepted["job"]["id"].as_str().unwrap().to_string();
-    wait_done(url, &job, Duration::from_secs(120)).await;
+    let done = common::tear_down(&reqwest::Client::new(), url, deployment).await;
+    assert_eq!(done["status"], "done", "{done}");
 }
 
 #[tokio::test]
@@ -407,12 +395,7 @@ async fn a_kill_during_an_apply_resumes_it_and_makes_nothing_twice() {
 
     let portal = serve(dir.path(), &moto.endpoint());
     let done = wait_done(&portal.url, &apply, Duration::from_secs(120)).await;
-    let resized = done["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "resize_group")
-        .unwrap();
+    let resized = step(&done, "resize_group");
     assert_eq!(
         resized["attempts"], 2,
         "run again after the restart: {done}"

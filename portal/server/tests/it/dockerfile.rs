@@ -130,20 +130,7 @@ fn healthcheck(args: &[&str], bind: Option<String>) -> Output {
 #[tokio::test]
 async fn the_health_check_asks_the_portal_it_runs_beside() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("portal.db");
-    let endpoint = format!("http://127.0.0.1:{}", closed_port());
-    let portal = start(
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-        ],
-        dir.path(),
-        &[("AWS_ENDPOINT_URL", endpoint)],
-    );
-    let port = portal.url.rsplit(':').next().unwrap().to_string();
+    let (portal, port) = serve(dir.path(), &[], &[]);
 
     // As in the image: the portal binds every address, the check asks loopback.
     let ok = healthcheck(&[], Some(format!("0.0.0.0:{port}")));

@@ -10,19 +10,8 @@ use common::*;
 #[tokio::test]
 async fn an_unreachable_aws_endpoint_does_not_stop_the_portal() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("portal.db");
     let endpoint = format!("http://127.0.0.1:{}", closed_port());
-    let portal = start(
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-        ],
-        dir.path(),
-        &[("AWS_ENDPOINT_URL", endpoint.clone())],
-    );
+    let (portal, _) = serve(dir.path(), &[], &[("AWS_ENDPOINT_URL", endpoint.clone())]);
 
     // The first check fails fast against a closed port; wait for its verdict.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -63,17 +52,7 @@ async fn an_unreachable_aws_endpoint_does_not_stop_the_portal() {
 async fn the_sandbox_serves_pages_api_and_security_headers() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sandbox.db");
-    let portal = start(
-        &[
-            "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-        ],
-        dir.path(),
-        &[],
-    );
+    let portal = start(&on_free_port("sandbox", &db, &[]), dir.path(), &[]);
 
     // The sandbox's cloud answers.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -151,24 +130,25 @@ async fn the_sandbox_serves_pages_api_and_security_headers() {
     assert_eq!(css.headers()["content-encoding"], "gzip");
 }
 
+/// A sandbox portal whose moto listens on a port of its own; and that port.
+fn sandbox_and_its_moto(dir: &std::path::Path) -> (Portal, u16) {
+    let moto_port = closed_port();
+    let portal = start(
+        &on_free_port(
+            "sandbox",
+            &dir.join("sandbox.db"),
+            &["--moto-port", &moto_port.to_string()],
+        ),
+        dir,
+        &[],
+    );
+    (portal, moto_port)
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_sandbox_and_its_moto() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sandbox.db");
-    let moto_port = closed_port();
-    let mut portal = start(
-        &[
-            "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-            "--moto-port",
-            &moto_port.to_string(),
-        ],
-        dir.path(),
-        &[],
-    );
+    let (mut portal, moto_port) = sandbox_and_its_moto(dir.path());
     assert!(std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_ok());
     let status = Command::new("kill")
         .args(["-TERM", &portal.child.id().to_string()])
@@ -196,21 +176,7 @@ async fn sigterm_stops_the_sandbox_and_its_moto() {
 #[tokio::test]
 async fn killing_the_portal_takes_moto_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sandbox.db");
-    let moto_port = closed_port();
-    let mut portal = start(
-        &[
-            "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-            "--moto-port",
-            &moto_port.to_string(),
-        ],
-        dir.path(),
-        &[],
-    );
+    let (mut portal, moto_port) = sandbox_and_its_moto(dir.path());
     portal.child.kill().unwrap(); // SIGKILL: no chance to clean up
     portal.child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -235,16 +201,7 @@ fn a_corrupt_database_is_one_clear_line_and_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("broken.db");
     std::fs::write(&db, vec![0x42u8; 4096]).unwrap();
-    let output = run_to_end(
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let output = run_to_end(&on_free_port("serve", &db, &[]), dir.path());
     let line = one_line_error(&output);
     assert!(line.contains("corrupt"), "{line}");
     assert!(line.contains("broken.db"), "{line}");
@@ -255,25 +212,10 @@ fn a_corrupt_database_is_one_clear_line_and_is_left_alone() {
 fn an_unwritable_database_path_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     // A folder where the file should be cannot be opened, whoever runs this.
-    let output = run_to_end(
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            dir.path().to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let output = run_to_end(&on_free_port("serve", dir.path(), &[]), dir.path());
     assert!(one_line_error(&output).contains("writable"));
     let output = run_to_end(
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            "/no/such/folder/x.db",
-        ],
+        &on_free_port("serve", std::path::Path::new("/no/such/folder/x.db"), &[]),
         dir.path(),
     );
     assert!(one_line_error(&output).contains("does not exist"));
@@ -282,36 +224,25 @@ fn an_unwritable_database_path_is_one_clear_line() {
 #[test]
 fn a_moto_that_cannot_start_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
-    let output = run_to_end(
-        &[
-            "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            dir.path().join("s.db").to_str().unwrap(),
-            "--moto-python",
+    for (python, said) in [
+        (
             "/no/such/python",
-        ],
-        dir.path(),
-    );
-    let line = one_line_error(&output);
-    assert!(line.contains("sandbox cloud did not start"), "{line}");
-    assert!(line.contains("/no/such/python"), "{line}");
-
-    // A python without moto: moto's own words reach the line.
-    let output = run_to_end(
-        &[
-            "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            dir.path().join("s.db").to_str().unwrap(),
-            "--moto-python",
-            "/usr/bin/python3",
-        ],
-        dir.path(),
-    );
-    let line = one_line_error(&output);
-    assert!(line.contains("moto exited"), "{line}");
-    assert!(line.contains("no moto[server]"), "{line}");
+            ["sandbox cloud did not start", "/no/such/python"],
+        ),
+        // A python without moto: moto's own words reach the line.
+        ("/usr/bin/python3", ["moto exited", "no moto[server]"]),
+    ] {
+        let output = run_to_end(
+            &on_free_port(
+                "sandbox",
+                &dir.path().join("s.db"),
+                &["--moto-python", python],
+            ),
+            dir.path(),
+        );
+        let line = one_line_error(&output);
+        for words in said {
+            assert!(line.contains(words), "{line}");
+        }
+    }
 }

@@ -79,6 +79,24 @@ async fn closed(app: &str) {
     }
 }
 
+/// Once `portal` is gone, its instances and its moto are gone too; a new
+/// portal on the same database then serves the same `instances` at `app`.
+/// Returns that portal and how long it took to serve again.
+async fn gone_and_back(
+    portal: Portal,
+    dir: &Path,
+    app: &str,
+    instances: &BTreeSet<String>,
+) -> (Portal, Duration) {
+    drop(portal);
+    closed(app).await;
+    moto_gone(dir).await;
+    let restarted = Instant::now();
+    let portal = sandbox(dir);
+    assert_eq!(&served_by(app).await, instances);
+    (portal, restarted.elapsed())
+}
+
 #[tokio::test]
 async fn a_restarted_sandbox_finds_its_live_deployment_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -106,16 +124,9 @@ async fn a_restarted_sandbox_finds_its_live_deployment_again() {
     let mut portal = portal;
     portal.child.kill().unwrap();
     portal.child.wait().unwrap();
-    drop(portal);
-    closed(&app).await;
-    moto_gone(dir.path()).await;
-
     // ...and a new portal on the same database finds the same deployment,
     // the same instances, at the same address.
-    let restarted = Instant::now();
-    let portal = sandbox(dir.path());
-    assert_eq!(served_by(&app).await, instances);
-    let after_kill = restarted.elapsed();
+    let (portal, after_kill) = gone_and_back(portal, dir.path(), &app, &instances).await;
     let (status, health) = get_json(&format!(
         "{}/api/v1/deployments/{deployment}/health",
         portal.url
@@ -154,40 +165,10 @@ async fn a_restarted_sandbox_finds_its_live_deployment_again() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop(portal);
-    closed(&app).await;
-    moto_gone(dir.path()).await;
-    let restarted = Instant::now();
-    let portal = sandbox(dir.path());
-    assert_eq!(served_by(&app).await, instances);
-    let after_stop = restarted.elapsed();
+    let (portal, after_stop) = gone_and_back(portal, dir.path(), &app, &instances).await;
 
     // It can still be torn down to nothing.
-    let teardown: serde_json::Value = client
-        .post(format!(
-            "{}/api/v1/deployments/{deployment}/teardown",
-            portal.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let done = wait_job(
-        &client,
-        &portal.url,
-        teardown["job"]["id"].as_str().unwrap(),
-    )
-    .await;
-    assert_eq!(done["status"], "done", "{done}");
-    let verify = done["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "verify")
-        .unwrap();
-    assert_eq!(verify["outputs"]["remaining"], json!([]));
+    assert_nothing_remains(&tear_down(&client, &portal.url, &deployment).await);
     closed(&app).await;
     drop(portal);
     moto_gone(dir.path()).await;

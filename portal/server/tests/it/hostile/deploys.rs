@@ -10,17 +10,7 @@ async fn parallel_deploys_beyond_max_live_are_refused_with_429() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cap.db");
     let portal = start(
-        &[
-            "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-            "--time-scale",
-            "0.2",
-            "--max-live",
-            "2",
-        ],
+        &on_free_port("sandbox", &db, &["--time-scale", "0.2", "--max-live", "2"]),
         dir.path(),
         &[],
     );

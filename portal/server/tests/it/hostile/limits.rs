@@ -204,17 +204,11 @@ async fn event_streams_are_capped_per_job_with_retry_after() {
     let db = dir.path().join("streams.db");
     // A NAT gateway pending for ten (sandbox) minutes keeps the job running.
     let portal = start(
-        &[
+        &on_free_port(
             "sandbox",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-            "--time-scale",
-            "0.2",
-            "--nat-pending-secs",
-            "3000",
-        ],
+            &db,
+            &["--time-scale", "0.2", "--nat-pending-secs", "3000"],
+        ),
         dir.path(),
         &[],
     );

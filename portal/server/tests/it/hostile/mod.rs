@@ -21,34 +21,6 @@ mod limits;
 mod redirect;
 mod sessions;
 
-/// A portal against AWS whose endpoint refuses every connection, on a free
-/// loopback port, with `args` added; and that port.
-pub fn serve(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (Portal, u16) {
-    let db = dir.join("portal.db");
-    let mut all = vec![
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--database",
-        db.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let mut env = env.to_vec();
-    if !env.iter().any(|(name, _)| *name == "AWS_ENDPOINT_URL") {
-        env.push((
-            "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", closed_port()),
-        ));
-    }
-    let portal = start(&all, dir, &env);
-    let port = port_of(&portal);
-    (portal, port)
-}
-
-pub fn port_of(portal: &Portal) -> u16 {
-    portal.url.rsplit(':').next().unwrap().parse().unwrap()
-}
-
 /// One answer read off the wire.
 #[derive(Debug)]
 pub struct Raw {
