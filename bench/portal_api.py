@@ -26,6 +26,17 @@ class Portal:
         except urllib.error.HTTPError as error:
             raise SystemExit(f"{method} {path}: {error.code} {error.read().decode()}")
 
+    def attempt(self, method, path, body=None, waiting_for="InvalidInstanceId"):
+        """`call`, but None when the portal answers with an error that
+        names `waiting_for` (a Run Command to an instance whose SSM agent
+        has not registered yet): something to ask again."""
+        try:
+            return self.call(method, path, body)
+        except SystemExit as error:
+            if waiting_for in str(error):
+                return None
+            raise
+
     def up(self):
         """Its health, or None while it does not answer."""
         try:

@@ -62,8 +62,15 @@ for n, action in enumerate(["terminate"] * runs + ["fail-health"]):
     victim = wait("two healthy instances", lambda: (ids := in_service()) and len(ids) >= 2 and ids,
                   limit=600)[0]
     body = None if action == "terminate" else {"seconds": 3600}
+    path = f"{base}/instances/{victim}/{action}"
+    if action == "terminate":
+        portal.call("POST", path, body)
+    else:
+        # Run Command reaches an instance once its SSM agent has registered
+        # (a minute after boot at AWS's pace): ask until it has.
+        wait("the victim's SSM agent", lambda: portal.attempt("POST", path, body),
+             limit=600, every=1)
     sent = time.monotonic()
-    portal.call("POST", f"{base}/instances/{victim}/{action}", body)
     message = wait("the recovery", lambda: (r := recoveries()) and len(r) > before and r[0],
                    limit=600, every=0.2)
     seconds = float(message.split("recovered in ")[1].split(" s")[0])
