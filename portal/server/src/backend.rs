@@ -138,15 +138,26 @@ impl PortalBackend {
             return Ok(None);
         }
         let row = self.engine.store().budget(id).await.map_err(store_error)?;
+        let new = self.checked_budget(id, &row, &change).await?;
+        Ok(Some(new.expires_at))
+    }
+
+    /// `change` checked against the deployment's budget as it stands and
+    /// its cost accrued so far: what the budget becomes, or each problem.
+    async fn checked_budget(
+        &self,
+        id: &DeploymentId,
+        row: &cloudpulse_engine::store::BudgetRow,
+        change: &BudgetChange,
+    ) -> Result<budget::NewBudget, BackendError> {
         let now = Utc::now();
         let accrued = cost::cost(self.db(), id, now)
             .await
             .map_err(db_error)?
             .filter(|view| view.priced)
             .map(|view| view.accrued_usd);
-        let new = budget::apply(&row, &change, self.telemetry.config(), accrued, now)
-            .map_err(BackendError::Validation)?;
-        Ok(Some(new.expires_at))
+        budget::apply(row, change, self.telemetry.config(), accrued, now)
+            .map_err(BackendError::Validation)
     }
 
     /// Validates the budget part of `params` (the TTL's default filled in
@@ -476,14 +487,7 @@ impl Backend for PortalBackend {
                 row.status.label().to_lowercase()
             )));
         }
-        let now = Utc::now();
-        let accrued = cost::cost(self.db(), deployment_id, now)
-            .await
-            .map_err(db_error)?
-            .filter(|view| view.priced)
-            .map(|view| view.accrued_usd);
-        let new = budget::apply(&row, &change, self.telemetry.config(), accrued, now)
-            .map_err(BackendError::Validation)?;
+        let new = self.checked_budget(deployment_id, &row, &change).await?;
         store
             .set_budget(
                 deployment_id,

@@ -18,18 +18,8 @@ impl Store {
         }
         let at = now();
         let mut tx = self.pool.begin().await?;
-        // BEGIN IMMEDIATE semantics: take the write lock before reading.
-        sqlx::query("UPDATE deployments SET updated_at = updated_at WHERE id = ?1")
-            .bind(deployment_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let running: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, kind FROM jobs WHERE deployment_id = ?1 AND status IN ('pending', 'running')",
-        )
-        .bind(deployment_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((id, kind)) = running {
+        lock_deployment(&mut tx, deployment_id).await?;
+        if let Some((id, kind)) = unfinished_job(&mut tx, deployment_id).await? {
             if kind == job.kind.as_str() {
                 return Ok(Created {
                     deployment_id: deployment_id.clone(),
@@ -176,6 +166,33 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Takes the database's write lock for the rest of the transaction (the
+/// effect of BEGIN IMMEDIATE), so what it reads next stays true until it
+/// commits.
+pub(super) async fn lock_deployment(
+    conn: &mut sqlx::SqliteConnection,
+    deployment_id: &DeploymentId,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE deployments SET updated_at = updated_at WHERE id = ?1")
+        .bind(deployment_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The deployment's pending or running job, as (id, kind).
+pub(super) async fn unfinished_job(
+    conn: &mut sqlx::SqliteConnection,
+    deployment_id: &DeploymentId,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, kind FROM jobs WHERE deployment_id = ?1 AND status IN ('pending', 'running')",
+    )
+    .bind(deployment_id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 pub(super) async fn insert_job(

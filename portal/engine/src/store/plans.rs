@@ -103,11 +103,7 @@ impl Store {
                 fresh: false,
             });
         }
-        // BEGIN IMMEDIATE semantics: take the write lock before reading on.
-        sqlx::query("UPDATE deployments SET updated_at = updated_at WHERE id = ?1")
-            .bind(deployment_id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        lock_deployment(&mut tx, &deployment_id).await?;
         let (status, current): (String, i64) =
             sqlx::query_as("SELECT status, params_version FROM deployments WHERE id = ?1")
                 .bind(deployment_id.as_str())
@@ -120,13 +116,7 @@ impl Store {
                 status,
             });
         }
-        let running: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, kind FROM jobs WHERE deployment_id = ?1 AND status IN ('pending', 'running')",
-        )
-        .bind(deployment_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((id, kind)) = running {
+        if let Some((id, kind)) = unfinished_job(&mut tx, &deployment_id).await? {
             return Err(StoreError::Busy {
                 kind,
                 job_id: id.into(),
