@@ -1,7 +1,8 @@
 // Changing a live deployment from its page: the Edit part's form starts
 // from its parameters; a change it cannot take is named at its field and
 // changes nothing; "Review changes" shows the plan, "Apply" runs it and the
-// page follows the job until the group has grown.
+// page follows the job until the group has grown; a plan gone stale is
+// refused with the reason on the page.
 import { expect, test } from '@playwright/test';
 import { deployLive, watchForErrors } from '../pages/portal';
 
@@ -56,6 +57,21 @@ test('edit a live deployment: refused field, plan, apply, followed to the end', 
   expect([health.group.desired, health.healthy_targets]).toEqual([3, 3]);
   const detail = await (await request.get(`/api/v1/deployments/${id}`)).json();
   expect(detail.params.desired).toBe(3);
+
+  // A plan gone stale (the budget changed after it was made) is refused
+  // when applied, and the page says why; nothing changes.
+  await page.goto(`/deployments/${id}`);
+  await panel.locator('summary').click();
+  await expect(review).toBeEnabled();
+  await panel.getByLabel('Desired').fill('2');
+  await review.click();
+  await expect(panel.getByTestId('plan')).toBeVisible();
+  const patched = await request.patch(`/api/v1/deployments/${id}`, { data: { cost_cap_usd: 50 } });
+  expect(patched.status()).toBe(200);
+  await panel.getByTestId('apply').click();
+  await expect(page.getByTestId('apply-error')).toContainText('make a new plan');
+  const after = await (await request.get(`/api/v1/deployments/${id}`)).json();
+  expect(after.params.desired).toBe(3);
 
   const teardown = await request.post(`/api/v1/deployments/${id}/teardown`);
   expect(teardown.status()).toBe(202);
