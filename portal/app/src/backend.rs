@@ -167,9 +167,15 @@ pub trait Backend: Send + Sync + 'static {
     /// A plan as it was made.
     async fn plan(&self, plan_id: &PlanId) -> Result<ChangePlan, BackendError>;
 
-    /// Runs a plan as a job; refused when the deployment has changed since
+    /// Runs a plan of `deployment_id` as a job; not found when the plan is
+    /// another deployment's, refused when the deployment has changed since
     /// the plan was made, is not live, or is busy.
-    async fn apply_plan(&self, plan_id: &PlanId, source: Source) -> Result<Accepted, BackendError>;
+    async fn apply_plan(
+        &self,
+        deployment_id: &DeploymentId,
+        plan_id: &PlanId,
+        source: Source,
+    ) -> Result<Accepted, BackendError>;
 
     /// What the new-deployment form starts from: the defaults (with the
     /// TTL this portal's cloud suggests), or a torn-down deployment's

@@ -247,17 +247,9 @@ async fn apply_plan(
     Path(id): Path<DeploymentId>,
     ApiJson(body): ApiJson<ApplyBody>,
 ) -> Result<Response, ApiError> {
-    let plan = state.backend.plan(&body.plan_id).await?;
-    if plan.deployment_id != id {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("deployment {id} has no plan {}", body.plan_id),
-        ));
-    }
     let accepted = state
         .backend
-        .apply_plan(&body.plan_id, source(&headers))
+        .apply_plan(&id, &body.plan_id, source(&headers))
         .await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }

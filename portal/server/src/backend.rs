@@ -533,27 +533,36 @@ impl Backend for PortalBackend {
         Ok(stored.plan)
     }
 
-    async fn apply_plan(&self, plan_id: &PlanId, source: Source) -> Result<Accepted, BackendError> {
+    async fn apply_plan(
+        &self,
+        deployment_id: &DeploymentId,
+        plan_id: &PlanId,
+        source: Source,
+    ) -> Result<Accepted, BackendError> {
         let stored = self
             .engine
             .change_plan(plan_id)
             .await
             .map_err(engine_error)?;
+        if stored.plan.deployment_id != *deployment_id {
+            return Err(BackendError::NotFound(format!(
+                "deployment {deployment_id} has no plan {plan_id}"
+            )));
+        }
         let unreadable =
             |e: serde_json::Error| BackendError::Internal(format!("plan {plan_id}: {e}"));
-        let before: DeploymentParams = serde_json::from_value(stored.before).map_err(unreadable)?;
-        let after: DeploymentParams = serde_json::from_value(stored.after).map_err(unreadable)?;
+        let before: DeploymentParams =
+            serde_json::from_value(stored.before.clone()).map_err(unreadable)?;
+        let after: DeploymentParams =
+            serde_json::from_value(stored.after.clone()).map_err(unreadable)?;
         // Checked again now: a TTL that was fine at plan time may be past.
         let expires_at = match stored.job_id {
             Some(_) => None,
-            None => {
-                self.changed_budget(&stored.plan.deployment_id, &before, &after)
-                    .await?
-            }
+            None => self.changed_budget(deployment_id, &before, &after).await?,
         };
         let created = self
             .engine
-            .apply_change(plan_id, source, expires_at)
+            .apply_change(&stored, source, expires_at)
             .await
             .map_err(engine_error)?;
         self.accepted(created).await

@@ -3,14 +3,14 @@
 //! nothing: the answer is a redirect back to the page, with `budget_error`
 //! or `apply_error` in its query when nothing was changed.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use cloudpulse_app::backend::{BackendError, SharedBackend};
 use cloudpulse_app::ids::{DeploymentId, PlanId};
 use cloudpulse_app::model::{BudgetChange, Source};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 /// The budget form's fields, as typed. A field that is absent is kept; an
@@ -89,20 +89,29 @@ fn is_list(back: &str) -> bool {
     })
 }
 
+/// A form body whose rejection is the portal's 413 for one too large, and
+/// a plain 400 with the reason otherwise.
+pub struct PageForm<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        match Form::<T>::from_request(request, state).await {
+            Ok(Form(value)) => Ok(PageForm(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(crate::limits::too_large())
+            }
+            Err(rejection) => Err((StatusCode::BAD_REQUEST, rejection.body_text()).into_response()),
+        }
+    }
+}
+
 pub async fn budget(
     State(backend): State<SharedBackend>,
     Path(id): Path<DeploymentId>,
-    form: Result<Form<BudgetForm>, FormRejection>,
+    PageForm(form): PageForm<BudgetForm>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return crate::limits::too_large();
-        }
-        Err(rejection) => {
-            return (StatusCode::BAD_REQUEST, rejection.body_text()).into_response();
-        }
-    };
     let back = form.back(id.as_str());
     let outcome = match form.change() {
         Ok(change) => backend
@@ -139,31 +148,13 @@ pub struct ApplyForm {
 pub async fn apply(
     State(backend): State<SharedBackend>,
     Path(id): Path<DeploymentId>,
-    form: Result<Form<ApplyForm>, FormRejection>,
+    PageForm(form): PageForm<ApplyForm>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return crate::limits::too_large();
-        }
-        Err(rejection) => {
-            return (StatusCode::BAD_REQUEST, rejection.body_text()).into_response();
-        }
-    };
     let back = format!("/deployments/{}", percent_encode(id.as_str()));
     let plan_id = PlanId::from(form.plan_id);
-    let outcome = match backend.plan(&plan_id).await {
-        Ok(plan) if plan.deployment_id == id => backend
-            .apply_plan(&plan_id, Source::Browser)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        Ok(_) => Err(format!("plan {plan_id} is not one of this deployment's")),
-        Err(e) => Err(e.to_string()),
-    };
-    let location = match outcome {
-        Ok(()) => back,
-        Err(message) => format!("{back}?apply_error={}", percent_encode(&message)),
+    let location = match backend.apply_plan(&id, &plan_id, Source::Browser).await {
+        Ok(_) => back,
+        Err(e) => format!("{back}?apply_error={}", percent_encode(&e.to_string())),
     };
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }

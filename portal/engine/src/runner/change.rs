@@ -69,17 +69,17 @@ impl Engine {
         Ok(self.inner.store.plan(id).await?)
     }
 
-    /// Applies a plan: the new parameters and the job in one transaction,
-    /// then the job runs. Refused when the deployment is not live, is busy,
+    /// Applies a plan, as [`Self::change_plan`] read it: the new parameters
+    /// and the job in one transaction (which reads the plan's row again, so
+    /// a plan applied meanwhile gives its job back), then the job runs. Refused when the deployment is not live, is busy,
     /// or its parameters moved since the plan. `expires_at` is the new
     /// deadline when the plan changes the TTL (`None` keeps the old one).
     pub async fn apply_change(
         &self,
-        id: &PlanId,
+        stored: &StoredPlan,
         source: Source,
         expires_at: Option<Option<DateTime<Utc>>>,
     ) -> Result<Created, EngineError> {
-        let stored = self.inner.store.plan(id).await?;
         let fields: Vec<&str> = stored
             .plan
             .changes
@@ -92,7 +92,7 @@ impl Engine {
             .inner
             .store
             .create_apply_job(PlanApply {
-                plan_id: id,
+                plan_id: &stored.plan.id,
                 steps: &steps,
                 source,
                 expires_at,

@@ -5,8 +5,10 @@
 use crate::common;
 
 use cloudpulse_core::change::ChangeAction;
+use cloudpulse_core::ids::PlanId;
 use cloudpulse_core::model::{DeploymentStatus, JobKind, Source};
 use cloudpulse_engine::params::DeploymentParams;
+use cloudpulse_engine::store::Created;
 use cloudpulse_engine::{EngineError, StoreError};
 use common::{assert_done, harness, params, Harness};
 
@@ -34,6 +36,12 @@ async fn group(h: &Harness, name: &str) -> (i32, i32, i32, i32, i32, usize) {
         g.default_cooldown().unwrap(),
         in_service,
     )
+}
+
+/// Applies the plan `id` as the portal does: read, then applied.
+async fn apply(h: &Harness, id: &PlanId) -> Result<Created, EngineError> {
+    let stored = h.engine.change_plan(id).await?;
+    h.engine.apply_change(&stored, Source::Api, None).await
 }
 
 #[tokio::test]
@@ -106,11 +114,7 @@ async fn a_plan_changes_nothing_and_its_apply_changes_every_setting_in_place() {
         .await
         .unwrap();
 
-    let created = h
-        .engine
-        .apply_change(&plan.id, Source::Api, None)
-        .await
-        .unwrap();
+    let created = apply(&h, &plan.id).await.unwrap();
     assert!(created.fresh);
     let job = h.engine.wait(&created.job_id).await.unwrap();
     assert_done(&job);
@@ -188,17 +192,9 @@ async fn a_plan_changes_nothing_and_its_apply_changes_every_setting_in_place() {
     assert_eq!(stored.params["health_check"]["interval"], 10);
 
     // The same plan again gives its job; the rival plan is stale.
-    let again = h
-        .engine
-        .apply_change(&plan.id, Source::Api, None)
-        .await
-        .unwrap();
+    let again = apply(&h, &plan.id).await.unwrap();
     assert_eq!((again.fresh, &again.job_id), (false, &created.job_id));
-    let stale = h
-        .engine
-        .apply_change(&rival.id, Source::Api, None)
-        .await
-        .unwrap_err();
+    let stale = apply(&h, &rival.id).await.unwrap_err();
     assert!(
         matches!(
             stale,

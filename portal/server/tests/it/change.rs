@@ -108,8 +108,16 @@ async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli
     assert!(out.contains("done    wait_capacity"), "{out}");
     assert_eq!(size(&url, &id).await, (3, 3));
 
-    // Applying it again gives the same job.
+    // Applying it again gives the same job; a plan this deployment never
+    // had is not found, and changes nothing.
     let apply_url = format!("{url}/api/v1/deployments/{id}/apply");
+    let (status, unknown) =
+        post_json(&client, &apply_url, json!({ "plan_id": "no-such-plan" })).await;
+    assert_eq!(
+        (status, &unknown["error"]["code"]),
+        (404, &json!("not_found")),
+        "{unknown}"
+    );
     let (status, again) = post_json(&client, &apply_url, json!({ "plan_id": plan_id })).await;
     assert_eq!((status, &again["fresh"]), (202, &json!(false)), "{again}");
 
