@@ -265,28 +265,40 @@ impl MotoServer {
     /// (kept if a restored state already has it).
     async fn set_up_account(&self) -> Result<(), MotoError> {
         let iam = aws_sdk_iam::Client::new(&self.sdk_config());
-        let created = iam
-            .create_policy()
-            .policy_name(INSTANCE_BOUNDARY)
-            .policy_document(INSTANCE_BOUNDARY_DOCUMENT)
-            .description(
-                "The most a CloudPulse instance role may do (policy/instance-boundary.json)",
-            )
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_entity_already_exists_exception()) =>
-            {
-                Ok(())
+        // A moto just up and busy (a loaded machine) has been seen to
+        // answer this first request with an empty body: asked again a few
+        // times before the start fails.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let created = iam
+                .create_policy()
+                .policy_name(INSTANCE_BOUNDARY)
+                .policy_document(INSTANCE_BOUNDARY_DOCUMENT)
+                .description(
+                    "The most a CloudPulse instance role may do (policy/instance-boundary.json)",
+                )
+                .send()
+                .await;
+            match created {
+                Ok(_) => return Ok(()),
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_entity_already_exists_exception()) =>
+                {
+                    return Ok(())
+                }
+                Err(_) if attempts < 5 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    return Err(MotoError::Request {
+                        path: format!("IAM CreatePolicy {INSTANCE_BOUNDARY}"),
+                        reason: aws_sdk_iam::error::DisplayErrorContext(&error).to_string(),
+                    })
+                }
             }
-            Err(error) => Err(MotoError::Request {
-                path: format!("IAM CreatePolicy {INSTANCE_BOUNDARY}"),
-                reason: aws_sdk_iam::error::DisplayErrorContext(&error).to_string(),
-            }),
         }
     }
 
