@@ -12,6 +12,7 @@
 mod text_enum;
 
 pub mod change;
+pub mod drift;
 pub mod ids;
 pub mod live;
 pub mod model;

@@ -107,6 +107,9 @@ pub struct DeploymentSummary {
     /// Set while a live deployment's load balancer sees no requests.
     #[serde(default)]
     pub idle: Option<Idle>,
+    /// Drift findings open on a live deployment (changed past the portal).
+    #[serde(default)]
+    pub drift: u32,
 }
 
 /// What keeps a deployment from billing forever: its time-to-live and its
@@ -255,6 +258,8 @@ text_enum! {
         Capacity = "capacity",
         Alarm = "alarm",
         Uptime = "uptime",
+        /// A difference between the stack and its parameters found or gone.
+        Drift = "drift",
     }
 }
 

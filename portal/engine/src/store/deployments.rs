@@ -498,6 +498,7 @@ impl DeploymentRow {
             cost_usd: None,
             availability_pct: None,
             idle: None,
+            drift: 0,
         })
     }
 }

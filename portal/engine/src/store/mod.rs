@@ -24,6 +24,7 @@ use sqlx::{FromRow, SqlitePool};
 
 mod budget;
 mod deployments;
+mod drift;
 mod events;
 mod jobs;
 mod plans;
