@@ -12,6 +12,7 @@
 pub use cloudpulse_core::params;
 
 pub mod aws;
+pub mod drift;
 pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;

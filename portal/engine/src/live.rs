@@ -125,29 +125,7 @@ impl Engine {
                 comparison: a.comparison_operator().map(|c| c.as_str().to_string()),
             })
             .collect();
-        let activities = aws
-            .asg
-            .describe_scaling_activities()
-            .auto_scaling_group_name(names.auto_scaling_group())
-            .max_records(ACTIVITIES)
-            .send()
-            .await
-            .step()
-            .map_err(aws_error)?
-            .activities()
-            .iter()
-            .map(|a| ActivityView {
-                id: a.activity_id().unwrap_or_default().to_string(),
-                description: a.description().unwrap_or_default().to_string(),
-                cause: a.cause().unwrap_or_default().to_string(),
-                status: a
-                    .status_code()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                started_at: date(a.start_time()),
-                ended_at: date(a.end_time()),
-            })
-            .collect();
+        let activities = activities(&aws, &names).await?;
         Ok(HealthSnapshot {
             deployment_id: deployment_id.clone(),
             taken_at: Utc::now(),
@@ -387,6 +365,33 @@ fn agent_hint(mut error: StepError) -> StepError {
         );
     }
     error
+}
+
+/// The group's latest scaling activities, newest first.
+pub(crate) async fn activities(aws: &Aws, names: &Names) -> Result<Vec<ActivityView>, EngineError> {
+    Ok(aws
+        .asg
+        .describe_scaling_activities()
+        .auto_scaling_group_name(names.auto_scaling_group())
+        .max_records(ACTIVITIES)
+        .send()
+        .await
+        .step()
+        .map_err(aws_error)?
+        .activities()
+        .iter()
+        .map(|a| ActivityView {
+            id: a.activity_id().unwrap_or_default().to_string(),
+            description: a.description().unwrap_or_default().to_string(),
+            cause: a.cause().unwrap_or_default().to_string(),
+            status: a
+                .status_code()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            started_at: date(a.start_time()),
+            ended_at: date(a.end_time()),
+        })
+        .collect())
 }
 
 async fn describe_group(aws: &Aws, names: &Names) -> Result<AutoScalingGroup, EngineError> {

@@ -226,6 +226,82 @@ pub fn apply_plan(changed: &[&str]) -> Vec<PlannedStep> {
         .collect()
 }
 
+/// The DAG of a repair: the deploy steps in `owners` (each converges its
+/// resources to the parameters), the steps in `rebuild` (of resources that
+/// are gone) with every deploy step that waits on them, each waiting for
+/// those of its deploy ancestors that run too; then what an apply of the
+/// group's drifted `group_fields` runs, without a step twice.
+pub fn repair_plan(
+    params: &DeploymentParams,
+    owners: &[StepKey],
+    rebuild: &[StepKey],
+    group_fields: &[&str],
+) -> Vec<PlannedStep> {
+    let dag = deploy_dag(params);
+    let deps_of = |key: StepKey| -> &[StepKey] {
+        dag.iter()
+            .find(|(k, _)| *k == key)
+            .map_or(&[], |(_, deps)| deps.as_slice())
+    };
+    let mut chosen: std::collections::BTreeSet<StepKey> = owners.iter().copied().collect();
+    chosen.extend(rebuild.iter().copied());
+    // Every step downstream of a rebuilt one, until nothing is added.
+    loop {
+        let more: Vec<StepKey> = dag
+            .iter()
+            .filter(|(key, deps)| {
+                !chosen.contains(key)
+                    && deps
+                        .iter()
+                        .any(|d| chosen.contains(d) && downstream_of(&dag, *d, rebuild))
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        chosen.extend(more);
+    }
+    let ancestors = |key: StepKey| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo: Vec<StepKey> = deps_of(key).to_vec();
+        while let Some(next) = todo.pop() {
+            if seen.insert(next) {
+                todo.extend_from_slice(deps_of(next));
+            }
+        }
+        seen
+    };
+    let mut steps: Vec<PlannedStep> = dag
+        .iter()
+        .filter(|(key, _)| chosen.contains(key))
+        .map(|(key, _)| PlannedStep {
+            key: StepId::Do(*key),
+            depends_on: ancestors(*key)
+                .into_iter()
+                .filter(|a| chosen.contains(a))
+                .map(StepId::Do)
+                .collect(),
+        })
+        .collect();
+    for step in apply_plan(group_fields) {
+        if !steps.iter().any(|s| s.key == step.key) {
+            steps.push(step);
+        }
+    }
+    steps
+}
+
+/// Whether `key` is one of `rebuild` or waits on one of them.
+fn downstream_of(dag: &[(StepKey, Vec<StepKey>)], key: StepKey, rebuild: &[StepKey]) -> bool {
+    if rebuild.contains(&key) {
+        return true;
+    }
+    dag.iter()
+        .find(|(k, _)| *k == key)
+        .is_some_and(|(_, deps)| deps.iter().any(|d| downstream_of(dag, *d, rebuild)))
+}
+
 /// The deploy DAG as a Mermaid flowchart: an arrow from each step to every
 /// step that waits for it, in the plan's order.
 pub fn mermaid(params: &DeploymentParams) -> String {
@@ -471,5 +547,61 @@ mod tests {
             "{plan:?}"
         );
         assert!(apply_plan(&["ttl_minutes", "cost_cap_usd"]).is_empty());
+    }
+
+    #[test]
+    fn a_repair_runs_the_owners_and_everything_after_a_rebuilt_step() {
+        let params = DeploymentParams {
+            name: "demo".into(),
+            ..DeploymentParams::default()
+        };
+        let keys = |plan: &[PlannedStep]| -> Vec<String> {
+            assert_acyclic(plan);
+            plan.iter().map(|s| s.key.to_string()).collect()
+        };
+        let plan = repair_plan(
+            &params,
+            &[StepKey::SecurityGroups, StepKey::NatRoute(1)],
+            &[],
+            &["desired"],
+        );
+        assert_eq!(
+            keys(&plan),
+            [
+                "nat_route:1",
+                "security_groups",
+                "resize_group",
+                "wait_capacity"
+            ]
+        );
+        assert!(find(&plan, "security_groups").depends_on.is_empty());
+
+        let rebuilt = repair_plan(&params, &[StepKey::Alarms], &[StepKey::NatGateway(0)], &[]);
+        let rebuilt_keys = keys(&rebuilt);
+        for key in [
+            "nat_gateway:0",
+            "nat_route:0",
+            "auto_scaling_group",
+            "alarms",
+            "wait_healthy",
+        ] {
+            assert!(
+                rebuilt_keys.iter().any(|k| k == key),
+                "{key}: {rebuilt_keys:?}"
+            );
+        }
+        for key in ["nat_gateway:1", "nat_route:1", "vpc", "security_groups"] {
+            assert!(
+                !rebuilt_keys.iter().any(|k| k == key),
+                "{key}: {rebuilt_keys:?}"
+            );
+        }
+        assert_eq!(
+            names(&find(&rebuilt, "nat_route:0").depends_on),
+            ["nat_gateway:0"]
+        );
+        assert!(
+            names(&find(&rebuilt, "alarms").depends_on).contains(&"auto_scaling_group".to_string())
+        );
     }
 }

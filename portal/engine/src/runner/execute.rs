@@ -16,7 +16,7 @@ impl Engine {
     /// takes one of the deploy slots first, here and now if one is free (so
     /// jobs started one after another get slots in that order), else it
     /// waits for one in the background, its job saying why.
-    pub(super) fn start(&self, job_id: &JobId, kind: JobKind) {
+    pub(crate) fn start(&self, job_id: &JobId, kind: JobKind) {
         {
             let mut running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
             if !running.insert(job_id.clone()) {
@@ -366,6 +366,13 @@ impl Engine {
             (JobKind::Deploy, JobStatus::Done) => Some(deploy_outputs(&job, names, aws)),
             _ => None,
         };
+        // A change or a repair ends with the stack read back: what it set
+        // right has left the drift findings before the job reads as done.
+        if job.kind == JobKind::Apply && job_status == JobStatus::Done {
+            if let Err(error) = self.read_drift(deployment_id).await {
+                tracing::warn!(deployment = %deployment_id, %error, "drift check after an apply failed");
+            }
+        }
         store
             .set_deployment_status(deployment_id, deployment_status, outputs.as_ref())
             .await?;

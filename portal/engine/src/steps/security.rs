@@ -7,6 +7,7 @@ use aws_sdk_ec2::types::{
 use serde_json::{json, Value};
 
 use super::{filter, gone_ok, StepCtx};
+use crate::drift::{expected_rules, split_rules};
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
 use cloudpulse_core::resource::ResourceKind;
@@ -178,7 +179,51 @@ pub async fn security_groups(ctx: &StepCtx) -> StepResult<Value> {
             .step()
             .map(drop),
     )?;
-    Ok(json!({ "alb_security_group_id": alb, "app_security_group_id": app }))
+    let revoked = revoke_extras(ctx, &alb, &app).await?;
+    Ok(json!({
+        "alb_security_group_id": alb,
+        "app_security_group_id": app,
+        "revoked": revoked,
+    }))
+}
+
+/// Revokes every rule of the two groups that the stack does not need: one
+/// added past the portal (the console, the CLI) is drift, and a repair runs
+/// this step to take it away. Answers the rules revoked, as read.
+async fn revoke_extras(ctx: &StepCtx, alb: &str, app: &str) -> StepResult<Vec<String>> {
+    let ec2 = &ctx.aws.ec2;
+    let found = ec2
+        .describe_security_groups()
+        .group_ids(alb)
+        .group_ids(app)
+        .send()
+        .await
+        .step()?;
+    let expected = expected_rules(alb, app);
+    let mut revoked = Vec::new();
+    for g in found.security_groups() {
+        let id = g.group_id().unwrap_or_default();
+        let (ingress, egress) = if id == alb {
+            (&expected.alb_ingress, &expected.alb_egress)
+        } else {
+            (&expected.app_ingress, &expected.app_egress)
+        };
+        for (text, rule) in split_rules(g.ip_permissions(), "from") {
+            if !ingress.contains(&text) {
+                let revoke = ec2.revoke_security_group_ingress().group_id(id);
+                duplicate_ok(revoke.ip_permissions(rule).send().await.step().map(drop))?;
+                revoked.push(format!("{id} ingress {text}"));
+            }
+        }
+        for (text, rule) in split_rules(g.ip_permissions_egress(), "to") {
+            if !egress.contains(&text) {
+                let revoke = ec2.revoke_security_group_egress().group_id(id);
+                duplicate_ok(revoke.ip_permissions(rule).send().await.step().map(drop))?;
+                revoked.push(format!("{id} egress {text}"));
+            }
+        }
+    }
+    Ok(revoked)
 }
 
 pub async fn undo_security_groups(ctx: &StepCtx) -> StepResult<Value> {

@@ -8,6 +8,7 @@ mod common;
 mod boundary;
 mod change;
 mod deploy;
+mod drift;
 mod faults;
 mod iam_enforced;
 mod idempotence;

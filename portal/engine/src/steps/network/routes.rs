@@ -81,6 +81,31 @@ async fn default_route(ctx: &StepCtx, table: &str, gateway: Gateway<'_>) -> Step
             .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
             .cloned()
     });
+    // A route added past the portal is drift; the stack's tables hold the
+    // local route and the default one only.
+    let extra: Vec<String> = tables
+        .route_tables()
+        .first()
+        .map(|t| {
+            t.routes()
+                .iter()
+                .filter(|r| r.gateway_id() != Some("local"))
+                .filter_map(|r| r.destination_cidr_block())
+                .filter(|d| *d != "0.0.0.0/0")
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    for destination in extra {
+        gone_ok(
+            ec2.delete_route()
+                .route_table_id(table)
+                .destination_cidr_block(destination)
+                .send()
+                .await
+                .step(),
+        )?;
+    }
     let (igw, nat) = match gateway {
         Gateway::Internet(id) => (Some(id), None),
         Gateway::Nat(id) => (None, Some(id)),
