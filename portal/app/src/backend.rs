@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use leptos::prelude::*;
 
 use crate::change::ChangePlan;
+use crate::drift::DriftReport;
 use crate::ids::{DeploymentId, JobId, PlanId};
 use crate::live::{
     CostSummary, CostView, InstanceDetail, LiveView, MetricsRange, MetricsView, UptimeSummary,
@@ -176,6 +177,30 @@ pub trait Backend: Send + Sync + 'static {
         plan_id: &PlanId,
         source: Source,
     ) -> Result<Accepted, BackendError>;
+
+    /// Where a live deployment differs from its parameters, as last checked.
+    async fn drift(&self, deployment_id: &DeploymentId) -> Result<DriftReport, BackendError>;
+
+    /// Reads the stack back from AWS now and answers what differs.
+    async fn check_drift(&self, deployment_id: &DeploymentId) -> Result<DriftReport, BackendError>;
+
+    /// Runs the job that puts every drifted resource back as the
+    /// parameters say; refused when nothing drifted or the deployment is
+    /// busy or not live.
+    async fn repair_drift(
+        &self,
+        deployment_id: &DeploymentId,
+        source: Source,
+    ) -> Result<Accepted, BackendError>;
+
+    /// Takes the actual values of the findings `ids` into the parameters;
+    /// refused (nothing changed) when one cannot be.
+    async fn accept_drift(
+        &self,
+        deployment_id: &DeploymentId,
+        ids: Vec<String>,
+        source: Source,
+    ) -> Result<DriftReport, BackendError>;
 
     /// What the new-deployment form starts from: the defaults (with the
     /// TTL this portal's cloud suggests), or a torn-down deployment's

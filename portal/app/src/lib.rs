@@ -19,7 +19,7 @@ pub mod charts;
 pub mod pages;
 pub mod shell;
 
-pub use cloudpulse_core::{change, ids, live, model, params, pricing, text};
+pub use cloudpulse_core::{change, drift, ids, live, model, params, pricing, text};
 
 #[cfg(feature = "ssr")]
 pub mod backend;

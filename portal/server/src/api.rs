@@ -53,6 +53,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/deployments/{id}/plan", post(plan_change))
         .route("/deployments/{id}/apply", post(apply_plan))
         .route("/plans/{id}", get(get_plan))
+        .route("/deployments/{id}/drift", get(drift).post(check_drift))
+        .route("/deployments/{id}/drift/repair", post(repair_drift))
+        .route("/deployments/{id}/drift/accept", post(accept_drift))
         .route("/deployments/{id}/health", get(health))
         .route("/deployments/{id}/events", get(events))
         .route("/deployments/{id}/metrics", get(metrics))
@@ -252,6 +255,53 @@ async fn apply_plan(
         .apply_plan(&id, &body.plan_id, source(&headers))
         .await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// The findings as last checked: `{"checked_at", "findings": [...]}`.
+async fn drift(
+    State(state): State<ApiState>,
+    Path(id): Path<DeploymentId>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.backend.drift(&id).await?).into_response())
+}
+
+/// Checks now; answers as `GET`.
+async fn check_drift(
+    State(state): State<ApiState>,
+    Path(id): Path<DeploymentId>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.backend.check_drift(&id).await?).into_response())
+}
+
+/// Puts every drifted resource back; 202 with the job.
+async fn repair_drift(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<DeploymentId>,
+) -> Result<Response, ApiError> {
+    let accepted = state.backend.repair_drift(&id, source(&headers)).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptBody {
+    findings: Vec<String>,
+}
+
+/// Takes the findings' actual values into the parameters; 200 with the
+/// drift left, 422 naming each finding that cannot be.
+async fn accept_drift(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<DeploymentId>,
+    ApiJson(body): ApiJson<AcceptBody>,
+) -> Result<Response, ApiError> {
+    let report = state
+        .backend
+        .accept_drift(&id, body.findings, source(&headers))
+        .await?;
+    Ok(Json(report).into_response())
 }
 
 async fn teardown(
@@ -691,7 +741,11 @@ impl From<BackendError> for ApiError {
             BackendError::Refused { code, fields } => ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code,
-                message: "the stack cannot take these changes in place; see fields".into(),
+                message: if code == "drift_not_accepted" {
+                    "the parameters cannot take these findings in; see fields".into()
+                } else {
+                    "the stack cannot take these changes in place; see fields".into()
+                },
                 fields: Some(fields),
                 preflight: None,
             },

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use cloudpulse_app::backend::{Accepted, Backend, BackendError, DeploymentFilter};
 use cloudpulse_app::change::ChangePlan;
+use cloudpulse_app::drift::DriftReport;
 use cloudpulse_app::ids::{DeploymentId, JobId, PlanId};
 use cloudpulse_app::live::{
     CostSummary, CostView, InstanceDetail, LiveView, MetricsRange, MetricsView, UptimeSummary,
@@ -417,7 +418,16 @@ impl Backend for PortalBackend {
         let mut idle = budget::idle(self.db(), self.telemetry.config(), &live, &hourly, now)
             .await
             .map_err(db_error)?;
+        let drift: std::collections::HashMap<DeploymentId, u32> = self
+            .engine
+            .store()
+            .drift_counts()
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .collect();
         for item in &mut page.items {
+            item.drift = drift.get(&item.id).copied().unwrap_or_default();
             if let Some(f) = figures.get(&item.id) {
                 item.cost_usd = f.accrued_usd;
                 item.availability_pct = f.availability_pct;
@@ -566,6 +576,42 @@ impl Backend for PortalBackend {
             .await
             .map_err(engine_error)?;
         self.accepted(created).await
+    }
+
+    async fn drift(&self, deployment_id: &DeploymentId) -> Result<DriftReport, BackendError> {
+        self.engine.drift(deployment_id).await.map_err(engine_error)
+    }
+
+    async fn check_drift(&self, deployment_id: &DeploymentId) -> Result<DriftReport, BackendError> {
+        self.engine
+            .check_drift(deployment_id)
+            .await
+            .map_err(engine_error)
+    }
+
+    async fn repair_drift(
+        &self,
+        deployment_id: &DeploymentId,
+        source: Source,
+    ) -> Result<Accepted, BackendError> {
+        let created = self
+            .engine
+            .repair_drift(deployment_id, source)
+            .await
+            .map_err(engine_error)?;
+        self.accepted(created).await
+    }
+
+    async fn accept_drift(
+        &self,
+        deployment_id: &DeploymentId,
+        ids: Vec<String>,
+        source: Source,
+    ) -> Result<DriftReport, BackendError> {
+        self.engine
+            .accept_drift(deployment_id, &ids, source)
+            .await
+            .map_err(engine_error)
     }
 
     async fn form_params(

@@ -1,9 +1,11 @@
-//! `cloudpulse plan ID --set FIELD=VALUE ...` and `cloudpulse apply PLAN_ID`:
-//! changing a live deployment through the portal's REST API.
+//! `cloudpulse plan ID --set FIELD=VALUE ...`, `cloudpulse apply PLAN_ID` and
+//! `cloudpulse drift ID`: changing a live deployment, and finding where it
+//! changed past the portal, through the portal's REST API.
 
 use anyhow::{bail, Context};
 use clap::Args;
 use cloudpulse_app::change::{plan_text, ChangePlan};
+use cloudpulse_app::drift::DriftReport;
 use serde_json::{Map, Value};
 
 use crate::cli::{follow, Client, PortalArg};
@@ -28,6 +30,26 @@ pub struct ApplyArgs {
     pub plan_id: String,
     /// Follow the job until it ends, showing each step.
     #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DriftArgs {
+    #[command(flatten)]
+    pub portal: PortalArg,
+    /// The live deployment's id.
+    pub id: String,
+    /// Read the stack back from AWS now instead of showing the last check.
+    #[arg(long)]
+    pub check: bool,
+    /// Put every drifted resource back as the parameters say (a job).
+    #[arg(long, conflicts_with = "accept")]
+    pub repair: bool,
+    /// Take a finding's actual value into the parameters; repeat for more.
+    #[arg(long, value_name = "FINDING_ID")]
+    pub accept: Vec<String>,
+    /// With --repair: follow the job until it ends.
+    #[arg(long, requires = "repair")]
     pub wait: bool,
 }
 
@@ -114,13 +136,37 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plan as a table: one row per changed field, then the notes, the
-/// cost and the disruption, and the command that applies it.
-pub fn render(plan: &ChangePlan) -> String {
-    let text = plan_text(plan);
-    let header = ["RESOURCE", "ACTION", "FIELD", "BEFORE", "AFTER"].map(String::from);
-    let rows: Vec<&[String; 5]> = std::iter::once(&header).chain(&text.rows).collect();
-    let widths: Vec<usize> = (0..5)
+pub async fn drift(args: DriftArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.portal)?;
+    let path = format!("/api/v1/deployments/{}/drift", args.id);
+    if args.repair {
+        let accepted = client.post(&format!("{path}/repair"), None).await?;
+        let job = accepted["job"]["id"].as_str().unwrap_or_default();
+        println!("repair of {} accepted; job {job}", args.id);
+        if args.wait {
+            follow(&client, job).await?;
+        }
+        return Ok(());
+    }
+    let answer: Value = if !args.accept.is_empty() {
+        let body = serde_json::json!({ "findings": args.accept });
+        client.post(&format!("{path}/accept"), Some(&body)).await?
+    } else if args.check {
+        client.post(&path, None).await?
+    } else {
+        client.get(&path).await?
+    };
+    let report: DriftReport =
+        serde_json::from_value(answer).context("unexpected answer from the portal")?;
+    print!("{}", render_drift(&report));
+    Ok(())
+}
+
+/// Rows as columns as wide as their widest cell, two spaces apart.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(String::from);
+    let rows: Vec<&[String; N]> = std::iter::once(&header).chain(rows).collect();
+    let widths: Vec<usize> = (0..N)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -133,6 +179,68 @@ pub fn render(plan: &ChangePlan) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    out
+}
+
+/// The findings as a table, then what to do about them.
+pub fn render_drift(report: &DriftReport) -> String {
+    let checked = report.checked_at.map_or_else(
+        || "not checked yet (cloudpulse drift ID --check)".to_string(),
+        |at| format!("checked {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
+    );
+    if report.findings.is_empty() {
+        return format!("no drift: the stack matches its parameters ({checked})\n");
+    }
+    let rows: Vec<[String; 6]> = report
+        .findings
+        .iter()
+        .map(|f| {
+            [
+                f.id.clone(),
+                format!("{} {}", f.resource_kind, f.resource_id),
+                f.field.clone(),
+                f.expected.clone(),
+                f.actual.clone(),
+                f.first_seen.format("%H:%M:%S").to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        ["ID", "RESOURCE", "FIELD", "EXPECTED", "ACTUAL", "SINCE"],
+        &rows,
+    );
+    for f in &report.findings {
+        out.push_str(&format!("{}: {}\n", f.id, f.breaks));
+    }
+    let acceptable: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.acceptable)
+        .map(|f| f.id.as_str())
+        .collect();
+    out.push_str(&format!(
+        "{} finding(s), {checked}; put them back with: cloudpulse drift {} --repair --wait\n",
+        report.findings.len(),
+        report.deployment_id
+    ));
+    if !acceptable.is_empty() {
+        out.push_str(&format!(
+            "or keep the actual values with: cloudpulse drift {} --accept {}\n",
+            report.deployment_id,
+            acceptable.join(" --accept ")
+        ));
+    }
+    out
+}
+
+/// The plan as a table: one row per changed field, then the notes, the
+/// cost and the disruption, and the command that applies it.
+pub fn render(plan: &ChangePlan) -> String {
+    let text = plan_text(plan);
+    let mut out = table(
+        ["RESOURCE", "ACTION", "FIELD", "BEFORE", "AFTER"],
+        &text.rows,
+    );
     for line in &text.lines {
         out.push_str(line);
         out.push('\n');

@@ -40,6 +40,9 @@ pub enum Command {
     Plan(crate::cli_change::PlanArgs),
     /// Apply a plan made by `cloudpulse plan` to its live deployment.
     Apply(crate::cli_change::ApplyArgs),
+    /// Show where a live deployment differs from its parameters; check it
+    /// now, repair it, or take the actual values into the parameters.
+    Drift(crate::cli_change::DriftArgs),
     /// Show deployments, or one deployment and its current job.
     Status(crate::cli::StatusArgs),
     /// Check credentials, region, image, zones and quotas for a deploy,
@@ -160,6 +163,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDPULSE_IDLE_MINUTES", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=10080))]
     pub idle_minutes: u64,
+
+    /// Minutes between two full drift checks of each live deployment (the
+    /// group's size and bounds are compared on every poll); in the sandbox
+    /// on its clock, like the TTL. `POST /api/v1/deployments/{id}/drift`
+    /// checks at once.
+    #[arg(long, env = "CLOUDPULSE_DRIFT_MINUTES", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub drift_minutes: u64,
 }
 
 impl ServeArgs {
@@ -180,6 +191,7 @@ impl ServeArgs {
             budget_tick: scaled(5).min(std::time::Duration::from_secs(5)),
             warn_before: std::time::Duration::from_secs(15 * 60).mul_f64(time_scale),
             idle_after: scaled(self.idle_minutes * 60),
+            drift: scaled(self.drift_minutes * 60),
             ..Default::default()
         }
     }
@@ -341,6 +353,7 @@ mod tests {
             poll_secs: 10,
             probe_secs: 10,
             idle_minutes: 60,
+            drift_minutes: 5,
             max_live: 20,
             max_concurrent_deploys: 4,
             session_hours: 12,

@@ -1,7 +1,8 @@
 //! Plain HTML forms the pages post to, so the budget controls work before
 //! (and without) the browser bundle, and a plan's Apply costs the bundle
-//! nothing: the answer is a redirect back to the page, with `budget_error`
-//! or `apply_error` in its query when nothing was changed.
+//! nothing, and so do the Drift part's buttons: the answer is a redirect
+//! back to the page, with `budget_error`, `apply_error` or `drift_error` in
+//! its query when nothing was changed.
 
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -155,6 +156,57 @@ pub async fn apply(
     let location = match backend.apply_plan(&id, &plan_id, Source::Browser).await {
         Ok(_) => back,
         Err(e) => format!("{back}?apply_error={}", percent_encode(&e.to_string())),
+    };
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+/// A button of a deployment's Drift part.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftForm {
+    /// `check`, `repair` or `accept`.
+    action: String,
+    /// With `accept`: the finding whose actual value to keep.
+    finding: Option<String>,
+}
+
+/// Checks, repairs or accepts a deployment's drift and goes back to its
+/// page (a repair's job is followed there); a refusal comes back as
+/// `drift_error` in the page's query.
+pub async fn drift(
+    State(backend): State<SharedBackend>,
+    Path(id): Path<DeploymentId>,
+    PageForm(form): PageForm<DriftForm>,
+) -> Response {
+    let back = format!("/deployments/{}", percent_encode(id.as_str()));
+    let outcome = match (form.action.as_str(), form.finding) {
+        ("check", _) => backend.check_drift(&id).await.map(drop),
+        ("repair", _) => backend.repair_drift(&id, Source::Browser).await.map(drop),
+        ("accept", Some(finding)) => backend
+            .accept_drift(&id, vec![finding], Source::Browser)
+            .await
+            .map(drop),
+        ("accept", None) => Err(BackendError::Invalid(
+            "name the finding to accept".to_string(),
+        )),
+        (other, _) => Err(BackendError::Invalid(format!(
+            "unknown drift action {other:?}: check, repair or accept"
+        ))),
+    };
+    let location = match outcome {
+        Ok(()) => format!("{back}#drift-title"),
+        Err(e) => {
+            let message = match e {
+                BackendError::Refused { fields, .. } => {
+                    fields.values().cloned().collect::<Vec<_>>().join("; ")
+                }
+                other => other.to_string(),
+            };
+            format!(
+                "{back}?drift_error={}#drift-title",
+                percent_encode(&message)
+            )
+        }
     };
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }

@@ -74,6 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Redeploy(args) => cli::redeploy(args).await,
         Command::Plan(args) => cli_change::plan(args).await,
         Command::Apply(args) => cli_change::apply(args).await,
+        Command::Drift(args) => cli_change::drift(args).await,
         Command::Status(args) => cli::status(args).await,
         Command::Preflight(args) => cli::preflight(args).await,
         Command::Orphans(args) => cli::orphans(args).await,
@@ -145,6 +146,15 @@ async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             dataplane.fail_launches(failure, count);
         }
         gateway.attach(dataplane.view());
+        // What a person (or a test) uses to change the stack behind the
+        // portal's back, as someone would in the console: the drift check
+        // and the failure lab meet it there.
+        let (key, secret) = cloudpulse_sandbox::iam::SERVICE_KEY;
+        println!(
+            "The sandbox's AWS API is at {} (an identity allowed everything: \
+             AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret})",
+            gateway.endpoint()
+        );
         let served = async {
             let app = Application::build(
                 &args.serve,
@@ -411,6 +421,7 @@ pub fn router(state: ApiState, site_root: &Path, guards: Guards) -> Router {
             axum::routing::post(forms::budget),
         )
         .route("/deployments/{id}/apply", axum::routing::post(forms::apply))
+        .route("/deployments/{id}/drift", axum::routing::post(forms::drift))
         .with_state(state)
         .route(
             cloudpulse_app::shell::STYLESHEET_PATH,

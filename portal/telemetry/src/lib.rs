@@ -67,6 +67,9 @@ pub struct TelemetryConfig {
     /// A live deployment whose load balancer saw no requests but the
     /// portal's probes for this long is flagged idle.
     pub idle_after: Duration,
+    /// Between two full drift checks of a live deployment (the group's
+    /// bounds and size are compared on every poll).
+    pub drift: Duration,
 }
 
 impl TelemetryConfig {
@@ -88,6 +91,7 @@ impl Default for TelemetryConfig {
             budget_tick: Duration::from_secs(5),
             warn_before: Duration::from_secs(15 * 60),
             idle_after: Duration::from_secs(60 * 60),
+            drift: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -229,9 +233,12 @@ impl Telemetry {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut probe = tokio::time::interval_at(spread(self.config.probe), self.config.probe);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drift = tokio::time::interval_at(spread(self.config.drift), self.config.drift);
+        drift.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy: Option<u32> = None;
         loop {
             tokio::select! {
+                _ = drift.tick() => self.drift_once(&deployment.id).await,
                 _ = poll.tick() => {
                     if let Some(snapshot) = self.poll_once(&deployment, &mut known).await {
                         healthy = Some(snapshot.healthy_targets);
@@ -286,7 +293,24 @@ impl Telemetry {
         if let Err(error) = db::record_poll(db, &snapshot, &samples, &kept).await {
             tracing::warn!(deployment = %id, %error, "cannot store a telemetry poll");
         }
+        match self.engine.poll_drift(&snapshot).await {
+            Ok(()) | Err(EngineError::NotLive { .. }) => {}
+            Err(error) => {
+                tracing::warn!(deployment = %id, %error, "cannot compare the group with its parameters")
+            }
+        }
         Some(snapshot)
+    }
+
+    /// One full drift check; what it finds goes on the timeline.
+    async fn drift_once(&self, id: &DeploymentId) {
+        match self.engine.check_drift(id).await {
+            Ok(report) => {
+                tracing::debug!(deployment = %id, findings = report.findings.len(), "drift checked")
+            }
+            Err(EngineError::NotLive { .. } | EngineError::WrongState(_)) => {}
+            Err(error) => tracing::warn!(deployment = %id, %error, "drift check failed"),
+        }
     }
 
     /// How often metrics are read: once a minute (on the cloud's clock), the

@@ -24,13 +24,15 @@ pub fn DeploymentPage() -> impl IntoView {
     let live = Resource::new(id, |id| {
         crate::pages::live::get_live(id, crate::live::MetricsRange::Hour1.as_str().to_string())
     });
+    let drift = Resource::new(id, crate::pages::drift::get_drift);
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading the deployment…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
                     Ok(detail) => {
                         let telemetry = live.await.ok();
-                        view! { <DeploymentView detail telemetry/> }.into_any()
+                        let drift = drift.await.ok();
+                        view! { <DeploymentView detail telemetry drift/> }.into_any()
                     }
                     Err(error) => view! {
                         <Title text="Deployment · CloudPulse"/>
@@ -49,7 +51,11 @@ pub fn DeploymentPage() -> impl IntoView {
 /// the running job) is an island; the history below is rendered once by the
 /// server, and the island reloads the page when a job ends so both agree.
 #[component]
-fn DeploymentView(detail: DeploymentDetail, telemetry: Option<LiveView>) -> impl IntoView {
+fn DeploymentView(
+    detail: DeploymentDetail,
+    telemetry: Option<LiveView>,
+    drift: Option<crate::drift::DriftReport>,
+) -> impl IntoView {
     let is_live = detail.status == DeploymentStatus::Live;
     let id = detail.id.clone();
     // A live deployment without a job under way can be changed.
@@ -87,6 +93,9 @@ fn DeploymentView(detail: DeploymentDetail, telemetry: Option<LiveView>) -> impl
             redeployed_from=detail.redeployed_from.clone()
             redeployed_as=detail.redeployed_as.clone()/>
         {telemetry.map(|view| view! { <LiveTelemetry id=id.clone() view live=is_live/> })}
+        {drift.filter(|_| is_live).map(|report| view! {
+            <crate::pages::drift::DriftSection report/>
+        })}
         {editable.map(|params| view! {
             <crate::pages::edit::EditSection id=id.to_string() params/>
         })}

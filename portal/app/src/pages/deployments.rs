@@ -135,6 +135,13 @@ fn DeploymentTable(
                                     <span class=format!("badge {}", d.status.as_str())>
                                         {d.status.label()}
                                     </span>
+                                    {(d.drift > 0).then(|| view! {
+                                        " "<a class="badge drift" data-testid="drift-badge"
+                                            href=format!("/deployments/{}#drift-title", d.id)
+                                            title="Changed past the portal: see its Drift part">
+                                            {format!("drift · {}", d.drift)}
+                                        </a>
+                                    })}
                                     {d.idle.map(|idle| view! {
                                         " "<span class="badge idle" data-testid="idle"
                                             title=format!("No requests but the portal's probes for {} min", idle.seconds / 60)>

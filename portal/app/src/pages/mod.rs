@@ -1,6 +1,7 @@
 pub mod budget;
 pub mod deployment;
 pub mod deployments;
+pub mod drift;
 pub mod edit;
 pub mod instance;
 pub mod live;

@@ -13,6 +13,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_cloudpulse");
 pub struct Portal {
     pub child: Child,
     pub url: String,
+    /// A sandbox's AWS endpoint, as it said at start.
+    pub aws_endpoint: Option<String>,
 }
 
 impl Drop for Portal {
@@ -75,16 +77,24 @@ pub fn start(args: &[&str], dir: &Path, extra_env: &[(&str, String)]) -> Portal 
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut aws_endpoint = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("The sandbox's AWS API is at ") {
+                aws_endpoint = rest.split(' ').next().map(str::to_string);
+            }
             if let Some(url) = line.strip_prefix("CloudPulse is listening on ") {
-                let _ = tx.send(url.to_string());
+                let _ = tx.send((url.to_string(), aws_endpoint.clone()));
             }
         }
     });
-    let url = rx
+    let (url, aws_endpoint) = rx
         .recv_timeout(Duration::from_secs(90))
         .expect("the portal did not say where it listens");
-    Portal { child, url }
+    Portal {
+        child,
+        url,
+        aws_endpoint,
+    }
 }
 
 /// A portal against AWS whose endpoint refuses every connection, on a free

@@ -11,6 +11,7 @@ mod budget;
 mod change;
 mod crash;
 mod dockerfile;
+mod drift;
 mod hostile;
 mod portal;
 mod preflight;

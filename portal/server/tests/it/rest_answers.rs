@@ -142,6 +142,22 @@ async fn rest_answers_match_the_recording() {
     )
     .await;
 
+    // Drift: checked now, nothing to repair, and accepts refused.
+    api.call(M::POST, "/api/v1/deployments/{deployment}/drift", Empty)
+        .await;
+    api.call(
+        M::POST,
+        "/api/v1/deployments/{deployment}/drift/repair",
+        Empty,
+    )
+    .await;
+    api.json(
+        M::POST,
+        "/api/v1/deployments/{deployment}/drift/accept",
+        serde_json::json!({ "findings": ["d000000000000"] }),
+    )
+    .await;
+
     // Chaos requests that are refused before anything happens.
     api.call(M::POST, "/api/v1/deployments/{deployment}/stress", Empty)
         .await;
