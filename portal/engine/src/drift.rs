@@ -2,13 +2,14 @@
 //! parameters say it must be, then putting it back (repair) or taking the
 //! actual values into the parameters (accept).
 //!
-//! Two checks feed the store ([`Store::save_drift`]): the telemetry poll,
-//! which reads the group every cycle anyway, compares its bounds and size
-//! ([`group_findings`], no AWS call of its own); the full check
-//! ([`Engine::check_drift`]) reads the rest, about a dozen describe calls:
-//! the group's timings, both security groups' rules, every route table, the
-//! target group and its attributes, the alarms, and every resource the
-//! deployment recorded (through the inventory the orphan scan uses).
+//! Two checks feed the store ([`crate::store::Store::save_drift`]), each
+//! owning its findings: the telemetry poll, which reads the group every
+//! cycle anyway, compares its bounds and size ([`group_findings`], no AWS
+//! call of its own); the full check ([`Engine::check_drift`]) reads the rest
+//! in twelve calls: the group's timings, both security groups' rules, the
+//! route tables, the target group and its attributes, the alarms, and
+//! whether the NAT gateways, load balancer, launch template, role, profile
+//! and bucket still stand.
 //!
 //! A desired capacity that differs from the parameters is drift only when
 //! the group's latest change of it was not made by a scaling policy: the
@@ -16,7 +17,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use aws_sdk_ec2::types::{IpPermission, RouteState};
+use aws_sdk_ec2::types::{IpPermission, NatGatewayState, RouteState};
 use cloudpulse_core::drift::{self, breaks, DriftReport, DriftScope, Observed};
 use cloudpulse_core::ids::DeploymentId;
 use cloudpulse_core::model::{ActivityView, DeploymentStatus, GroupHealth, HealthSnapshot, Source};
@@ -27,6 +28,7 @@ use crate::aws::{Aws, Names};
 use crate::error::{SdkResultExt, StepError};
 use crate::plan::{self, nat_for, StepKey};
 use crate::runner::{Engine, EngineError};
+use crate::steps::gone_ok;
 use crate::store::Created;
 
 fn aws_error(error: StepError) -> EngineError {
@@ -228,6 +230,13 @@ impl Recorded {
             .map(|r| r.aws_id.as_str())
     }
 
+    fn of(&self, kind: ResourceKind) -> impl Iterator<Item = &str> {
+        self.rows
+            .iter()
+            .filter(move |r| r.kind == kind.as_str())
+            .map(|r| r.aws_id.as_str())
+    }
+
     fn arns(&self, kind: ResourceKind) -> Vec<&str> {
         self.rows
             .iter()
@@ -237,47 +246,23 @@ impl Recorded {
     }
 }
 
-/// The kinds the inventory lists, so a recorded one it does not list is gone.
-const LISTED: &[ResourceKind] = &[
-    ResourceKind::NatGateway,
-    ResourceKind::ElasticIp,
-    ResourceKind::Subnet,
-    ResourceKind::RouteTable,
-    ResourceKind::InternetGateway,
-    ResourceKind::SecurityGroup,
-    ResourceKind::NetworkAcl,
-    ResourceKind::Vpc,
-    ResourceKind::LaunchTemplate,
-    ResourceKind::LoadBalancer,
-    ResourceKind::TargetGroup,
-    ResourceKind::AutoScalingGroup,
-    ResourceKind::Alarm,
-    ResourceKind::IamRole,
-    ResourceKind::InstanceProfile,
-    ResourceKind::S3Bucket,
-];
-
 impl Engine {
     /// A live deployment's parameters, clients and names.
     async fn drift_context(
         &self,
         id: &DeploymentId,
     ) -> Result<(DeploymentParams, Aws, Names), EngineError> {
-        let detail = self.store().deployment(id).await?;
-        if detail.status != DeploymentStatus::Live {
+        let (name, region, status, params) = self.store().drift_subject(id).await?;
+        if status != DeploymentStatus::Live {
             return Err(EngineError::NotLive {
                 deployment_id: id.clone(),
-                status: detail.status,
+                status,
                 needs: "drift is checked on a live deployment",
             });
         }
-        let params: DeploymentParams = serde_json::from_value(detail.params)
+        let params: DeploymentParams = serde_json::from_value(params)
             .map_err(|e| EngineError::Corrupt(format!("parameters: {e}")))?;
-        Ok((
-            params,
-            self.aws(&detail.region),
-            Names::new(id, &detail.name),
-        ))
+        Ok((params, self.aws(&region), Names::new(id, &name)))
     }
 
     /// The findings kept for a deployment.
@@ -326,68 +311,19 @@ impl Engine {
                 .filter(|r| r.deleted_at.is_none())
                 .collect(),
         };
+        let mut present = Present::default();
         let mut found = Vec::new();
-        found.extend(self.group_drift(&params, &aws, &names).await?);
-        found.extend(security_group_drift(&aws, &names, &recorded).await?);
-        found.extend(route_drift(&params, &aws, &recorded).await?);
-        found.extend(target_group_drift(&params, &aws, &names).await?);
-        found.extend(alarm_drift(&params, &aws, &names, &recorded).await?);
-        found.extend(missing(&aws, &names, &recorded).await?);
+        found.extend(group_drift(&params, &aws, &names, &mut present).await?);
+        found.extend(security_group_drift(&aws, &names, &recorded, &mut present).await?);
+        found.extend(route_drift(&params, &aws, &recorded, &mut present).await?);
+        found.extend(target_group_drift(&params, &aws, &names, &mut present).await?);
+        found.extend(alarm_drift(&params, &aws, &names, &recorded, &mut present).await?);
+        look_for_the_rest(&aws, &names, &recorded, &mut present).await?;
+        found.extend(missing(&recorded, &present));
         self.store()
             .save_drift(id, DriftScope::Full, &found)
             .await?;
         self.drift(id).await
-    }
-
-    async fn group_drift(
-        &self,
-        params: &DeploymentParams,
-        aws: &Aws,
-        names: &Names,
-    ) -> Result<Vec<Observed>, EngineError> {
-        let name = names.auto_scaling_group();
-        let out = aws
-            .asg
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(&name)
-            .send()
-            .await
-            .step()
-            .map_err(aws_error)?;
-        // A group that is gone is reported by the inventory's comparison.
-        let Some(group) = out.auto_scaling_groups().first() else {
-            return Ok(Vec::new());
-        };
-        let activities = crate::live::activities(aws, names).await?;
-        let health = GroupHealth {
-            name: name.clone(),
-            min: group.min_size().unwrap_or_default(),
-            desired: group.desired_capacity().unwrap_or_default(),
-            max: group.max_size().unwrap_or_default(),
-            instances: Vec::new(),
-        };
-        let mut found = group_findings(params, &health, &activities);
-        for (field, expected, actual) in [
-            (
-                "grace_period",
-                params.grace_period,
-                group.health_check_grace_period(),
-            ),
-            ("cooldown", params.cooldown, group.default_cooldown()),
-        ] {
-            let actual = actual.unwrap_or_default();
-            if i64::from(expected) != i64::from(actual) {
-                found.push(seen(
-                    ResourceKind::AutoScalingGroup,
-                    &name,
-                    field,
-                    expected,
-                    actual,
-                    breaks::GROUP_TIMING,
-                ));
-            }
-        }
-        Ok(found)
     }
 
     /// Starts the job that puts every drifted resource back as the
@@ -532,10 +468,55 @@ impl Engine {
     }
 }
 
+/// The group's timings; its bounds and size are the poll's.
+async fn group_drift(
+    params: &DeploymentParams,
+    aws: &Aws,
+    names: &Names,
+    present: &mut Present,
+) -> Result<Vec<Observed>, EngineError> {
+    let name = names.auto_scaling_group();
+    let out = aws
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&name)
+        .send()
+        .await
+        .step()
+        .map_err(aws_error)?;
+    let Some(group) = out.auto_scaling_groups().first() else {
+        return Ok(Vec::new());
+    };
+    present.saw(ResourceKind::AutoScalingGroup, &name);
+    let mut found = Vec::new();
+    for (field, expected, actual) in [
+        (
+            "grace_period",
+            params.grace_period,
+            group.health_check_grace_period(),
+        ),
+        ("cooldown", params.cooldown, group.default_cooldown()),
+    ] {
+        let actual = actual.unwrap_or_default();
+        if i64::from(expected) != i64::from(actual) {
+            found.push(seen(
+                ResourceKind::AutoScalingGroup,
+                &name,
+                field,
+                expected,
+                actual,
+                breaks::GROUP_TIMING,
+            ));
+        }
+    }
+    Ok(found)
+}
+
 async fn security_group_drift(
     aws: &Aws,
     names: &Names,
     recorded: &Recorded,
+    present: &mut Present,
 ) -> Result<Vec<Observed>, EngineError> {
     let ids: Vec<String> = recorded
         .rows
@@ -546,18 +527,21 @@ async fn security_group_drift(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    // A filter, not ids: a group that is gone is left out, not an error.
     let out = aws
         .ec2
         .describe_security_groups()
-        .set_group_ids(Some(ids))
+        .filters(crate::steps::filter_any("group-id", ids))
         .send()
-        .await;
-    let out = match out.step() {
-        Ok(out) => out,
-        // One is gone: the inventory's comparison says which.
-        Err(e) if e.code.starts_with("InvalidGroup") => return Ok(Vec::new()),
-        Err(e) => return Err(aws_error(e)),
-    };
+        .await
+        .step()
+        .map_err(aws_error)?;
+    for g in out.security_groups() {
+        present.saw(
+            ResourceKind::SecurityGroup,
+            g.group_id().unwrap_or_default(),
+        );
+    }
     let by_name: HashMap<&str, &aws_sdk_ec2::types::SecurityGroup> = out
         .security_groups()
         .iter()
@@ -614,6 +598,7 @@ async fn route_drift(
     params: &DeploymentParams,
     aws: &Aws,
     recorded: &Recorded,
+    present: &mut Present,
 ) -> Result<Vec<Observed>, EngineError> {
     // Each table, the gateway its default route must use, and what a
     // wrong one breaks.
@@ -639,17 +624,18 @@ async fn route_drift(
     let out = aws
         .ec2
         .describe_route_tables()
-        .set_route_table_ids(Some(wanted.iter().map(|w| w.0.clone()).collect()))
+        .filters(crate::steps::filter_any(
+            "route-table-id",
+            wanted.iter().map(|w| w.0.clone()).collect(),
+        ))
         .send()
-        .await;
-    let out = match out.step() {
-        Ok(out) => out,
-        Err(e) if e.code.starts_with("InvalidRouteTable") => return Ok(Vec::new()),
-        Err(e) => return Err(aws_error(e)),
-    };
+        .await
+        .step()
+        .map_err(aws_error)?;
     let mut found = Vec::new();
     for table in out.route_tables() {
         let id = table.route_table_id().unwrap_or_default();
+        present.saw(ResourceKind::RouteTable, id);
         let Some((_, gateway, why)) = wanted.iter().find(|w| w.0 == id) else {
             continue;
         };
@@ -695,6 +681,7 @@ async fn target_group_drift(
     params: &DeploymentParams,
     aws: &Aws,
     names: &Names,
+    present: &mut Present,
 ) -> Result<Vec<Observed>, EngineError> {
     let name = names.target_group();
     let out = aws.elb.describe_target_groups().names(&name).send().await;
@@ -706,6 +693,7 @@ async fn target_group_drift(
     let Some(group) = group else {
         return Ok(Vec::new());
     };
+    present.saw(ResourceKind::TargetGroup, &name);
     let hc = &params.health_check;
     let number = |n: Option<i32>| n.map_or_else(|| "none".to_string(), |n| n.to_string());
     let mut pairs = vec![
@@ -788,16 +776,12 @@ async fn alarm_drift(
     aws: &Aws,
     names: &Names,
     recorded: &Recorded,
+    present: &mut Present,
 ) -> Result<Vec<Observed>, EngineError> {
-    let out = aws
-        .cloudwatch
-        .describe_alarms()
-        .alarm_names(names.high_cpu_alarm())
-        .alarm_names(names.low_cpu_alarm())
-        .send()
-        .await
-        .step()
-        .map_err(aws_error)?;
+    let out = crate::live::describe_alarms(aws, names).await?;
+    for alarm in out.metric_alarms() {
+        present.saw(ResourceKind::Alarm, alarm.alarm_name().unwrap_or_default());
+    }
     let policies = recorded.arns(ResourceKind::ScalingPolicy);
     let mut found = Vec::new();
     for (alarm_name, field, threshold) in [
@@ -849,22 +833,120 @@ async fn alarm_drift(
     Ok(found)
 }
 
-/// Every recorded resource of a kind the inventory lists that it no longer
-/// finds.
-async fn missing(
+/// Looks for what the setting checks do not read, one call a kind: the NAT
+/// gateways (gone once `deleting`), the load balancer, the launch template,
+/// the role, its profile and the bucket.
+async fn look_for_the_rest(
     aws: &Aws,
     names: &Names,
     recorded: &Recorded,
-) -> Result<Vec<Observed>, EngineError> {
-    let present = crate::inventory::remaining(aws, names)
+    present: &mut Present,
+) -> Result<(), EngineError> {
+    let nats: Vec<String> = recorded
+        .of(ResourceKind::NatGateway)
+        .map(str::to_string)
+        .collect();
+    if !nats.is_empty() {
+        let out = aws
+            .ec2
+            .describe_nat_gateways()
+            .filter(crate::steps::filter_any("nat-gateway-id", nats))
+            .send()
+            .await
+            .step()
+            .map_err(aws_error)?;
+        for nat in out.nat_gateways() {
+            let standing = matches!(
+                nat.state(),
+                Some(NatGatewayState::Pending | NatGatewayState::Available)
+            );
+            if standing {
+                present.saw(
+                    ResourceKind::NatGateway,
+                    nat.nat_gateway_id().unwrap_or_default(),
+                );
+            }
+        }
+    }
+    let balancers = gone_ok(
+        aws.elb
+            .describe_load_balancers()
+            .names(names.load_balancer())
+            .send()
+            .await
+            .step(),
+    )
+    .map_err(aws_error)?;
+    for lb in balancers.iter().flat_map(|b| b.load_balancers()) {
+        present.saw(
+            ResourceKind::LoadBalancer,
+            lb.load_balancer_name().unwrap_or_default(),
+        );
+    }
+    let templates = aws
+        .ec2
+        .describe_launch_templates()
+        .filters(crate::steps::filter(
+            &format!("tag:{}", crate::aws::TAG_DEPLOYMENT),
+            names.deployment.as_str(),
+        ))
+        .send()
         .await
+        .step()
         .map_err(aws_error)?;
-    let listed: Vec<&str> = LISTED.iter().map(|k| k.as_str()).collect();
-    Ok(recorded
+    for t in templates.launch_templates() {
+        present.saw(
+            ResourceKind::LaunchTemplate,
+            t.launch_template_id().unwrap_or_default(),
+        );
+    }
+    for leftover in crate::inventory::named(aws, names)
+        .await
+        .map_err(aws_error)?
+    {
+        present.seen.insert((leftover.kind, leftover.id));
+    }
+    Ok(())
+}
+
+/// What a full check saw standing, by kind and id.
+#[derive(Default)]
+struct Present {
+    seen: std::collections::HashSet<(String, String)>,
+}
+
+impl Present {
+    fn saw(&mut self, kind: ResourceKind, id: &str) {
+        self.seen
+            .insert((kind.as_str().to_string(), id.to_string()));
+    }
+}
+
+/// The kinds a full check looks for. The VPC, its subnets, the internet
+/// gateway, the Elastic IPs and the network ACL are not: AWS refuses to
+/// delete them while the stack's other resources stand on them.
+const LOOKED_FOR: &[ResourceKind] = &[
+    ResourceKind::AutoScalingGroup,
+    ResourceKind::SecurityGroup,
+    ResourceKind::RouteTable,
+    ResourceKind::TargetGroup,
+    ResourceKind::Alarm,
+    ResourceKind::NatGateway,
+    ResourceKind::LoadBalancer,
+    ResourceKind::LaunchTemplate,
+    ResourceKind::IamRole,
+    ResourceKind::InstanceProfile,
+    ResourceKind::S3Bucket,
+];
+
+/// Every recorded resource of a kind looked for that was not seen.
+fn missing(recorded: &Recorded, present: &Present) -> Vec<Observed> {
+    let looked: Vec<&str> = LOOKED_FOR.iter().map(|k| k.as_str()).collect();
+    recorded
         .rows
         .iter()
-        .filter(|r| listed.contains(&r.kind.as_str()))
-        .filter(|r| !present.iter().any(|p| p.kind == r.kind && p.id == r.aws_id))
+        .filter(|r| looked.contains(&r.kind.as_str()))
+        .filter(|r| !present.seen.contains(&(r.kind.clone(), r.aws_id.clone())))
         .map(|r| Observed {
             resource_kind: r.kind.clone(),
             resource_id: r.aws_id.clone(),
@@ -874,7 +956,7 @@ async fn missing(
             breaks: breaks::MISSING.into(),
             scope: DriftScope::Full,
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -241,6 +241,14 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
             .filter_map(|a| a.alarm_name().map(str::to_string))
             .collect::<Vec<_>>(),
     ));
+    left.extend(named(aws, names).await?);
+    Ok(left)
+}
+
+/// The resources found by their deterministic names, not by tags: the
+/// instance role, its profile and the artifact bucket (three calls).
+pub(crate) async fn named(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
+    let mut left = Vec::new();
     if let Some(role) = gone_ok(
         aws.iam
             .get_role()

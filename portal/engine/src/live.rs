@@ -102,15 +102,8 @@ impl Engine {
             })
             .collect();
         let healthy_targets = targets.values().filter(|t| t.0 == "healthy").count() as u32;
-        let alarms = aws
-            .cloudwatch
-            .describe_alarms()
-            .alarm_names(names.high_cpu_alarm())
-            .alarm_names(names.low_cpu_alarm())
-            .send()
-            .await
-            .step()
-            .map_err(aws_error)?
+        let alarms = describe_alarms(&aws, &names)
+            .await?
             .metric_alarms()
             .iter()
             .map(|a| AlarmView {
@@ -365,6 +358,21 @@ fn agent_hint(mut error: StepError) -> StepError {
         );
     }
     error
+}
+
+/// The deployment's two CPU alarms, as CloudWatch describes them.
+pub(crate) async fn describe_alarms(
+    aws: &Aws,
+    names: &Names,
+) -> Result<aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput, EngineError> {
+    aws.cloudwatch
+        .describe_alarms()
+        .alarm_names(names.high_cpu_alarm())
+        .alarm_names(names.low_cpu_alarm())
+        .send()
+        .await
+        .step()
+        .map_err(aws_error)
 }
 
 /// The group's latest scaling activities, newest first.

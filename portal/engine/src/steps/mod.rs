@@ -294,6 +294,14 @@ pub fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
         .build()
 }
 
+/// An EC2 filter matching any of `values`.
+pub fn filter_any(name: &str, values: Vec<String>) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
+}
+
 /// True when an error only says the thing is already gone.
 pub fn is_gone(error: &StepError) -> bool {
     error.code.ends_with("NotFound")

@@ -60,6 +60,9 @@ impl Store {
     /// value and sighting, and those of the scope no longer seen are
     /// removed (with a "drift resolved" event each). A full check also
     /// marks the deployment checked. One transaction.
+    ///
+    /// A finding's scope is the check that sees it: the poll owns the
+    /// group's bounds and size, the full check the rest.
     pub async fn save_drift(
         &self,
         deployment_id: &DeploymentId,
@@ -70,7 +73,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let kept: Vec<FindingRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM drift_findings
-             WHERE deployment_id = ?1 AND (?2 = 'full' OR scope = ?2)"
+             WHERE deployment_id = ?1 AND scope = ?2"
         ))
         .bind(deployment_id.as_str())
         .bind(scope.as_str())
@@ -173,6 +176,26 @@ impl Store {
             checked_at,
             findings: rows.into_iter().map(finding).collect(),
         })
+    }
+
+    /// A deployment's name, region, status and parameters: what a drift
+    /// check compares against, in one query (the poll asks every cycle).
+    pub async fn drift_subject(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<(String, String, DeploymentStatus, Value), StoreError> {
+        let row: Option<(String, String, String, String)> =
+            sqlx::query_as("SELECT name, region, status, params FROM deployments WHERE id = ?1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let (name, region, status, params) =
+            row.ok_or_else(|| not_found("deployment", id.as_str()))?;
+        let status = DeploymentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Invalid(format!("bad status {status:?}")))?;
+        let params = serde_json::from_str(&params)
+            .map_err(|e| StoreError::Invalid(format!("deployment {id} parameters: {e}")))?;
+        Ok((name, region, status, params))
     }
 
     /// Whether the deployment has a job that is not finished.
@@ -281,29 +304,4 @@ impl Store {
             fresh: true,
         })
     }
-}
-
-/// Refuses a deployment that is not live or has an unfinished job.
-async fn live_and_idle(
-    tx: &mut sqlx::SqliteConnection,
-    deployment_id: &DeploymentId,
-) -> Result<(), StoreError> {
-    let (status,): (String,) = sqlx::query_as("SELECT status FROM deployments WHERE id = ?1")
-        .bind(deployment_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| not_found("deployment", deployment_id.as_str()))?;
-    if status != DeploymentStatus::Live.as_str() {
-        return Err(StoreError::NotLive {
-            id: deployment_id.clone(),
-            status,
-        });
-    }
-    if let Some((id, kind)) = unfinished_job(&mut *tx, deployment_id).await? {
-        return Err(StoreError::Busy {
-            kind,
-            job_id: id.into(),
-        });
-    }
-    Ok(())
 }

@@ -290,3 +290,28 @@ impl JobSummaryRow {
         })
     }
 }
+
+/// Refuses a deployment that is not live or has an unfinished job.
+pub(super) async fn live_and_idle(
+    tx: &mut sqlx::SqliteConnection,
+    deployment_id: &DeploymentId,
+) -> Result<(), StoreError> {
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM deployments WHERE id = ?1")
+        .bind(deployment_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| not_found("deployment", deployment_id.as_str()))?;
+    if status != DeploymentStatus::Live.as_str() {
+        return Err(StoreError::NotLive {
+            id: deployment_id.clone(),
+            status,
+        });
+    }
+    if let Some((id, kind)) = unfinished_job(&mut *tx, deployment_id).await? {
+        return Err(StoreError::Busy {
+            kind,
+            job_id: id.into(),
+        });
+    }
+    Ok(())
+}

@@ -35,7 +35,7 @@ use budget::ttl_minutes;
 pub use deployments::{DeploymentRecord, LiveDeployment};
 use events::insert_event;
 pub use events::{write_event, TimelineEvent};
-use jobs::{insert_job, lock_deployment, unfinished_job, JobSummaryRow};
+use jobs::{insert_job, live_and_idle, lock_deployment, unfinished_job, JobSummaryRow};
 pub use plans::{PlanApply, StoredPlan};
 pub use resources::ResourceSpan;
 use steps::StepRow;

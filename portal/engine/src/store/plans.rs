@@ -104,24 +104,12 @@ impl Store {
             });
         }
         lock_deployment(&mut tx, &deployment_id).await?;
-        let (status, current): (String, i64) =
-            sqlx::query_as("SELECT status, params_version FROM deployments WHERE id = ?1")
+        live_and_idle(&mut tx, &deployment_id).await?;
+        let (current,): (i64,) =
+            sqlx::query_as("SELECT params_version FROM deployments WHERE id = ?1")
                 .bind(deployment_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| not_found("deployment", deployment_id.as_str()))?;
-        if status != DeploymentStatus::Live.as_str() {
-            return Err(StoreError::NotLive {
-                id: deployment_id,
-                status,
-            });
-        }
-        if let Some((id, kind)) = unfinished_job(&mut tx, &deployment_id).await? {
-            return Err(StoreError::Busy {
-                kind,
-                job_id: id.into(),
-            });
-        }
+                .fetch_one(&mut *tx)
+                .await?;
         if current != version {
             return Err(StoreError::Stale {
                 plan: apply.plan_id.clone(),

@@ -8,19 +8,6 @@ use crate::common;
 use common::*;
 use serde_json::{json, Value};
 
-/// `cloudpulse ARGS` against `url`; (success, stdout, stderr).
-fn cli(dir: &std::path::Path, url: &str, args: &[&str]) -> (bool, String, String) {
-    let mut command = std::process::Command::new(BIN);
-    command.args(args).env("CLOUDPULSE_URL", url);
-    isolated(&mut command, dir);
-    let out = command.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The group's desired capacity and its healthy targets, as the portal reads them.
 async fn size(url: &str, id: &str) -> (u64, u64) {
     let (status, health) = get_json(&format!("{url}/api/v1/deployments/{id}/health")).await;

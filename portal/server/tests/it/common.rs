@@ -252,3 +252,16 @@ pub fn assert_nothing_remains(teardown: &Value) {
         "{verify}"
     );
 }
+
+/// `cloudpulse ARGS` against `url`; (success, stdout, stderr).
+pub fn cli(dir: &std::path::Path, url: &str, args: &[&str]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(BIN);
+    command.args(args).env("CLOUDPULSE_URL", url);
+    isolated(&mut command, dir);
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -11,19 +11,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// `cloudpulse ARGS` against `url`; (success, stdout, stderr).
-fn cli(dir: &std::path::Path, url: &str, args: &[&str]) -> (bool, String, String) {
-    let mut command = std::process::Command::new(BIN);
-    command.args(args).env("CLOUDPULSE_URL", url);
-    isolated(&mut command, dir);
-    let out = command.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The drift report once it holds `count` findings.
 async fn findings(url: &str, id: &str, count: usize) -> Value {
     let deadline = Instant::now() + Duration::from_secs(90);
