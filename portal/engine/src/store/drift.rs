@@ -155,7 +155,8 @@ impl Store {
         Ok(changes)
     }
 
-    /// A deployment's findings, oldest first, and when it was last checked.
+    /// A live deployment's findings, oldest first, and when it was last
+    /// checked (none once it is no longer live).
     pub async fn drift(&self, deployment_id: &DeploymentId) -> Result<DriftReport, StoreError> {
         let checked: Option<(Option<DateTime<Utc>>,)> =
             sqlx::query_as("SELECT drift_checked_at FROM deployments WHERE id = ?1")
@@ -164,8 +165,12 @@ impl Store {
                 .await?;
         let (checked_at,) =
             checked.ok_or_else(|| not_found("deployment", deployment_id.as_str()))?;
+        // A stack that no longer stands has no drift; what was found
+        // before its teardown stays on its timeline.
         let rows: Vec<FindingRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM drift_findings WHERE deployment_id = ?1
+            "SELECT {COLUMNS} FROM drift_findings
+             WHERE deployment_id = ?1
+               AND EXISTS (SELECT 1 FROM deployments d WHERE d.id = ?1 AND d.status = 'live')
              ORDER BY first_seen, resource_kind, field, id"
         ))
         .bind(deployment_id.as_str())
