@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{DeploymentId, PlanId};
-use crate::params::{DeploymentParams, FieldErrors};
+use crate::params::{DeploymentParams, FieldErrors, NatMode};
 use crate::pricing::{estimate, usd, CostCategory, CostEstimate};
 use crate::resource::ResourceKind;
 
@@ -113,6 +113,9 @@ pub struct ChangePlan {
 pub enum FieldClass {
     /// In place, on these resources with these calls: [`IN_PLACE`].
     InPlace,
+    /// By making new resources before removing old ones, as the plan's
+    /// changes list them (the NAT mode: [`nat_changes`]).
+    Rebuilt,
     /// By replacing or adding resources, which this portal does not apply
     /// to a live stack yet; the text says what it would take.
     NotYet(&'static str),
@@ -202,10 +205,7 @@ pub fn classify(field: &str) -> FieldClass {
             "a new instance type means a new launch-template version and every instance \
              replaced by a rolling instance refresh (launch before terminate)",
         ),
-        "nat" => FieldClass::NotYet(
-            "switching NAT gateways means new gateways first, then each private route \
-             replaced (egress pauses for the switch), then the old gateways deleted",
-        ),
+        "nat" => FieldClass::Rebuilt,
         "azs" => FieldClass::NotYet(
             "another zone count means subnets, routes and a NAT gateway made or removed, \
              and the group and load balancer spread again",
@@ -277,7 +277,7 @@ pub fn resource_changes(
     let mut not_yet = FieldErrors::new();
     for change in &fields {
         match classify(&change.field) {
-            FieldClass::InPlace => {}
+            FieldClass::InPlace | FieldClass::Rebuilt => {}
             FieldClass::NotYet(what) => {
                 not_yet.insert(
                     change.field.clone(),
@@ -342,6 +342,9 @@ pub fn resource_changes(
     for change in &mut changes {
         change.note = note(change, before, after);
     }
+    if let Some(nat) = fields.iter().find(|f| f.field == "nat") {
+        changes.extend(nat_changes(before, after, nat));
+    }
     if let Some(group) = changes
         .iter_mut()
         .find(|c| c.resource_kind == ResourceKind::AutoScalingGroup.as_str())
@@ -349,6 +352,78 @@ pub fn resource_changes(
         group.cost = category_cost(before, after, CostCategory::Instances);
     }
     Ok(changes)
+}
+
+/// What switching the NAT mode does: a gateway and its address made (to
+/// one per zone) or removed (to one shared) in each zone after the first,
+/// and those zones' private default routes moved. New gateways are
+/// available before a route moves to them; old ones are deleted only after
+/// no route points at them, so egress never waits longer than the route's
+/// replacement.
+fn nat_changes(
+    before: &DeploymentParams,
+    after: &DeploymentParams,
+    field: &FieldChange,
+) -> Vec<ResourceChange> {
+    let to_per_az = after.nat == NatMode::PerAz;
+    let zones = after.azs.saturating_sub(1);
+    let (action, gateway, address) = if to_per_az {
+        (ChangeAction::Create, "CreateNatGateway", "AllocateAddress")
+    } else {
+        (ChangeAction::Delete, "DeleteNatGateway", "ReleaseAddress")
+    };
+    let one = |kind: ResourceKind, action, call: &str, note: Option<String>, cost| ResourceChange {
+        resource_kind: kind.as_str().to_string(),
+        resource_id: None,
+        action,
+        fields: vec![field.clone()],
+        aws_calls: vec![call.to_string()],
+        disruption: Disruption::None,
+        note,
+        cost,
+    };
+    let gateway_note = if to_per_az {
+        format!(
+            "{zones} new gateway(s), each in its own zone and available before that zone's \
+             route moves to it: a zone's outage no longer cuts the others' egress"
+        )
+    } else {
+        format!(
+            "the other {zones} zone(s) send their egress through the first zone's gateway, \
+             deleted only once no route points at them: that one gateway then fails with its zone"
+        )
+    };
+    let mut routes = one(
+        ResourceKind::RouteTable,
+        ChangeAction::UpdateInPlace,
+        "ReplaceRoute",
+        Some(format!(
+            "the private route table of each of the {zones} zone(s) after the first"
+        )),
+        None,
+    );
+    routes.disruption = Disruption::BriefOutage {
+        why: "connections open through a NAT gateway are cut when their zone's default \
+              route moves to another; new ones go out at once"
+            .to_string(),
+    };
+    vec![
+        one(
+            ResourceKind::NatGateway,
+            action,
+            gateway,
+            Some(gateway_note),
+            category_cost(before, after, CostCategory::Nat),
+        ),
+        one(
+            ResourceKind::ElasticIp,
+            action,
+            address,
+            None,
+            category_cost(before, after, CostCategory::PublicIpv4),
+        ),
+        routes,
+    ]
 }
 
 /// The parameters as the store keeps a live deployment's: its TTL is
@@ -595,10 +670,40 @@ mod tests {
         assert!(refusal.fields.contains_key("instance_type"));
 
         let mut after = live();
-        after.nat = crate::params::NatMode::Single;
+        after.azs = 3;
         let refusal = resource_changes(&live(), &after).unwrap_err();
         assert_eq!(refusal.code, "change_not_supported");
-        assert!(refusal.fields["nat"].contains("does not change that on a live stack yet"));
+        assert!(refusal.fields["azs"].contains("does not change that on a live stack yet"));
+    }
+
+    #[test]
+    fn a_nat_switch_makes_before_it_removes_and_says_what_it_cuts() {
+        let single = DeploymentParams {
+            nat: NatMode::Single,
+            ..live()
+        };
+        let to_single = resource_changes(&live(), &single).unwrap();
+        let read: Vec<(&str, ChangeAction)> = to_single
+            .iter()
+            .map(|c| (c.resource_kind.as_str(), c.action))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("nat_gateway", ChangeAction::Delete),
+                ("elastic_ip", ChangeAction::Delete),
+                ("route_table", ChangeAction::UpdateInPlace),
+            ]
+        );
+        let cost = to_single[0].cost.as_ref().expect("NAT gateways are priced");
+        assert!(cost.after_hourly_usd < cost.before_hourly_usd);
+        assert!(matches!(
+            worst_disruption(&to_single),
+            Disruption::BriefOutage { .. }
+        ));
+        let back = resource_changes(&single, &live()).unwrap();
+        assert_eq!(back[0].action, ChangeAction::Create);
+        assert_eq!(back[0].aws_calls, ["CreateNatGateway"]);
     }
 
     #[test]

@@ -179,9 +179,45 @@ pub fn teardown_plan(params: &DeploymentParams) -> Vec<PlannedStep> {
 /// live stack. Each step converges AWS to the deployment's new parameters,
 /// so running one again is harmless. A change of the budget alone makes no
 /// step: the portal holds it.
-pub fn apply_plan(changed: &[&str]) -> Vec<PlannedStep> {
+///
+/// A switch of the NAT mode to `after.nat` makes, in each zone after the
+/// first, its address, gateway and route (to one gateway per zone), or
+/// moves its route to the first zone's gateway and then removes its own
+/// gateway and address (to one shared): never a route to a gateway that is
+/// not there yet or no longer.
+pub fn apply_plan(changed: &[&str], after: &DeploymentParams) -> Vec<PlannedStep> {
     use StepKey::*;
     let any = |names: &[&str]| changed.iter().any(|c| names.contains(c));
+    let mut nat: Vec<PlannedStep> = Vec::new();
+    if any(&["nat"]) {
+        let step = |key: StepId, deps: Vec<StepId>| PlannedStep {
+            key,
+            depends_on: deps,
+        };
+        for az in 1..after.azs {
+            if after.nat == NatMode::PerAz {
+                nat.push(step(StepId::Do(ElasticIp(az)), vec![]));
+                nat.push(step(
+                    StepId::Do(NatGateway(az)),
+                    vec![StepId::Do(ElasticIp(az))],
+                ));
+                nat.push(step(
+                    StepId::Do(NatRoute(az)),
+                    vec![StepId::Do(NatGateway(az))],
+                ));
+            } else {
+                nat.push(step(StepId::Do(NatRoute(az)), vec![]));
+                nat.push(step(
+                    StepId::Undo(NatGateway(az)),
+                    vec![StepId::Do(NatRoute(az))],
+                ));
+                nat.push(step(
+                    StepId::Undo(ElasticIp(az)),
+                    vec![StepId::Undo(NatGateway(az))],
+                ));
+            }
+        }
+    }
     let mut dag: Vec<(StepKey, Vec<StepKey>)> = Vec::new();
     let group = if any(&["desired"]) {
         Some(ResizeGroup)
@@ -223,6 +259,7 @@ pub fn apply_plan(changed: &[&str]) -> Vec<PlannedStep> {
             key: StepId::Do(key),
             depends_on: deps.into_iter().map(StepId::Do).collect(),
         })
+        .chain(nat)
         .collect()
 }
 
@@ -284,7 +321,7 @@ pub fn repair_plan(
                 .collect(),
         })
         .collect();
-    for step in apply_plan(group_fields) {
+    for step in apply_plan(group_fields, params) {
         if !steps.iter().any(|s| s.key == step.key) {
             steps.push(step);
         }
@@ -510,25 +547,27 @@ mod tests {
 
     #[test]
     fn an_apply_runs_only_the_steps_its_changes_need() {
+        let live = DeploymentParams {
+            name: "demo".into(),
+            ..DeploymentParams::default()
+        };
         let keys = |plan: Vec<PlannedStep>| -> Vec<String> {
             assert_acyclic(&plan);
             plan.iter().map(|s| s.key.to_string()).collect()
         };
         assert_eq!(
-            keys(apply_plan(&["desired"])),
+            keys(apply_plan(&["desired"], &live)),
             ["resize_group", "wait_capacity"]
         );
         assert_eq!(
-            keys(apply_plan(&["cooldown"])),
+            keys(apply_plan(&["cooldown"], &live)),
             ["update_group", "scaling_policies"]
         );
         assert_eq!(
-            keys(apply_plan(&[
-                "max",
-                "health_check.path",
-                "scale_in_cpu",
-                "cooldown"
-            ])),
+            keys(apply_plan(
+                &["max", "health_check.path", "scale_in_cpu", "cooldown"],
+                &live
+            )),
             [
                 "update_group",
                 "scaling_policies",
@@ -537,7 +576,7 @@ mod tests {
                 "wait_capacity"
             ]
         );
-        let plan = apply_plan(&["min", "deregistration_delay"]);
+        let plan = apply_plan(&["min", "deregistration_delay"], &live);
         assert_eq!(
             names(&find(&plan, "wait_capacity").depends_on),
             ["update_group", "target_group"]
@@ -546,7 +585,43 @@ mod tests {
             !plan.iter().any(|s| s.key == StepId::Do(StepKey::Alarms)),
             "{plan:?}"
         );
-        assert!(apply_plan(&["ttl_minutes", "cost_cap_usd"]).is_empty());
+        assert!(apply_plan(&["ttl_minutes", "cost_cap_usd"], &live).is_empty());
+
+        // A NAT switch makes before it removes, zone by zone after the first.
+        let single = DeploymentParams {
+            nat: NatMode::Single,
+            azs: 3,
+            ..live.clone()
+        };
+        let to_single = apply_plan(&["nat"], &single);
+        assert_eq!(
+            keys(to_single.clone()),
+            [
+                "nat_route:1",
+                "undo:nat_gateway:1",
+                "undo:elastic_ip:1",
+                "nat_route:2",
+                "undo:nat_gateway:2",
+                "undo:elastic_ip:2"
+            ]
+        );
+        assert_eq!(
+            names(&find(&to_single, "undo:nat_gateway:2").depends_on),
+            ["nat_route:2"]
+        );
+        let per_az = DeploymentParams {
+            nat: NatMode::PerAz,
+            ..single
+        };
+        let to_per_az = apply_plan(&["nat"], &per_az);
+        assert_eq!(
+            names(&find(&to_per_az, "nat_route:1").depends_on),
+            ["nat_gateway:1"]
+        );
+        assert_eq!(
+            names(&find(&to_per_az, "nat_gateway:1").depends_on),
+            ["elastic_ip:1"]
+        );
     }
 
     #[test]

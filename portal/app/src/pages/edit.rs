@@ -37,8 +37,8 @@ pub fn EditSection(id: String, params: DeploymentParams) -> impl IntoView {
                 <summary><h2 id="edit-title">"Edit"</h2></summary>
                 <p class="muted">
                     "Change the parameters, then review what that does to each resource before "
-                    "anything changes. Sizes, scaling, health checks, draining and the budget change "
-                    "in place."
+                    "anything changes. Sizes, scaling, health checks, draining, the NAT mode and the "
+                    "budget change in place."
                 </p>
                 <DeploymentForm initial=texts(&params) from=None edit=Some(id)/>
             </details>

@@ -86,7 +86,9 @@ impl Engine {
             .iter()
             .flat_map(|c| c.fields.iter().map(|f| f.field.as_str()))
             .collect();
-        let steps = plan::apply_plan(&fields);
+        let after: DeploymentParams = serde_json::from_value(stored.after.clone())
+            .map_err(|e| EngineError::Corrupt(format!("plan {}: {e}", stored.plan.id)))?;
+        let steps = plan::apply_plan(&fields, &after);
         let summary = summary(&stored.plan);
         let created = self
             .inner

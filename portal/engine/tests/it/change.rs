@@ -244,18 +244,18 @@ async fn a_plan_says_what_it_cannot_change_and_changes_nothing() {
     );
     assert!(fields.contains_key("instance_type"), "{fields:?}");
 
-    let nat = DeploymentParams {
-        nat: cloudpulse_engine::params::NatMode::Single,
+    let zones = DeploymentParams {
+        azs: 3,
         ..current.clone()
     };
     let (code, fields) = refused(
         h.engine
-            .plan_change(&id, nat, Source::Api)
+            .plan_change(&id, zones, Source::Api)
             .await
             .unwrap_err(),
     );
     assert_eq!(code, "change_not_supported");
-    assert!(fields["nat"].contains("not change that on a live stack yet"));
+    assert!(fields["azs"].contains("not change that on a live stack yet"));
 
     let invalid = DeploymentParams {
         desired: 50,
@@ -284,5 +284,140 @@ async fn a_plan_says_what_it_cannot_change_and_changes_nothing() {
         "{fields:?}"
     );
     assert_eq!(h.engine.store().params_version(&id).await.unwrap(), 1);
+    h.teardown(&id).await;
+}
+
+/// The deployment's standing NAT gateways, its Elastic IPs, and the NAT
+/// gateway each private route table's default route uses, by zone.
+async fn nat_layout(h: &Harness, id: &common::DeploymentId) -> (Vec<String>, usize, Vec<String>) {
+    let aws = h.aws();
+    let tag = || {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("tag:cloudpulse:deployment")
+            .values(id.as_str())
+            .build()
+    };
+    let nats = aws
+        .ec2
+        .describe_nat_gateways()
+        .filter(tag())
+        .send()
+        .await
+        .unwrap();
+    let standing: Vec<String> = nats
+        .nat_gateways()
+        .iter()
+        .filter(|n| n.state().map(|s| s.as_str()) == Some("available"))
+        .filter_map(|n| n.nat_gateway_id().map(str::to_string))
+        .collect();
+    let addresses = aws
+        .ec2
+        .describe_addresses()
+        .filters(tag())
+        .send()
+        .await
+        .unwrap()
+        .addresses()
+        .len();
+    let tables = h
+        .engine
+        .store()
+        .resources(
+            id,
+            Some(cloudpulse_core::resource::ResourceKind::RouteTable),
+        )
+        .await
+        .unwrap();
+    let mut routes = Vec::new();
+    for az in 0..2 {
+        let table = tables
+            .iter()
+            .find(|t| t.step_key == format!("private_routes:{az}"))
+            .unwrap();
+        let out = aws
+            .ec2
+            .describe_route_tables()
+            .route_table_ids(&table.aws_id)
+            .send()
+            .await
+            .unwrap();
+        let nat = out.route_tables()[0]
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .and_then(|r| r.nat_gateway_id())
+            .unwrap_or("none")
+            .to_string();
+        routes.push(nat);
+    }
+    (standing, addresses, routes)
+}
+
+#[tokio::test]
+async fn a_nat_switch_makes_new_gateways_before_it_removes_old_ones_and_back() {
+    let h = harness().await;
+    let (id, _) = h.deploy(params("nat-switch")).await;
+    let (nats, addresses, routes) = nat_layout(&h, &id).await;
+    assert_eq!((nats.len(), addresses), (2, 2), "one per zone as deployed");
+    assert_ne!(routes[0], routes[1]);
+
+    let single = DeploymentParams {
+        nat: cloudpulse_engine::params::NatMode::Single,
+        ..params("nat-switch")
+    };
+    let plan = h
+        .engine
+        .plan_change(&id, single, Source::Api)
+        .await
+        .unwrap();
+    let actions: Vec<(&str, ChangeAction)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.resource_kind.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("nat_gateway", ChangeAction::Delete),
+            ("elastic_ip", ChangeAction::Delete),
+            ("route_table", ChangeAction::UpdateInPlace),
+        ]
+    );
+    let cost = plan.cost.as_ref().unwrap();
+    assert!(cost.change.after_hourly_usd < cost.change.before_hourly_usd);
+    let job = h
+        .engine
+        .wait(&apply(&h, &plan.id).await.unwrap().job_id)
+        .await
+        .unwrap();
+    assert_done(&job);
+    let keys: Vec<&str> = job.steps.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["nat_route:1", "undo:nat_gateway:1", "undo:elastic_ip:1"]
+    );
+    let (nats, addresses, routes) = nat_layout(&h, &id).await;
+    assert_eq!((nats.len(), addresses), (1, 1), "one shared gateway");
+    assert_eq!(routes, [nats[0].clone(), nats[0].clone()]);
+    assert_eq!(h.engine.drift(&id).await.unwrap().findings, []);
+
+    let per_az = params("nat-switch");
+    let plan = h
+        .engine
+        .plan_change(&id, per_az, Source::Api)
+        .await
+        .unwrap();
+    assert_eq!(plan.changes[0].action, ChangeAction::Create);
+    let job = h
+        .engine
+        .wait(&apply(&h, &plan.id).await.unwrap().job_id)
+        .await
+        .unwrap();
+    assert_done(&job);
+    let (nats, addresses, routes) = nat_layout(&h, &id).await;
+    assert_eq!((nats.len(), addresses), (2, 2), "one per zone again");
+    assert_ne!(routes[0], routes[1]);
+    assert!(nats.contains(&routes[0]) && nats.contains(&routes[1]));
+    assert_eq!(h.engine.drift(&id).await.unwrap().findings, []);
     h.teardown(&id).await;
 }
