@@ -175,28 +175,7 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
             .filter_map(|v| v.vpc_id().map(str::to_string))
             .collect::<Vec<_>>(),
     ));
-    let templates = ec2
-        .describe_launch_templates()
-        .filters(tag())
-        .send()
-        .await
-        .step()?;
-    left.extend(templates.launch_templates().iter().filter_map(|t| {
-        Some(Leftover::new("launch_template", t.launch_template_id()?).made(t.create_time()))
-    }));
-
-    if let Some(lbs) = gone_ok(
-        aws.elb
-            .describe_load_balancers()
-            .names(names.load_balancer())
-            .send()
-            .await
-            .step(),
-    )? {
-        left.extend(lbs.load_balancers().iter().filter_map(|l| {
-            Some(Leftover::new("load_balancer", l.load_balancer_name()?).made(l.created_time()))
-        }));
-    }
+    left.extend(template_and_balancer(aws, names).await?);
     if let Some(tgs) = gone_ok(
         aws.elb
             .describe_target_groups()
@@ -283,6 +262,39 @@ pub(crate) async fn named(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>>
     .is_some()
     {
         left.push(Leftover::new("s3_bucket", names.bucket()));
+    }
+    Ok(left)
+}
+
+/// The launch template (by its tags) and the load balancer (by its name):
+/// two calls.
+pub(crate) async fn template_and_balancer(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
+    let mut left = Vec::new();
+    let templates = aws
+        .ec2
+        .describe_launch_templates()
+        .filters(filter(
+            &format!("tag:{TAG_DEPLOYMENT}"),
+            names.deployment.as_str(),
+        ))
+        .send()
+        .await
+        .step()?;
+    left.extend(templates.launch_templates().iter().filter_map(|t| {
+        Some(Leftover::new("launch_template", t.launch_template_id()?).made(t.create_time()))
+    }));
+
+    if let Some(lbs) = gone_ok(
+        aws.elb
+            .describe_load_balancers()
+            .names(names.load_balancer())
+            .send()
+            .await
+            .step(),
+    )? {
+        left.extend(lbs.load_balancers().iter().filter_map(|l| {
+            Some(Leftover::new("load_balancer", l.load_balancer_name()?).made(l.created_time()))
+        }));
     }
     Ok(left)
 }

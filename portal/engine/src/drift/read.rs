@@ -14,7 +14,6 @@ use crate::aws::{Aws, Names};
 use crate::error::SdkResultExt;
 use crate::plan::{nat_for, StepKey};
 use crate::runner::EngineError;
-use crate::steps::gone_ok;
 
 /// The group's timings; its bounds and size are the poll's.
 pub(super) async fn group_drift(
@@ -416,37 +415,11 @@ pub(super) async fn look_for_the_rest(
             }
         }
     }
-    let balancers = gone_ok(
-        aws.elb
-            .describe_load_balancers()
-            .names(names.load_balancer())
-            .send()
-            .await
-            .step(),
-    )
-    .map_err(aws_error)?;
-    for lb in balancers.iter().flat_map(|b| b.load_balancers()) {
-        present.saw(
-            ResourceKind::LoadBalancer,
-            lb.load_balancer_name().unwrap_or_default(),
-        );
-    }
-    let templates = aws
-        .ec2
-        .describe_launch_templates()
-        .filters(crate::steps::filter(
-            &format!("tag:{}", crate::aws::TAG_DEPLOYMENT),
-            names.deployment.as_str(),
-        ))
-        .send()
+    for leftover in crate::inventory::template_and_balancer(aws, names)
         .await
-        .step()
-        .map_err(aws_error)?;
-    for t in templates.launch_templates() {
-        present.saw(
-            ResourceKind::LaunchTemplate,
-            t.launch_template_id().unwrap_or_default(),
-        );
+        .map_err(aws_error)?
+    {
+        present.seen.insert((leftover.kind, leftover.id));
     }
     for leftover in crate::inventory::named(aws, names)
         .await
