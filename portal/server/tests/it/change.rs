@@ -153,3 +153,132 @@ async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli
     let (status, gone) = post_json(&client, &plan_url, json!({ "desired": 3 })).await;
     assert_eq!(status, 409, "{gone}");
 }
+
+/// Requests to `url` every 100 ms until `stop`: (answered 200, all).
+fn stream(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u32, u32, Vec<String>)> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let (mut ok, mut all, mut failures) = (0, 0, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            all += 1;
+            match client.get(&url).send().await {
+                Ok(answer) if answer.status() == 200 => ok += 1,
+                Ok(answer) => failures.push(format!("HTTP {}", answer.status())),
+                Err(error) => failures.push(error.to_string()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        (ok, all, failures)
+    })
+}
+
+#[tokio::test]
+async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = sandbox_at_a_fifth(dir.path(), "stream.db");
+    let url = portal.url.clone();
+    let client = reqwest::Client::new();
+    let (id, job) = deploy(&url, json!({ "name": "edit-stream" })).await;
+    assert_eq!(wait_job(&client, &url, &job).await["status"], "done");
+    let (_, detail) = get_json(&format!("{url}/api/v1/deployments/{id}")).await;
+    let app = detail["outputs"]["app_url"].as_str().unwrap().to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requests = stream(app, stop.clone());
+
+    let cost_url = format!("{url}/api/v1/deployments/{id}/cost");
+    let rate = || async {
+        let (_, cost) = get_json(&cost_url).await;
+        cost["hourly_usd"].as_f64().unwrap()
+    };
+    // The rate once the telemetry has seen the deployed instances.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let base = loop {
+        let (_, cost) = get_json(&cost_url).await;
+        let instances = cost["breakdown"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|line| line["category"] == "instances")
+            .and_then(|line| line["hourly_usd"].as_f64())
+            .unwrap_or(0.0);
+        if instances > 0.0 {
+            break cost["hourly_usd"].as_f64().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no instance in {cost}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    // Each change, and how the cost view's rate must compare with the
+    // stack as deployed once it follows: two instances more, as many as
+    // before, one NAT gateway and its address less, as before.
+    type Follows = fn(f64, f64) -> bool;
+    let changes: [(Value, Follows); 4] = [
+        (json!({ "desired": 4 }), |now, base| now > base),
+        (json!({ "desired": 2 }), |now, base| {
+            (now - base).abs() < 1e-6
+        }),
+        (json!({ "nat": "single" }), |now, base| now < base),
+        (json!({ "nat": "per-az" }), |now, base| {
+            (now - base).abs() < 1e-6
+        }),
+    ];
+    for (change, follows) in changes {
+        let (status, plan) = post_json(
+            &client,
+            &format!("{url}/api/v1/deployments/{id}/plan"),
+            change.clone(),
+        )
+        .await;
+        assert_eq!(status, 200, "{change}: {plan}");
+        let (status, accepted) = post_json(
+            &client,
+            &format!("{url}/api/v1/deployments/{id}/apply"),
+            json!({ "plan_id": plan["plan"]["id"] }),
+        )
+        .await;
+        assert_eq!(status, 202, "{change}: {accepted}");
+        let done = wait_job(&client, &url, accepted["job"]["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "done", "{change}: {done}");
+        let (status, drift) = post_json(
+            &client,
+            &format!("{url}/api/v1/deployments/{id}/drift"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{drift}");
+        assert_eq!(
+            drift["findings"],
+            json!([]),
+            "{change}: the stack matches its new parameters"
+        );
+        // The instances' share follows the telemetry's next poll.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let now = rate().await;
+            if follows(now, base) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{change}: the cost view still says ${now}/h against ${base}/h"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, all, failures) = requests.await.unwrap();
+    assert!(all > 50, "the stream ran: {all} requests");
+    assert_eq!(
+        ok, all,
+        "no request failed while the stack changed: {failures:?}"
+    );
+    assert_eq!(tear_down(&client, &url, &id).await["status"], "done");
+}
