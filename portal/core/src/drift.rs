@@ -195,6 +195,11 @@ pub mod breaks {
         artifact download at boot, and new instances there never turn healthy";
     pub const EXTRA_ROUTE: &str = "traffic to this destination leaves the way the design \
         does not expect";
+    pub const ACL_RULE: &str = "the private subnets' network ACL lets other traffic in or \
+        out than the design: ACLs are stateless, so a denied port or return range cuts the load \
+        balancer's requests to the instances or the instances' HTTPS to AWS";
+    pub const ACL_ASSOCIATION: &str = "a private subnet follows another network ACL than the \
+        stack's: its traffic obeys rules the stack does not know";
     pub const MISSING: &str = "a resource the stack is made of is gone: whatever depends on \
         it fails (see the failure lab's card for its kind)";
     pub const STRAY_INSTANCE: &str = "an instance tagged with this deployment runs outside its \

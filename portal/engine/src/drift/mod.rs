@@ -6,8 +6,9 @@
 //! owning its findings: the telemetry poll, which reads the group every
 //! cycle anyway, compares its bounds and size ([`group_findings`], no AWS
 //! call of its own); the full check ([`Engine::check_drift`]) reads the rest
-//! in twelve calls: the group's timings, both security groups' rules, the
-//! route tables, the target group and its attributes, the alarms, and
+//! in thirteen calls: the group's timings, both security groups' rules, the
+//! route tables, the private subnets' network ACL, the target group and its
+//! attributes, the alarms, and
 //! whether the NAT gateways, load balancer, launch template, role, profile
 //! and bucket still stand.
 //!
@@ -141,6 +142,7 @@ impl Engine {
         found.extend(read::route_drift(&params, &aws, &recorded, &mut present).await?);
         found.extend(read::target_group_drift(&params, &aws, &names, &mut present).await?);
         found.extend(read::alarm_drift(&params, &aws, &names, &recorded, &mut present).await?);
+        found.extend(read::acl_drift(&params, &aws, &recorded, &mut present).await?);
         read::look_for_the_rest(&aws, &names, &recorded, &mut present).await?;
         found.extend(read::missing(&recorded, &present));
         self.store()
@@ -180,6 +182,10 @@ impl Engine {
                 if let Some(step) = step {
                     rebuild.insert(step);
                 }
+                continue;
+            }
+            if finding.field == read::ACL_ASSOCIATION_FIELD {
+                owners.insert(StepKey::NetworkAcl);
                 continue;
             }
             if finding.resource_kind == ResourceKind::AutoScalingGroup.as_str() {

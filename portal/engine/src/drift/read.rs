@@ -380,6 +380,107 @@ pub(super) async fn alarm_drift(
     Ok(found)
 }
 
+/// The field of a private subnet whose network ACL is not the stack's; the
+/// ACL's step, not the subnet's, puts it back.
+pub(super) const ACL_ASSOCIATION_FIELD: &str = "network acl";
+
+/// The private subnets' network ACL: its entries against the stack's
+/// (a missing, changed or added one), and each private subnet's
+/// association with it. One call.
+pub(super) async fn acl_drift(
+    params: &DeploymentParams,
+    aws: &Aws,
+    recorded: &Recorded,
+    present: &mut Present,
+) -> Result<Vec<Observed>, EngineError> {
+    let (Some(acl), Some(vpc)) = (
+        recorded.id(ResourceKind::NetworkAcl, StepKey::NetworkAcl),
+        recorded.id(ResourceKind::Vpc, StepKey::Vpc),
+    ) else {
+        return Ok(Vec::new());
+    };
+    // By the VPC, not the id: an ACL that is gone is left out, not an error.
+    let out = aws
+        .ec2
+        .describe_network_acls()
+        .filters(crate::steps::filter("vpc-id", vpc))
+        .send()
+        .await
+        .step()
+        .map_err(aws_error)?;
+    let Some(described) = out
+        .network_acls()
+        .iter()
+        .find(|a| a.network_acl_id() == Some(acl))
+    else {
+        return Ok(Vec::new());
+    };
+    present.saw(ResourceKind::NetworkAcl, acl);
+    let rule = |egress: bool, number: i32| {
+        let way = if egress { "outbound" } else { "inbound" };
+        format!("{way} rule {number}")
+    };
+    let wanted = crate::steps::acl_rules(&params.vpc_cidr);
+    let mut found = Vec::new();
+    let entries: Vec<_> = described
+        .entries()
+        .iter()
+        .filter(|e| e.rule_number() != Some(crate::steps::ACL_DEFAULT_RULE))
+        .collect();
+    for want in &wanted {
+        let actual = entries
+            .iter()
+            .find(|e| e.rule_number() == Some(want.number) && e.egress() == Some(want.egress))
+            .map_or_else(|| "missing".to_string(), |e| crate::steps::entry_text(e));
+        if actual != want.text() {
+            found.push(seen(
+                ResourceKind::NetworkAcl,
+                acl,
+                &rule(want.egress, want.number),
+                want.text(),
+                actual,
+                breaks::ACL_RULE,
+            ));
+        }
+    }
+    for extra in entries.iter().filter(|e| {
+        !wanted
+            .iter()
+            .any(|w| e.rule_number() == Some(w.number) && e.egress() == Some(w.egress))
+    }) {
+        let egress = extra.egress().unwrap_or_default();
+        found.push(seen(
+            ResourceKind::NetworkAcl,
+            acl,
+            &rule(egress, extra.rule_number().unwrap_or_default()),
+            "absent",
+            crate::steps::entry_text(extra),
+            breaks::ACL_RULE,
+        ));
+    }
+    let associated: Vec<&str> = described
+        .associations()
+        .iter()
+        .filter_map(|a| a.subnet_id())
+        .collect();
+    for az in 0..params.azs {
+        let Some(subnet) = recorded.id(ResourceKind::Subnet, StepKey::PrivateSubnet(az)) else {
+            continue;
+        };
+        if !associated.contains(&subnet) {
+            found.push(seen(
+                ResourceKind::Subnet,
+                subnet,
+                ACL_ASSOCIATION_FIELD,
+                acl,
+                "another",
+                breaks::ACL_ASSOCIATION,
+            ));
+        }
+    }
+    Ok(found)
+}
+
 /// Looks for what the setting checks do not read, one call a kind: the NAT
 /// gateways (gone once `deleting`), the load balancer, the launch template,
 /// the role, its profile and the bucket.

@@ -29,6 +29,7 @@ pub use catalogue::{run_action, run_undo, StepKey, Undo};
 pub(crate) use compute::{latest_ami, AMI_PARAMETER};
 pub(crate) use load_balancer::DEREGISTRATION_DELAY_KEY;
 pub(crate) use network::zones;
+pub(crate) use security::{acl_rules, entry_text, ACL_DEFAULT_RULE};
 
 /// Timings the engine waits with; shortened by tests and the sandbox.
 #[derive(Clone, Debug)]

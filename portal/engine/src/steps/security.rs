@@ -311,32 +311,7 @@ pub async fn network_acl(ctx: &StepCtx) -> StepResult<Value> {
     };
     ctx.record(ResourceKind::NetworkAcl, &id, None, StepKey::NetworkAcl)
         .await?;
-    let rules = [
-        (100, false, &ctx.params.vpc_cidr[..], 3000, 3000),
-        (110, false, "0.0.0.0/0", 1024, 65535),
-        (100, true, "0.0.0.0/0", 443, 443),
-        (110, true, "0.0.0.0/0", 1024, 65535),
-    ];
-    for (number, egress, block, from, to) in rules {
-        let result = ec2
-            .create_network_acl_entry()
-            .network_acl_id(&id)
-            .rule_number(number)
-            .protocol("6")
-            .rule_action(RuleAction::Allow)
-            .egress(egress)
-            .cidr_block(block)
-            .port_range(PortRange::builder().from(from).to(to).build())
-            .send()
-            .await
-            .step();
-        match result {
-            Err(e) if e.code == "NetworkAclEntryAlreadyExists" => {}
-            other => {
-                other?;
-            }
-        }
-    }
+    converge_acl_entries(ctx, &id).await?;
     let mut subnets = Vec::new();
     for az in 0..ctx.params.azs {
         let subnet = ctx
@@ -346,6 +321,163 @@ pub async fn network_acl(ctx: &StepCtx) -> StepResult<Value> {
         subnets.push(subnet);
     }
     Ok(json!({ "network_acl_id": id, "subnets": subnets }))
+}
+
+/// One entry of the private subnets' ACL: its number, direction, source
+/// or destination and TCP ports, all allowed.
+pub struct AclRule {
+    pub number: i32,
+    pub egress: bool,
+    pub block: String,
+    pub ports: (i32, i32),
+}
+
+impl AclRule {
+    /// As a person reads it: `allow tcp 3000 from 10.0.0.0/16`.
+    pub fn text(&self) -> String {
+        acl_text("allow", "6", self.egress, &self.block, Some(self.ports))
+    }
+}
+
+/// An ACL entry as a person reads it.
+pub fn acl_text(
+    action: &str,
+    protocol: &str,
+    egress: bool,
+    block: &str,
+    ports: Option<(i32, i32)>,
+) -> String {
+    let protocol = match protocol {
+        "6" => "tcp",
+        "17" => "udp",
+        "-1" => "all traffic",
+        other => other,
+    };
+    let ports = match ports {
+        Some((from, to)) if protocol != "all traffic" && from == to => format!(" {from}"),
+        Some((from, to)) if protocol != "all traffic" => format!(" {from}-{to}"),
+        _ => String::new(),
+    };
+    let way = if egress { "to" } else { "from" };
+    format!("{action} {protocol}{ports} {way} {block}")
+}
+
+/// App traffic from inside the VPC and return traffic in; HTTPS and return
+/// traffic out. Rule 32767, every ACL's final deny, is AWS's.
+pub fn acl_rules(vpc_cidr: &str) -> Vec<AclRule> {
+    [
+        (100, false, vpc_cidr, (3000, 3000)),
+        (110, false, "0.0.0.0/0", (1024, 65535)),
+        (100, true, "0.0.0.0/0", (443, 443)),
+        (110, true, "0.0.0.0/0", (1024, 65535)),
+    ]
+    .into_iter()
+    .map(|(number, egress, block, ports)| AclRule {
+        number,
+        egress,
+        block: block.to_string(),
+        ports,
+    })
+    .collect()
+}
+
+/// The number AWS gives every ACL's final deny-all entry.
+pub const ACL_DEFAULT_RULE: i32 = 32767;
+
+/// Makes the ACL's entries exactly [`acl_rules`]: a missing one created, a
+/// changed one replaced, one the stack does not make deleted (drift, and a
+/// repair runs this step to take it away).
+async fn converge_acl_entries(ctx: &StepCtx, id: &str) -> StepResult<()> {
+    let ec2 = &ctx.aws.ec2;
+    let described = ec2
+        .describe_network_acls()
+        .network_acl_ids(id)
+        .send()
+        .await
+        .step()?;
+    let entries: Vec<_> = described
+        .network_acls()
+        .iter()
+        .flat_map(|a| a.entries())
+        .filter(|e| e.rule_number() != Some(ACL_DEFAULT_RULE))
+        .cloned()
+        .collect();
+    let wanted = acl_rules(&ctx.params.vpc_cidr);
+    for rule in &wanted {
+        let current = entries
+            .iter()
+            .find(|e| e.rule_number() == Some(rule.number) && e.egress() == Some(rule.egress));
+        if current.is_some_and(|e| entry_text(e) == rule.text()) {
+            continue;
+        }
+        let port_range = PortRange::builder()
+            .from(rule.ports.0)
+            .to(rule.ports.1)
+            .build();
+        let result = if current.is_some() {
+            ec2.replace_network_acl_entry()
+                .network_acl_id(id)
+                .rule_number(rule.number)
+                .protocol("6")
+                .rule_action(RuleAction::Allow)
+                .egress(rule.egress)
+                .cidr_block(&rule.block)
+                .port_range(port_range)
+                .send()
+                .await
+                .step()
+                .map(drop)
+        } else {
+            ec2.create_network_acl_entry()
+                .network_acl_id(id)
+                .rule_number(rule.number)
+                .protocol("6")
+                .rule_action(RuleAction::Allow)
+                .egress(rule.egress)
+                .cidr_block(&rule.block)
+                .port_range(port_range)
+                .send()
+                .await
+                .step()
+                .map(drop)
+        };
+        match result {
+            Err(e) if e.code == "NetworkAclEntryAlreadyExists" => {}
+            other => other?,
+        }
+    }
+    for extra in entries.iter().filter(|e| {
+        !wanted
+            .iter()
+            .any(|r| e.rule_number() == Some(r.number) && e.egress() == Some(r.egress))
+    }) {
+        gone_ok(
+            ec2.delete_network_acl_entry()
+                .network_acl_id(id)
+                .rule_number(extra.rule_number().unwrap_or_default())
+                .egress(extra.egress().unwrap_or_default())
+                .send()
+                .await
+                .step(),
+        )?;
+    }
+    Ok(())
+}
+
+/// An entry AWS describes, read as [`acl_text`] writes it.
+pub fn entry_text(entry: &aws_sdk_ec2::types::NetworkAclEntry) -> String {
+    acl_text(
+        entry.rule_action().map_or("?", |a| a.as_str()),
+        entry.protocol().unwrap_or("-1"),
+        entry.egress().unwrap_or_default(),
+        entry
+            .cidr_block()
+            .or(entry.ipv6_cidr_block())
+            .unwrap_or_default(),
+        entry
+            .port_range()
+            .map(|p| (p.from().unwrap_or_default(), p.to().unwrap_or_default())),
+    )
 }
 
 /// Points `subnet` at `acl` (each subnet always has exactly one ACL).

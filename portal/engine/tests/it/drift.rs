@@ -1,12 +1,13 @@
 //! Drift through the strict sandbox: a stack changed behind the portal's
-//! back (a rule revoked and one added, a route deleted, an alarm deleted,
-//! the desired capacity set by hand) is found, each difference once; the
+//! back (a rule revoked and one added, a route deleted, an alarm deleted, a
+//! network ACL entry changed and a deny added, the desired capacity set by
+//! hand) is found, each difference once; the
 //! desired capacity is accepted into the parameters, a rule is not, and a
 //! repair puts the rest back as the parameters say.
 
 use crate::common;
 
-use aws_sdk_ec2::types::{IpPermission, IpRange, UserIdGroupPair};
+use aws_sdk_ec2::types::{IpPermission, IpRange, PortRange, RuleAction, UserIdGroupPair};
 use cloudpulse_core::drift::DriftReport;
 use cloudpulse_core::model::{EventKind, Source};
 use cloudpulse_core::resource::ResourceKind;
@@ -123,6 +124,30 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
         .send()
         .await
         .unwrap();
+    let acl = recorded(&h, &id, ResourceKind::NetworkAcl, "network_acl").await;
+    aws.ec2
+        .create_network_acl_entry()
+        .network_acl_id(&acl)
+        .rule_number(90)
+        .protocol("-1")
+        .rule_action(RuleAction::Deny)
+        .egress(false)
+        .cidr_block("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    aws.ec2
+        .replace_network_acl_entry()
+        .network_acl_id(&acl)
+        .rule_number(100)
+        .protocol("6")
+        .rule_action(RuleAction::Allow)
+        .egress(true)
+        .cidr_block("0.0.0.0/0")
+        .port_range(PortRange::builder().from(80).to(80).build())
+        .send()
+        .await
+        .unwrap();
     aws.cloudwatch
         .delete_alarms()
         .alarm_names(names.low_cpu_alarm())
@@ -169,6 +194,18 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
                 "3".into()
             ),
             (
+                "network_acl".into(),
+                "inbound rule 90".into(),
+                "absent".into(),
+                "deny all traffic from 0.0.0.0/0".into()
+            ),
+            (
+                "network_acl".into(),
+                "outbound rule 100".into(),
+                "allow tcp 443 to 0.0.0.0/0".into(),
+                "allow tcp 80 to 0.0.0.0/0".into()
+            ),
+            (
                 "route_table".into(),
                 "route 0.0.0.0/0".into(),
                 format!("via {nat}"),
@@ -201,7 +238,7 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
         .filter(|e| e.kind == EventKind::Drift.as_str() && e.message.starts_with("drift found"))
         .map(|e| e.message.as_str())
         .collect();
-    assert_eq!(found.len(), 5, "each difference once: {found:#?}");
+    assert_eq!(found.len(), 7, "each difference once: {found:#?}");
 
     // A rule cannot go into the parameters, and a refusal changes nothing.
     let rule = report
@@ -235,7 +272,7 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
         .accept_drift(&id, std::slice::from_ref(&desired.id), Source::Api)
         .await
         .unwrap();
-    assert_eq!(accepted.findings.len(), 4);
+    assert_eq!(accepted.findings.len(), 6);
     assert_eq!(
         h.engine.store().deployment(&id).await.unwrap().params["desired"],
         3
@@ -252,7 +289,13 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
     let keys: Vec<&str> = job.steps.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["nat_route:1", "security_groups", "alarms", "wait_healthy"]
+        [
+            "nat_route:1",
+            "network_acl",
+            "security_groups",
+            "alarms",
+            "wait_healthy"
+        ]
     );
     assert_eq!(
         read(&h.engine.drift(&id).await.unwrap()),
@@ -281,6 +324,24 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
         .iter()
         .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
             && r.nat_gateway_id() == Some(nat.as_str())));
+    let entries = aws
+        .ec2
+        .describe_network_acls()
+        .network_acl_ids(&acl)
+        .send()
+        .await
+        .unwrap();
+    let entries = entries.network_acls()[0].entries();
+    assert!(
+        !entries.iter().any(|e| e.rule_number() == Some(90)),
+        "{entries:?}"
+    );
+    assert!(
+        entries.iter().any(|e| e.rule_number() == Some(100)
+            && e.egress() == Some(true)
+            && e.port_range().and_then(|p| p.from()) == Some(443)),
+        "{entries:?}"
+    );
     let alarms = aws
         .cloudwatch
         .describe_alarms()
