@@ -18,7 +18,9 @@
 //!   comparing the group's instances before and after each change that
 //!   passes here — see [`scaling`];
 //! - records alarm configuration and state changes and serves
-//!   `DescribeAlarmHistory` from that record — see [`alarms`].
+//!   `DescribeAlarmHistory` from that record — see [`alarms`];
+//! - answers instance refreshes, which moto lacks, and keeps them for the
+//!   data plane to carry out — see [`refresh`].
 //!
 //! Everything else passes through untouched, and so does any call this layer
 //! cannot judge (moto could not be asked, or the call is of a kind not
@@ -38,6 +40,7 @@
 mod alarms;
 mod dependencies;
 mod record;
+mod refresh;
 mod scaling;
 pub mod strict;
 mod wire;
@@ -49,6 +52,7 @@ use tokio::sync::OwnedMutexGuard;
 
 pub use alarms::{AlarmHistoryItem, HistoryItemType};
 pub use record::UnsafeRecord;
+pub use refresh::{GroupNow, InstanceRefresh, Preferences, RefreshMove, RefreshStatus};
 pub use scaling::{Cause, LaunchFailure, ScalingActivity, ScalingOutcome, Trigger};
 
 use wire::{Params, Service};
@@ -104,6 +108,7 @@ struct Inner {
     alarm_changes: Arc<tokio::sync::Mutex<()>>,
     groups: Mutex<scaling::Groups>,
     history: Mutex<alarms::History>,
+    refreshes: Mutex<refresh::Refreshes>,
     /// When the gateway first saw each slow resource (a load balancer…).
     sightings: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Where the record is kept, once [`Faithful::persist_to`] said.
@@ -156,6 +161,7 @@ impl Faithful {
                 alarm_changes: Arc::new(tokio::sync::Mutex::new(())),
                 groups: Mutex::new(scaling::Groups::default()),
                 history: Mutex::new(alarms::History::default()),
+                refreshes: Mutex::new(refresh::Refreshes::default()),
                 sightings: Mutex::new(std::collections::HashMap::new()),
                 record: Mutex::new(None),
                 time_scale: std::sync::atomic::AtomicU64::new(1.0f64.to_bits()),
@@ -174,6 +180,7 @@ impl Faithful {
         let saved: record::Saved = file.load(record::VERSION)?.unwrap_or_default();
         let (now, wall) = (std::time::Instant::now(), chrono::Utc::now());
         self.groups().import(&saved, now, wall);
+        self.refreshes().all = saved.refreshes.clone();
         self.history().restore(saved.history);
         *lock(&self.inner.sightings) = saved
             .first_seen
@@ -199,6 +206,7 @@ impl Faithful {
         };
         self.groups().export(&mut saved, now, wall);
         saved.history = self.history().items().to_vec();
+        saved.refreshes = self.refreshes().all.clone();
         saved.first_seen = lock(&self.inner.sightings)
             .iter()
             .map(|(id, at)| (id.clone(), record::to_wall(*at, now, wall)))
@@ -302,6 +310,10 @@ impl Faithful {
     fn groups(&self) -> MutexGuard<'_, scaling::Groups> {
         // A poisoned lock only means a panic mid-update of plain data.
         self.inner.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refreshes(&self) -> MutexGuard<'_, refresh::Refreshes> {
+        lock(&self.inner.refreshes)
     }
 
     fn history(&self) -> MutexGuard<'_, alarms::History> {

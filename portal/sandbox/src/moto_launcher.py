@@ -353,8 +353,9 @@ def _scale_like_auto_scaling():
     load balancer targets drain; only then is it terminated in EC2. Here:
 
     - each launch goes to the zone of the group's subnets with the fewest
-      instances in service (ties to the first listed), in that zone's
-      subnet with the fewest, one instance at a time;
+      instances in service (ties to the one launched into least recently,
+      then the first listed), in that zone's subnet with the fewest, one
+      instance at a time;
     - a scale-in picks, one at a time, from the zone with the most
       instances in service, among those unprotected the one closest to its
       next billing hour (AWS's default termination policy; the launch
@@ -400,11 +401,27 @@ def _scale_like_auto_scaling():
             counts[value] = counts.get(value, 0) + 1
         return counts
 
+    def launched(state):
+        at = state.instance.launch_time
+        if not isinstance(at, datetime.datetime):
+            return datetime.datetime.min
+        return at.replace(tzinfo=None)
+
     def emptiest(group):
+        """Of the zones with the fewest instances in service, the one
+        launched into least recently (so that a group whose instances are
+        replaced one by one keeps its spread), then the first listed."""
         zones = zones_and_subnets(group)
         per_zone = in_service_by(group, lambda s: s.instance.placement.zone)
         per_subnet = in_service_by(group, lambda s: s.instance.subnet_id)
-        zone = min(zones, key=lambda z: per_zone.get(z, 0))
+        newest = {}
+        for state in group.active_instances():
+            zone = state.instance.placement.zone
+            newest[zone] = max(newest.get(zone, datetime.datetime.min), launched(state))
+        zone = min(
+            zones,
+            key=lambda z: (per_zone.get(z, 0), newest.get(z, datetime.datetime.min)),
+        )
         return zone, min(zones[zone], key=lambda s: per_subnet.get(s, 0))
 
     def launch_evenly(self, count_needed, propagated_tags):
@@ -536,6 +553,28 @@ def _update_keeps_the_cooldown():
 
 
 _update_keeps_the_cooldown()
+
+
+def _template_versions_keep_their_user_data():
+    """moto 5.2.5 keeps a CreateLaunchTemplateVersion's UserData as the
+    plain text it was sent (CreateLaunchTemplate decodes it), and every
+    launch from such a version then fails with an HTTP 500 (an assertion
+    in moto). AWS keeps a new version's user data as it keeps the first's.
+    Here a version's text is taken as CreateLaunchTemplate takes it."""
+    from moto.ec2.models import launch_templates
+    from moto.ec2.utils import parse_user_data
+
+    create_version = launch_templates.LaunchTemplate.create_version
+
+    def create_version_decoded(self, data, description):
+        if isinstance(data.get("UserData"), str):
+            data = dict(data, UserData=parse_user_data(data["UserData"]))
+        return create_version(self, data, description)
+
+    launch_templates.LaunchTemplate.create_version = create_version_decoded
+
+
+_template_versions_keep_their_user_data()
 
 # IAM is enforced: moto checks every request's signature and permissions
 # (the portal's launcher sets INITIAL_NO_AUTH_ACTION_COUNT=0, so no request

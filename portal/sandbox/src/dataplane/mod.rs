@@ -53,7 +53,7 @@ use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::faithful::{Cause, Faithful, LaunchFailure};
+use crate::faithful::{Cause, Faithful, GroupNow, LaunchFailure, RefreshMove};
 use crate::moto::SANDBOX_REGION;
 pub use balancer::Balancer;
 pub use commands::RunCommand;
@@ -502,6 +502,9 @@ struct GroupSpec {
     grace_period: Duration,
     /// The launch template (id, version) its instances are launched from.
     launch_template: Option<(String, String)>,
+    desired: i32,
+    /// Each instance's availability zone.
+    zones: HashMap<String, String>,
 }
 
 /// One target group's settings, from `DescribeTargetGroups`.
@@ -803,6 +806,7 @@ impl Reconciler {
 
         self.sync_balancers(load_balancers).await;
         self.replace_unhealthy(&groups).await;
+        self.advance_refreshes(&groups).await;
         self.publish_instances();
         Ok(())
     }
@@ -860,6 +864,17 @@ impl Reconciler {
                         lt.version().unwrap_or("$Default").to_string(),
                     ))
                 }),
+                desired: g.desired_capacity().unwrap_or(0),
+                zones: g
+                    .instances()
+                    .iter()
+                    .filter_map(|i| {
+                        Some((
+                            i.instance_id()?.to_string(),
+                            i.availability_zone()?.to_string(),
+                        ))
+                    })
+                    .collect(),
             })
             .collect();
         Ok((tagged, strays))
@@ -1516,6 +1531,83 @@ impl Reconciler {
                     Err(error) => {
                         tracing::warn!(instance_id = %id, %error, "cannot replace the unhealthy instance; will retry")
                     }
+                }
+            }
+        }
+    }
+
+    /// Carries out each group's instance refresh, as Auto Scaling does on
+    /// AWS (the gateway keeps the refresh and decides its moves, see
+    /// `crate::faithful`): a launch raises the desired capacity, a
+    /// termination takes old instances out through Auto Scaling, where they
+    /// drain like any other.
+    async fn advance_refreshes(&mut self, groups: &[GroupSpec]) {
+        let Some(faithful) = self.config.faithful.clone() else {
+            return;
+        };
+        for group in groups {
+            let healthy: HashSet<String> = group
+                .in_service
+                .iter()
+                .filter(|id| self.running.contains_key(*id))
+                .filter(|id| {
+                    group.target_group_arns.iter().all(|tg| {
+                        self.checkers
+                            .get(tg)
+                            .and_then(|c| c.table().verdict(id))
+                            .is_some_and(|v| v.state == TargetState::Healthy)
+                    })
+                })
+                .cloned()
+                .collect();
+            let now = GroupNow {
+                in_service: &group.in_service,
+                members: &group.instance_ids,
+                healthy: &healthy,
+                desired: group.desired,
+                zones: &group.zones,
+            };
+            let Some(next) = faithful.advance_refresh(&group.name, &now) else {
+                continue;
+            };
+            tracing::info!(asg = %group.name, ?next, "instance refresh moves on");
+            let asg = self.asg.clone();
+            let change = async move {
+                match next {
+                    RefreshMove::Launch { desired } => asg
+                        .set_desired_capacity()
+                        .auto_scaling_group_name(&group.name)
+                        .desired_capacity(desired)
+                        .send()
+                        .await
+                        .map(drop)
+                        .map_err(moto_error("SetDesiredCapacity")),
+                    RefreshMove::Terminate {
+                        instances,
+                        decrement,
+                    } => {
+                        for id in instances {
+                            asg.terminate_instance_in_auto_scaling_group()
+                                .instance_id(id)
+                                .should_decrement_desired_capacity(decrement)
+                                .send()
+                                .await
+                                .map_err(moto_error("TerminateInstanceInAutoScalingGroup"))?;
+                        }
+                        Ok(())
+                    }
+                }
+            };
+            match faithful
+                .record_change(&group.name, Cause::InstanceRefresh, change)
+                .await
+            {
+                Ok((Ok(()), _)) => {}
+                Ok((Err(error), _)) => {
+                    tracing::warn!(asg = %group.name, %error, "an instance refresh's move failed")
+                }
+                Err(error) => {
+                    tracing::warn!(asg = %group.name, %error, "cannot record an instance refresh's move")
                 }
             }
         }

@@ -44,6 +44,10 @@ pub(super) struct Saved {
     pub history: Vec<AlarmHistoryItem>,
     /// Resource id → when the gateway first saw it.
     pub first_seen: BTreeMap<String, DateTime<Utc>>,
+    /// Every instance refresh, oldest first (a record written before
+    /// refreshes were kept has none).
+    #[serde(default)]
+    pub refreshes: Vec<super::refresh::InstanceRefresh>,
 }
 
 pub(super) const VERSION: u32 = 1;

@@ -126,6 +126,8 @@ pub enum Cause {
     /// A user terminated an instance through Auto Scaling, lowering the
     /// desired capacity with it or not.
     UserTermination { decrement: bool },
+    /// An instance refresh replaces instances (see [`super::refresh`]).
+    InstanceRefresh,
 }
 
 impl Cause {
@@ -147,6 +149,10 @@ impl Cause {
                 "At {at} instance {instance} was taken out of service in response to a user \
                  request."
             ),
+            Cause::InstanceRefresh => format!(
+                "At {at} an instance was taken out of service in response to an instance \
+                 refresh.  At {at} instance {instance} was selected for termination."
+            ),
         }
     }
 
@@ -157,6 +163,10 @@ impl Cause {
         );
         match self {
             Cause::CapacityChange(why) => format!("At {at} {why}  {started}"),
+            Cause::InstanceRefresh => format!(
+                "At {at} an instance was launched to aid in instance refresh, increasing the \
+                 capacity from {from} to {to}."
+            ),
             _ => started,
         }
     }
@@ -578,8 +588,12 @@ impl Faithful {
             FaithfulError::Unmodelled(format!("policy {policy_name} has no adjustment"))
         })?;
         let adjustment_type = found.adjustment_type().unwrap_or("ChangeInCapacity");
+        // Instances an instance refresh launched beyond the desired
+        // capacity are not part of it on AWS: a policy moves the group's own.
+        let surplus = self.refresh_surplus(&group);
+        let desired = view.desired - surplus;
         let to = policy_capacity(
-            view.desired,
+            desired,
             (view.min, view.max),
             adjustment_type,
             adjustment,
@@ -589,18 +603,18 @@ impl Faithful {
         let mut outcome = ScalingOutcome {
             group: group.clone(),
             policy: policy_name.clone(),
-            from: view.desired,
+            from: desired,
             to,
             activities: Vec::new(),
         };
-        if to == view.desired {
+        if to == desired {
             return Ok(outcome);
         }
         self.inner
             .asg
             .set_desired_capacity()
             .auto_scaling_group_name(&group)
-            .desired_capacity(to)
+            .desired_capacity(to + surplus)
             .honor_cooldown(false)
             .send()
             .await
@@ -611,7 +625,7 @@ impl Faithful {
                 ),
                 None => FaithfulError::moto(e),
             })?;
-        let from = view.desired;
+        let from = desired;
         let why = match &trigger {
             Trigger::User => format!(
                 "a user request executed policy {policy_name} changing the desired capacity \
@@ -755,6 +769,9 @@ impl Faithful {
             "DeleteAutoScalingGroup" => self.before_delete_group(params).await,
             "DescribeScalingActivities" => {
                 Ok(Verdict::Answer(self.describe_scaling_activities(params)))
+            }
+            "StartInstanceRefresh" | "DescribeInstanceRefreshes" | "CancelInstanceRefresh" => {
+                self.answer_instance_refresh(action, params).await
             }
             _ => Ok(Verdict::pass()),
         }
@@ -947,6 +964,7 @@ impl Faithful {
             ));
         }
         self.groups().baseline(name, &view);
+        self.end_refreshes(name);
         let cause = Cause::CapacityChange(format!(
             "a user request force deleted the AutoScalingGroup changing the desired capacity \
              from {} to 0.",

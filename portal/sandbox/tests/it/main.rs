@@ -10,5 +10,6 @@ mod faithful;
 mod gateway;
 mod monitoring;
 mod moto;
+mod refresh;
 mod strict;
 mod zones;
