@@ -114,7 +114,8 @@ pub enum FieldClass {
     /// In place, on these resources with these calls: [`IN_PLACE`].
     InPlace,
     /// By making new resources before removing old ones, as the plan's
-    /// changes list them (the NAT mode: [`nat_changes`]).
+    /// changes list them (the NAT mode: [`nat_changes`]; the instance type:
+    /// [`instance_changes`]).
     Rebuilt,
     /// By replacing or adding resources, which this portal does not apply
     /// to a live stack yet; the text says what it would take.
@@ -201,11 +202,7 @@ pub fn classify(field: &str) -> FieldClass {
         return FieldClass::InPlace;
     }
     match field {
-        "instance_type" => FieldClass::NotYet(
-            "a new instance type means a new launch-template version and every instance \
-             replaced by a rolling instance refresh (launch before terminate)",
-        ),
-        "nat" => FieldClass::Rebuilt,
+        "instance_type" | "nat" => FieldClass::Rebuilt,
         "azs" => FieldClass::NotYet(
             "another zone count means subnets, routes and a NAT gateway made or removed, \
              and the group and load balancer spread again",
@@ -345,13 +342,81 @@ pub fn resource_changes(
     if let Some(nat) = fields.iter().find(|f| f.field == "nat") {
         changes.extend(nat_changes(before, after, nat));
     }
-    if let Some(group) = changes
+    let instance_type = fields.iter().find(|f| f.field == "instance_type");
+    if let Some(field) = instance_type {
+        changes.extend(instance_changes(after, field));
+    }
+    // The instances' cost, once: on their replacement when there is one,
+    // else on the group whose size changes.
+    let priced = if instance_type.is_some() {
+        ResourceKind::Instance
+    } else {
+        ResourceKind::AutoScalingGroup
+    };
+    if let Some(change) = changes
         .iter_mut()
-        .find(|c| c.resource_kind == ResourceKind::AutoScalingGroup.as_str())
+        .find(|c| c.resource_kind == priced.as_str())
     {
-        group.cost = category_cost(before, after, CostCategory::Instances);
+        change.cost = category_cost(before, after, CostCategory::Instances);
     }
     Ok(changes)
+}
+
+/// An instance refresh never lets the healthy instances drop below the
+/// desired capacity, and launches up to half as many again while a batch's
+/// new instances warm up.
+pub const REFRESH_MIN_HEALTHY_PERCENT: u32 = 100;
+pub const REFRESH_MAX_HEALTHY_PERCENT: u32 = 150;
+/// How long a new instance is healthy behind the load balancer before the
+/// refresh counts it and terminates an old one.
+pub const REFRESH_WARMUP_SECS: u32 = 60;
+
+/// How many instances one batch of the refresh replaces at `desired`, as
+/// Auto Scaling counts it from [`REFRESH_MAX_HEALTHY_PERCENT`].
+pub fn refresh_at_a_time(desired: u32) -> u32 {
+    (desired * (REFRESH_MAX_HEALTHY_PERCENT - 100) / 100).max(1)
+}
+
+/// What a new instance type does: a launch-template version (the group
+/// launches from `$Latest`), then every instance replaced by a rolling
+/// instance refresh, launch before terminate.
+fn instance_changes(after: &DeploymentParams, field: &FieldChange) -> Vec<ResourceChange> {
+    let at_a_time = refresh_at_a_time(after.desired);
+    vec![
+        ResourceChange {
+            resource_kind: ResourceKind::LaunchTemplate.as_str().to_string(),
+            resource_id: None,
+            action: ChangeAction::UpdateInPlace,
+            fields: vec![field.clone()],
+            aws_calls: vec!["CreateLaunchTemplateVersion".into()],
+            disruption: Disruption::None,
+            note: Some(format!(
+                "a new version with {}; the group launches from the latest, so every instance \
+                 it starts from then on is one",
+                after.instance_type
+            )),
+            cost: None,
+        },
+        ResourceChange {
+            resource_kind: ResourceKind::Instance.as_str().to_string(),
+            resource_id: None,
+            action: ChangeAction::Replace,
+            fields: vec![field.clone()],
+            aws_calls: vec![
+                "StartInstanceRefresh".into(),
+                "DescribeInstanceRefreshes".into(),
+            ],
+            disruption: Disruption::Rolling { at_a_time },
+            note: Some(format!(
+                "an instance refresh launches {at_a_time} new instance(s) at a time and \
+                 terminates as many old ones once the new are healthy behind the load balancer \
+                 for {REFRESH_WARMUP_SECS} s: never fewer than {} healthy; the old drain for \
+                 the deregistration delay ({} s)",
+                after.desired, after.deregistration_delay
+            )),
+            cost: None,
+        },
+    ]
 }
 
 /// What switching the NAT mode does: a gateway and its address made (to
@@ -663,11 +728,11 @@ mod tests {
     fn a_change_that_needs_a_teardown_is_refused_by_name() {
         let mut after = live();
         after.region = "eu-west-1".into();
-        after.instance_type = "t3.small".into();
+        after.azs = 3;
         let refusal = resource_changes(&live(), &after).unwrap_err();
         assert_eq!(refusal.code, "change_refused");
         assert!(refusal.fields["region"].contains("tear the deployment down"));
-        assert!(refusal.fields.contains_key("instance_type"));
+        assert!(refusal.fields.contains_key("azs"));
 
         let mut after = live();
         after.azs = 3;
@@ -704,6 +769,38 @@ mod tests {
         let back = resource_changes(&single, &live()).unwrap();
         assert_eq!(back[0].action, ChangeAction::Create);
         assert_eq!(back[0].aws_calls, ["CreateNatGateway"]);
+    }
+
+    #[test]
+    fn a_new_instance_type_is_a_template_version_and_a_rolling_refresh() {
+        let after = DeploymentParams {
+            instance_type: "t3.small".into(),
+            desired: 4,
+            ..live()
+        };
+        let changes = resource_changes(&live(), &after).unwrap();
+        let read: Vec<(&str, ChangeAction)> = changes
+            .iter()
+            .map(|c| (c.resource_kind.as_str(), c.action))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("auto_scaling_group", ChangeAction::UpdateInPlace),
+                ("launch_template", ChangeAction::UpdateInPlace),
+                ("instance", ChangeAction::Replace),
+            ]
+        );
+        assert_eq!(
+            worst_disruption(&changes),
+            Disruption::Rolling { at_a_time: 2 }
+        );
+        assert!(changes[0].cost.is_none(), "the instances are priced once");
+        let cost = changes[2].cost.as_ref().expect("instances are priced");
+        assert!(cost.after_hourly_usd > cost.before_hourly_usd);
+        assert_eq!(refresh_at_a_time(1), 1);
+        assert_eq!(refresh_at_a_time(2), 1);
+        assert_eq!(refresh_at_a_time(5), 2);
     }
 
     #[test]

@@ -254,6 +254,18 @@ pub fn apply_plan(changed: &[&str], after: &DeploymentParams) -> Vec<PlannedStep
         }
         dag.push((WaitCapacity, deps));
     }
+    if any(&["instance_type"]) {
+        dag.push((TemplateVersion, vec![]));
+        // After the group has its new size and settings: the refresh
+        // counts its batches from the desired capacity.
+        let mut deps = vec![TemplateVersion];
+        deps.extend(
+            dag.iter()
+                .map(|(key, _)| *key)
+                .filter(|k| *k == WaitCapacity),
+        );
+        dag.push((InstanceRefresh, deps));
+    }
     dag.into_iter()
         .map(|(key, deps)| PlannedStep {
             key: StepId::Do(key),

@@ -115,6 +115,8 @@ fn resource_id(names: &Names, kind: &str) -> Option<String> {
         "scaling_policy" => format!("{}, {}", names.scale_out_policy(), names.scale_in_policy()),
         "alarm" => format!("{}, {}", names.high_cpu_alarm(), names.low_cpu_alarm()),
         "target_group" => names.target_group(),
+        "launch_template" => names.launch_template(),
+        "instance" => format!("the instances of {}", names.auto_scaling_group()),
         _ => return None,
     })
 }

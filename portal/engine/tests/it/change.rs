@@ -228,7 +228,7 @@ async fn a_plan_says_what_it_cannot_change_and_changes_nothing() {
 
     let moved = DeploymentParams {
         region: "eu-west-1".into(),
-        instance_type: "t3.small".into(),
+        vpc_cidr: "10.9.0.0/16".into(),
         ..current.clone()
     };
     let (code, fields) = refused(
@@ -242,7 +242,7 @@ async fn a_plan_says_what_it_cannot_change_and_changes_nothing() {
         fields["region"].contains("tear the deployment down"),
         "{fields:?}"
     );
-    assert!(fields.contains_key("instance_type"), "{fields:?}");
+    assert!(fields.contains_key("vpc_cidr"), "{fields:?}");
 
     let zones = DeploymentParams {
         azs: 3,

@@ -1,7 +1,8 @@
 //! Changing a live sandbox deployment through the REST API and the CLI:
 //! plans that refuse what they cannot do, an apply that grows the group
-//! and one that shrinks it (its instance drained by the data plane), and a
-//! plan gone stale.
+//! and one that shrinks it (its instance drained by the data plane), a
+//! plan gone stale, and a steady request stream that sees no failure while
+//! the size, the NAT mode and the instance type change under it.
 
 use crate::common;
 
@@ -36,12 +37,7 @@ async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli
             "change_refused",
             "region",
         ),
-        (
-            json!({ "instance_type": "t3.small" }),
-            422,
-            "change_not_supported",
-            "instance_type",
-        ),
+        (json!({ "azs": 3 }), 422, "change_not_supported", "azs"),
         (json!({ "desired": 50 }), 400, "validation", "desired"),
         (json!({}), 400, "validation", "form"),
     ] {
@@ -216,11 +212,28 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
+    let instances = || async {
+        let (_, health) = get_json(&format!("{url}/api/v1/deployments/{id}/health")).await;
+        let mut found: Vec<(String, String)> = health["group"]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().to_string(),
+                    i["instance_type"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
     // Each change, and how the cost view's rate must compare with the
     // stack as deployed once it follows: two instances more, as many as
-    // before, one NAT gateway and its address less, as before.
+    // before, one NAT gateway and its address less, as before, and larger
+    // instances.
     type Follows = fn(f64, f64) -> bool;
-    let changes: [(Value, Follows); 4] = [
+    let changes: [(Value, Follows); 5] = [
         (json!({ "desired": 4 }), |now, base| now > base),
         (json!({ "desired": 2 }), |now, base| {
             (now - base).abs() < 1e-6
@@ -229,8 +242,12 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
         (json!({ "nat": "per-az" }), |now, base| {
             (now - base).abs() < 1e-6
         }),
+        (json!({ "instance_type": "t3.small" }), |now, base| {
+            now > base
+        }),
     ];
     for (change, follows) in changes {
+        let before = instances().await;
         let (status, plan) = post_json(
             &client,
             &format!("{url}/api/v1/deployments/{id}/plan"),
@@ -247,6 +264,16 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
         assert_eq!(status, 202, "{change}: {accepted}");
         let done = wait_job(&client, &url, accepted["job"]["id"].as_str().unwrap()).await;
         assert_eq!(done["status"], "done", "{change}: {done}");
+        if change.get("instance_type").is_some() {
+            let after = instances().await;
+            assert_eq!(after.len(), 2, "{after:?}");
+            assert!(
+                after
+                    .iter()
+                    .all(|(id, t)| t == "t3.small" && !before.iter().any(|(b, _)| b == id)),
+                "every instance replaced by a t3.small: {before:?} → {after:?}"
+            );
+        }
         let (status, drift) = post_json(
             &client,
             &format!("{url}/api/v1/deployments/{id}/drift"),

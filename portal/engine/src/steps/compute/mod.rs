@@ -8,6 +8,7 @@ use crate::error::{SdkResultExt, StepError, StepResult};
 mod alarms;
 mod group;
 mod healthy;
+mod refresh;
 mod template;
 
 pub use alarms::{alarms, undo_alarms};
@@ -16,7 +17,8 @@ pub use group::{
     update_group,
 };
 pub use healthy::{wait_capacity, wait_healthy};
-pub use template::{launch_template, undo_launch_template};
+pub use refresh::{cancel_instance_refresh, instance_refresh};
+pub use template::{launch_template, template_version, undo_launch_template};
 
 /// The latest Amazon Linux 2023 AMI for x86_64, from AWS's public parameter.
 pub const AMI_PARAMETER: &str =

@@ -38,6 +38,39 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
         .await?;
         return Ok(json!({ "launch_template_id": id, "name": name, "adopted": true }));
     }
+    let (data, ami) = template_data(ctx).await?;
+    let out = ec2
+        .create_launch_template()
+        .launch_template_name(&name)
+        .client_token(format!("{}-lt", ctx.deployment_id))
+        .launch_template_data(data)
+        .tag_specifications(ctx.ec2_tags(
+            ResourceType::LaunchTemplate,
+            StepKey::LaunchTemplate,
+            "lt",
+        ))
+        .send()
+        .await
+        .step()?;
+    let id = out
+        .launch_template()
+        .and_then(|lt| lt.launch_template_id())
+        .map(str::to_string)
+        .ok_or_else(|| StepError::fatal("EmptyResponse", "no id for the new launch template"))?;
+    ctx.record(
+        ResourceKind::LaunchTemplate,
+        &id,
+        None,
+        StepKey::LaunchTemplate,
+    )
+    .await?;
+    Ok(json!({ "launch_template_id": id, "name": name, "ami": ami }))
+}
+
+/// What every instance starts from, as the parameters say now: the newest
+/// Amazon Linux 2023 AMI (also returned), the instance type, profile,
+/// security group, monitoring, metadata options, volume, user data and tags.
+async fn template_data(ctx: &StepCtx) -> StepResult<(RequestLaunchTemplateData, String)> {
     let ami = latest_ami(&ctx.aws).await?;
     let profile_arn = ctx
         .arn(ResourceKind::InstanceProfile, StepKey::InstanceProfile)
@@ -122,32 +155,58 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
                 .build(),
         )
         .build();
-    let out = ec2
-        .create_launch_template()
-        .launch_template_name(&name)
-        .client_token(format!("{}-lt", ctx.deployment_id))
-        .launch_template_data(data)
-        .tag_specifications(ctx.ec2_tags(
-            ResourceType::LaunchTemplate,
-            StepKey::LaunchTemplate,
-            "lt",
-        ))
+    Ok((data, ami))
+}
+
+/// An apply's: a new version of the launch template with the parameters'
+/// instance type and the newest AMI, unless its latest version has that
+/// type already (a resumed apply, or nothing to change). The group launches
+/// from `$Latest`, so new instances start from it at once; the instance
+/// refresh replaces the others.
+pub async fn template_version(ctx: &StepCtx) -> StepResult<Value> {
+    let ec2 = &ctx.aws.ec2;
+    let id = ctx
+        .id(ResourceKind::LaunchTemplate, StepKey::LaunchTemplate)
+        .await?;
+    let latest = ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&id)
+        .versions("$Latest")
         .send()
         .await
         .step()?;
-    let id = out
-        .launch_template()
-        .and_then(|lt| lt.launch_template_id())
-        .map(str::to_string)
-        .ok_or_else(|| StepError::fatal("EmptyResponse", "no id for the new launch template"))?;
-    ctx.record(
-        ResourceKind::LaunchTemplate,
-        &id,
-        None,
-        StepKey::LaunchTemplate,
-    )
-    .await?;
-    Ok(json!({ "launch_template_id": id, "name": name, "ami": ami }))
+    let latest = latest.launch_template_versions().first();
+    let latest_type = latest
+        .and_then(|v| v.launch_template_data())
+        .and_then(|d| d.instance_type())
+        .map(|t| t.as_str().to_string());
+    if latest_type.as_deref() == Some(ctx.params.instance_type.as_str()) {
+        return Ok(json!({
+            "launch_template_id": id,
+            "version": latest.and_then(|v| v.version_number()),
+            "instance_type": latest_type,
+            "adopted": true,
+        }));
+    }
+    let (data, ami) = template_data(ctx).await?;
+    let out = ec2
+        .create_launch_template_version()
+        .launch_template_id(&id)
+        .version_description(format!("instance type {}", ctx.params.instance_type))
+        .launch_template_data(data)
+        .send()
+        .await
+        .step()?;
+    let version = out
+        .launch_template_version()
+        .and_then(|v| v.version_number());
+    Ok(json!({
+        "launch_template_id": id,
+        "version": version,
+        "was": latest_type,
+        "instance_type": ctx.params.instance_type,
+        "ami": ami,
+    }))
 }
 
 async fn app_security_group(ctx: &StepCtx, ids: &[String]) -> StepResult<String> {
