@@ -86,7 +86,11 @@ const ACCEPTABLE: &[&str] = &[
     "health_check.timeout",
     "health_check.healthy_threshold",
     "health_check.unhealthy_threshold",
+    "instance_type",
 ];
+
+/// The parameters whose value is text, not a number.
+const TEXT: &[&str] = &["health_check.path", "instance_type"];
 
 fn accepted_parameter(field: &str) -> Option<&'static str> {
     ACCEPTABLE.iter().copied().find(|p| *p == field)
@@ -148,7 +152,7 @@ pub fn accept(
         let Some(parameter) = accepted_parameter(&finding.field) else {
             return Err(refusal(finding));
         };
-        let actual: Value = if parameter == "health_check.path" {
+        let actual: Value = if TEXT.contains(&parameter) {
             Value::String(finding.actual.clone())
         } else {
             serde_json::from_str(&finding.actual).map_err(|_| {
@@ -195,6 +199,9 @@ pub mod breaks {
         artifact download at boot, and new instances there never turn healthy";
     pub const EXTRA_ROUTE: &str = "traffic to this destination leaves the way the design \
         does not expect";
+    pub const INSTANCE_TYPE: &str = "the group launches another instance type than the \
+        parameters say: capacity, CPU credits and cost differ from the plan, and an instance \
+        refresh would spread it";
     pub const ACL_RULE: &str = "the private subnets' network ACL lets other traffic in or \
         out than the design: ACLs are stateless, so a denied port or return range cuts the load \
         balancer's requests to the instances or the instances' HTTPS to AWS";
@@ -258,16 +265,18 @@ mod tests {
     }
 
     #[test]
-    fn accepting_takes_numbers_and_paths_into_the_parameters() {
+    fn accepting_takes_numbers_paths_and_types_into_the_parameters() {
         let params = DeploymentParams {
             name: "demo".into(),
             ..DeploymentParams::default()
         };
         let desired = finding("desired", "4");
         let path = finding("health_check.path", "/ready");
-        let accepted = accept(&params, &[&desired, &path]).unwrap();
+        let kind = finding("instance_type", "t3.small");
+        let accepted = accept(&params, &[&desired, &path, &kind]).unwrap();
         assert_eq!(accepted.desired, 4);
         assert_eq!(accepted.health_check.path, "/ready");
+        assert_eq!(accepted.instance_type, "t3.small");
         assert_eq!(accepted.min, params.min);
 
         let rule = finding("ingress", "tcp 22 from 0.0.0.0/0");

@@ -6,9 +6,10 @@
 //! owning its findings: the telemetry poll, which reads the group every
 //! cycle anyway, compares its bounds and size ([`group_findings`], no AWS
 //! call of its own); the full check ([`Engine::check_drift`]) reads the rest
-//! in thirteen calls: the group's timings, both security groups' rules, the
-//! route tables, the private subnets' network ACL, the target group and its
-//! attributes, the alarms, and
+//! in fourteen calls: the group's timings, both security groups' rules, the
+//! route tables, the private subnets' network ACL, the launch template's
+//! latest instance type, the target group and its attributes, the alarms,
+//! and
 //! whether the NAT gateways, load balancer, launch template, role, profile
 //! and bucket still stand.
 //!
@@ -143,6 +144,7 @@ impl Engine {
         found.extend(read::target_group_drift(&params, &aws, &names, &mut present).await?);
         found.extend(read::alarm_drift(&params, &aws, &names, &recorded, &mut present).await?);
         found.extend(read::acl_drift(&params, &aws, &recorded, &mut present).await?);
+        found.extend(read::template_drift(&params, &aws, &recorded).await?);
         read::look_for_the_rest(&aws, &names, &recorded, &mut present).await?;
         found.extend(read::missing(&recorded, &present));
         self.store()
@@ -182,6 +184,12 @@ impl Engine {
                 if let Some(step) = step {
                     rebuild.insert(step);
                 }
+                continue;
+            }
+            // A new template version and a refresh, as an apply of the
+            // instance type makes them.
+            if finding.field == "instance_type" {
+                group_fields.push(finding.field.as_str());
                 continue;
             }
             if finding.field == read::ACL_ASSOCIATION_FIELD {

@@ -481,6 +481,51 @@ pub(super) async fn acl_drift(
     Ok(found)
 }
 
+/// The instance type of the launch template's latest version (the one the
+/// group launches from). One call; a template that is gone is the
+/// existence check's to find.
+pub(super) async fn template_drift(
+    params: &DeploymentParams,
+    aws: &Aws,
+    recorded: &Recorded,
+) -> Result<Vec<Observed>, EngineError> {
+    let Some(template) = recorded.id(ResourceKind::LaunchTemplate, StepKey::LaunchTemplate) else {
+        return Ok(Vec::new());
+    };
+    let out = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(template)
+        .versions("$Latest")
+        .send()
+        .await
+        .step();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.code.starts_with("InvalidLaunchTemplateId") => return Ok(Vec::new()),
+        Err(e) => return Err(aws_error(e)),
+    };
+    let actual = out
+        .launch_template_versions()
+        .first()
+        .and_then(|v| v.launch_template_data())
+        .and_then(|d| d.instance_type())
+        .map_or_else(|| "none".to_string(), |t| t.as_str().to_string());
+    Ok((actual != params.instance_type)
+        .then(|| {
+            seen(
+                ResourceKind::LaunchTemplate,
+                template,
+                "instance_type",
+                params.instance_type.clone(),
+                actual,
+                breaks::INSTANCE_TYPE,
+            )
+        })
+        .into_iter()
+        .collect())
+}
+
 /// Looks for what the setting checks do not read, one call a kind: the NAT
 /// gateways (gone once `deleting`), the load balancer, the launch template,
 /// the role, its profile and the bucket.

@@ -378,3 +378,59 @@ async fn a_desired_capacity_moved_by_a_scaling_policy_is_not_drift() {
     let report = h.engine.check_drift(&id).await.unwrap();
     assert!(report.findings.is_empty(), "{:#?}", report.findings);
 }
+
+#[tokio::test]
+async fn a_launch_template_version_of_another_type_is_found_and_can_be_accepted() {
+    let h = harness().await;
+    let (id, _) = h.deploy(params("retyped")).await;
+    let template = recorded(&h, &id, ResourceKind::LaunchTemplate, "launch_template").await;
+    let aws = h.aws();
+    let latest = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&template)
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    let data = latest.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap();
+    // As the console does: a new version, another type, all else the same.
+    aws.ec2
+        .create_launch_template_version()
+        .launch_template_id(&template)
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .set_image_id(data.image_id().map(str::to_string))
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let report = h.engine.check_drift(&id).await.unwrap();
+    assert_eq!(
+        read(&report),
+        [(
+            "launch_template".into(),
+            "instance_type".into(),
+            "t3.micro".into(),
+            "t3.small".into()
+        )]
+    );
+    let found = finding(&report, "instance_type");
+    assert!(found.acceptable, "the parameters can say it");
+    let accepted = h
+        .engine
+        .accept_drift(&id, std::slice::from_ref(&found.id), Source::Api)
+        .await
+        .unwrap();
+    assert!(accepted.findings.is_empty(), "{:#?}", accepted.findings);
+    assert_eq!(
+        h.engine.store().deployment(&id).await.unwrap().params["instance_type"],
+        "t3.small"
+    );
+    assert_eq!(read(&h.engine.check_drift(&id).await.unwrap()), []);
+}

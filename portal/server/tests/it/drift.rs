@@ -1,8 +1,9 @@
 //! Drift on a live sandbox deployment, through the REST API and the CLI:
-//! a rule added and a bound moved behind the portal's back (through the
-//! sandbox's own AWS API) are found by the portal on its own, the list
-//! shows a badge, a rule cannot be accepted, the bound can, and a repair
-//! takes the rule away.
+//! a rule added, a bound moved and a launch-template version of another
+//! type made behind the portal's back (through the sandbox's own AWS API)
+//! are found by the portal on its own, the list shows a badge, a rule
+//! cannot be accepted, the bound can, and a repair takes the rule away and
+//! makes a version of the parameters' type.
 
 use crate::common;
 
@@ -101,9 +102,45 @@ async fn drift_is_found_by_the_portal_shown_accepted_and_repaired() {
         .send()
         .await
         .unwrap();
+    let template = ec2
+        .describe_launch_templates()
+        .launch_template_names(names.launch_template())
+        .send()
+        .await
+        .unwrap()
+        .launch_templates()[0]
+        .launch_template_id()
+        .unwrap()
+        .to_string();
+    let latest = ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&template)
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    let image = latest.launch_template_versions()[0]
+        .launch_template_data()
+        .and_then(|d| d.image_id())
+        .map(str::to_string);
+    ec2.create_launch_template_version()
+        .launch_template_id(&template)
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .set_image_id(image)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
 
-    // The poll sees the bound, the periodic check the rule.
-    let report = findings(&url, &id, 2).await;
+    // The poll sees the bound, the periodic check the rule and the type.
+    let report = findings(&url, &id, 3).await;
+    assert!(
+        report.to_string().contains(r#""actual":"t3.small""#),
+        "{report}"
+    );
     let rule = id_of(&report, "ingress").to_string();
     let max = id_of(&report, "max").to_string();
     assert_eq!(
@@ -127,7 +164,7 @@ async fn drift_is_found_by_the_portal_shown_accepted_and_repaired() {
         .iter()
         .find(|d| d["id"] == id.as_str())
         .unwrap();
-    assert_eq!(listed["drift"], 2, "{listed}");
+    assert_eq!(listed["drift"], 3, "{listed}");
     let (_, events) = get_json(&format!("{url}/api/v1/deployments/{id}/events")).await;
     assert!(
         events.to_string().contains("drift found: security_group"),
@@ -172,6 +209,23 @@ async fn drift_is_found_by_the_portal_shown_accepted_and_repaired() {
     let (ok, out, err) = cli(dir.path(), &url, &["drift", &id, "--repair", "--wait"]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("done    security_groups"), "{out}");
+    assert!(out.contains("done    template_version"), "{out}");
+    assert!(out.contains("done    instance_refresh"), "{out}");
+    let now = ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&template)
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        now.launch_template_versions()[0]
+            .launch_template_data()
+            .and_then(|d| d.instance_type())
+            .map(|t| t.as_str()),
+        Some("t3.micro"),
+        "a new version with the parameters' type"
+    );
     let (ok, out, _) = cli(dir.path(), &url, &["drift", &id]);
     assert!(ok && out.starts_with("no drift"), "{out}");
     let (status, nothing) = post_json(&client, &format!("{drift_url}/repair"), Value::Null).await;
