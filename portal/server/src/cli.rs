@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use cloudpulse_app::model::{
     DeploymentDetail, DeploymentSummary, JobView, OrphanCleanup, OrphanReason, OrphanScan, Page,
-    Preflight, StepStatus,
+    Preflight, StepStatus, StepView,
 };
 use cloudpulse_app::params::{DeploymentParams, NatMode};
 use cloudpulse_app::pricing;
@@ -663,10 +663,31 @@ fn print_job_summary(job: &JobView) {
     }
 }
 
-/// Polls the job, printing one line per step change, until it ends; fails
-/// (exit status 1) unless it ended done.
+/// A running step's progress when it says something new, without the
+/// seconds waited (`waiting for the instance refresh: 50 % done, 1 to
+/// replace (12 s)` is said once, not every second).
+fn new_progress(step: &StepView, said: &mut HashMap<String, String>) -> Option<String> {
+    if step.status != StepStatus::Running {
+        return None;
+    }
+    let progress = step.progress.as_deref()?;
+    let gist = match progress.rsplit_once(" (") {
+        Some((gist, rest)) if rest.ends_with(" s)") => gist,
+        _ => progress,
+    };
+    if said.get(&step.key).map(String::as_str) == Some(gist) {
+        return None;
+    }
+    said.insert(step.key.clone(), gist.to_string());
+    Some(gist.to_string())
+}
+
+/// Polls the job, printing one line per step change and per new progress
+/// of a running step, until it ends; fails (exit status 1) unless it ended
+/// done.
 pub(crate) async fn follow(client: &Client, job_id: &str) -> anyhow::Result<()> {
     let mut seen: HashMap<String, (StepStatus, u32)> = HashMap::new();
+    let mut said: HashMap<String, String> = HashMap::new();
     let mut waited: Option<String> = None;
     loop {
         let job: JobView = client.get(&format!("/api/v1/jobs/{job_id}")).await?;
@@ -681,6 +702,9 @@ pub(crate) async fn follow(client: &Client, job_id: &str) -> anyhow::Result<()> 
             .filter(|s| s.status == StepStatus::Done)
             .count();
         for step in &job.steps {
+            if let Some(gist) = new_progress(step, &mut said) {
+                println!("          {gist}");
+            }
             let now = (step.status, step.attempts);
             if seen.get(&step.key) == Some(&now) || step.status == StepStatus::Pending {
                 continue;
@@ -728,6 +752,38 @@ pub(crate) async fn follow(client: &Client, job_id: &str) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_steps_progress_is_said_once_without_its_seconds() {
+        let step = |status: &str, progress: &str| -> StepView {
+            serde_json::from_value(serde_json::json!({
+                "key": "instance_refresh", "status": status, "attempts": 1,
+                "depends_on": [], "outputs": {}, "error": null,
+                "started_at": null, "finished_at": null, "progress": progress,
+            }))
+            .unwrap()
+        };
+        let mut said = HashMap::new();
+        let first = "waiting for the instance refresh: 0 % done, 2 to replace";
+        assert_eq!(
+            new_progress(&step("running", &format!("{first} (1 s)")), &mut said).as_deref(),
+            Some(first)
+        );
+        assert_eq!(
+            new_progress(&step("running", &format!("{first} (2 s)")), &mut said),
+            None,
+            "only the seconds moved"
+        );
+        assert!(new_progress(
+            &step(
+                "running",
+                "waiting for the instance refresh: 50 % done, 1 to replace (9 s)"
+            ),
+            &mut said
+        )
+        .is_some());
+        assert_eq!(new_progress(&step("done", "anything"), &mut said), None);
+    }
 
     #[test]
     fn ages_read_in_the_largest_units() {
