@@ -12,8 +12,8 @@ use crate::text::fixed;
 use leptos_router::hooks::use_params_map;
 
 use crate::model::{
-    DeploymentDetail, DeploymentStatus, JobStatus, JobSummary, JobView, ResourceView, StepStatus,
-    StepView,
+    DeploymentDetail, DeploymentStatus, EventView, JobStatus, JobSummary, JobView, ResourceView,
+    StepStatus, StepView,
 };
 
 #[component]
@@ -120,6 +120,7 @@ fn DeploymentView(
         </section>
         <section aria-labelledby="params-title">
             <h2 id="params-title">"Parameters"</h2>
+            <ParamChanges events=detail.events.clone()/>
             <pre class="params" data-testid="params">{params}</pre>
         </section>
     }
@@ -434,14 +435,42 @@ fn ResourceTable(resources: Vec<ResourceView>) -> impl IntoView {
                         <td><code>{r.aws_id}</code></td>
                         <td><code>{r.step_key}</code></td>
                         <td>{match r.deleted_at {
-                            Some(at) => view! { <span class="muted">"deleted "{stamp(at)}</span> }.into_any(),
-                            None => view! { <span>"present"</span> }.into_any(),
+                            Some(at) => view! { <span class="muted">"made "{stamp(r.created_at)}", deleted "{stamp(at)}</span> }.into_any(),
+                            None => view! { <span>"present since "{stamp(r.created_at)}</span> }.into_any(),
                         }}</td>
                     </tr>
                 }).collect_view()}
             </tbody>
         </table>
         </div>
+    }
+    .into_any()
+}
+
+/// When the parameters changed since the deploy, and how: each apply's
+/// fields before and after, and each drift finding taken in.
+#[component]
+fn ParamChanges(events: Vec<EventView>) -> impl IntoView {
+    let changes: Vec<(DateTime<Utc>, String)> = events
+        .iter()
+        .filter_map(|e| {
+            let what = e
+                .message
+                .strip_prefix("apply requested: ")
+                .or_else(|| e.message.strip_prefix("drift accepted: "))?;
+            Some((e.at, what.to_string()))
+        })
+        .collect();
+    if changes.is_empty() {
+        return view! { <p class="muted" data-testid="param-changes">"As deployed: never changed."</p> }
+            .into_any();
+    }
+    view! {
+        <ul class="param-changes" data-testid="param-changes">
+            {changes.into_iter().map(|(at, what)| view! {
+                <li>"changed "{stamp(at)}": "{what}</li>
+            }).collect_view()}
+        </ul>
     }
     .into_any()
 }

@@ -261,7 +261,8 @@ pub fn InstancesTable(
                     view! {
                         <tr data-testid="instance-row" data-instance=i.id.clone() data-state=class>
                             <td><a href=href><code>{i.id.clone()}</code></a></td>
-                            <td><span class=format!("dot {class}")></span>{words}</td>
+                            <td><span class=format!("dot {class}")></span>{words}
+                                {i.gone_at.map(|at| view! { " "{stamp(at)} })}</td>
                             <td>{i.availability_zone.clone().unwrap_or_default()}</td>
                             <td>{i.instance_type.clone().unwrap_or_default()}</td>
                             <td>{stamp(i.launched_at)}</td>

@@ -144,6 +144,22 @@ async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli
     let (_, detail) = get_json(&format!("{url}/api/v1/deployments/{id}")).await;
     assert_eq!(detail["status"], "live");
     assert_eq!(detail["params"]["desired"], 2);
+    // The page says when the parameters changed, and how.
+    let page = reqwest::get(format!("{url}/deployments/{id}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let changes = page
+        .split("data-testid=\"param-changes\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</ul>").next())
+        .expect("a list of the parameters' changes");
+    assert!(
+        changes.contains("desired 2 → 3") && changes.contains("desired 3 → 2"),
+        "{changes}"
+    );
 
     assert_eq!(tear_down(&client, &url, &id).await["status"], "done");
     let (status, gone) = post_json(&client, &plan_url, json!({ "desired": 3 })).await;
