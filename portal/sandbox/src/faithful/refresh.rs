@@ -92,6 +92,10 @@ pub struct Batch {
     pub before: Vec<String>,
     /// How many new instances it waits for.
     pub size: usize,
+    /// moto's desired capacity with a launch-first batch's instances: a
+    /// launch that did not take (moto did not answer) is made again.
+    #[serde(default)]
+    pub launched_to: i32,
     /// Each new instance's first moment seen healthy.
     pub healthy_since: BTreeMap<String, DateTime<Utc>>,
 }
@@ -199,13 +203,15 @@ impl InstanceRefresh {
             }
             let size = self.batch_size(now.desired).min(self.to_replace.len());
             if self.launches_first() {
+                let launched_to = now.desired + i32::try_from(size).unwrap_or(1);
                 self.batch = Some(Batch {
                     before: now.in_service.to_vec(),
                     size,
+                    launched_to,
                     healthy_since: BTreeMap::new(),
                 });
                 return Some(RefreshMove::Launch {
-                    desired: now.desired + i32::try_from(size).unwrap_or(1),
+                    desired: launched_to,
                 });
             }
             let out: Vec<String> = self.to_replace.drain(..size).collect();
@@ -218,6 +224,7 @@ impl InstanceRefresh {
                     .cloned()
                     .collect(),
                 size,
+                launched_to: 0,
                 healthy_since: BTreeMap::new(),
             });
             return Some(RefreshMove::Terminate {
@@ -230,6 +237,11 @@ impl InstanceRefresh {
             .iter()
             .filter(|id| !batch.before.contains(id) && !self.to_replace.contains(id))
             .collect();
+        if self.launches_first() && new.is_empty() && now.desired < batch.launched_to {
+            let desired = batch.launched_to;
+            self.batch = Some(batch);
+            return Some(RefreshMove::Launch { desired });
+        }
         batch
             .healthy_since
             .retain(|id, _| new.contains(&id) && now.healthy.contains(id));
@@ -876,6 +888,33 @@ mod tests {
                 decrement: false
             })
         );
+    }
+
+    #[test]
+    fn a_launch_that_did_not_take_is_made_again() {
+        let mut r = refresh(&["a", "b"], 100, 150);
+        let zones = HashMap::new();
+        let warmup = chrono::Duration::zero();
+        let t = Utc::now();
+        let (old, healthy) = (ids(&["a", "b"]), set(&["a", "b"]));
+        let now = GroupNow {
+            in_service: &old,
+            members: &old,
+            healthy: &healthy,
+            desired: 2,
+            zones: &zones,
+        };
+        assert_eq!(
+            r.advance(&now, t, warmup),
+            Some(RefreshMove::Launch { desired: 3 })
+        );
+        assert_eq!(
+            r.advance(&now, t, warmup),
+            Some(RefreshMove::Launch { desired: 3 }),
+            "moto still says 2"
+        );
+        let raised = GroupNow { desired: 3, ..now };
+        assert_eq!(r.advance(&raised, t, warmup), None, "now it waits");
     }
 
     #[test]

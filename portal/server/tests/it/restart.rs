@@ -174,3 +174,117 @@ async fn a_restarted_sandbox_finds_its_live_deployment_again() {
     moto_gone(dir.path()).await;
     eprintln!("serving again {after_kill:?} after a restart from kill -9, {after_stop:?} after one from SIGTERM");
 }
+
+/// The group's instances as the portal reads them: (id, type), sorted.
+async fn instances_of(url: &str, deployment: &str) -> Vec<(String, String)> {
+    let (_, health) = get_json(&format!("{url}/api/v1/deployments/{deployment}/health")).await;
+    let mut found: Vec<(String, String)> = health["group"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["instance_type"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_kill_during_an_instance_refresh_resumes_it_and_replaces_each_instance_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let portal = sandbox(dir.path());
+    let client = reqwest::Client::new();
+    let (deployment, job) =
+        deploy(&portal.url, json!({ "name": "refreshed", "nat": "single" })).await;
+    assert_eq!(wait_job(&client, &portal.url, &job).await["status"], "done");
+    let (_, detail) = get_json(&format!("{}/api/v1/deployments/{deployment}", portal.url)).await;
+    let app = detail["outputs"]["app_url"].as_str().unwrap().to_string();
+    let before = instances_of(&portal.url, &deployment).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let base = format!("{}/api/v1/deployments/{deployment}", portal.url);
+    let (status, plan) = post_json(
+        &client,
+        &format!("{base}/plan"),
+        json!({ "instance_type": "t3.small" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{plan}");
+    let (status, accepted) = post_json(
+        &client,
+        &format!("{base}/apply"),
+        json!({ "plan_id": plan["plan"]["id"] }),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let apply = accepted["job"]["id"].as_str().unwrap().to_string();
+    // Killed once the refresh is under way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, job) = get_json(&format!("{}/api/v1/jobs/{apply}", portal.url)).await;
+        let refreshing = job["steps"].as_array().unwrap().iter().any(|s| {
+            s["key"] == "instance_refresh"
+                && s["progress"].as_str().is_some_and(|p| p.contains("% done"))
+        });
+        if refreshing {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refresh under way: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut portal = portal;
+    portal.child.kill().unwrap();
+    portal.child.wait().unwrap();
+    drop(portal);
+    closed(&app).await;
+    moto_gone(dir.path()).await;
+
+    let portal = sandbox(dir.path());
+    let done = wait_job(&client, &portal.url, &apply).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let after = instances_of(&portal.url, &deployment).await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|(id, t)| t == "t3.small" && !before.iter().any(|(b, _)| b == id)),
+        "each instance replaced by a t3.small: {before:?} → {after:?}"
+    );
+    // One refresh, taken up again rather than started twice, and one launch
+    // for each instance replaced.
+    let endpoint = portal.aws_endpoint.clone().expect("the sandbox's AWS API");
+    let asg = aws_sdk_autoscaling::Client::new(&cloudpulse_sandbox::sdk_config(&endpoint));
+    let names = cloudpulse_engine::aws::Names::new(
+        &cloudpulse_app::ids::DeploymentId::from(deployment.clone()),
+        "refreshed",
+    );
+    let refreshes = asg
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(names.auto_scaling_group())
+        .send()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = refreshes
+        .instance_refreshes()
+        .iter()
+        .filter_map(|r| r.status().map(|s| s.as_str()))
+        .collect();
+    assert_eq!(statuses, ["Successful"]);
+    let activities = asg
+        .describe_scaling_activities()
+        .auto_scaling_group_name(names.auto_scaling_group())
+        .send()
+        .await
+        .unwrap();
+    let launches = activities
+        .activities()
+        .iter()
+        .filter(|a| a.description().is_some_and(|d| d.starts_with("Launching")))
+        .count();
+    assert_eq!(launches, 4, "two at the deploy, one for each replaced");
+    assert_nothing_remains(&tear_down(&client, &portal.url, &deployment).await);
+}
