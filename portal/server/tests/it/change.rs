@@ -228,22 +228,6 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
-    let instances = || async {
-        let (_, health) = get_json(&format!("{url}/api/v1/deployments/{id}/health")).await;
-        let mut found: Vec<(String, String)> = health["group"]["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                (
-                    i["id"].as_str().unwrap().to_string(),
-                    i["instance_type"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
-        found.sort();
-        found
-    };
     // Each change, and how the cost view's rate must compare with the
     // stack as deployed once it follows: two instances more, as many as
     // before, one NAT gateway and its address less, as before, and larger
@@ -263,7 +247,7 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
         }),
     ];
     for (change, follows) in changes {
-        let before = instances().await;
+        let before = instances_of(&url, &id).await;
         let (status, plan) = post_json(
             &client,
             &format!("{url}/api/v1/deployments/{id}/plan"),
@@ -281,7 +265,7 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
         let done = wait_job(&client, &url, accepted["job"]["id"].as_str().unwrap()).await;
         assert_eq!(done["status"], "done", "{change}: {done}");
         if change.get("instance_type").is_some() {
-            let after = instances().await;
+            let after = instances_of(&url, &id).await;
             assert_eq!(after.len(), 2, "{after:?}");
             assert!(
                 after

@@ -265,3 +265,21 @@ pub fn cli(dir: &std::path::Path, url: &str, args: &[&str]) -> (bool, String, St
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The group's instances as the portal reads them: (id, type), sorted.
+pub async fn instances_of(url: &str, deployment: &str) -> Vec<(String, String)> {
+    let (_, health) = get_json(&format!("{url}/api/v1/deployments/{deployment}/health")).await;
+    let mut found: Vec<(String, String)> = health["group"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["instance_type"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}

@@ -39,6 +39,23 @@ fn id_of<'a>(report: &'a Value, field: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {field} finding: {report}"))
 }
 
+/// What the launch template's latest version launches.
+async fn latest_version(
+    ec2: &aws_sdk_ec2::Client,
+    template: &str,
+) -> aws_sdk_ec2::types::ResponseLaunchTemplateData {
+    ec2.describe_launch_template_versions()
+        .launch_template_id(template)
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap()
+        .launch_template_versions()[0]
+        .launch_template_data()
+        .cloned()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn drift_is_found_by_the_portal_shown_accepted_and_repaired() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,16 +129,9 @@ async fn drift_is_found_by_the_portal_shown_accepted_and_repaired() {
         .launch_template_id()
         .unwrap()
         .to_string();
-    let latest = ec2
-        .describe_launch_template_versions()
-        .launch_template_id(&template)
-        .versions("$Latest")
-        .send()
+    let image = latest_version(&ec2, &template)
         .await
-        .unwrap();
-    let image = latest.launch_template_versions()[0]
-        .launch_template_data()
-        .and_then(|d| d.image_id())
+        .image_id()
         .map(str::to_string);
     ec2.create_launch_template_version()
         .launch_template_id(&template)
@@ -211,17 +221,10 @@ async fn drift_is_found_by_the_portal_shown_accepted_and_repaired() {
     assert!(out.contains("done    security_groups"), "{out}");
     assert!(out.contains("done    template_version"), "{out}");
     assert!(out.contains("done    instance_refresh"), "{out}");
-    let now = ec2
-        .describe_launch_template_versions()
-        .launch_template_id(&template)
-        .versions("$Latest")
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        now.launch_template_versions()[0]
-            .launch_template_data()
-            .and_then(|d| d.instance_type())
+        latest_version(&ec2, &template)
+            .await
+            .instance_type()
             .map(|t| t.as_str()),
         Some("t3.micro"),
         "a new version with the parameters' type"

@@ -175,24 +175,6 @@ async fn a_restarted_sandbox_finds_its_live_deployment_again() {
     eprintln!("serving again {after_kill:?} after a restart from kill -9, {after_stop:?} after one from SIGTERM");
 }
 
-/// The group's instances as the portal reads them: (id, type), sorted.
-async fn instances_of(url: &str, deployment: &str) -> Vec<(String, String)> {
-    let (_, health) = get_json(&format!("{url}/api/v1/deployments/{deployment}/health")).await;
-    let mut found: Vec<(String, String)> = health["group"]["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap().to_string(),
-                i["instance_type"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    found.sort();
-    found
-}
-
 #[tokio::test]
 async fn a_kill_during_an_instance_refresh_resumes_it_and_replaces_each_instance_once() {
     let dir = tempfile::tempdir().unwrap();
