@@ -202,6 +202,11 @@ pub mod breaks {
     pub const INSTANCE_TYPE: &str = "the group launches another instance type than the \
         parameters say: capacity, CPU credits and cost differ from the plan, and an instance \
         refresh would spread it";
+    pub const LISTENER: &str = "the load balancer's port 80 sends requests elsewhere than \
+        the stack's target group, or answers them itself: the app behind the address is down or \
+        another";
+    pub const EXTRA_LISTENER: &str = "the load balancer answers on a port the design does not \
+        open: whatever it serves there is reachable from the internet";
     pub const ACL_RULE: &str = "the private subnets' network ACL lets other traffic in or \
         out than the design: ACLs are stateless, so a denied port or return range cuts the load \
         balancer's requests to the instances or the instances' HTTPS to AWS";

@@ -175,7 +175,8 @@ pub async fn remaining(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
             .filter_map(|v| v.vpc_id().map(str::to_string))
             .collect::<Vec<_>>(),
     ));
-    left.extend(template_and_balancer(aws, names).await?);
+    left.extend(launch_templates(aws, names).await?);
+    left.extend(load_balancers(aws, names).await?);
     if let Some(tgs) = gone_ok(
         aws.elb
             .describe_target_groups()
@@ -266,10 +267,8 @@ pub(crate) async fn named(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>>
     Ok(left)
 }
 
-/// The launch template (by its tags) and the load balancer (by its name):
-/// two calls.
-pub(crate) async fn template_and_balancer(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
-    let mut left = Vec::new();
+/// The deployment's launch templates, by their tags: one call.
+async fn launch_templates(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
     let templates = aws
         .ec2
         .describe_launch_templates()
@@ -280,10 +279,19 @@ pub(crate) async fn template_and_balancer(aws: &Aws, names: &Names) -> StepResul
         .send()
         .await
         .step()?;
-    left.extend(templates.launch_templates().iter().filter_map(|t| {
-        Some(Leftover::new("launch_template", t.launch_template_id()?).made(t.create_time()))
-    }));
+    Ok(templates
+        .launch_templates()
+        .iter()
+        .filter_map(|t| {
+            Some(Leftover::new("launch_template", t.launch_template_id()?).made(t.create_time()))
+        })
+        .collect())
+}
 
+/// The deployment's load balancer, by its name: one call, and none when it
+/// is gone.
+pub(crate) async fn load_balancers(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
+    let mut left = Vec::new();
     if let Some(lbs) = gone_ok(
         aws.elb
             .describe_load_balancers()

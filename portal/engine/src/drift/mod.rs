@@ -8,8 +8,8 @@
 //! call of its own); the full check ([`Engine::check_drift`]) reads the rest
 //! in fourteen calls: the group's timings, both security groups' rules, the
 //! route tables, the private subnets' network ACL, the launch template's
-//! latest instance type, the target group and its attributes, the alarms,
-//! and
+//! latest instance type, the load balancer's listeners, the target group
+//! and its attributes, the alarms, and
 //! whether the NAT gateways, load balancer, launch template, role, profile
 //! and bucket still stand.
 //!
@@ -144,7 +144,8 @@ impl Engine {
         found.extend(read::target_group_drift(&params, &aws, &names, &mut present).await?);
         found.extend(read::alarm_drift(&params, &aws, &names, &recorded, &mut present).await?);
         found.extend(read::acl_drift(&params, &aws, &recorded, &mut present).await?);
-        found.extend(read::template_drift(&params, &aws, &recorded).await?);
+        found.extend(read::template_drift(&params, &aws, &recorded, &mut present).await?);
+        found.extend(read::listener_drift(&aws, &names, &recorded, &mut present).await?);
         read::look_for_the_rest(&aws, &names, &recorded, &mut present).await?;
         found.extend(read::missing(&recorded, &present));
         self.store()

@@ -482,12 +482,12 @@ pub(super) async fn acl_drift(
 }
 
 /// The instance type of the launch template's latest version (the one the
-/// group launches from). One call; a template that is gone is the
-/// existence check's to find.
+/// group launches from), and whether the template stands. One call.
 pub(super) async fn template_drift(
     params: &DeploymentParams,
     aws: &Aws,
     recorded: &Recorded,
+    present: &mut Present,
 ) -> Result<Vec<Observed>, EngineError> {
     let Some(template) = recorded.id(ResourceKind::LaunchTemplate, StepKey::LaunchTemplate) else {
         return Ok(Vec::new());
@@ -505,6 +505,7 @@ pub(super) async fn template_drift(
         Err(e) if e.code.starts_with("InvalidLaunchTemplateId") => return Ok(Vec::new()),
         Err(e) => return Err(aws_error(e)),
     };
+    present.saw(ResourceKind::LaunchTemplate, template);
     let actual = out
         .launch_template_versions()
         .first()
@@ -524,6 +525,91 @@ pub(super) async fn template_drift(
         })
         .into_iter()
         .collect())
+}
+
+/// The load balancer's listeners: one on port 80, HTTP, forwarding to the
+/// stack's target group, and no other. One call; a load balancer that is
+/// gone is the existence check's to find.
+pub(super) async fn listener_drift(
+    aws: &Aws,
+    names: &Names,
+    recorded: &Recorded,
+    present: &mut Present,
+) -> Result<Vec<Observed>, EngineError> {
+    let (Some(lb), Some(tg)) = (
+        recorded.arns(ResourceKind::LoadBalancer).first().copied(),
+        recorded.arns(ResourceKind::TargetGroup).first().copied(),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let out = aws
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(lb)
+        .send()
+        .await
+        .step();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.code == "LoadBalancerNotFound" => return Ok(Vec::new()),
+        Err(e) => return Err(aws_error(e)),
+    };
+    let expected = listener_text(Some("HTTP"), &[("forward", Some(names.target_group()))]);
+    let mut found = Vec::new();
+    for listener in out.listeners() {
+        let arn = listener.listener_arn().unwrap_or_default();
+        let actions: Vec<(&str, Option<String>)> = listener
+            .default_actions()
+            .iter()
+            .map(|a| {
+                let target = a.target_group_arn().map(|arn| {
+                    if arn == tg {
+                        names.target_group()
+                    } else {
+                        arn.to_string()
+                    }
+                });
+                (a.r#type().map_or("?", |t| t.as_str()), target)
+            })
+            .collect();
+        let actual = listener_text(listener.protocol().map(|p| p.as_str()), &actions);
+        let port = listener.port().unwrap_or_default();
+        if port == 80 {
+            present.saw(ResourceKind::Listener, arn);
+            if actual != expected {
+                found.push(seen(
+                    ResourceKind::Listener,
+                    arn,
+                    "port 80",
+                    expected.clone(),
+                    actual,
+                    breaks::LISTENER,
+                ));
+            }
+        } else {
+            found.push(seen(
+                ResourceKind::Listener,
+                arn,
+                &format!("port {port}"),
+                "absent",
+                actual,
+                breaks::EXTRA_LISTENER,
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// A listener as a person reads it: `HTTP, forward to cp-…-tg`.
+fn listener_text(protocol: Option<&str>, actions: &[(&str, Option<String>)]) -> String {
+    let actions: Vec<String> = actions
+        .iter()
+        .map(|(kind, target)| match target {
+            Some(target) => format!("{kind} to {target}"),
+            None => (*kind).to_string(),
+        })
+        .collect();
+    format!("{}, {}", protocol.unwrap_or("?"), actions.join(" then "))
 }
 
 /// Looks for what the setting checks do not read, one call a kind: the NAT
@@ -561,7 +647,7 @@ pub(super) async fn look_for_the_rest(
             }
         }
     }
-    for leftover in crate::inventory::template_and_balancer(aws, names)
+    for leftover in crate::inventory::load_balancers(aws, names)
         .await
         .map_err(aws_error)?
     {
@@ -600,6 +686,7 @@ const LOOKED_FOR: &[ResourceKind] = &[
     ResourceKind::Alarm,
     ResourceKind::NatGateway,
     ResourceKind::LoadBalancer,
+    ResourceKind::Listener,
     ResourceKind::LaunchTemplate,
     ResourceKind::IamRole,
     ResourceKind::InstanceProfile,

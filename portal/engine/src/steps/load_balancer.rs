@@ -322,12 +322,43 @@ pub async fn listener(ctx: &StepCtx) -> StepResult<Value> {
         .send()
         .await
         .step()?;
-    let arn = match found
-        .listeners()
-        .iter()
-        .find(|l| l.port() == Some(80))
-        .and_then(|l| l.listener_arn())
-    {
+    let forward = || {
+        Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn(&tg)
+            .build()
+    };
+    // One the stack does not make (another port) is drift: a repair runs
+    // this step to take it away.
+    let mut removed = Vec::new();
+    for extra in found.listeners().iter().filter(|l| l.port() != Some(80)) {
+        if let Some(arn) = extra.listener_arn() {
+            gone_ok(elb.delete_listener().listener_arn(arn).send().await.step())?;
+            removed.push(arn.to_string());
+        }
+    }
+    let existing = found.listeners().iter().find(|l| l.port() == Some(80));
+    let forwards = existing.is_some_and(|l| {
+        l.protocol() == Some(&ProtocolEnum::Http)
+            && l.default_actions().len() == 1
+            && l.default_actions()[0].r#type() == Some(&ActionTypeEnum::Forward)
+            && l.default_actions()[0].target_group_arn() == Some(tg.as_str())
+    });
+    let mut modified = false;
+    if let (Some(listener), false) = (existing, forwards) {
+        if let Some(arn) = listener.listener_arn() {
+            elb.modify_listener()
+                .listener_arn(arn)
+                .protocol(ProtocolEnum::Http)
+                .port(80)
+                .default_actions(forward())
+                .send()
+                .await
+                .step()?;
+            modified = true;
+        }
+    }
+    let arn = match existing.and_then(|l| l.listener_arn()) {
         Some(arn) => arn.to_string(),
         None => {
             let out = elb
@@ -335,12 +366,7 @@ pub async fn listener(ctx: &StepCtx) -> StepResult<Value> {
                 .load_balancer_arn(&lb)
                 .protocol(ProtocolEnum::Http)
                 .port(80)
-                .default_actions(
-                    Action::builder()
-                        .r#type(ActionTypeEnum::Forward)
-                        .target_group_arn(&tg)
-                        .build(),
-                )
+                .default_actions(forward())
                 .set_tags(Some(elb_tags(ctx, StepKey::Listener, "http")))
                 .send()
                 .await
@@ -354,7 +380,15 @@ pub async fn listener(ctx: &StepCtx) -> StepResult<Value> {
     };
     ctx.record(ResourceKind::Listener, &arn, Some(&arn), StepKey::Listener)
         .await?;
-    Ok(json!({ "listener_arn": arn, "port": 80 }))
+    let mut outputs = json!({ "listener_arn": arn, "port": 80 });
+    // What a repair put back, said only when there was something.
+    if modified {
+        outputs["modified"] = json!(true);
+    }
+    if !removed.is_empty() {
+        outputs["removed"] = json!(removed);
+    }
+    Ok(outputs)
 }
 
 pub async fn undo_listener(ctx: &StepCtx) -> StepResult<Value> {

@@ -1,7 +1,7 @@
 //! Drift through the strict sandbox: a stack changed behind the portal's
 //! back (a rule revoked and one added, a route deleted, an alarm deleted, a
-//! network ACL entry changed and a deny added, the desired capacity set by
-//! hand) is found, each difference once; the
+//! network ACL entry changed and a deny added, the listener answering by
+//! itself, the desired capacity set by hand) is found, each difference once; the
 //! desired capacity is accepted into the parameters, a rule is not, and a
 //! repair puts the rest back as the parameters say.
 
@@ -148,6 +148,23 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
         .send()
         .await
         .unwrap();
+    let listener = recorded(&h, &id, ResourceKind::Listener, "listener").await;
+    aws.elb
+        .modify_listener()
+        .listener_arn(&listener)
+        .default_actions(
+            aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::FixedResponse)
+                .fixed_response_config(
+                    aws_sdk_elasticloadbalancingv2::types::FixedResponseActionConfig::builder()
+                        .status_code("503")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     aws.cloudwatch
         .delete_alarms()
         .alarm_names(names.low_cpu_alarm())
@@ -194,6 +211,12 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
                 "3".into()
             ),
             (
+                "listener".into(),
+                "port 80".into(),
+                format!("HTTP, forward to {}", names.target_group()),
+                "HTTP, fixed-response".into()
+            ),
+            (
                 "network_acl".into(),
                 "inbound rule 90".into(),
                 "absent".into(),
@@ -238,7 +261,7 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
         .filter(|e| e.kind == EventKind::Drift.as_str() && e.message.starts_with("drift found"))
         .map(|e| e.message.as_str())
         .collect();
-    assert_eq!(found.len(), 7, "each difference once: {found:#?}");
+    assert_eq!(found.len(), 8, "each difference once: {found:#?}");
 
     // A rule cannot go into the parameters, and a refusal changes nothing.
     let rule = report
@@ -272,7 +295,7 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
         .accept_drift(&id, std::slice::from_ref(&desired.id), Source::Api)
         .await
         .unwrap();
-    assert_eq!(accepted.findings.len(), 6);
+    assert_eq!(accepted.findings.len(), 7);
     assert_eq!(
         h.engine.store().deployment(&id).await.unwrap().params["desired"],
         3
@@ -293,6 +316,7 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
             "nat_route:1",
             "network_acl",
             "security_groups",
+            "listener",
             "alarms",
             "wait_healthy"
         ]
@@ -324,6 +348,20 @@ async fn drift_behind_the_portals_back_is_found_accepted_and_repaired() {
         .iter()
         .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
             && r.nat_gateway_id() == Some(nat.as_str())));
+    let listeners = aws
+        .elb
+        .describe_listeners()
+        .listener_arns(&listener)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listeners.listeners()[0].default_actions()[0]
+            .r#type()
+            .map(|t| t.as_str()),
+        Some("forward"),
+        "the listener forwards again"
+    );
     let entries = aws
         .ec2
         .describe_network_acls()
