@@ -588,6 +588,24 @@ struct Reconciler {
     spawn_failures: HashMap<String, String>,
 }
 
+/// Terminates `instances` through Auto Scaling (straight in moto), one by
+/// one, lowering the desired capacity with each or not.
+async fn terminate_each(
+    asg: &aws_sdk_autoscaling::Client,
+    instances: Vec<String>,
+    decrement: bool,
+) -> Moto<()> {
+    for id in instances {
+        asg.terminate_instance_in_auto_scaling_group()
+            .instance_id(id)
+            .should_decrement_desired_capacity(decrement)
+            .send()
+            .await
+            .map_err(moto_error("TerminateInstanceInAutoScalingGroup"))?;
+    }
+    Ok(())
+}
+
 /// A failed read or write against moto, kept as text for [`Board::problem`].
 type Moto<T> = Result<T, String>;
 
@@ -1585,16 +1603,16 @@ impl Reconciler {
                     RefreshMove::Terminate {
                         instances,
                         decrement,
-                    } => {
-                        for id in instances {
-                            asg.terminate_instance_in_auto_scaling_group()
-                                .instance_id(id)
-                                .should_decrement_desired_capacity(decrement)
-                                .send()
-                                .await
-                                .map_err(moto_error("TerminateInstanceInAutoScalingGroup"))?;
-                        }
-                        Ok(())
+                    } => terminate_each(&asg, instances, decrement).await,
+                    RefreshMove::TerminateAndSet { instances, desired } => {
+                        terminate_each(&asg, instances, true).await?;
+                        asg.set_desired_capacity()
+                            .auto_scaling_group_name(&group.name)
+                            .desired_capacity(desired)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(moto_error("SetDesiredCapacity"))
                     }
                 }
             };

@@ -145,6 +145,13 @@ pub enum RefreshMove {
         instances: Vec<String>,
         decrement: bool,
     },
+    /// End a launch-first batch some of whose old instances left by
+    /// themselves: terminate the rest, lowering the desired capacity, then
+    /// set it to `desired`, giving back the surplus they no longer need.
+    TerminateAndSet {
+        instances: Vec<String>,
+        desired: i32,
+    },
 }
 
 impl InstanceRefresh {
@@ -274,7 +281,15 @@ impl InstanceRefresh {
         }
         let out = self.take_from_fullest_zones(now, batch.size);
         self.taken_out.extend(out.iter().cloned());
-        (!out.is_empty()).then_some(RefreshMove::Terminate {
+        if out.len() < batch.size {
+            let short = i32::try_from(batch.size - out.len()).unwrap_or(0);
+            let taken = i32::try_from(out.len()).unwrap_or(0);
+            return Some(RefreshMove::TerminateAndSet {
+                instances: out,
+                desired: now.desired - taken - short,
+            });
+        }
+        Some(RefreshMove::Terminate {
             instances: out,
             decrement: true,
         })
@@ -915,6 +930,43 @@ mod tests {
         );
         let raised = GroupNow { desired: 3, ..now };
         assert_eq!(r.advance(&raised, t, warmup), None, "now it waits");
+    }
+
+    #[test]
+    fn a_batch_whose_old_instance_left_gives_its_surplus_back() {
+        let mut r = refresh(&["a", "b"], 100, 150);
+        let zones = HashMap::new();
+        let warmup = chrono::Duration::zero();
+        let t = Utc::now();
+        let (old, healthy) = (ids(&["a", "b"]), set(&["a", "b", "c"]));
+        let now = GroupNow {
+            in_service: &old,
+            members: &old,
+            healthy: &healthy,
+            desired: 2,
+            zones: &zones,
+        };
+        assert!(r.advance(&now, t, warmup).is_some());
+        // b left (a scale-in took it) while c warmed up; one old remains.
+        let mut one = refresh(&["a"], 100, 150);
+        one.batch = r.batch.clone();
+        one.batch.as_mut().unwrap().size = 2;
+        one.batch.as_mut().unwrap().launched_to = 4;
+        let (ac, acd) = (ids(&["a", "c", "d"]), set(&["a", "c", "d"]));
+        let grown = GroupNow {
+            in_service: &ac,
+            members: &ac,
+            healthy: &acd,
+            desired: 4,
+            zones: &zones,
+        };
+        assert_eq!(
+            one.advance(&grown, t, warmup),
+            Some(RefreshMove::TerminateAndSet {
+                instances: ids(&["a"]),
+                desired: 2
+            })
+        );
     }
 
     #[test]
