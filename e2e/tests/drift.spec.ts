@@ -72,8 +72,10 @@ test('drift: found on the page, badged on the list, repaired', async ({
     .toBe('done');
   const report = await (await request.get(`/api/v1/deployments/${id}/drift`)).json();
   expect(report.findings).toEqual([]);
-  await page.goto(`/deployments/${id}`);
-  await expect(page.getByTestId('drift')).toContainText('The stack matches its parameters.');
+  // The page follows the repair job and loads itself again when it ends.
+  await expect(page.getByTestId('drift')).toContainText('The stack matches its parameters.', {
+    timeout: 30_000,
+  });
 
   const teardown = await request.post(`/api/v1/deployments/${id}/teardown`);
   expect(teardown.status()).toBe(202);
