@@ -214,8 +214,6 @@ pub mod breaks {
         stack's: its traffic obeys rules the stack does not know";
     pub const MISSING: &str = "a resource the stack is made of is gone: whatever depends on \
         it fails (see the failure lab's card for its kind)";
-    pub const STRAY_INSTANCE: &str = "an instance tagged with this deployment runs outside its \
-        group: it bills at its hourly price and serves no one";
 }
 
 #[cfg(test)]
