@@ -430,7 +430,7 @@ pub(super) async fn acl_drift(
     for want in &wanted {
         let actual = entries
             .iter()
-            .find(|e| e.rule_number() == Some(want.number) && e.egress() == Some(want.egress))
+            .find(|e| want.numbers(e))
             .map_or_else(|| "missing".to_string(), |e| crate::steps::entry_text(e));
         if actual != want.text() {
             found.push(seen(
@@ -443,11 +443,10 @@ pub(super) async fn acl_drift(
             ));
         }
     }
-    for extra in entries.iter().filter(|e| {
-        !wanted
-            .iter()
-            .any(|w| e.rule_number() == Some(w.number) && e.egress() == Some(w.egress))
-    }) {
+    for extra in entries
+        .iter()
+        .filter(|e| !wanted.iter().any(|w| w.numbers(e)))
+    {
         let egress = extra.egress().unwrap_or_default();
         found.push(seen(
             ResourceKind::NetworkAcl,

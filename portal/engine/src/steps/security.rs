@@ -333,6 +333,12 @@ pub struct AclRule {
 }
 
 impl AclRule {
+    /// Whether `entry` has this rule's number and direction (an ACL holds
+    /// at most one such entry).
+    pub fn numbers(&self, entry: &aws_sdk_ec2::types::NetworkAclEntry) -> bool {
+        entry.rule_number() == Some(self.number) && entry.egress() == Some(self.egress)
+    }
+
     /// As a person reads it: `allow tcp 3000 from 10.0.0.0/16`.
     pub fn text(&self) -> String {
         acl_text("allow", "6", self.egress, &self.block, Some(self.ports))
@@ -404,9 +410,7 @@ async fn converge_acl_entries(ctx: &StepCtx, id: &str) -> StepResult<()> {
         .collect();
     let wanted = acl_rules(&ctx.params.vpc_cidr);
     for rule in &wanted {
-        let current = entries
-            .iter()
-            .find(|e| e.rule_number() == Some(rule.number) && e.egress() == Some(rule.egress));
+        let current = entries.iter().find(|e| rule.numbers(e));
         if current.is_some_and(|e| entry_text(e) == rule.text()) {
             continue;
         }
@@ -414,43 +418,37 @@ async fn converge_acl_entries(ctx: &StepCtx, id: &str) -> StepResult<()> {
             .from(rule.ports.0)
             .to(rule.ports.1)
             .build();
+        // The same entry either way; the two calls' builders are two types.
+        macro_rules! send_entry {
+            ($call:expr) => {
+                $call
+                    .network_acl_id(id)
+                    .rule_number(rule.number)
+                    .protocol("6")
+                    .rule_action(RuleAction::Allow)
+                    .egress(rule.egress)
+                    .cidr_block(&rule.block)
+                    .port_range(port_range)
+                    .send()
+                    .await
+                    .step()
+                    .map(drop)
+            };
+        }
         let result = if current.is_some() {
-            ec2.replace_network_acl_entry()
-                .network_acl_id(id)
-                .rule_number(rule.number)
-                .protocol("6")
-                .rule_action(RuleAction::Allow)
-                .egress(rule.egress)
-                .cidr_block(&rule.block)
-                .port_range(port_range)
-                .send()
-                .await
-                .step()
-                .map(drop)
+            send_entry!(ec2.replace_network_acl_entry())
         } else {
-            ec2.create_network_acl_entry()
-                .network_acl_id(id)
-                .rule_number(rule.number)
-                .protocol("6")
-                .rule_action(RuleAction::Allow)
-                .egress(rule.egress)
-                .cidr_block(&rule.block)
-                .port_range(port_range)
-                .send()
-                .await
-                .step()
-                .map(drop)
+            send_entry!(ec2.create_network_acl_entry())
         };
         match result {
             Err(e) if e.code == "NetworkAclEntryAlreadyExists" => {}
             other => other?,
         }
     }
-    for extra in entries.iter().filter(|e| {
-        !wanted
-            .iter()
-            .any(|r| e.rule_number() == Some(r.number) && e.egress() == Some(r.egress))
-    }) {
+    for extra in entries
+        .iter()
+        .filter(|e| !wanted.iter().any(|r| r.numbers(e)))
+    {
         gone_ok(
             ec2.delete_network_acl_entry()
                 .network_acl_id(id)

@@ -1563,7 +1563,7 @@ impl Reconciler {
         let Some(faithful) = self.config.faithful.clone() else {
             return;
         };
-        for group in groups {
+        for group in groups.iter().filter(|g| faithful.refreshing(&g.name)) {
             let healthy: HashSet<String> = group
                 .in_service
                 .iter()

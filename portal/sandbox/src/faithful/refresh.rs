@@ -629,26 +629,25 @@ impl Faithful {
     /// now: what it asks the group to do next, if anything. For the data
     /// plane, at each round.
     pub fn advance_refresh(&self, group: &str, now: &GroupNow<'_>) -> Option<RefreshMove> {
-        let warmup = {
-            let refreshes = self.refreshes();
-            let refresh = refreshes.all.iter().rev().find(|r| r.group == group)?;
-            if !refresh.status.active() {
-                return None;
-            }
-            self.cooldown(refresh.preferences.warmup)
-        };
-        let warmup = chrono::Duration::from_std(warmup).unwrap_or(chrono::Duration::MAX);
-        let (before, after, next) = {
+        let (changed, next) = {
             let mut refreshes = self.refreshes();
             let refresh = refreshes.active_mut(group)?;
+            let warmup = chrono::Duration::from_std(self.cooldown(refresh.preferences.warmup))
+                .unwrap_or(chrono::Duration::MAX);
             let before = refresh.clone();
             let next = refresh.advance(now, Utc::now(), warmup);
-            (before, refresh.clone(), next)
+            (before != *refresh, next)
         };
-        if before != after {
+        if changed {
             self.save();
         }
         next
+    }
+
+    /// Whether `group` has a refresh under way: the data plane looks at the
+    /// group's health for it only then.
+    pub fn refreshing(&self, group: &str) -> bool {
+        self.refreshes().active_mut(group).is_some()
     }
 
     /// How many instances the group's refresh runs beyond its desired
