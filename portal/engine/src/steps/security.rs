@@ -418,27 +418,32 @@ async fn converge_acl_entries(ctx: &StepCtx, id: &str) -> StepResult<()> {
             .from(rule.ports.0)
             .to(rule.ports.1)
             .build();
-        // The same entry either way; the two calls' builders are two types.
-        macro_rules! send_entry {
-            ($call:expr) => {
-                $call
-                    .network_acl_id(id)
-                    .rule_number(rule.number)
-                    .protocol("6")
-                    .rule_action(RuleAction::Allow)
-                    .egress(rule.egress)
-                    .cidr_block(&rule.block)
-                    .port_range(port_range)
-                    .send()
-                    .await
-                    .step()
-                    .map(drop)
-            };
-        }
         let result = if current.is_some() {
-            send_entry!(ec2.replace_network_acl_entry())
+            ec2.replace_network_acl_entry()
+                .network_acl_id(id)
+                .rule_number(rule.number)
+                .protocol("6")
+                .rule_action(RuleAction::Allow)
+                .egress(rule.egress)
+                .cidr_block(&rule.block)
+                .port_range(port_range)
+                .send()
+                .await
+                .step()
+                .map(drop)
         } else {
-            send_entry!(ec2.create_network_acl_entry())
+            ec2.create_network_acl_entry()
+                .network_acl_id(id)
+                .rule_number(rule.number)
+                .protocol("6")
+                .rule_action(RuleAction::Allow)
+                .egress(rule.egress)
+                .cidr_block(&rule.block)
+                .port_range(port_range)
+                .send()
+                .await
+                .step()
+                .map(drop)
         };
         match result {
             Err(e) if e.code == "NetworkAclEntryAlreadyExists" => {}
