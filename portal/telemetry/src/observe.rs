@@ -198,14 +198,16 @@ pub fn observe(known: &mut Known, snapshot: &HealthSnapshot) -> Vec<NewEvent> {
     }
     known.desired = Some(group.desired);
 
-    if let (None, Some(cause)) = (&known.degraded, lost) {
-        known.degraded = Some((now, cause));
-    }
     let failing = group
         .instances
         .iter()
         .any(|i| i.target_state.as_deref() == Some("unhealthy"));
     let whole = i64::from(snapshot.healthy_targets) >= i64::from(group.desired);
+    // A loss the group does not feel (an instance leaving after its
+    // replacement already serves) degrades nothing.
+    if let (None, Some(cause), false) = (&known.degraded, lost, whole && !failing) {
+        known.degraded = Some((now, cause));
+    }
     if let Some((since, cause)) = known.degraded.clone() {
         if whole && !failing {
             known.degraded = None;
@@ -364,6 +366,41 @@ mod tests {
         observe(&mut known, &snapshot(0, 3, three.clone()));
         let events = observe(&mut known, &snapshot(10, 2, three[..2].to_vec()));
         assert_eq!(kinds(&events), ["instance", "capacity"]);
+        assert!(known.degraded.is_none());
+    }
+
+    #[test]
+    fn a_replaced_instance_leaving_a_whole_group_is_no_recovery() {
+        // The instance whose health checks failed drains while its
+        // replacement already serves: when it finally leaves, the group has
+        // been whole for a while, so nothing recovers (and no recovery of
+        // 0 s hides the real one before it).
+        let mut known = Known::default();
+        observe(
+            &mut known,
+            &snapshot(
+                0,
+                2,
+                vec![
+                    instance("i-a", "InService", Some("healthy")),
+                    instance("i-b", "InService", Some("healthy")),
+                    instance("i-c", "Terminating", Some("draining")),
+                ],
+            ),
+        );
+        let left = observe(
+            &mut known,
+            &snapshot(
+                10,
+                2,
+                vec![
+                    instance("i-a", "InService", Some("healthy")),
+                    instance("i-b", "InService", Some("healthy")),
+                ],
+            ),
+        );
+        assert_eq!(kinds(&left), ["instance"]);
+        assert!(left[0].message.starts_with("i-c left the group"));
         assert!(known.degraded.is_none());
     }
 
