@@ -115,11 +115,8 @@ pub enum FieldClass {
     InPlace,
     /// By making new resources before removing old ones, as the plan's
     /// changes list them (the NAT mode: [`nat_changes`]; the instance type:
-    /// [`instance_changes`]).
+    /// [`instance_changes`]; the zone count: [`zone_changes`]).
     Rebuilt,
-    /// By replacing or adding resources, which this portal does not apply
-    /// to a live stack yet; the text says what it would take.
-    NotYet(&'static str),
     /// Not without tearing the stack down; the text says why.
     Refused(&'static str),
 }
@@ -202,11 +199,7 @@ pub fn classify(field: &str) -> FieldClass {
         return FieldClass::InPlace;
     }
     match field {
-        "instance_type" | "nat" => FieldClass::Rebuilt,
-        "azs" => FieldClass::NotYet(
-            "another zone count means subnets, routes and a NAT gateway made or removed, \
-             and the group and load balancer spread again",
-        ),
+        "instance_type" | "nat" | "azs" => FieldClass::Rebuilt,
         "region" => FieldClass::Refused(
             "a stack cannot move to another region: every resource would be made again",
         ),
@@ -254,8 +247,8 @@ fn diff(prefix: &str, before: &Value, after: &Value, out: &mut Vec<FieldChange>)
 }
 
 /// Why a change cannot be planned: the error code (`change_refused` when a
-/// field needs a teardown, `change_not_supported` when it needs what this
-/// portal does not apply yet) and each such field with what to do.
+/// field needs a teardown, `change_not_supported` when the fields cannot
+/// change together) and each such field with what to do.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Refusal {
     pub code: &'static str,
@@ -272,18 +265,18 @@ pub fn resource_changes(
     let fields = field_changes(&budget_as_stored(before), &budget_as_stored(after));
     let mut refused = FieldErrors::new();
     let mut not_yet = FieldErrors::new();
+    let changes_field = |name: &str| fields.iter().any(|f| f.field == name);
+    if changes_field("azs") && changes_field("nat") {
+        not_yet.insert(
+            "nat".to_string(),
+            "the zone count and the NAT mode change in two plans, not one: each moves the \
+             private routes; plan the zones first, apply, then plan the NAT mode"
+                .to_string(),
+        );
+    }
     for change in &fields {
         match classify(&change.field) {
             FieldClass::InPlace | FieldClass::Rebuilt => {}
-            FieldClass::NotYet(what) => {
-                not_yet.insert(
-                    change.field.clone(),
-                    format!(
-                        "{what}; this portal does not change that on a live stack yet: \
-                         plan the other changes alone, or tear down and redeploy with it"
-                    ),
-                );
-            }
             FieldClass::Refused(why) => {
                 refused.insert(
                     change.field.clone(),
@@ -341,6 +334,18 @@ pub fn resource_changes(
     }
     if let Some(nat) = fields.iter().find(|f| f.field == "nat") {
         changes.extend(nat_changes(before, after, nat));
+    }
+    if let Some(azs) = fields.iter().find(|f| f.field == "azs") {
+        for zone in zone_changes(before, after, azs) {
+            // The group may already change in place (its size, say).
+            match changes
+                .iter_mut()
+                .find(|c| c.resource_kind == zone.resource_kind)
+            {
+                Some(same) => merge(same, zone),
+                None => changes.push(zone),
+            }
+        }
     }
     let instance_type = fields.iter().find(|f| f.field == "instance_type");
     if let Some(field) = instance_type {
@@ -489,6 +494,184 @@ fn nat_changes(
         ),
         routes,
     ]
+}
+
+/// What another zone count does: the last zone's public and private
+/// subnets, its private route table and (one gateway per zone) its NAT
+/// gateway and address made or deleted; the public route table, the
+/// private subnets' ACL and the load balancer take the zone's subnets in
+/// or let them go; the group spreads to it, or first moves its instances
+/// out of it (each replaced in another zone before it drains).
+fn zone_changes(
+    before: &DeploymentParams,
+    after: &DeploymentParams,
+    field: &FieldChange,
+) -> Vec<ResourceChange> {
+    let adding = after.azs > before.azs;
+    let zones: Vec<u8> = if adding {
+        (before.azs..after.azs).collect()
+    } else {
+        (after.azs..before.azs).collect()
+    };
+    let count = zones.len();
+    let (action, verb) = if adding {
+        (ChangeAction::Create, "Create")
+    } else {
+        (ChangeAction::Delete, "Delete")
+    };
+    let change = |kind: ResourceKind, action, calls: &[&str], note: String| ResourceChange {
+        resource_kind: kind.as_str().to_string(),
+        resource_id: None,
+        action,
+        fields: vec![field.clone()],
+        aws_calls: calls.iter().map(|c| c.to_string()).collect(),
+        disruption: Disruption::None,
+        note: Some(note),
+        cost: None,
+    };
+    let subnet_call = format!("{verb}Subnet");
+    let table_call = format!("{verb}RouteTable");
+    let mut changes = vec![
+        change(
+            ResourceKind::Subnet,
+            action,
+            &[&subnet_call],
+            if adding {
+                format!(
+                    "a public and a private subnet in each of {count} new zone(s), in blocks of \
+                     the VPC range no subnet holds: the others stay where they are"
+                )
+            } else {
+                format!(
+                    "the public and private subnet of the last {count} zone(s), deleted once \
+                     nothing runs in them"
+                )
+            },
+        ),
+        change(
+            ResourceKind::RouteTable,
+            action,
+            &[
+                &table_call,
+                if adding {
+                    "AssociateRouteTable"
+                } else {
+                    "DisassociateRouteTable"
+                },
+            ],
+            if adding {
+                format!(
+                    "the private route table of each new zone, its default route to {}; the \
+                     public route table takes in the zone's public subnet",
+                    if after.nat == NatMode::PerAz {
+                        "the zone's own NAT gateway"
+                    } else {
+                        "the first zone's NAT gateway"
+                    }
+                )
+            } else {
+                "the private route table of each such zone, deleted; the public route table \
+                 lets the zone's public subnet go"
+                    .to_string()
+            },
+        ),
+    ];
+    let per_az = if adding { after.nat } else { before.nat } == NatMode::PerAz;
+    if per_az {
+        let (gateway, address) = if adding {
+            ("CreateNatGateway", "AllocateAddress")
+        } else {
+            ("DeleteNatGateway", "ReleaseAddress")
+        };
+        changes.push(ResourceChange {
+            cost: category_cost(before, after, CostCategory::Nat),
+            ..change(
+                ResourceKind::NatGateway,
+                action,
+                &[gateway],
+                if adding {
+                    "one per new zone, available before the zone's route points at it".to_string()
+                } else {
+                    "the zone's gateway, deleted after its route table and before its subnet"
+                        .to_string()
+                },
+            )
+        });
+        changes.push(ResourceChange {
+            cost: category_cost(before, after, CostCategory::PublicIpv4),
+            ..change(
+                ResourceKind::ElasticIp,
+                action,
+                &[address],
+                "the gateway's address".to_string(),
+            )
+        });
+    }
+    changes.push(change(
+        ResourceKind::NetworkAcl,
+        ChangeAction::UpdateInPlace,
+        &["ReplaceNetworkAclAssociation"],
+        if adding {
+            "the new private subnets join the private subnets' ACL".to_string()
+        } else {
+            "the ACL keeps the remaining private subnets".to_string()
+        },
+    ));
+    let mut balancer = change(
+        ResourceKind::LoadBalancer,
+        ChangeAction::UpdateInPlace,
+        &["SetSubnets"],
+        if adding {
+            "enabled in the new zone's public subnet before the group launches there".to_string()
+        } else {
+            "leaves the zone's public subnet once the group's instances there are gone".to_string()
+        },
+    );
+    if !per_az {
+        balancer.cost = category_cost(before, after, CostCategory::PublicIpv4);
+    }
+    changes.push(balancer);
+    let mut group = change(
+        ResourceKind::AutoScalingGroup,
+        ChangeAction::UpdateInPlace,
+        &["UpdateAutoScalingGroup"],
+        if adding {
+            format!(
+                "the group's subnets include the new zone(s): Auto Scaling launches there next, \
+                 and moves instances (launching before terminating) while its zones are more \
+                 than one apart ({} instance(s) over {} zones)",
+                after.desired, after.azs
+            )
+        } else {
+            format!(
+                "the group leaves the zone(s): each instance there is replaced in another zone \
+                 before it drains for the deregistration delay ({} s) and terminates",
+                after.deregistration_delay
+            )
+        },
+    );
+    if !adding {
+        group.disruption = Disruption::Rolling { at_a_time: 1 };
+    }
+    changes.push(group);
+    changes
+}
+
+/// `other`'s fields, calls and note added to `change`, which takes the
+/// worse disruption of the two.
+fn merge(change: &mut ResourceChange, other: ResourceChange) {
+    change.fields.extend(other.fields);
+    for call in other.aws_calls {
+        if !change.aws_calls.contains(&call) {
+            change.aws_calls.push(call);
+        }
+    }
+    change.note = match (change.note.take(), other.note) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
+    change.disruption = change.disruption.clone().max(other.disruption);
+    change.cost = change.cost.take().or(other.cost);
 }
 
 /// The parameters as the store keeps a live deployment's: its TTL is
@@ -729,16 +912,75 @@ mod tests {
         let mut after = live();
         after.region = "eu-west-1".into();
         after.azs = 3;
+        after.nat = NatMode::Single;
         let refusal = resource_changes(&live(), &after).unwrap_err();
         assert_eq!(refusal.code, "change_refused");
         assert!(refusal.fields["region"].contains("tear the deployment down"));
-        assert!(refusal.fields.contains_key("azs"));
+        // What else stands in the way is said at once.
+        assert!(refusal.fields.contains_key("nat"));
 
         let mut after = live();
         after.azs = 3;
+        after.nat = NatMode::Single;
         let refusal = resource_changes(&live(), &after).unwrap_err();
         assert_eq!(refusal.code, "change_not_supported");
-        assert!(refusal.fields["azs"].contains("does not change that on a live stack yet"));
+        assert!(refusal.fields["nat"].contains("plan the zones first"));
+    }
+
+    #[test]
+    fn another_zone_count_adds_or_drains_the_last_zone() {
+        let three = DeploymentParams {
+            azs: 3,
+            ..live()
+        };
+        let grow = resource_changes(&live(), &three).unwrap();
+        let read: Vec<(&str, ChangeAction)> = grow
+            .iter()
+            .map(|c| (c.resource_kind.as_str(), c.action))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("subnet", ChangeAction::Create),
+                ("route_table", ChangeAction::Create),
+                ("nat_gateway", ChangeAction::Create),
+                ("elastic_ip", ChangeAction::Create),
+                ("network_acl", ChangeAction::UpdateInPlace),
+                ("load_balancer", ChangeAction::UpdateInPlace),
+                ("auto_scaling_group", ChangeAction::UpdateInPlace),
+            ]
+        );
+        assert_eq!(worst_disruption(&grow), Disruption::None);
+        let nat = grow[2].cost.as_ref().expect("a third gateway costs more");
+        assert!(nat.after_hourly_usd > nat.before_hourly_usd);
+        let shrink = resource_changes(&three, &live()).unwrap();
+        assert!(shrink[..4].iter().all(|c| c.action == ChangeAction::Delete));
+        assert_eq!(
+            worst_disruption(&shrink),
+            Disruption::Rolling { at_a_time: 1 }
+        );
+        // With a new size too, the group is one change with both.
+        let bigger = DeploymentParams {
+            desired: 3,
+            ..three.clone()
+        };
+        let both = resource_changes(&live(), &bigger).unwrap();
+        let groups: Vec<&ResourceChange> = both
+            .iter()
+            .filter(|c| c.resource_kind == "auto_scaling_group")
+            .collect();
+        assert_eq!(groups.len(), 1, "{both:?}");
+        let fields: Vec<&str> = groups[0].fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["desired", "azs"]);
+        assert!(groups[0].cost.is_some());
+        // One shared gateway: nothing to make but the zone's own network.
+        let single = |p: &DeploymentParams| DeploymentParams {
+            nat: NatMode::Single,
+            ..p.clone()
+        };
+        let grow_single = resource_changes(&single(&live()), &single(&three)).unwrap();
+        assert!(!grow_single.iter().any(|c| c.resource_kind == "nat_gateway"));
+        assert!(grow_single[1].note.as_deref().unwrap().contains("first zone's"));
     }
 
     #[test]

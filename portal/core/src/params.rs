@@ -293,6 +293,59 @@ impl DeploymentParams {
             private: (azs + 1..=2 * azs).map(block).collect(),
         })
     }
+
+    /// The blocks a zone's subnet may take, best first. A stack keeps the
+    /// layout it was deployed with when its zone count changes: its
+    /// subnets stay where they are, so a zone's planned block may be taken
+    /// by another zone's subnet. Then the block the other layout gives it
+    /// (a zone added to a two-zone stack takes the fifth and sixth blocks),
+    /// then any other block of the range, lowest first. The caller takes
+    /// the first that no subnet of the VPC holds; the order depends on the
+    /// parameters alone, so a public and a private subnet made at the same
+    /// time never reach for the same block.
+    pub fn subnet_candidates(&self, az: u8, public: bool) -> Result<Vec<String>, String> {
+        let (base, prefix) = parse_vpc_cidr(&self.vpc_cidr)?;
+        let sub_prefix = (prefix + 3).max(24);
+        let size = 1u32 << (32 - sub_prefix);
+        let blocks = 1u32 << (sub_prefix - prefix);
+        let az = u32::from(az);
+        let index = |zones: u32| -> u32 {
+            match (az < zones, public) {
+                (true, true) => 1 + az,
+                (true, false) => zones + 1 + az,
+                // A zone beyond the layout's: the next pair of blocks.
+                (false, true) => 2 * zones + 2 * (az - zones) + 1,
+                (false, false) => 2 * zones + 2 * (az - zones) + 2,
+            }
+        };
+        let now = u32::from(self.azs);
+        let other = if now == 2 { 3 } else { 2 };
+        let mut order = vec![index(now), index(other)];
+        order.extend(1..blocks);
+        let mut seen = std::collections::BTreeSet::new();
+        Ok(order
+            .into_iter()
+            .filter(|i| *i < blocks && seen.insert(*i))
+            .map(|i| format!("{}/{sub_prefix}", Ipv4Addr::from(base + i * size)))
+            .collect())
+    }
+}
+
+/// Whether two IPv4 CIDR blocks share an address (`false` for text that
+/// is not one).
+pub fn cidrs_overlap(a: &str, b: &str) -> bool {
+    let range = |cidr: &str| -> Option<(u32, u32)> {
+        let (addr, prefix) = cidr.split_once('/')?;
+        let addr = u32::from(addr.parse::<Ipv4Addr>().ok()?);
+        let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
+        let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+        let start = addr & mask;
+        Some((start, start | !mask))
+    };
+    match (range(a), range(b)) {
+        (Some((a0, a1)), Some((b0, b1))) => a0 <= b1 && b0 <= a1,
+        _ => false,
+    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -520,6 +573,51 @@ mod tests {
         let subnets = params.subnets().unwrap();
         assert_eq!(subnets.public, ["10.0.1.0/24", "10.0.2.0/24"]);
         assert_eq!(subnets.private, ["10.0.3.0/24", "10.0.4.0/24"]);
+    }
+
+    /// The first candidate no taken block overlaps, as the subnet step
+    /// picks it.
+    fn pick(params: &DeploymentParams, az: u8, public: bool, taken: &[&str]) -> String {
+        params
+            .subnet_candidates(az, public)
+            .unwrap()
+            .into_iter()
+            .find(|c| !taken.iter().any(|t| cidrs_overlap(c, t)))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_zone_added_or_removed_keeps_every_subnet_where_it_is() {
+        let two = named("demo");
+        let three = DeploymentParams {
+            azs: 3,
+            ..named("demo")
+        };
+        // A fresh deploy takes the planned blocks.
+        for (params, az, public) in [(&two, 1, false), (&three, 2, true), (&three, 0, false)] {
+            let planned = params.subnets().unwrap();
+            let want = if public { &planned.public } else { &planned.private };
+            assert_eq!(pick(params, az, public, &[]), want[usize::from(az)]);
+        }
+        // Two zones become three: the third zone's public subnet cannot
+        // take 10.0.3.0/24, the first private one's.
+        let laid_out = ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24", "10.0.4.0/24"];
+        assert_eq!(pick(&three, 2, true, &laid_out), "10.0.5.0/24");
+        assert_eq!(pick(&three, 2, false, &laid_out), "10.0.6.0/24");
+        // A subnet of that stack made again (a repair) finds its old block.
+        let grown = ["10.0.1.0/24", "10.0.2.0/24", "10.0.4.0/24", "10.0.5.0/24", "10.0.6.0/24"];
+        assert_eq!(pick(&three, 0, false, &grown), "10.0.3.0/24");
+        // Three become two and three again: the third zone's blocks return.
+        let shrunk = ["10.0.1.0/24", "10.0.2.0/24", "10.0.4.0/24", "10.0.5.0/24"];
+        assert_eq!(pick(&three, 2, true, &shrunk), "10.0.3.0/24");
+        assert_eq!(pick(&three, 2, false, &shrunk), "10.0.6.0/24");
+        // Every block of the range is a candidate once, in the range.
+        let all = three.subnet_candidates(1, true).unwrap();
+        assert_eq!(all.len(), 255);
+        assert!(!all.contains(&"10.0.0.0/24".to_string()));
+        assert!(cidrs_overlap("10.0.0.0/16", "10.0.200.0/24"));
+        assert!(!cidrs_overlap("10.0.3.0/24", "10.0.4.0/24"));
+        assert!(!cidrs_overlap("10.0.3.0/24", "nonsense"));
     }
 
     #[test]

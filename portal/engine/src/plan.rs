@@ -176,16 +176,22 @@ pub fn teardown_plan(params: &DeploymentParams) -> Vec<PlannedStep> {
 
 /// The DAG of an apply that changes the parameters named in `changed`
 /// (dotted, as `cloudpulse_core::change::field_changes` names them) on a
-/// live stack. Each step converges AWS to the deployment's new parameters,
-/// so running one again is harmless. A change of the budget alone makes no
-/// step: the portal holds it.
+/// live stack from `before` to `after`. Each step converges AWS to the
+/// deployment's new parameters, so running one again is harmless. A
+/// change of the budget alone makes no step: the portal holds it.
 ///
 /// A switch of the NAT mode to `after.nat` makes, in each zone after the
 /// first, its address, gateway and route (to one gateway per zone), or
 /// moves its route to the first zone's gateway and then removes its own
 /// gateway and address (to one shared): never a route to a gateway that is
 /// not there yet or no longer.
-pub fn apply_plan(changed: &[&str], after: &DeploymentParams) -> Vec<PlannedStep> {
+///
+/// Another zone count ([`zone_steps`]) adds or removes the last zones.
+pub fn apply_plan(
+    changed: &[&str],
+    before: &DeploymentParams,
+    after: &DeploymentParams,
+) -> Vec<PlannedStep> {
     use StepKey::*;
     let any = |names: &[&str]| changed.iter().any(|c| names.contains(c));
     let mut nat: Vec<PlannedStep> = Vec::new();
@@ -226,8 +232,12 @@ pub fn apply_plan(changed: &[&str], after: &DeploymentParams) -> Vec<PlannedStep
     } else {
         None
     };
+    let zones = any(&["azs"]);
     if let Some(group) = group {
-        dag.push((group, vec![]));
+        // A new size takes effect over the new zones: no instance is
+        // launched into a zone that is going, or moved again once the new
+        // zone is there.
+        dag.push((group, if zones { vec![GroupZones] } else { vec![] }));
     }
     if any(&["cooldown"]) {
         dag.push((ScalingPolicies, vec![]));
@@ -247,10 +257,13 @@ pub fn apply_plan(changed: &[&str], after: &DeploymentParams) -> Vec<PlannedStep
     if target_group {
         dag.push((TargetGroup, vec![]));
     }
-    if any(&["min", "max", "desired"]) {
+    if any(&["min", "max", "desired"]) || zones {
         let mut deps: Vec<StepKey> = group.into_iter().collect();
         if target_group {
             deps.push(TargetGroup);
+        }
+        if zones {
+            deps.push(GroupZones);
         }
         dag.push((WaitCapacity, deps));
     }
@@ -266,13 +279,113 @@ pub fn apply_plan(changed: &[&str], after: &DeploymentParams) -> Vec<PlannedStep
         );
         dag.push((InstanceRefresh, deps));
     }
+    let zone_steps = if zones {
+        zone_steps(before, after)
+    } else {
+        Vec::new()
+    };
     dag.into_iter()
         .map(|(key, deps)| PlannedStep {
             key: StepId::Do(key),
             depends_on: deps.into_iter().map(StepId::Do).collect(),
         })
         .chain(nat)
+        .chain(zone_steps)
         .collect()
+}
+
+/// The steps that take a live stack from `before.azs` zones to
+/// `after.azs`, always adding or removing the last ones.
+///
+/// A zone added gets its subnets, private route table and (one gateway
+/// per zone) its address and NAT gateway, then its default route; the
+/// public route table, the private subnets' network ACL and the load
+/// balancer take its subnets in; then the group spreads to it.
+///
+/// A zone removed is drained first: the group leaves it (its instances
+/// replaced elsewhere, drained and terminated), the load balancer leaves
+/// its public subnet and the public route table lets it go; then its
+/// route table, gateway and address, and its subnets are deleted.
+pub fn zone_steps(before: &DeploymentParams, after: &DeploymentParams) -> Vec<PlannedStep> {
+    use StepKey::*;
+    let step = |key: StepId, deps: Vec<StepId>| PlannedStep {
+        key,
+        depends_on: deps,
+    };
+    let per_az = after.nat == NatMode::PerAz;
+    let mut steps = Vec::new();
+    if after.azs > before.azs {
+        let added: Vec<u8> = (before.azs..after.azs).collect();
+        let each = |f: fn(u8) -> StepKey| -> Vec<StepId> {
+            added.iter().map(|&az| StepId::Do(f(az))).collect()
+        };
+        for &az in &added {
+            steps.push(step(StepId::Do(PublicSubnet(az)), vec![]));
+            steps.push(step(StepId::Do(PrivateSubnet(az)), vec![]));
+            steps.push(step(
+                StepId::Do(PrivateRoutes(az)),
+                vec![StepId::Do(PrivateSubnet(az))],
+            ));
+            let mut route = vec![StepId::Do(PrivateRoutes(az))];
+            if per_az {
+                steps.push(step(StepId::Do(ElasticIp(az)), vec![]));
+                steps.push(step(
+                    StepId::Do(NatGateway(az)),
+                    vec![StepId::Do(ElasticIp(az)), StepId::Do(PublicSubnet(az))],
+                ));
+                route.push(StepId::Do(NatGateway(az)));
+            }
+            steps.push(step(StepId::Do(NatRoute(az)), route));
+        }
+        steps.push(step(StepId::Do(PublicRoutes), each(PublicSubnet)));
+        steps.push(step(StepId::Do(NetworkAcl), each(PrivateSubnet)));
+        steps.push(step(
+            StepId::Do(LoadBalancer),
+            [vec![StepId::Do(PublicRoutes)], each(PublicSubnet)].concat(),
+        ));
+        steps.push(step(
+            StepId::Do(GroupZones),
+            [
+                vec![StepId::Do(NetworkAcl), StepId::Do(LoadBalancer)],
+                each(NatRoute),
+            ]
+            .concat(),
+        ));
+    } else if after.azs < before.azs {
+        steps.push(step(StepId::Do(GroupZones), vec![]));
+        steps.push(step(
+            StepId::Do(LoadBalancer),
+            vec![StepId::Do(GroupZones)],
+        ));
+        steps.push(step(
+            StepId::Do(PublicRoutes),
+            vec![StepId::Do(LoadBalancer)],
+        ));
+        for az in after.azs..before.azs {
+            steps.push(step(
+                StepId::Undo(PrivateRoutes(az)),
+                vec![StepId::Do(GroupZones)],
+            ));
+            let mut public = vec![StepId::Do(LoadBalancer), StepId::Do(PublicRoutes)];
+            if before.nat == NatMode::PerAz {
+                steps.push(step(
+                    StepId::Undo(NatGateway(az)),
+                    vec![StepId::Undo(PrivateRoutes(az))],
+                ));
+                steps.push(step(
+                    StepId::Undo(ElasticIp(az)),
+                    vec![StepId::Undo(NatGateway(az))],
+                ));
+                public.push(StepId::Undo(NatGateway(az)));
+            }
+            steps.push(step(
+                StepId::Undo(PrivateSubnet(az)),
+                vec![StepId::Undo(PrivateRoutes(az))],
+            ));
+            steps.push(step(StepId::Undo(PublicSubnet(az)), public));
+        }
+    }
+    steps
 }
 
 /// The DAG of a repair: the deploy steps in `owners` (each converges its
@@ -333,7 +446,7 @@ pub fn repair_plan(
                 .collect(),
         })
         .collect();
-    for step in apply_plan(group_fields, params) {
+    for step in apply_plan(group_fields, params, params) {
         if !steps.iter().any(|s| s.key == step.key) {
             steps.push(step);
         }
@@ -568,16 +681,17 @@ mod tests {
             plan.iter().map(|s| s.key.to_string()).collect()
         };
         assert_eq!(
-            keys(apply_plan(&["desired"], &live)),
+            keys(apply_plan(&["desired"], &live, &live)),
             ["resize_group", "wait_capacity"]
         );
         assert_eq!(
-            keys(apply_plan(&["cooldown"], &live)),
+            keys(apply_plan(&["cooldown"], &live, &live)),
             ["update_group", "scaling_policies"]
         );
         assert_eq!(
             keys(apply_plan(
                 &["max", "health_check.path", "scale_in_cpu", "cooldown"],
+                &live,
                 &live
             )),
             [
@@ -588,7 +702,7 @@ mod tests {
                 "wait_capacity"
             ]
         );
-        let plan = apply_plan(&["min", "deregistration_delay"], &live);
+        let plan = apply_plan(&["min", "deregistration_delay"], &live, &live);
         assert_eq!(
             names(&find(&plan, "wait_capacity").depends_on),
             ["update_group", "target_group"]
@@ -597,7 +711,7 @@ mod tests {
             !plan.iter().any(|s| s.key == StepId::Do(StepKey::Alarms)),
             "{plan:?}"
         );
-        assert!(apply_plan(&["ttl_minutes", "cost_cap_usd"], &live).is_empty());
+        assert!(apply_plan(&["ttl_minutes", "cost_cap_usd"], &live, &live).is_empty());
 
         // A NAT switch makes before it removes, zone by zone after the first.
         let single = DeploymentParams {
@@ -605,7 +719,7 @@ mod tests {
             azs: 3,
             ..live.clone()
         };
-        let to_single = apply_plan(&["nat"], &single);
+        let to_single = apply_plan(&["nat"], &single, &single);
         assert_eq!(
             keys(to_single.clone()),
             [
@@ -625,7 +739,7 @@ mod tests {
             nat: NatMode::PerAz,
             ..single
         };
-        let to_per_az = apply_plan(&["nat"], &per_az);
+        let to_per_az = apply_plan(&["nat"], &per_az, &per_az);
         assert_eq!(
             names(&find(&to_per_az, "nat_route:1").depends_on),
             ["nat_gateway:1"]
@@ -633,6 +747,96 @@ mod tests {
         assert_eq!(
             names(&find(&to_per_az, "nat_gateway:1").depends_on),
             ["elastic_ip:1"]
+        );
+    }
+
+    #[test]
+    fn a_zone_is_added_before_the_group_spreads_and_drained_before_it_goes() {
+        let two = DeploymentParams {
+            name: "demo".into(),
+            ..DeploymentParams::default()
+        };
+        let three = DeploymentParams {
+            azs: 3,
+            ..two.clone()
+        };
+        let grow = apply_plan(&["azs"], &two, &three);
+        assert_acyclic(&grow);
+        let keys: Vec<String> = grow.iter().map(|s| s.key.to_string()).collect();
+        assert_eq!(
+            keys,
+            [
+                "wait_capacity",
+                "public_subnet:2",
+                "private_subnet:2",
+                "private_routes:2",
+                "elastic_ip:2",
+                "nat_gateway:2",
+                "nat_route:2",
+                "public_routes",
+                "network_acl",
+                "load_balancer",
+                "group_zones"
+            ]
+        );
+        assert_eq!(
+            names(&find(&grow, "group_zones").depends_on),
+            ["network_acl", "load_balancer", "nat_route:2"]
+        );
+        assert_eq!(
+            names(&find(&grow, "wait_capacity").depends_on),
+            ["group_zones"]
+        );
+        // One shared gateway: the new zone routes through the first's.
+        let single = |p: &DeploymentParams| DeploymentParams {
+            nat: NatMode::Single,
+            ..p.clone()
+        };
+        let grow_single = apply_plan(&["azs"], &single(&two), &single(&three));
+        assert_eq!(
+            names(&find(&grow_single, "nat_route:2").depends_on),
+            ["private_routes:2"]
+        );
+        assert!(!grow_single
+            .iter()
+            .any(|s| s.key == StepId::Do(StepKey::NatGateway(2))));
+
+        let shrink = apply_plan(&["azs"], &three, &two);
+        assert_acyclic(&shrink);
+        assert_eq!(
+            names(&find(&shrink, "load_balancer").depends_on),
+            ["group_zones"]
+        );
+        assert_eq!(
+            names(&find(&shrink, "undo:public_subnet:2").depends_on),
+            ["load_balancer", "public_routes", "undo:nat_gateway:2"]
+        );
+        assert_eq!(
+            names(&find(&shrink, "undo:private_subnet:2").depends_on),
+            ["undo:private_routes:2"]
+        );
+        assert_eq!(
+            names(&find(&shrink, "undo:private_routes:2").depends_on),
+            ["group_zones"]
+        );
+        assert_eq!(
+            names(&find(&shrink, "undo:elastic_ip:2").depends_on),
+            ["undo:nat_gateway:2"]
+        );
+        let shrink_single = apply_plan(&["azs"], &single(&three), &single(&two));
+        assert!(!shrink_single
+            .iter()
+            .any(|s| s.key == StepId::Undo(StepKey::NatGateway(2))));
+        // With a new size: the group settles after it spreads.
+        let both = apply_plan(&["azs", "desired"], &two, &three);
+        assert_acyclic(&both);
+        assert_eq!(
+            names(&find(&both, "resize_group").depends_on),
+            ["group_zones"]
+        );
+        assert_eq!(
+            names(&find(&both, "wait_capacity").depends_on),
+            ["resize_group", "group_zones"]
         );
     }
 

@@ -369,6 +369,9 @@ def _scale_like_auto_scaling():
     - after a change of capacity or a termination leaves the zones more
       than one apart, the group rebalances: it launches in the emptiest
       zone first, then takes one out of the fullest;
+    - a change of the group's subnets rebalances it too, and an instance
+      in a zone the group no longer lists is replaced in the emptiest
+      remaining zone, then taken out of service (Terminating);
     - a deleted group's instances, Terminating or not, are terminated at
       once, as ForceDelete does."""
     import datetime
@@ -462,6 +465,12 @@ def _scale_like_auto_scaling():
 
     def rebalance(group):
         zones = zones_and_subnets(group)
+        # A zone the group left: each instance there is replaced in the
+        # emptiest remaining zone, then taken out of service.
+        for state in list(group.active_instances()):
+            if zones and state.instance.placement.zone not in zones:
+                launch_evenly(group, 1, group.get_propagated_tags())
+                state.lifecycle_state = "Terminating"
         for _ in range(len(group.active_instances())):
             per_zone = in_service_by(group, lambda s: s.instance.placement.zone)
             counts = [per_zone.get(z, 0) for z in zones]
@@ -519,7 +528,16 @@ def _scale_like_auto_scaling():
             if group is not None:
                 group._cloudpulse_at_once = False
 
+    def update_and_spread(self, *args, **kwargs):
+        subnets = self.vpc_zone_identifier
+        update(self, *args, **kwargs)
+        if plain(self) and self.vpc_zone_identifier != subnets:
+            rebalance(self)
+            self.autoscaling_backend.update_attached_target_groups(self.name)
+
     terminate_at_once = backend_class.terminate_instance
+    update = group_class.update
+    group_class.update = update_and_spread
     group_class.replace_autoscaling_group_instances = launch_evenly
     group_class.set_desired_capacity = set_desired_evenly
     backend_class.terminate_instance = terminate_through_auto_scaling

@@ -88,7 +88,9 @@ impl Engine {
             .collect();
         let after: DeploymentParams = serde_json::from_value(stored.after.clone())
             .map_err(|e| EngineError::Corrupt(format!("plan {}: {e}", stored.plan.id)))?;
-        let steps = plan::apply_plan(&fields, &after);
+        let before: DeploymentParams = serde_json::from_value(stored.before.clone())
+            .map_err(|e| EngineError::Corrupt(format!("plan {}: {e}", stored.plan.id)))?;
+        let steps = plan::apply_plan(&fields, &before, &after);
         let summary = summary(&stored.plan);
         let created = self
             .inner
@@ -115,6 +117,7 @@ fn resource_id(names: &Names, kind: &str) -> Option<String> {
         "scaling_policy" => format!("{}, {}", names.scale_out_policy(), names.scale_in_policy()),
         "alarm" => format!("{}, {}", names.high_cpu_alarm(), names.low_cpu_alarm()),
         "target_group" => names.target_group(),
+        "load_balancer" => names.load_balancer(),
         "launch_template" => names.launch_template(),
         "instance" => format!("the instances of {}", names.auto_scaling_group()),
         _ => return None,

@@ -201,6 +201,9 @@ catalogue! { |ctx, key|
     ResizeGroup = "resize_group" => compute::update_group(ctx, true), undo nothing;
     /// An apply's: the group settled at its new size.
     WaitCapacity = "wait_capacity" => compute::wait_capacity(ctx), undo nothing;
+    /// An apply's: the group spread over the zones of the parameters, and
+    /// no instance left in another.
+    GroupZones = "group_zones" => compute::group_zones(ctx), undo nothing;
     /// An apply's: a launch-template version with the new instance type.
     TemplateVersion = "template_version" => compute::template_version(ctx), undo nothing;
     /// An apply's: every instance of another type replaced, launch first.

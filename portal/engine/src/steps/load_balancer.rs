@@ -177,10 +177,28 @@ pub async fn load_balancer(ctx: &StepCtx) -> StepResult<Value> {
     }
     let security_group = alb_security_group(ctx).await?;
     let (arn, dns) = match find_load_balancer(ctx).await? {
-        Some(lb) => (
-            lb.load_balancer_arn().unwrap_or_default().to_string(),
-            lb.dns_name().unwrap_or_default().to_string(),
-        ),
+        Some(lb) => {
+            let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+            // A live stack's zones changed: the balancer spreads to the
+            // new zone's subnet, or leaves the old one's.
+            let mut enabled: Vec<&str> = lb
+                .availability_zones()
+                .iter()
+                .filter_map(|z| z.subnet_id())
+                .collect();
+            enabled.sort_unstable();
+            let mut wanted: Vec<&str> = subnets.iter().map(String::as_str).collect();
+            wanted.sort_unstable();
+            if enabled != wanted {
+                elb.set_subnets()
+                    .load_balancer_arn(&arn)
+                    .set_subnets(Some(subnets.clone()))
+                    .send()
+                    .await
+                    .step()?;
+            }
+            (arn, lb.dns_name().unwrap_or_default().to_string())
+        }
         None => {
             let out = elb
                 .create_load_balancer()

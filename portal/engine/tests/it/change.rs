@@ -7,7 +7,7 @@ use crate::common;
 use cloudpulse_core::change::ChangeAction;
 use cloudpulse_core::ids::PlanId;
 use cloudpulse_core::model::{DeploymentStatus, JobKind, Source};
-use cloudpulse_engine::params::DeploymentParams;
+use cloudpulse_engine::params::{DeploymentParams, NatMode};
 use cloudpulse_engine::store::Created;
 use cloudpulse_engine::{EngineError, StoreError};
 use common::{assert_done, harness, params, Harness};
@@ -244,18 +244,24 @@ async fn a_plan_says_what_it_cannot_change_and_changes_nothing() {
     );
     assert!(fields.contains_key("vpc_cidr"), "{fields:?}");
 
-    let zones = DeploymentParams {
+    // The zone count and the NAT mode both move the private routes: one
+    // plan each.
+    let zones_and_nat = DeploymentParams {
         azs: 3,
+        nat: match current.nat {
+            NatMode::PerAz => NatMode::Single,
+            NatMode::Single => NatMode::PerAz,
+        },
         ..current.clone()
     };
     let (code, fields) = refused(
         h.engine
-            .plan_change(&id, zones, Source::Api)
+            .plan_change(&id, zones_and_nat, Source::Api)
             .await
             .unwrap_err(),
     );
     assert_eq!(code, "change_not_supported");
-    assert!(fields["azs"].contains("not change that on a live stack yet"));
+    assert!(fields["nat"].contains("plan the zones first"), "{fields:?}");
 
     let invalid = DeploymentParams {
         desired: 50,
@@ -362,7 +368,7 @@ async fn a_nat_switch_makes_new_gateways_before_it_removes_old_ones_and_back() {
     assert_ne!(routes[0], routes[1]);
 
     let single = DeploymentParams {
-        nat: cloudpulse_engine::params::NatMode::Single,
+        nat: NatMode::Single,
         ..params("nat-switch")
     };
     let plan = h
@@ -418,6 +424,194 @@ async fn a_nat_switch_makes_new_gateways_before_it_removes_old_ones_and_back() {
     assert_eq!((nats.len(), addresses), (2, 2), "one per zone again");
     assert_ne!(routes[0], routes[1]);
     assert!(nats.contains(&routes[0]) && nats.contains(&routes[1]));
+    assert_eq!(h.engine.drift(&id).await.unwrap().findings, []);
+    h.teardown(&id).await;
+}
+
+/// What a deployment's zones look like in AWS: the zones of its live
+/// subnets (public, private), of its NAT gateways, of its load balancer and
+/// of its group's subnets, each sorted, and its subnets' blocks.
+#[derive(Debug, PartialEq)]
+struct Zones {
+    public: Vec<String>,
+    private: Vec<String>,
+    nats: Vec<String>,
+    balancer: Vec<String>,
+    group: Vec<String>,
+    blocks: Vec<String>,
+}
+
+async fn zones_of(h: &Harness, id: &common::DeploymentId) -> Zones {
+    let aws = h.aws();
+    let tag = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:cloudpulse:deployment")
+        .values(id.as_str())
+        .build();
+    let subnets = aws
+        .ec2
+        .describe_subnets()
+        .filters(tag.clone())
+        .send()
+        .await
+        .unwrap();
+    let zone_of: std::collections::HashMap<String, String> = subnets
+        .subnets()
+        .iter()
+        .map(|s| {
+            (
+                s.subnet_id().unwrap().to_string(),
+                s.availability_zone().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let kind = |prefix: &str| -> Vec<String> {
+        let mut zones: Vec<String> = subnets
+            .subnets()
+            .iter()
+            .filter(|s| {
+                s.tags().iter().any(|t| {
+                    t.key() == Some("cloudpulse:step")
+                        && t.value().is_some_and(|v| v.starts_with(prefix))
+                })
+            })
+            .map(|s| s.availability_zone().unwrap().to_string())
+            .collect();
+        zones.sort();
+        zones
+    };
+    let mut nats: Vec<String> = aws
+        .ec2
+        .describe_nat_gateways()
+        .filter(tag)
+        .send()
+        .await
+        .unwrap()
+        .nat_gateways()
+        .iter()
+        .filter(|n| n.state().map(|s| s.as_str()) == Some("available"))
+        .filter_map(|n| zone_of.get(n.subnet_id()?).cloned())
+        .collect();
+    nats.sort();
+    let names = h.names(id).await;
+    let balancers = aws
+        .elb
+        .describe_load_balancers()
+        .names(names.load_balancer())
+        .send()
+        .await
+        .unwrap();
+    let mut balancer: Vec<String> = balancers
+        .load_balancers()
+        .first()
+        .map(|lb| {
+            lb.availability_zones()
+                .iter()
+                .filter_map(|z| z.zone_name().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    balancer.sort();
+    let groups = aws
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(names.auto_scaling_group())
+        .send()
+        .await
+        .unwrap();
+    let mut group: Vec<String> = groups
+        .auto_scaling_groups()
+        .iter()
+        .flat_map(|g| g.vpc_zone_identifier().unwrap_or_default().split(','))
+        .filter_map(|s| zone_of.get(s.trim()).cloned())
+        .collect();
+    group.sort();
+    let mut blocks: Vec<String> = subnets
+        .subnets()
+        .iter()
+        .filter_map(|s| s.cidr_block().map(str::to_string))
+        .collect();
+    blocks.sort();
+    Zones {
+        public: kind("public_subnet"),
+        private: kind("private_subnet"),
+        nats,
+        balancer,
+        group,
+        blocks,
+    }
+}
+
+#[tokio::test]
+async fn a_zone_is_added_and_taken_away_with_every_subnet_kept_where_it_was() {
+    let h = harness().await;
+    let (id, _) = h.deploy(params("zones")).await;
+    let two = zones_of(&h, &id).await;
+    assert_eq!(two.public.len(), 2, "{two:?}");
+    let (a, b) = (two.public[0].clone(), two.public[1].clone());
+
+    let three = DeploymentParams {
+        azs: 3,
+        ..params("zones")
+    };
+    let plan = h
+        .engine
+        .plan_change(&id, three, Source::Api)
+        .await
+        .unwrap();
+    assert_eq!(plan.changes[0].resource_kind, "subnet");
+    assert_eq!(plan.changes[0].action, ChangeAction::Create);
+    let cost = plan.cost.as_ref().unwrap();
+    assert!(cost.change.after_hourly_usd > cost.change.before_hourly_usd);
+    let job = h
+        .engine
+        .wait(&apply(&h, &plan.id).await.unwrap().job_id)
+        .await
+        .unwrap();
+    assert_done(&job);
+    let grown = zones_of(&h, &id).await;
+    let c = grown
+        .public
+        .iter()
+        .find(|z| **z != a && **z != b)
+        .expect("a third zone")
+        .clone();
+    let all = vec![a.clone(), b.clone(), c.clone()];
+    assert_eq!(
+        (&grown.public, &grown.private, &grown.nats, &grown.balancer, &grown.group),
+        (&all, &all, &all, &all, &all),
+        "{grown:?}"
+    );
+    // The first two zones' subnets stayed; the third took free blocks.
+    assert_eq!(
+        grown.blocks,
+        ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24", "10.0.4.0/24", "10.0.5.0/24", "10.0.6.0/24"]
+    );
+    assert_eq!(h.engine.drift(&id).await.unwrap().findings, []);
+
+    let plan = h
+        .engine
+        .plan_change(&id, params("zones"), Source::Api)
+        .await
+        .unwrap();
+    assert!(plan
+        .changes
+        .iter()
+        .any(|c| c.resource_kind == "subnet" && c.action == ChangeAction::Delete));
+    let job = h
+        .engine
+        .wait(&apply(&h, &plan.id).await.unwrap().job_id)
+        .await
+        .unwrap();
+    assert_done(&job);
+    // The group left the zone before anything of the zone was deleted.
+    let step = |key: &str| job.steps.iter().find(|s| s.key == key).unwrap();
+    let drained = step("group_zones").finished_at.unwrap();
+    for gone in job.steps.iter().filter(|s| s.key.starts_with("undo:")) {
+        assert!(gone.started_at.unwrap() >= drained, "{:?}", job.steps);
+    }
+    assert_eq!(step("group_zones").outputs["zones"].as_array().unwrap().len(), 2);
+    let shrunk = zones_of(&h, &id).await;
+    assert_eq!(shrunk, two, "back as deployed");
     assert_eq!(h.engine.drift(&id).await.unwrap().findings, []);
     h.teardown(&id).await;
 }

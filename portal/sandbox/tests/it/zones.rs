@@ -2,8 +2,9 @@
 //! a group spreads its instances evenly over the zones of its subnets (in
 //! EC2, in Auto Scaling and in each instance's metadata), launches a
 //! replacement in the zone with the fewest, scales in from the zone with
-//! the most, and a leaving instance is `Terminating` while its target
-//! drains, terminated in EC2 only after the deregistration delay.
+//! the most, replaces its instances in a zone it leaves, and a leaving
+//! instance is `Terminating` while its target drains, terminated in EC2
+//! only after the deregistration delay.
 
 use crate::common;
 
@@ -275,6 +276,50 @@ async fn a_group_spreads_over_its_zones_replaces_into_the_emptiest_and_scales_in
     let balanced: BTreeMap<String, usize> =
         [("us-east-1a".to_string(), 1), ("us-east-1b".to_string(), 1)].into();
     assert_eq!(per_zone(&two), balanced, "{two:?}");
+
+    // The group leaves a zone: its instance there is replaced in the
+    // other first, then drains and goes.
+    let listed = sandbox
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_groups()[0]
+        .vpc_zone_identifier()
+        .unwrap_or_default()
+        .to_string();
+    let kept: Vec<&str> = listed
+        .split(',')
+        .filter(|s| subnets.get(*s).map(String::as_str) == Some("us-east-1a"))
+        .collect();
+    sandbox
+        .asg
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(group)
+        .vpc_zone_identifier(kept.join(","))
+        .send()
+        .await
+        .expect("UpdateAutoScalingGroup");
+    let moved = sandbox
+        .until_in_service(group, 2, Duration::from_secs(30))
+        .await;
+    let one_zone: BTreeMap<String, usize> = [("us-east-1a".to_string(), 2)].into();
+    assert_eq!(per_zone(&moved), one_zone, "{moved:?}");
+    assert!(
+        moved.iter().any(|p| !two.iter().any(|t| t.id == p.id)),
+        "a replacement launched: {two:?} → {moved:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let placed = sandbox.placed(group).await;
+        if placed.iter().all(|p| p.ec2_zone == "us-east-1a") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still in us-east-1b: {placed:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     eprintln!("spread: {:?}", started.elapsed());
     sandbox.stop_and_check_clean().await;
 }

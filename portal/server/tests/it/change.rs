@@ -2,7 +2,7 @@
 //! plans that refuse what they cannot do, an apply that grows the group
 //! and one that shrinks it (its instance drained by the data plane), a
 //! plan gone stale, and a steady request stream that sees no failure while
-//! the size, the NAT mode and the instance type change under it.
+//! the size, the NAT mode, the zones and the instance type change under it.
 
 use crate::common;
 
@@ -37,7 +37,12 @@ async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli
             "change_refused",
             "region",
         ),
-        (json!({ "azs": 3 }), 422, "change_not_supported", "azs"),
+        (
+            json!({ "azs": 3, "nat": "per-az" }),
+            422,
+            "change_not_supported",
+            "nat",
+        ),
         (json!({ "desired": 50 }), 400, "validation", "desired"),
         (json!({}), 400, "validation", "form"),
     ] {
@@ -230,16 +235,21 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
     };
     // Each change, and how the cost view's rate must compare with the
     // stack as deployed once it follows: two instances more, as many as
-    // before, one NAT gateway and its address less, as before, and larger
-    // instances.
+    // before, one NAT gateway and its address less, as before, a third
+    // zone with its gateway and a third instance, as before (the third
+    // zone's instance drained first), and larger instances.
     type Follows = fn(f64, f64) -> bool;
-    let changes: [(Value, Follows); 5] = [
+    let changes: [(Value, Follows); 7] = [
         (json!({ "desired": 4 }), |now, base| now > base),
         (json!({ "desired": 2 }), |now, base| {
             (now - base).abs() < 1e-6
         }),
         (json!({ "nat": "single" }), |now, base| now < base),
         (json!({ "nat": "per-az" }), |now, base| {
+            (now - base).abs() < 1e-6
+        }),
+        (json!({ "azs": 3, "desired": 3 }), |now, base| now > base),
+        (json!({ "azs": 2, "desired": 2 }), |now, base| {
             (now - base).abs() < 1e-6
         }),
         (json!({ "instance_type": "t3.small" }), |now, base| {
@@ -273,6 +283,24 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
                     .all(|(id, t)| t == "t3.small" && !before.iter().any(|(b, _)| b == id)),
                 "every instance replaced by a t3.small: {before:?} → {after:?}"
             );
+        }
+        if let Some(azs) = change.get("azs").and_then(Value::as_u64) {
+            // Spread over the zones, none left where the group no longer
+            // is (the idle group's scale-in alarm may take one meanwhile).
+            let (_, health) = get_json(&format!("{url}/api/v1/deployments/{id}/health")).await;
+            let instances = health["group"]["instances"].as_array().unwrap();
+            let zones: std::collections::BTreeSet<&str> = instances
+                .iter()
+                .filter_map(|i| i["availability_zone"].as_str())
+                .collect();
+            assert_eq!(
+                zones.len(),
+                instances.len().min(azs as usize),
+                "{change}: {health}"
+            );
+            if azs == 2 {
+                assert!(!zones.contains("us-east-1c"), "{change}: {health}");
+            }
         }
         let (status, drift) = post_json(
             &client,

@@ -80,19 +80,25 @@ pub async fn auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {
     Ok(json!({ "auto_scaling_group": name, "min": p.min, "desired": p.desired, "max": p.max }))
 }
 
+/// The group of a live stack, which an apply changes: an error when it is
+/// gone.
+async fn live_group(ctx: &StepCtx) -> StepResult<aws_sdk_autoscaling::types::AutoScalingGroup> {
+    describe_group(ctx).await?.ok_or_else(|| {
+        StepError::fatal(
+            "GroupMissing",
+            "the Auto Scaling group is gone: the stack no longer matches its deployment \
+             (tear it down and deploy it again)",
+        )
+    })
+}
+
 /// Brings a live group's bounds, grace period and cooldown to the
 /// parameters, and with `resize` its desired capacity too. Without it AWS
 /// keeps the desired capacity (moved into the new bounds), so a change of
 /// the grace period alone does not undo a scale-out the alarms made.
 pub async fn update_group(ctx: &StepCtx, resize: bool) -> StepResult<Value> {
     let p = &ctx.params;
-    let group = describe_group(ctx).await?.ok_or_else(|| {
-        StepError::fatal(
-            "GroupMissing",
-            "the Auto Scaling group is gone: the stack no longer matches its deployment \
-             (tear it down and deploy it again)",
-        )
-    })?;
+    let group = live_group(ctx).await?;
     let was = json!({
         "min": group.min_size(),
         "max": group.max_size(),
@@ -120,6 +126,79 @@ pub async fn update_group(ctx: &StepCtx, resize: bool) -> StepResult<Value> {
         "grace_period": p.grace_period,
         "cooldown": p.cooldown,
     }))
+}
+
+/// Spreads a live group over the private subnets of the parameters'
+/// zones, and waits until none of its instances is left in another zone.
+/// Auto Scaling rebalances on its own, launching before it terminates: a
+/// zone added gets the next launches (and instances moved to it when the
+/// group is more than one apart), and the instances of a zone removed are
+/// replaced in the others, then drain and terminate. Their subnets can go
+/// only after that.
+pub async fn group_zones(ctx: &StepCtx) -> StepResult<Value> {
+    let mut subnets = Vec::new();
+    for az in 0..ctx.params.azs {
+        subnets.push(
+            ctx.id(ResourceKind::Subnet, StepKey::PrivateSubnet(az))
+                .await?,
+        );
+    }
+    let zones: Vec<String> = crate::steps::network::zones(&ctx.aws)
+        .await?
+        .into_iter()
+        .take(usize::from(ctx.params.azs))
+        .collect();
+    let group = live_group(ctx).await?;
+    let listed = |text: &str| -> Vec<String> {
+        let mut ids: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let was = group.vpc_zone_identifier().unwrap_or_default().to_string();
+    let wanted = subnets.join(",");
+    if listed(&was) != listed(&wanted) {
+        ctx.aws
+            .asg
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(ctx.names.auto_scaling_group())
+            .vpc_zone_identifier(&wanted)
+            .send()
+            .await
+            .step()?;
+    }
+    // Launch, health checks and the old instances' draining.
+    let limit = ctx.timings.healthy * 2
+        + std::time::Duration::from_secs(u64::from(ctx.params.deregistration_delay));
+    ctx.wait_for("instances only in the group's zones", limit, || async {
+        let group = describe_group(ctx).await?.ok_or_else(|| {
+            StepError::fatal("GroupMissing", "the Auto Scaling group disappeared")
+        })?;
+        let elsewhere: Vec<String> = group
+            .instances()
+            .iter()
+            .filter(|i| {
+                !zones
+                    .iter()
+                    .any(|z| i.availability_zone() == Some(z.as_str()))
+            })
+            .map(|i| {
+                format!(
+                    "{} in {} ({})",
+                    i.instance_id().unwrap_or_default(),
+                    i.availability_zone().unwrap_or_default(),
+                    i.lifecycle_state().map_or("unknown", |l| l.as_str())
+                )
+            })
+            .collect();
+        Ok((!elsewhere.is_empty()).then(|| elsewhere.join(", ")))
+    })
+    .await?;
+    Ok(json!({ "was": listed(&was), "subnets": subnets, "zones": zones }))
 }
 
 pub async fn undo_auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {

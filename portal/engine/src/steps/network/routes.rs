@@ -10,7 +10,8 @@ use crate::plan::{nat_for, StepKey};
 use crate::steps::{gone_ok, StepCtx};
 use cloudpulse_core::resource::ResourceKind;
 
-/// Finds or creates the route table of `key` and associates it with `subnets`.
+/// Finds or creates the route table of `key` and associates it with
+/// `subnets`, and with no other subnet.
 async fn route_table(
     ctx: &StepCtx,
     key: StepKey,
@@ -26,13 +27,19 @@ async fn route_table(
         .await
         .step()?;
     let existing = found.route_tables().first().cloned();
-    let (id, associated): (String, Vec<String>) = match existing {
+    // Each associated subnet with its association.
+    let (id, associated): (String, Vec<(String, String)>) = match existing {
         Some(table) => (
             table.route_table_id().unwrap_or_default().to_string(),
             table
                 .associations()
                 .iter()
-                .filter_map(|a| a.subnet_id().map(str::to_string))
+                .filter_map(|a| {
+                    Some((
+                        a.subnet_id()?.to_string(),
+                        a.route_table_association_id()?.to_string(),
+                    ))
+                })
                 .collect(),
         ),
         None => {
@@ -53,8 +60,20 @@ async fn route_table(
         }
     };
     ctx.record(ResourceKind::RouteTable, &id, None, key).await?;
+    // A subnet of a zone the stack no longer uses leaves the table first.
+    for (subnet, association) in &associated {
+        if !subnets.contains(subnet) {
+            gone_ok(
+                ec2.disassociate_route_table()
+                    .association_id(association)
+                    .send()
+                    .await
+                    .step(),
+            )?;
+        }
+    }
     for subnet in subnets {
-        if !associated.contains(subnet) {
+        if !associated.iter().any(|(s, _)| s == subnet) {
             ec2.associate_route_table()
                 .route_table_id(&id)
                 .subnet_id(subnet)

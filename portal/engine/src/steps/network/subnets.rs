@@ -7,7 +7,8 @@ use super::created;
 use crate::aws::Aws;
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
-use crate::steps::{filter, StepCtx};
+use crate::steps::{filter, tagged_by, StepCtx};
+use cloudpulse_core::params::cidrs_overlap;
 use cloudpulse_core::resource::ResourceKind;
 
 /// The region's available zones (not local or wavelength zones), in name
@@ -53,30 +54,48 @@ pub async fn subnet(ctx: &StepCtx, az: u8, public: bool) -> StepResult<Value> {
     } else {
         StepKey::PrivateSubnet(az)
     };
-    let plan = ctx
-        .params
-        .subnets()
-        .map_err(|e| StepError::fatal("InvalidParameters", e))?;
-    let cidr = if public { &plan.public } else { &plan.private }
-        .get(usize::from(az))
-        .cloned()
-        .ok_or_else(|| {
-            StepError::fatal(
-                "InvalidParameters",
-                format!("no subnet planned for AZ {az}"),
-            )
-        })?;
     let zone = zone(ctx, az).await?;
     let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
+    // Every subnet of the VPC: ours by its tags, the others for the blocks
+    // they hold.
     let found = ec2
         .describe_subnets()
-        .set_filters(Some(ctx.ec2_filters(key)))
+        .filters(filter("vpc-id", &vpc))
         .send()
         .await
         .step()?;
-    let id = match found.subnets().iter().find_map(|s| s.subnet_id()) {
-        Some(id) => id.to_string(),
+    let step = key.to_string();
+    let ours = found.subnets().iter().find(|s| {
+        tagged_by(s.tags(), ctx.deployment_id.as_str(), Some(&step))
+    });
+    let (id, cidr) = match ours {
+        Some(subnet) => (
+            subnet.subnet_id().unwrap_or_default().to_string(),
+            subnet.cidr_block().unwrap_or_default().to_string(),
+        ),
         None => {
+            let taken: Vec<&str> = found
+                .subnets()
+                .iter()
+                .filter_map(|s| s.cidr_block())
+                .collect();
+            let cidr = ctx
+                .params
+                .subnet_candidates(az, public)
+                .map_err(|e| StepError::fatal("InvalidParameters", e))?
+                .into_iter()
+                .find(|c| !taken.iter().any(|t| cidrs_overlap(c, t)))
+                .ok_or_else(|| {
+                    StepError::fatal(
+                        "NoFreeBlock",
+                        format!(
+                            "every block of the VPC range {} holds a subnet: none is left for \
+                             the {} subnet of AZ {az}",
+                            ctx.params.vpc_cidr,
+                            if public { "public" } else { "private" }
+                        ),
+                    )
+                })?;
             let what = format!("{}-{zone}", if public { "public" } else { "private" });
             let out = ec2
                 .create_subnet()
@@ -87,10 +106,11 @@ pub async fn subnet(ctx: &StepCtx, az: u8, public: bool) -> StepResult<Value> {
                 .send()
                 .await
                 .step()?;
-            created(
+            let id = created(
                 out.subnet().and_then(|s| s.subnet_id()).map(str::to_string),
                 "subnet",
-            )?
+            )?;
+            (id, cidr)
         }
     };
     ctx.record(ResourceKind::Subnet, &id, None, key).await?;
