@@ -929,10 +929,7 @@ mod tests {
 
     #[test]
     fn another_zone_count_adds_or_drains_the_last_zone() {
-        let three = DeploymentParams {
-            azs: 3,
-            ..live()
-        };
+        let three = DeploymentParams { azs: 3, ..live() };
         let grow = resource_changes(&live(), &three).unwrap();
         let read: Vec<(&str, ChangeAction)> = grow
             .iter()
@@ -980,7 +977,11 @@ mod tests {
         };
         let grow_single = resource_changes(&single(&live()), &single(&three)).unwrap();
         assert!(!grow_single.iter().any(|c| c.resource_kind == "nat_gateway"));
-        assert!(grow_single[1].note.as_deref().unwrap().contains("first zone's"));
+        assert!(grow_single[1]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("first zone's"));
     }
 
     #[test]

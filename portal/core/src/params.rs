@@ -596,7 +596,11 @@ mod tests {
         // A fresh deploy takes the planned blocks.
         for (params, az, public) in [(&two, 1, false), (&three, 2, true), (&three, 0, false)] {
             let planned = params.subnets().unwrap();
-            let want = if public { &planned.public } else { &planned.private };
+            let want = if public {
+                &planned.public
+            } else {
+                &planned.private
+            };
             assert_eq!(pick(params, az, public, &[]), want[usize::from(az)]);
         }
         // Two zones become three: the third zone's public subnet cannot
@@ -605,7 +609,13 @@ mod tests {
         assert_eq!(pick(&three, 2, true, &laid_out), "10.0.5.0/24");
         assert_eq!(pick(&three, 2, false, &laid_out), "10.0.6.0/24");
         // A subnet of that stack made again (a repair) finds its old block.
-        let grown = ["10.0.1.0/24", "10.0.2.0/24", "10.0.4.0/24", "10.0.5.0/24", "10.0.6.0/24"];
+        let grown = [
+            "10.0.1.0/24",
+            "10.0.2.0/24",
+            "10.0.4.0/24",
+            "10.0.5.0/24",
+            "10.0.6.0/24",
+        ];
         assert_eq!(pick(&three, 0, false, &grown), "10.0.3.0/24");
         // Three become two and three again: the third zone's blocks return.
         let shrunk = ["10.0.1.0/24", "10.0.2.0/24", "10.0.4.0/24", "10.0.5.0/24"];

@@ -353,10 +353,7 @@ pub fn zone_steps(before: &DeploymentParams, after: &DeploymentParams) -> Vec<Pl
         ));
     } else if after.azs < before.azs {
         steps.push(step(StepId::Do(GroupZones), vec![]));
-        steps.push(step(
-            StepId::Do(LoadBalancer),
-            vec![StepId::Do(GroupZones)],
-        ));
+        steps.push(step(StepId::Do(LoadBalancer), vec![StepId::Do(GroupZones)]));
         steps.push(step(
             StepId::Do(PublicRoutes),
             vec![StepId::Do(LoadBalancer)],

@@ -553,11 +553,7 @@ async fn a_zone_is_added_and_taken_away_with_every_subnet_kept_where_it_was() {
         azs: 3,
         ..params("zones")
     };
-    let plan = h
-        .engine
-        .plan_change(&id, three, Source::Api)
-        .await
-        .unwrap();
+    let plan = h.engine.plan_change(&id, three, Source::Api).await.unwrap();
     assert_eq!(plan.changes[0].resource_kind, "subnet");
     assert_eq!(plan.changes[0].action, ChangeAction::Create);
     let cost = plan.cost.as_ref().unwrap();
@@ -577,14 +573,27 @@ async fn a_zone_is_added_and_taken_away_with_every_subnet_kept_where_it_was() {
         .clone();
     let all = vec![a.clone(), b.clone(), c.clone()];
     assert_eq!(
-        (&grown.public, &grown.private, &grown.nats, &grown.balancer, &grown.group),
+        (
+            &grown.public,
+            &grown.private,
+            &grown.nats,
+            &grown.balancer,
+            &grown.group
+        ),
         (&all, &all, &all, &all, &all),
         "{grown:?}"
     );
     // The first two zones' subnets stayed; the third took free blocks.
     assert_eq!(
         grown.blocks,
-        ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24", "10.0.4.0/24", "10.0.5.0/24", "10.0.6.0/24"]
+        [
+            "10.0.1.0/24",
+            "10.0.2.0/24",
+            "10.0.3.0/24",
+            "10.0.4.0/24",
+            "10.0.5.0/24",
+            "10.0.6.0/24"
+        ]
     );
     assert_eq!(h.engine.drift(&id).await.unwrap().findings, []);
 
@@ -609,7 +618,13 @@ async fn a_zone_is_added_and_taken_away_with_every_subnet_kept_where_it_was() {
     for gone in job.steps.iter().filter(|s| s.key.starts_with("undo:")) {
         assert!(gone.started_at.unwrap() >= drained, "{:?}", job.steps);
     }
-    assert_eq!(step("group_zones").outputs["zones"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        step("group_zones").outputs["zones"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let shrunk = zones_of(&h, &id).await;
     assert_eq!(shrunk, two, "back as deployed");
     assert_eq!(h.engine.drift(&id).await.unwrap().findings, []);

@@ -65,9 +65,10 @@ pub async fn subnet(ctx: &StepCtx, az: u8, public: bool) -> StepResult<Value> {
         .await
         .step()?;
     let step = key.to_string();
-    let ours = found.subnets().iter().find(|s| {
-        tagged_by(s.tags(), ctx.deployment_id.as_str(), Some(&step))
-    });
+    let ours = found
+        .subnets()
+        .iter()
+        .find(|s| tagged_by(s.tags(), ctx.deployment_id.as_str(), Some(&step)));
     let (id, cidr) = match ours {
         Some(subnet) => (
             subnet.subnet_id().unwrap_or_default().to_string(),
