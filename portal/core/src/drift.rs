@@ -212,6 +212,10 @@ pub mod breaks {
         balancer's requests to the instances or the instances' HTTPS to AWS";
     pub const ACL_ASSOCIATION: &str = "a private subnet follows another network ACL than the \
         stack's: its traffic obeys rules the stack does not know";
+    pub const STRAY_INSTANCE: &str = "an instance runs in the stack's VPC outside its group \
+        (detached from it, or launched by hand): it bills by the hour, the load balancer sends \
+        it nothing, and it holds its subnet at teardown; Repair terminates it when it carries \
+        this stack's tags, and one that does not is someone else's to terminate";
     pub const MISSING: &str = "a resource the stack is made of is gone: whatever depends on \
         it fails (see the failure lab's card for its kind)";
 }

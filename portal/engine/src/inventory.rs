@@ -290,7 +290,7 @@ async fn launch_templates(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>>
 
 /// The deployment's load balancer, by its name: one call, and none when it
 /// is gone.
-pub(crate) async fn load_balancers(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
+async fn load_balancers(aws: &Aws, names: &Names) -> StepResult<Vec<Leftover>> {
     let mut left = Vec::new();
     if let Some(lbs) = gone_ok(
         aws.elb

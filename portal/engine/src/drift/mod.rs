@@ -9,7 +9,8 @@
 //! in fourteen calls: the group's timings, both security groups' rules, the
 //! route tables, the private subnets' network ACL, the launch template's
 //! latest instance type, the load balancer's listeners, the target group
-//! and its attributes, the alarms, and
+//! and its attributes, the alarms, the instances in the VPC outside the
+//! group, and
 //! whether the NAT gateways, load balancer, launch template, role, profile
 //! and bucket still stand.
 //!
@@ -146,6 +147,7 @@ impl Engine {
         found.extend(read::acl_drift(&params, &aws, &recorded, &mut present).await?);
         found.extend(read::template_drift(&params, &aws, &recorded, &mut present).await?);
         found.extend(read::listener_drift(&aws, &names, &recorded, &mut present).await?);
+        found.extend(read::stray_drift(&aws, &names, &recorded, &present).await?);
         read::look_for_the_rest(&aws, &names, &recorded, &mut present).await?;
         found.extend(read::missing(&recorded, &present));
         self.store()
@@ -176,7 +178,12 @@ impl Engine {
         let mut owners = BTreeSet::new();
         let mut rebuild = BTreeSet::new();
         let mut group_fields = Vec::new();
+        let mut strays = false;
         for finding in &report.findings {
+            if finding.field == read::STRAY_FIELD {
+                strays = true;
+                continue;
+            }
             let step = recorded
                 .iter()
                 .find(|r| r.kind == finding.resource_kind && r.aws_id == finding.resource_id)
@@ -224,7 +231,13 @@ impl Engine {
         }
         let owners: Vec<StepKey> = owners.into_iter().collect();
         let rebuild: Vec<StepKey> = rebuild.into_iter().collect();
-        let steps = plan::repair_plan(&params, &owners, &rebuild, &group_fields);
+        let mut steps = plan::repair_plan(&params, &owners, &rebuild, &group_fields);
+        if strays {
+            steps.push(plan::PlannedStep {
+                key: plan::StepId::Do(StepKey::StrayInstances),
+                depends_on: Vec::new(),
+            });
+        }
         let summary = report
             .findings
             .iter()

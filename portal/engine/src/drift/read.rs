@@ -14,6 +14,7 @@ use crate::aws::{Aws, Names};
 use crate::error::SdkResultExt;
 use crate::plan::{nat_for, StepKey};
 use crate::runner::EngineError;
+use crate::steps::tagged_by;
 
 /// The group's timings; its bounds and size are the poll's.
 pub(super) async fn group_drift(
@@ -35,6 +36,13 @@ pub(super) async fn group_drift(
         return Ok(Vec::new());
     };
     present.saw(ResourceKind::AutoScalingGroup, &name);
+    present.members = Some(
+        group
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect(),
+    );
     let mut found = Vec::new();
     for (field, expected, actual) in [
         (
@@ -548,11 +556,14 @@ pub(super) async fn listener_drift(
         .send()
         .await
         .step();
+    // The answer also says whether the load balancer stands: it is gone
+    // when AWS no longer knows its ARN.
     let out = match out {
         Ok(out) => out,
         Err(e) if e.code == "LoadBalancerNotFound" => return Ok(Vec::new()),
         Err(e) => return Err(aws_error(e)),
     };
+    present.saw(ResourceKind::LoadBalancer, &names.load_balancer());
     let expected = listener_text(Some("HTTP"), &[("forward", Some(names.target_group()))]);
     let mut found = Vec::new();
     for listener in out.listeners() {
@@ -646,12 +657,6 @@ pub(super) async fn look_for_the_rest(
             }
         }
     }
-    for leftover in crate::inventory::load_balancers(aws, names)
-        .await
-        .map_err(aws_error)?
-    {
-        present.seen.insert((leftover.kind, leftover.id));
-    }
     for leftover in crate::inventory::named(aws, names)
         .await
         .map_err(aws_error)?
@@ -661,10 +666,60 @@ pub(super) async fn look_for_the_rest(
     Ok(())
 }
 
+/// The field of a stray instance's finding.
+pub(super) const STRAY_FIELD: &str = "outside the group";
+
+/// Instances in the stack's VPC outside its group (as [`group_drift`] read
+/// it; see [`crate::steps::strays`]). One call.
+pub(super) async fn stray_drift(
+    aws: &Aws,
+    names: &Names,
+    recorded: &Recorded,
+    present: &Present,
+) -> Result<Vec<Observed>, EngineError> {
+    let (Some(vpc), Some(members)) = (
+        recorded.id(ResourceKind::Vpc, StepKey::Vpc),
+        present.members.as_ref(),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let strays = crate::steps::strays(aws, vpc, &names.auto_scaling_group(), members)
+        .await
+        .map_err(aws_error)?;
+    Ok(strays
+        .iter()
+        .map(|stray| {
+            let owner = if tagged_by(stray.tags(), names.deployment.as_str(), None) {
+                "with this stack's tags"
+            } else {
+                "not this stack's"
+            };
+            seen(
+                ResourceKind::Instance,
+                stray.instance_id().unwrap_or_default(),
+                STRAY_FIELD,
+                "absent",
+                format!(
+                    "{} {} in {}, {owner}",
+                    stray
+                        .state()
+                        .and_then(|s| s.name())
+                        .map_or("unknown", |n| n.as_str()),
+                    stray.instance_type().map_or("", |t| t.as_str()),
+                    stray.subnet_id().unwrap_or("no subnet"),
+                ),
+                breaks::STRAY_INSTANCE,
+            )
+        })
+        .collect())
+}
+
 /// What a full check saw standing, by kind and id.
 #[derive(Default)]
 pub(super) struct Present {
     seen: std::collections::HashSet<(String, String)>,
+    /// The group's instances, once the group was read.
+    members: Option<Vec<String>>,
 }
 
 impl Present {

@@ -204,6 +204,9 @@ catalogue! { |ctx, key|
     /// An apply's: the group spread over the zones of the parameters, and
     /// no instance left in another.
     GroupZones = "group_zones" => compute::group_zones(ctx), undo nothing;
+    /// A repair's: this stack's instances in its VPC outside its group,
+    /// terminated.
+    StrayInstances = "stray_instances" => compute::terminate_strays(ctx), undo nothing;
     /// An apply's: a launch-template version with the new instance type.
     TemplateVersion = "template_version" => compute::template_version(ctx), undo nothing;
     /// An apply's: every instance of another type replaced, launch first.

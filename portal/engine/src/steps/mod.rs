@@ -26,7 +26,7 @@ use crate::store::{NewResource, Store};
 
 pub use artifacts::{Artifact, ArtifactSource};
 pub use catalogue::{run_action, run_undo, StepKey, Undo};
-pub(crate) use compute::{latest_ami, AMI_PARAMETER};
+pub(crate) use compute::{latest_ami, strays, AMI_PARAMETER};
 pub(crate) use load_balancer::DEREGISTRATION_DELAY_KEY;
 pub(crate) use network::zones;
 pub(crate) use security::{acl_rules, entry_text, ACL_DEFAULT_RULE};

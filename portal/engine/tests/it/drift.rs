@@ -472,3 +472,159 @@ async fn a_launch_template_version_of_another_type_is_found_and_can_be_accepted(
     );
     assert_eq!(read(&h.engine.check_drift(&id).await.unwrap()), []);
 }
+
+#[tokio::test]
+async fn an_instance_outside_the_group_is_found_and_terminated_when_ours_and_a_gone_balancer_seen()
+{
+    let h = harness().await;
+    let (id, _) = h.deploy(params("strays")).await;
+    let subnet = recorded(&h, &id, ResourceKind::Subnet, "private_subnet:0").await;
+    let template = recorded(&h, &id, ResourceKind::LaunchTemplate, "launch_template").await;
+    let aws = h.aws();
+    let image = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&template)
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap()
+        .launch_template_versions()[0]
+        .launch_template_data()
+        .and_then(|d| d.image_id())
+        .unwrap()
+        .to_string();
+    // One as a detached instance keeps the stack's tags, one launched by
+    // hand into the same subnet.
+    let launch = |tags: Vec<(&str, &str)>| {
+        let mut spec = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::Instance);
+        for (key, value) in tags {
+            spec = spec.tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            );
+        }
+        aws.ec2
+            .run_instances()
+            .image_id(&image)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .subnet_id(&subnet)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(spec.build())
+            .send()
+    };
+    let detached = launch(vec![("cloudpulse:deployment", id.as_str())])
+        .await
+        .unwrap()
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string();
+    let foreign = launch(vec![("Name", "someone-elses")])
+        .await
+        .unwrap()
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string();
+
+    let report = h.engine.check_drift(&id).await.unwrap();
+    let mut strays: Vec<(&str, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.resource_id.as_str(), f.actual.as_str()))
+        .collect();
+    strays.sort();
+    assert_eq!(strays.len(), 2, "{report:#?}");
+    for (stray, actual) in &strays {
+        let f = report
+            .findings
+            .iter()
+            .find(|f| f.resource_id == *stray)
+            .unwrap();
+        assert_eq!(
+            (f.resource_kind.as_str(), f.field.as_str()),
+            ("instance", "outside the group")
+        );
+        assert!(!f.acceptable, "the parameters cannot say it");
+        assert!(
+            actual.starts_with("running t3.micro in subnet-"),
+            "{actual}"
+        );
+    }
+    let of = |instance: &str| strays.iter().find(|s| s.0 == instance).unwrap().1;
+    assert!(
+        of(&detached).ends_with("with this stack's tags"),
+        "{strays:?}"
+    );
+    assert!(of(&foreign).ends_with("not this stack's"), "{strays:?}");
+
+    let job = h
+        .engine
+        .wait(
+            &h.engine
+                .repair_drift(&id, Source::Api)
+                .await
+                .unwrap()
+                .job_id,
+        )
+        .await
+        .unwrap();
+    assert_done(&job);
+    let step = job
+        .steps
+        .iter()
+        .find(|s| s.key == "stray_instances")
+        .unwrap();
+    assert_eq!(step.outputs["terminated"], serde_json::json!([detached]));
+    // Someone else's is theirs to terminate: still found, still running.
+    let left = h.engine.check_drift(&id).await.unwrap();
+    let ids: Vec<&str> = left
+        .findings
+        .iter()
+        .map(|f| f.resource_id.as_str())
+        .collect();
+    assert_eq!(ids, [foreign.as_str()], "{left:#?}");
+    aws.ec2
+        .terminate_instances()
+        .instance_ids(&foreign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(&h.engine.check_drift(&id).await.unwrap()), []);
+
+    // The listeners' answer says the load balancer is gone.
+    let names = h.names(&id).await;
+    let balancer = aws
+        .elb
+        .describe_load_balancers()
+        .names(names.load_balancer())
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    aws.elb
+        .delete_load_balancer()
+        .load_balancer_arn(balancer)
+        .send()
+        .await
+        .unwrap();
+    let gone = read(&h.engine.check_drift(&id).await.unwrap());
+    assert!(
+        gone.contains(&(
+            "load_balancer".into(),
+            "exists".into(),
+            "present".into(),
+            "gone".into()
+        )),
+        "{gone:?}"
+    );
+    h.teardown(&id).await;
+}

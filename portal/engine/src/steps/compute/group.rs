@@ -4,9 +4,10 @@ use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
 use serde_json::{json, Value};
 
 use super::{describe_group, size};
+use crate::aws::Aws;
 use crate::error::{SdkResultExt, StepError, StepResult};
 use crate::plan::StepKey;
-use crate::steps::{gone_ok, StepCtx};
+use crate::steps::{filter, filter_any, gone_ok, tagged_by, StepCtx};
 use cloudpulse_core::resource::ResourceKind;
 
 pub async fn auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {
@@ -199,6 +200,77 @@ pub async fn group_zones(ctx: &StepCtx) -> StepResult<Value> {
     })
     .await?;
     Ok(json!({ "was": listed(&was), "subnets": subnets, "zones": zones }))
+}
+
+/// The instances in `vpc` that bill or hold a volume (pending, running,
+/// stopping, stopped) and are not the group's: neither among `members`
+/// nor tagged by Auto Scaling as launched by the group named `group` (one
+/// launched after `members` was read is).
+pub async fn strays(
+    aws: &Aws,
+    vpc: &str,
+    group: &str,
+    members: &[String],
+) -> StepResult<Vec<aws_sdk_ec2::types::Instance>> {
+    let out = aws
+        .ec2
+        .describe_instances()
+        .filters(filter("vpc-id", vpc))
+        .filters(filter_any(
+            "instance-state-name",
+            ["pending", "running", "stopping", "stopped"]
+                .map(String::from)
+                .to_vec(),
+        ))
+        .send()
+        .await
+        .step()?;
+    let launched_by_group = |tags: &[aws_sdk_ec2::types::Tag]| {
+        tags.iter()
+            .any(|t| t.key() == Some(GROUP_NAME_TAG) && t.value() == Some(group))
+    };
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| {
+            let id = i.instance_id().unwrap_or_default();
+            !members.iter().any(|m| m == id) && !launched_by_group(i.tags())
+        })
+        .cloned()
+        .collect())
+}
+
+/// The tag Auto Scaling puts on every instance it launches for a group.
+const GROUP_NAME_TAG: &str = "aws:autoscaling:groupName";
+
+/// A repair's: terminates the instances of this stack (by its deployment
+/// tag) that run in its VPC outside its group. Another's instance there is
+/// left alone: the drift check keeps naming it.
+pub async fn terminate_strays(ctx: &StepCtx) -> StepResult<Value> {
+    let vpc = ctx.id(ResourceKind::Vpc, StepKey::Vpc).await?;
+    let members: Vec<String> = live_group(ctx)
+        .await?
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    let ours: Vec<String> = strays(&ctx.aws, &vpc, &ctx.names.auto_scaling_group(), &members)
+        .await?
+        .iter()
+        .filter(|i| tagged_by(i.tags(), ctx.deployment_id.as_str(), None))
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    if !ours.is_empty() {
+        ctx.aws
+            .ec2
+            .terminate_instances()
+            .set_instance_ids(Some(ours.clone()))
+            .send()
+            .await
+            .step()?;
+    }
+    Ok(json!({ "terminated": ours }))
 }
 
 pub async fn undo_auto_scaling_group(ctx: &StepCtx) -> StepResult<Value> {

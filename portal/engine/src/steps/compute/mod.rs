@@ -13,8 +13,8 @@ mod template;
 
 pub use alarms::{alarms, undo_alarms};
 pub use group::{
-    auto_scaling_group, group_zones, scaling_policies, undo_auto_scaling_group,
-    undo_scaling_policies, update_group,
+    auto_scaling_group, group_zones, scaling_policies, strays, terminate_strays,
+    undo_auto_scaling_group, undo_scaling_policies, update_group,
 };
 pub use healthy::{wait_capacity, wait_healthy};
 pub use refresh::{cancel_instance_refresh, instance_refresh};
