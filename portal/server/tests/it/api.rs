@@ -11,7 +11,8 @@ fn sandbox(dir: &std::path::Path) -> Portal {
     sandbox_at_a_fifth(dir, "api.db")
 }
 
-/// Command lines of the processes named `name` whose parent is `parent`.
+/// Command lines of the live processes named `name` whose parent is
+/// `parent` (an exited one not yet reaped is no instance).
 fn children_named(name: &str, parent: u32) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -23,8 +24,11 @@ fn children_named(name: &str, parent: u32) -> Vec<String> {
         let Some((comm, rest)) = stat.split_once(") ") else {
             continue;
         };
-        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) && comm.ends_with(&name[..name.len().min(15)]) {
+        let mut fields = rest.split(' ');
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && state != Some("Z") && comm.ends_with(&name[..name.len().min(15)])
+        {
             let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
             found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
         }
@@ -137,10 +141,24 @@ async fn deploy_follow_and_tear_down_over_the_api() {
         served.insert(body["instanceId"].as_str().unwrap().to_string());
     }
     assert_eq!(served.len(), 2, "served by {served:?}");
-    assert_eq!(
-        children_named("cloudpulse-instance", portal.child.id()).len(),
-        2
-    );
+    // One process per instance of the group: the two serving, and any
+    // replaced one while it drains (a slow boot on a busy machine fails
+    // its first health checks).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let processes = children_named("cloudpulse-instance", portal.child.id());
+        let (_, health) = get_json(&format!("{url}/api/v1/deployments/{deployment}/health")).await;
+        let instances = health["group"]["instances"].as_array().unwrap().len();
+        if processes.len() == instances && instances >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} processes for {instances} instances: {processes:?}; {health}",
+            processes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(detail["resources"].as_array().unwrap().len() > 20);
 
     // The poller has seen both instances and their targets.
