@@ -382,10 +382,52 @@ pub fn refresh_at_a_time(desired: u32) -> u32 {
     (desired * (REFRESH_MAX_HEALTHY_PERCENT - 100) / 100).max(1)
 }
 
-/// What a new instance type does: a launch-template version (the group
-/// launches from `$Latest`), then every instance replaced by a rolling
-/// instance refresh, launch before terminate.
+/// What a new instance type does: [`template_changes`].
 fn instance_changes(after: &DeploymentParams, field: &FieldChange) -> Vec<ResourceChange> {
+    template_changes(after, field, &format!("with {}", after.instance_type))
+}
+
+/// The field of a plan's change to a newer image than the launch
+/// template's. Not a parameter: a stack always launches the newest Amazon
+/// Linux 2023 its region publishes, and a plan offers the move when a
+/// newer one is out.
+pub const IMAGE_FIELD: &str = "image";
+
+/// Adds to `changes` what moving the stack from the image `current` to
+/// `newest` does: as another instance type, a launch-template version and
+/// a rolling instance refresh; the same version and refresh when the
+/// instance type changes too.
+pub fn add_image_change(
+    changes: &mut Vec<ResourceChange>,
+    after: &DeploymentParams,
+    current: &str,
+    newest: &str,
+) {
+    let field = FieldChange {
+        field: IMAGE_FIELD.to_string(),
+        before: Value::from(current),
+        after: Value::from(newest),
+    };
+    let template = ResourceKind::LaunchTemplate.as_str();
+    if changes.iter().any(|c| c.resource_kind == template) {
+        for change in changes.iter_mut().filter(|c| {
+            c.resource_kind == template || c.resource_kind == ResourceKind::Instance.as_str()
+        }) {
+            change.fields.push(field.clone());
+        }
+        return;
+    }
+    changes.extend(template_changes(after, &field, &format!("from {newest}")));
+}
+
+/// A launch-template version (`what` it differs by; the group launches
+/// from `$Latest`), then every instance replaced by a rolling instance
+/// refresh, launch before terminate.
+fn template_changes(
+    after: &DeploymentParams,
+    field: &FieldChange,
+    what: &str,
+) -> Vec<ResourceChange> {
     let at_a_time = refresh_at_a_time(after.desired);
     vec![
         ResourceChange {
@@ -396,9 +438,8 @@ fn instance_changes(after: &DeploymentParams, field: &FieldChange) -> Vec<Resour
             aws_calls: vec!["CreateLaunchTemplateVersion".into()],
             disruption: Disruption::None,
             note: Some(format!(
-                "a new version with {}; the group launches from the latest, so every instance \
-                 it starts from then on is one",
-                after.instance_type
+                "a new version {what}; the group launches from the latest, so every instance \
+                 it starts from then on is one"
             )),
             cost: None,
         },
@@ -925,6 +966,49 @@ mod tests {
         let refusal = resource_changes(&live(), &after).unwrap_err();
         assert_eq!(refusal.code, "change_not_supported");
         assert!(refusal.fields["nat"].contains("plan the zones first"));
+    }
+
+    #[test]
+    fn a_newer_image_is_a_new_template_version_and_a_refresh() {
+        let mut changes = Vec::new();
+        add_image_change(&mut changes, &live(), "ami-old", "ami-new");
+        let read: Vec<(&str, ChangeAction)> = changes
+            .iter()
+            .map(|c| (c.resource_kind.as_str(), c.action))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("launch_template", ChangeAction::UpdateInPlace),
+                ("instance", ChangeAction::Replace)
+            ]
+        );
+        assert_eq!(changes[0].fields[0].field, IMAGE_FIELD);
+        assert_eq!(changes[0].fields[0].after, "ami-new");
+        assert!(changes[0].note.as_deref().unwrap().contains("from ami-new"));
+        assert_eq!(
+            worst_disruption(&changes),
+            Disruption::Rolling { at_a_time: 1 }
+        );
+        // With another instance type: one version, one refresh, both fields.
+        let bigger = DeploymentParams {
+            instance_type: "t3.small".into(),
+            ..live()
+        };
+        let mut both = resource_changes(&live(), &bigger).unwrap();
+        add_image_change(&mut both, &bigger, "ami-old", "ami-new");
+        let template = both
+            .iter()
+            .find(|c| c.resource_kind == "launch_template")
+            .unwrap();
+        let fields: Vec<&str> = template.fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["instance_type", "image"]);
+        assert_eq!(
+            both.iter()
+                .filter(|c| c.resource_kind == "instance")
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -267,7 +267,7 @@ pub fn apply_plan(
         }
         dag.push((WaitCapacity, deps));
     }
-    if any(&["instance_type"]) {
+    if any(&["instance_type", cloudpulse_core::change::IMAGE_FIELD]) {
         dag.push((TemplateVersion, vec![]));
         // After the group has its new size and settings: the refresh
         // counts its batches from the desired capacity.
@@ -709,6 +709,11 @@ mod tests {
             "{plan:?}"
         );
         assert!(apply_plan(&["ttl_minutes", "cost_cap_usd"], &live, &live).is_empty());
+        // A newer image, as another instance type: a version, a refresh.
+        assert_eq!(
+            keys(apply_plan(&["image"], &live, &live)),
+            ["template_version", "instance_refresh"]
+        );
 
         // A NAT switch makes before it removes, zone by zone after the first.
         let single = DeploymentParams {

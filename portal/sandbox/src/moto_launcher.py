@@ -278,6 +278,7 @@ def _keep_form_body(environ):
     for the signature check: werkzeug parses such a body into a form and
     moto would check the signature against its own re-encoding of it."""
     _signed.body = None
+    _signed.caller = None
     kind = environ.get("CONTENT_TYPE", "")
     length = environ.get("CONTENT_LENGTH", "")
     if kind.startswith("application/x-www-form-urlencoded") and length.isdigit():
@@ -700,6 +701,7 @@ def _faithful_iam_checks():
     def init(self, account_id, method, path, data, body, headers, action):
         base_init(self, account_id, method, path, data, body, headers, action)
         self._action = _iam_action(self._action, method, path)
+        _signed.caller = getattr(self._access_key, "arn", None)
 
     def trusted(self, role_arn):
         role = self.backend.get_role_by_arn(role_arn)
@@ -777,6 +779,47 @@ def _faithful_iam_checks():
 
 _faithful_iam_checks()
 _reinstall_identities_after_reset()
+
+
+def _aws_publishes_its_parameters():
+    """AWS announces a newer Amazon Linux by moving its public parameter
+    (/aws/service/ami-amazon-linux-latest/...) to the new AMI; no account
+    may write there, and moto 5.2.5 refuses a PutParameter under /aws as
+    AWS does. Here AWS's own services (SERVICE_USER) may: their
+    PutParameter under /aws/service/ adds a version, as AWS's publishing
+    does, so that a test (or a person, with the sandbox's service key) can
+    publish a newer image and watch a live stack's plan offer it."""
+    from moto.core.utils import utcnow
+    from moto.ssm import models
+
+    put = models.SimpleSystemManagerBackend.put_parameter
+
+    def put_as_aws(self, name, description, value, parameter_type, *rest, **kwargs):
+        caller = getattr(_signed, "caller", None) or ""
+        as_aws = SERVICE_USER is not None and caller.endswith(f":user/{SERVICE_USER}")
+        if not (as_aws and str(name).startswith("/aws/service/")):
+            return put(self, name, description, value, parameter_type, *rest, **kwargs)
+        versions = self._parameters[name]
+        previous = versions[-1] if versions else None
+        parameter = models.Parameter(
+            account_id=self.account_id,
+            name=name,
+            value=value,
+            parameter_type=parameter_type or (previous.parameter_type if previous else "String"),
+            description=description,
+            allowed_pattern=None,
+            keyid=None,
+            last_modified_date=utcnow(),
+            version=previous.version + 1 if previous else 1,
+            data_type=previous.data_type if previous else "text",
+        )
+        versions.append(parameter)
+        return parameter
+
+    models.SimpleSystemManagerBackend.put_parameter = put_as_aws
+
+
+_aws_publishes_its_parameters()
 
 # A Ctrl-C in the terminal reaches this process too; the portal decides what
 # it means and closes the pipe when moto should go.

@@ -9,9 +9,11 @@ use cloudpulse_core::model::{DeploymentStatus, JobKind, Source};
 
 use super::{Engine, EngineError};
 use crate::aws::Names;
+use crate::error::SdkResultExt;
 use crate::params::{DeploymentParams, FieldErrors};
 use crate::plan;
 use crate::store::{Created, PlanApply, StoredPlan};
+use cloudpulse_core::resource::ResourceKind;
 
 impl Engine {
     /// Works out what moving a live deployment to `after` does to each of
@@ -37,10 +39,15 @@ impl Engine {
         after.validate().map_err(EngineError::Validation)?;
         let mut changes = change::resource_changes(&before, &after)
             .map_err(|Refusal { code, fields }| EngineError::Refused { code, fields })?;
+        if let Some((current, newest)) = self.newer_image(id, &before.region).await {
+            change::add_image_change(&mut changes, &after, &current, &newest);
+        }
         if changes.is_empty() {
             return Err(EngineError::Validation(FieldErrors::from([(
                 "form".to_string(),
-                "nothing to change: the parameters given equal the current ones".to_string(),
+                "nothing to change: the parameters given equal the current ones, and the \
+                 instances launch from the newest Amazon Linux 2023"
+                    .to_string(),
             )])));
         }
         let names = Names::new(id, &before.name);
@@ -107,6 +114,51 @@ impl Engine {
             self.start(&created.job_id, JobKind::Apply);
         }
         Ok(created)
+    }
+}
+
+impl Engine {
+    /// The image the live stack's launch template launches and the newest
+    /// Amazon Linux 2023 of its region, when they differ: AWS published a
+    /// newer one since. Two calls; `None` (and a warning) when either
+    /// cannot be read, so a plan of the parameters still goes ahead.
+    async fn newer_image(&self, id: &DeploymentId, region: &str) -> Option<(String, String)> {
+        let template = self
+            .inner
+            .store
+            .resources(id, Some(ResourceKind::LaunchTemplate))
+            .await
+            .ok()?
+            .into_iter()
+            .find(|r| r.deleted_at.is_none())?
+            .aws_id;
+        let aws = self.aws(region);
+        let read = async {
+            let newest = crate::steps::latest_ami(&aws).await?;
+            let latest = aws
+                .ec2
+                .describe_launch_template_versions()
+                .launch_template_id(&template)
+                .versions("$Latest")
+                .send()
+                .await
+                .step()?;
+            let current = latest
+                .launch_template_versions()
+                .first()
+                .and_then(|v| v.launch_template_data())
+                .and_then(|d| d.image_id())
+                .map(str::to_string);
+            Ok::<_, crate::error::StepError>((current, newest))
+        };
+        match read.await {
+            Ok((Some(current), newest)) if current != newest => Some((current, newest)),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(deployment = %id, %error, "cannot compare the image with the newest");
+                None
+            }
+        }
     }
 }
 

@@ -630,3 +630,108 @@ async fn a_zone_is_added_and_taken_away_with_every_subnet_kept_where_it_was() {
     assert_eq!(h.engine.drift(&id).await.unwrap().findings, []);
     h.teardown(&id).await;
 }
+
+/// As AWS publishes a newer Amazon Linux 2023: an image made (here from
+/// one of the stack's instances) and the public parameter moved to it, by
+/// AWS's own services (the harness's world). Returns the new AMI.
+async fn publish_newer_image(h: &Harness, id: &common::DeploymentId) -> String {
+    let aws = h.aws();
+    let names = h.names(id).await;
+    let groups = aws
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(names.auto_scaling_group())
+        .send()
+        .await
+        .unwrap();
+    let instance = groups.auto_scaling_groups()[0].instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string();
+    let image = aws
+        .ec2
+        .create_image()
+        .instance_id(instance)
+        .name("al2023-ami-2026.12.06.0-kernel-6.12-x86_64")
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_string();
+    aws.ssm
+        .put_parameter()
+        .name(AMI_PARAMETER)
+        .value(&image)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    image
+}
+
+const AMI_PARAMETER: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+#[tokio::test]
+async fn a_newer_image_is_offered_by_a_plan_of_the_same_parameters() {
+    let h = harness().await;
+    let (id, _) = h.deploy(params("imaged")).await;
+    let error = h
+        .engine
+        .plan_change(&id, params("imaged"), Source::Api)
+        .await
+        .unwrap_err();
+    let EngineError::Validation(fields) = error else {
+        panic!("not a validation error: {error}");
+    };
+    assert!(
+        fields["form"].contains("newest Amazon Linux 2023"),
+        "{fields:?}"
+    );
+    // No account may move AWS's public parameter: the portal cannot.
+    let denied = h
+        .engine
+        .aws("us-east-1")
+        .ssm
+        .put_parameter()
+        .name(AMI_PARAMETER)
+        .value("ami-12345678")
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.as_service_error().and_then(|e| e.meta().code()),
+        Some("AccessDeniedException"),
+        "{denied:?}"
+    );
+
+    let newest = publish_newer_image(&h, &id).await;
+    let plan = h
+        .engine
+        .plan_change(&id, params("imaged"), Source::Api)
+        .await
+        .unwrap();
+    let actions: Vec<(&str, ChangeAction)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.resource_kind.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("launch_template", ChangeAction::UpdateInPlace),
+            ("instance", ChangeAction::Replace)
+        ]
+    );
+    let field = &plan.changes[0].fields[0];
+    assert_eq!(field.field, "image");
+    assert_eq!(field.after, newest.as_str());
+    assert_ne!(field.before, field.after);
+    let cost = plan.cost.as_ref().unwrap();
+    assert_eq!(
+        cost.change.before_hourly_usd, cost.change.after_hourly_usd,
+        "the same stack, another image"
+    );
+    h.teardown(&id).await;
+}

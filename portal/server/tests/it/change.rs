@@ -2,7 +2,8 @@
 //! plans that refuse what they cannot do, an apply that grows the group
 //! and one that shrinks it (its instance drained by the data plane), a
 //! plan gone stale, and a steady request stream that sees no failure while
-//! the size, the NAT mode, the zones and the instance type change under it.
+//! the size, the NAT mode, the zones and the instance type (with a newer
+//! image) change under it.
 
 use crate::common;
 
@@ -171,6 +172,35 @@ async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli
     assert_eq!(status, 409, "{gone}");
 }
 
+/// As AWS publishes a newer Amazon Linux 2023: an image made from one of
+/// the deployment's instances, and the public parameter moved to it by
+/// AWS's own services (the sandbox's service identity).
+async fn publish_newer_image(portal: &Portal, id: &str) {
+    let endpoint = portal.aws_endpoint.clone().expect("the sandbox's AWS API");
+    let aws =
+        cloudpulse_engine::aws::Aws::new(&cloudpulse_sandbox::sdk_config(&endpoint), "us-east-1");
+    let instance = instances_of(&portal.url, id).await[0].0.clone();
+    let image = aws
+        .ec2
+        .create_image()
+        .instance_id(instance)
+        .name("al2023-ami-2026.12.06.0-kernel-6.12-x86_64")
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_string();
+    aws.ssm
+        .put_parameter()
+        .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
+        .value(image)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Requests to `url` every 100 ms until `stop`: (answered 200, all).
 fn stream(
     url: String,
@@ -258,6 +288,11 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
     ];
     for (change, follows) in changes {
         let before = instances_of(&url, &id).await;
+        let retype = change.get("instance_type").is_some();
+        if retype {
+            // AWS publishes a newer image first: the same refresh takes both.
+            publish_newer_image(&portal, &id).await;
+        }
         let (status, plan) = post_json(
             &client,
             &format!("{url}/api/v1/deployments/{id}/plan"),
@@ -265,6 +300,21 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
         )
         .await;
         assert_eq!(status, 200, "{change}: {plan}");
+        if retype {
+            let template = plan["plan"]["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["resource_kind"] == "launch_template")
+                .unwrap();
+            let fields: Vec<&str> = template["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|f| f["field"].as_str())
+                .collect();
+            assert_eq!(fields, ["instance_type", "image"], "{plan}");
+        }
         let (status, accepted) = post_json(
             &client,
             &format!("{url}/api/v1/deployments/{id}/apply"),
@@ -274,7 +324,15 @@ async fn a_steady_stream_sees_no_failure_while_the_stack_changes_under_it() {
         assert_eq!(status, 202, "{change}: {accepted}");
         let done = wait_job(&client, &url, accepted["job"]["id"].as_str().unwrap()).await;
         assert_eq!(done["status"], "done", "{change}: {done}");
-        if change.get("instance_type").is_some() {
+        if retype {
+            // Nothing is left to plan: the instances run the newest image.
+            let (status, nothing) = post_json(
+                &client,
+                &format!("{url}/api/v1/deployments/{id}/plan"),
+                json!({}),
+            )
+            .await;
+            assert_eq!(status, 400, "{nothing}");
             let after = instances_of(&url, &id).await;
             assert_eq!(after.len(), 2, "{after:?}");
             assert!(

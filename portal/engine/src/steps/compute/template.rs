@@ -38,7 +38,7 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
         .await?;
         return Ok(json!({ "launch_template_id": id, "name": name, "adopted": true }));
     }
-    let (data, ami) = template_data(ctx).await?;
+    let (data, ami) = template_data(ctx, latest_ami(&ctx.aws).await?).await?;
     let out = ec2
         .create_launch_template()
         .launch_template_name(&name)
@@ -67,11 +67,13 @@ pub async fn launch_template(ctx: &StepCtx) -> StepResult<Value> {
     Ok(json!({ "launch_template_id": id, "name": name, "ami": ami }))
 }
 
-/// What every instance starts from, as the parameters say now: the newest
-/// Amazon Linux 2023 AMI (also returned), the instance type, profile,
+/// What every instance starts from, as the parameters say now: `ami` (the
+/// newest Amazon Linux 2023, also returned), the instance type, profile,
 /// security group, monitoring, metadata options, volume, user data and tags.
-async fn template_data(ctx: &StepCtx) -> StepResult<(RequestLaunchTemplateData, String)> {
-    let ami = latest_ami(&ctx.aws).await?;
+async fn template_data(
+    ctx: &StepCtx,
+    ami: String,
+) -> StepResult<(RequestLaunchTemplateData, String)> {
     let profile_arn = ctx
         .arn(ResourceKind::InstanceProfile, StepKey::InstanceProfile)
         .await?;
@@ -159,8 +161,8 @@ async fn template_data(ctx: &StepCtx) -> StepResult<(RequestLaunchTemplateData, 
 }
 
 /// An apply's: a new version of the launch template with the parameters'
-/// instance type and the newest AMI, unless its latest version has that
-/// type already (a resumed apply, or nothing to change). The group launches
+/// instance type and the newest AMI, unless its latest version has both
+/// already (a resumed apply, or nothing to change). The group launches
 /// from `$Latest`, so new instances start from it at once; the instance
 /// refresh replaces the others.
 pub async fn template_version(ctx: &StepCtx) -> StepResult<Value> {
@@ -176,23 +178,29 @@ pub async fn template_version(ctx: &StepCtx) -> StepResult<Value> {
         .await
         .step()?;
     let latest = latest.launch_template_versions().first();
-    let latest_type = latest
-        .and_then(|v| v.launch_template_data())
+    let latest_data = latest.and_then(|v| v.launch_template_data());
+    let latest_type = latest_data
         .and_then(|d| d.instance_type())
         .map(|t| t.as_str().to_string());
-    if latest_type.as_deref() == Some(ctx.params.instance_type.as_str()) {
+    let latest_image = latest_data.and_then(|d| d.image_id());
+    let ami = latest_ami(&ctx.aws).await?;
+    if latest_type.as_deref() == Some(ctx.params.instance_type.as_str())
+        && latest_image == Some(ami.as_str())
+    {
         return Ok(json!({
             "launch_template_id": id,
             "version": latest.and_then(|v| v.version_number()),
             "instance_type": latest_type,
+            "ami": ami,
             "adopted": true,
         }));
     }
-    let (data, ami) = template_data(ctx).await?;
+    let was_image = latest_image.map(str::to_string);
+    let (data, ami) = template_data(ctx, ami).await?;
     let out = ec2
         .create_launch_template_version()
         .launch_template_id(&id)
-        .version_description(format!("instance type {}", ctx.params.instance_type))
+        .version_description(format!("{} from {ami}", ctx.params.instance_type))
         .launch_template_data(data)
         .send()
         .await
@@ -204,6 +212,7 @@ pub async fn template_version(ctx: &StepCtx) -> StepResult<Value> {
         "launch_template_id": id,
         "version": version,
         "was": latest_type,
+        "was_ami": was_image,
         "instance_type": ctx.params.instance_type,
         "ami": ami,
     }))
