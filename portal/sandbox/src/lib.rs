@@ -18,4 +18,6 @@ pub use dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, DataPlaneView};
 pub use faithful::strict::{Strict, Strictness};
 pub use faithful::{Faithful, FaithfulError, LaunchFailure, UnsafeRecord};
 pub use gateway::{Disruption, Gateway, GatewayError, Latency};
-pub use moto::{operator_sdk_config, sdk_config, MotoError, MotoServer};
+pub use moto::{
+    operator_sdk_config, publish_newer_image, sdk_config, MotoError, MotoServer, AMI_PARAMETER,
+};

@@ -367,6 +367,47 @@ pub fn sdk_config(endpoint: &str) -> SdkConfig {
     signed_as(endpoint, crate::iam::SERVICE_KEY)
 }
 
+/// The public parameter that names the newest Amazon Linux 2023 AMI.
+pub const AMI_PARAMETER: &str =
+    "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+/// Publishes a newer Amazon Linux 2023 in the sandbox at `endpoint`, as AWS
+/// does: an image made from `instance` (`CreateImage`), then
+/// [`AMI_PARAMETER`] moved to it by AWS's own services (the sandbox lets
+/// only them write under `/aws/service/`). Returns the new AMI.
+pub async fn publish_newer_image(endpoint: &str, instance: &str) -> Result<String, String> {
+    let sdk = sdk_config(endpoint);
+    let image = aws_sdk_ec2::Client::new(&sdk)
+        .create_image()
+        .instance_id(instance)
+        .name(format!("al2023-ami-{instance}-x86_64"))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "CreateImage: {}",
+                aws_sdk_ec2::error::DisplayErrorContext(e)
+            )
+        })?
+        .image_id()
+        .map(str::to_string)
+        .ok_or("CreateImage answered no image id")?;
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(AMI_PARAMETER)
+        .value(&image)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "PutParameter: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(image)
+}
+
 /// An SDK configuration that talks to the sandbox at `endpoint` as the
 /// portal's identity ([`crate::iam::OPERATOR_USER`]: the operator policy).
 pub fn operator_sdk_config(endpoint: &str) -> SdkConfig {

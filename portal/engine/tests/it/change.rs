@@ -359,6 +359,14 @@ async fn nat_layout(h: &Harness, id: &common::DeploymentId) -> (Vec<String>, usi
     (standing, addresses, routes)
 }
 
+/// Each change of a plan as (resource kind, action).
+fn actions(plan: &cloudpulse_core::change::ChangePlan) -> Vec<(&str, ChangeAction)> {
+    plan.changes
+        .iter()
+        .map(|c| (c.resource_kind.as_str(), c.action))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_nat_switch_makes_new_gateways_before_it_removes_old_ones_and_back() {
     let h = harness().await;
@@ -376,11 +384,7 @@ async fn a_nat_switch_makes_new_gateways_before_it_removes_old_ones_and_back() {
         .plan_change(&id, single, Source::Api)
         .await
         .unwrap();
-    let actions: Vec<(&str, ChangeAction)> = plan
-        .changes
-        .iter()
-        .map(|c| (c.resource_kind.as_str(), c.action))
-        .collect();
+    let actions = actions(&plan);
     assert_eq!(
         actions,
         [
@@ -631,13 +635,12 @@ async fn a_zone_is_added_and_taken_away_with_every_subnet_kept_where_it_was() {
     h.teardown(&id).await;
 }
 
-/// As AWS publishes a newer Amazon Linux 2023: an image made (here from
-/// one of the stack's instances) and the public parameter moved to it, by
-/// AWS's own services (the harness's world). Returns the new AMI.
+/// As AWS publishes a newer Amazon Linux 2023, from one of the stack's
+/// instances. Returns the new AMI.
 async fn publish_newer_image(h: &Harness, id: &common::DeploymentId) -> String {
-    let aws = h.aws();
     let names = h.names(id).await;
-    let groups = aws
+    let groups = h
+        .aws()
         .asg
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(names.auto_scaling_group())
@@ -648,29 +651,11 @@ async fn publish_newer_image(h: &Harness, id: &common::DeploymentId) -> String {
         .instance_id()
         .unwrap()
         .to_string();
-    let image = aws
-        .ec2
-        .create_image()
-        .instance_id(instance)
-        .name("al2023-ami-2026.12.06.0-kernel-6.12-x86_64")
-        .send()
+    let endpoint = h.world.endpoint_url().expect("a sandbox endpoint");
+    cloudpulse_sandbox::publish_newer_image(endpoint, &instance)
         .await
         .unwrap()
-        .image_id()
-        .unwrap()
-        .to_string();
-    aws.ssm
-        .put_parameter()
-        .name(AMI_PARAMETER)
-        .value(&image)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
-    image
 }
-
-const AMI_PARAMETER: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 
 #[tokio::test]
 async fn a_newer_image_is_offered_by_a_plan_of_the_same_parameters() {
@@ -694,7 +679,7 @@ async fn a_newer_image_is_offered_by_a_plan_of_the_same_parameters() {
         .aws("us-east-1")
         .ssm
         .put_parameter()
-        .name(AMI_PARAMETER)
+        .name(cloudpulse_sandbox::AMI_PARAMETER)
         .value("ami-12345678")
         .overwrite(true)
         .send()
@@ -712,11 +697,7 @@ async fn a_newer_image_is_offered_by_a_plan_of_the_same_parameters() {
         .plan_change(&id, params("imaged"), Source::Api)
         .await
         .unwrap();
-    let actions: Vec<(&str, ChangeAction)> = plan
-        .changes
-        .iter()
-        .map(|c| (c.resource_kind.as_str(), c.action))
-        .collect();
+    let actions = actions(&plan);
     assert_eq!(
         actions,
         [

@@ -172,31 +172,12 @@ async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli
     assert_eq!(status, 409, "{gone}");
 }
 
-/// As AWS publishes a newer Amazon Linux 2023: an image made from one of
-/// the deployment's instances, and the public parameter moved to it by
-/// AWS's own services (the sandbox's service identity).
+/// As AWS publishes a newer Amazon Linux 2023, from one of the
+/// deployment's instances.
 async fn publish_newer_image(portal: &Portal, id: &str) {
     let endpoint = portal.aws_endpoint.clone().expect("the sandbox's AWS API");
-    let aws =
-        cloudpulse_engine::aws::Aws::new(&cloudpulse_sandbox::sdk_config(&endpoint), "us-east-1");
     let instance = instances_of(&portal.url, id).await[0].0.clone();
-    let image = aws
-        .ec2
-        .create_image()
-        .instance_id(instance)
-        .name("al2023-ami-2026.12.06.0-kernel-6.12-x86_64")
-        .send()
-        .await
-        .unwrap()
-        .image_id()
-        .unwrap()
-        .to_string();
-    aws.ssm
-        .put_parameter()
-        .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")
-        .value(image)
-        .overwrite(true)
-        .send()
+    cloudpulse_sandbox::publish_newer_image(&endpoint, &instance)
         .await
         .unwrap();
 }
