@@ -865,6 +865,14 @@ mod tests {
         }
     }
 
+    /// Each change as (resource kind, action).
+    fn actions(changes: &[ResourceChange]) -> Vec<(&str, ChangeAction)> {
+        changes
+            .iter()
+            .map(|c| (c.resource_kind.as_str(), c.action))
+            .collect()
+    }
+
     fn leaves(value: &Value, prefix: &str, out: &mut Vec<String>) {
         match value {
             Value::Object(map) => {
@@ -972,10 +980,7 @@ mod tests {
     fn a_newer_image_is_a_new_template_version_and_a_refresh() {
         let mut changes = Vec::new();
         add_image_change(&mut changes, &live(), "ami-old", "ami-new");
-        let read: Vec<(&str, ChangeAction)> = changes
-            .iter()
-            .map(|c| (c.resource_kind.as_str(), c.action))
-            .collect();
+        let read = actions(&changes);
         assert_eq!(
             read,
             [
@@ -1015,10 +1020,7 @@ mod tests {
     fn another_zone_count_adds_or_drains_the_last_zone() {
         let three = DeploymentParams { azs: 3, ..live() };
         let grow = resource_changes(&live(), &three).unwrap();
-        let read: Vec<(&str, ChangeAction)> = grow
-            .iter()
-            .map(|c| (c.resource_kind.as_str(), c.action))
-            .collect();
+        let read = actions(&grow);
         assert_eq!(
             read,
             [
@@ -1075,10 +1077,7 @@ mod tests {
             ..live()
         };
         let to_single = resource_changes(&live(), &single).unwrap();
-        let read: Vec<(&str, ChangeAction)> = to_single
-            .iter()
-            .map(|c| (c.resource_kind.as_str(), c.action))
-            .collect();
+        let read = actions(&to_single);
         assert_eq!(
             read,
             [
@@ -1106,10 +1105,7 @@ mod tests {
             ..live()
         };
         let changes = resource_changes(&live(), &after).unwrap();
-        let read: Vec<(&str, ChangeAction)> = changes
-            .iter()
-            .map(|c| (c.resource_kind.as_str(), c.action))
-            .collect();
+        let read = actions(&changes);
         assert_eq!(
             read,
             [
