@@ -17,8 +17,10 @@ pub struct PlanArgs {
     /// The live deployment's id.
     pub id: String,
     /// A parameter and its new value, e.g. `--set desired=3` or
-    /// `--set health_check.interval=10`; repeat for more.
-    #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
+    /// `--set health_check.interval=10`; repeat for more. With none, the
+    /// plan offers only what moved under the stack: a newer Amazon Linux
+    /// 2023 than its instances launch.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub set: Vec<String>,
 }
 

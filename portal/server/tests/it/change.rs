@@ -90,6 +90,9 @@ async fn a_live_stack_is_planned_applied_and_refused_through_the_api_and_the_cli
         &["plan", &id, "--set", "region=eu-west-1"],
     );
     assert!(!ok && err.contains("region=:"), "{err}");
+    // No parameter and no newer image: nothing to plan, and it says why.
+    let (ok, _, err) = cli(dir.path(), &url, &["plan", &id]);
+    assert!(!ok && err.contains("newest Amazon Linux 2023"), "{err}");
 
     let (ok, out, err) = cli(dir.path(), &url, &["apply", &plan_id, "--wait"]);
     assert!(ok, "{out}\n{err}");
